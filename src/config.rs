@@ -1,0 +1,1547 @@
+//! Configuration: text → TOML → `${VAR}` interpolation → adapter merge → raw structs → a validated
+//! [`Config`].
+//!
+//! In: a TOML file (DESIGN.md §2) and the process environment. Out: a [`Config`] whose every value
+//! has been checked, or a [`ConfigError`] listing *every* problem with its key path and a hint.
+//!
+//! Invariant: nothing downstream re-validates. A `Config` that exists is one `pollhook run` can
+//! start from; secrets inside it are [`Secret`]s that print as `***`.
+//!
+//! Interpolation runs over the parsed TOML's string values rather than the raw text, so a secret
+//! holding a quote or a newline cannot change the file's structure, and a `${VAR}` in a comment is
+//! never required.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde_json_path::JsonPath;
+use url::Url;
+
+use crate::adapters;
+use crate::endpoint::{ActionFilter, EndpointSpec};
+use crate::sign::{self, Scheme};
+
+/// Where `pollhook` looks for its config when neither `--config` nor `POLLHOOK_CONFIG` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "pollhook.toml";
+
+/// A string that must never be printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself, for the one place that needs it (a header, a signature).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// `abcd…` style hint safe to show an operator: at most the first four characters.
+    pub fn hint(&self) -> String {
+        let head: String = self.0.chars().take(4).collect();
+        format!("{head}…")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+// ───────────────────────────── the validated config ─────────────────────────────
+
+/// A checked configuration: what `pollhook run` starts from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (for messages).
+    pub file: PathBuf,
+    /// SQLite database location.
+    pub storage: StorageConfig,
+    /// Admin API settings.
+    pub server: ServerConfig,
+    /// Poll scheduling limits shared by every source.
+    pub poll: PollConfig,
+    /// Delivery settings shared by every endpoint.
+    pub delivery: DeliveryConfig,
+    /// The APIs to poll.
+    pub sources: Vec<SourceConfig>,
+    /// Endpoints declared in the file; reconciled into the database at start.
+    pub endpoints: Vec<EndpointSpec>,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Path of the SQLite database (created if missing).
+    pub path: PathBuf,
+}
+
+/// `[server]`: the admin API.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address the admin API listens on.
+    pub listen: SocketAddr,
+    /// Bearer token the admin API requires.
+    pub admin_token: Option<Secret>,
+}
+
+/// `[poll]`: limits across all sources.
+#[derive(Debug, Clone)]
+pub struct PollConfig {
+    /// At most this many polls run at once, whatever their schedules say.
+    pub concurrency: usize,
+}
+
+/// `[delivery]`.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Timeout of one POST, unless an endpoint sets its own.
+    pub timeout: Duration,
+    /// Waits between attempts; after the last one the delivery is failed (dead letter).
+    pub retries: Vec<Duration>,
+    /// Plain `http://` endpoints allowed.
+    pub allow_http: bool,
+    /// Networks an endpoint may resolve into although they are private or loopback.
+    pub allow_networks: Vec<IpNet>,
+    /// Requests in flight across all endpoints.
+    pub concurrency: usize,
+    /// Requests in flight to one endpoint.
+    pub endpoint_concurrency: usize,
+    /// An endpoint failing without a single success for this long is disabled.
+    pub disable_after: Duration,
+}
+
+/// One `[[sources]]` entry.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Unique name, the first half of `source.resource`.
+    pub name: String,
+    /// How items are fetched.
+    pub kind: SourceKind,
+    /// The listings polled from it.
+    pub resources: Vec<ResourceConfig>,
+}
+
+/// The fetching engine behind a source.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// The generic REST engine (`adapter = "rest"` or any definition in `adapters/`).
+    Rest(RestConfig),
+    /// An external program printing a JSON array (`adapter = "exec"`).
+    Exec(ExecConfig),
+}
+
+/// Settings of the generic REST engine, shared by a source's resources.
+#[derive(Debug, Clone)]
+pub struct RestConfig {
+    /// Base URL; resource paths are joined onto it.
+    pub base_url: Url,
+    /// How requests authenticate.
+    pub auth: Auth,
+    /// Extra request headers (values may be secrets).
+    pub headers: Vec<(String, Secret)>,
+    /// Timeout of one HTTP request.
+    pub timeout: Duration,
+    /// Attempts per request beyond the first, on connect errors, timeouts, 5xx and 429.
+    pub retries: u32,
+    /// Longest `Retry-After` honoured; a longer one fails the fetch.
+    pub max_retry_after: Duration,
+    /// At most this many requests per second to this source.
+    pub rate_limit: Option<f64>,
+    /// A listing longer than this many pages is treated as a runaway and fails.
+    pub max_pages: u32,
+}
+
+/// Settings of the exec engine.
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// The program is killed after this long.
+    pub timeout: Duration,
+}
+
+/// Request authentication (DESIGN.md §3).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    /// No credentials.
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The token.
+        token: Secret,
+    },
+    /// `Authorization: Basic base64(user:password)`.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: Secret,
+    },
+    /// A key in a header or a query parameter.
+    ApiKey {
+        /// Where it goes.
+        place: KeyPlace,
+        /// The key.
+        value: Secret,
+    },
+}
+
+/// Where an API key is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPlace {
+    /// In this request header.
+    Header(String),
+    /// In this query parameter.
+    Query(String),
+}
+
+/// One listing of a source.
+#[derive(Debug, Clone)]
+pub struct ResourceConfig {
+    /// Unique within its source.
+    pub name: String,
+    /// Path joined onto the source's base URL (or the program's `POLLHOOK_RESOURCE` for exec).
+    pub path: String,
+    /// Static query parameters.
+    pub query: Vec<(String, String)>,
+    /// When to poll.
+    pub when: When,
+    /// Largest random delay added to each scheduled poll.
+    pub jitter: Duration,
+    /// Where the items are in a response; `None`: the body is the array.
+    pub items: Option<JsonPath>,
+    /// The text of `items`, for messages.
+    pub items_text: Option<String>,
+    /// Field paths whose values identify an item (several: a composite id).
+    pub id: Vec<FieldPath>,
+    /// Field paths left out of the hash.
+    pub ignore: Vec<FieldPath>,
+    /// How the listing is paged.
+    pub pagination: Pagination,
+    /// What the very first poll does.
+    pub initial: Initial,
+    /// A complete listing deleting more than this share of the snapshot is held back.
+    pub max_delete_ratio: f64,
+}
+
+impl ResourceConfig {
+    /// `source.resource`, the name used in filters, logs and the CLI.
+    pub fn key(&self, source: &str) -> String {
+        format!("{source}.{}", self.name)
+    }
+}
+
+/// When a resource is polled.
+#[derive(Debug, Clone)]
+pub enum When {
+    /// Every so often, measured from the start of the previous poll.
+    Every(Duration),
+    /// On a crontab schedule (5 fields, or 6 with seconds first), in a time zone.
+    Cron {
+        /// The parsed pattern.
+        cron: Box<croner::Cron>,
+        /// The time zone it is read in.
+        tz: chrono_tz::Tz,
+    },
+}
+
+/// What the first poll of a resource does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initial {
+    /// Record the listing as the snapshot and emit nothing.
+    Baseline,
+    /// Emit a `created` event for every item.
+    Emit,
+}
+
+/// How a listing is paged (DESIGN.md §3).
+#[derive(Debug, Clone)]
+pub enum Pagination {
+    /// One request returns everything.
+    None,
+    /// RFC 8288 `Link: <…>; rel="next"`.
+    LinkHeader,
+    /// `?page=N&per_page=S`.
+    Page {
+        /// Page number parameter.
+        page_param: String,
+        /// Page size parameter, if any.
+        size_param: Option<String>,
+        /// Page size.
+        size: u32,
+        /// Number of the first page.
+        first: u64,
+    },
+    /// `?offset=N&limit=S`.
+    Offset {
+        /// Offset parameter.
+        offset_param: String,
+        /// Limit parameter.
+        limit_param: String,
+        /// Page size.
+        size: u32,
+    },
+    /// `?cursor=<value found in the previous response>`.
+    Cursor {
+        /// Cursor parameter.
+        cursor_param: String,
+        /// Where the next cursor is in a response.
+        next_cursor: JsonPath,
+    },
+    /// The next page's URL is in the response body.
+    NextUrl {
+        /// Where the URL is.
+        next_url: JsonPath,
+    },
+}
+
+/// A dotted path into an item (`customer.id`, `lines.*.sku`, `tags.0`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FieldPath(Vec<String>);
+
+impl FieldPath {
+    /// The path's segments.
+    pub fn segments(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl FromStr for FieldPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let segments: Vec<String> = s.split('.').map(str::to_owned).collect();
+        if s.is_empty() || segments.iter().any(String::is_empty) {
+            return Err(format!(
+                "`{s}` is not a field path; write dotted names such as `id` or `customer.id`"
+            ));
+        }
+        Ok(Self(segments))
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
+}
+
+// ───────────────────────────── errors ─────────────────────────────
+
+/// One thing wrong with a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path, such as `sources[shop].resources[orders].every`.
+    pub at: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+/// A config that could not be loaded, with every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {file}: {source} (hint: pass --config FILE or set POLLHOOK_CONFIG)")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{file} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        file: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// The file parsed but its content is wrong.
+    #[error("{file} has {} problem(s):\n{}", problems.len(), list(problems))]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Collects problems during validation.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, at: impl Into<String>, message: impl Into<String>, hint: Option<&str>) {
+        self.0.push(Problem {
+            at: at.into(),
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        });
+    }
+}
+
+// ───────────────────────────── loading ─────────────────────────────
+
+/// The environment a config is read in: a lookup so tests need not touch the process environment.
+pub trait Env {
+    /// The variable's value, if set.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+impl Config {
+    /// Reads, interpolates and validates the file at `path` in the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text, &ProcessEnv)
+    }
+
+    /// Validates config `text` as if read from `file`, looking variables up in `env`.
+    pub fn parse(file: &Path, text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+        let syntax = |message: String| ConfigError::Syntax {
+            file: file.to_owned(),
+            message,
+        };
+        let invalid = |problems: Vec<Problem>| ConfigError::Invalid {
+            file: file.to_owned(),
+            problems,
+        };
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            syntax(e.to_string().trim_end().to_owned())
+        })?;
+
+        let mut problems = Problems::default();
+        interpolate_table(&mut table, "", env, &mut problems);
+        apply_env_overrides(&mut table, env);
+        if !problems.0.is_empty() {
+            return Err(invalid(problems.0));
+        }
+
+        let adapters_dir = table
+            .get("adapters_dir")
+            .and_then(toml::Value::as_str)
+            .map(|dir| resolve(file, dir));
+        let catalog = adapters::Catalog::load(adapters_dir.as_deref()).map_err(|e| {
+            invalid(vec![Problem {
+                at: "adapters_dir".into(),
+                message: e.to_string(),
+                hint: None,
+            }])
+        })?;
+        if let Some(toml::Value::Array(sources)) = table.get_mut("sources") {
+            for (i, source) in sources.iter_mut().enumerate() {
+                if let toml::Value::Table(source) = source
+                    && let Err(p) = catalog.apply(source)
+                {
+                    problems.push(format!("sources[{i}].adapter"), p.message, p.hint.as_deref());
+                }
+            }
+        }
+        if !problems.0.is_empty() {
+            return Err(invalid(problems.0));
+        }
+
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let at = e.path().to_string();
+                invalid(vec![Problem {
+                    at: if at == "." { "(top level)".into() } else { at },
+                    message: e.into_inner().to_string().trim_end().to_owned(),
+                    hint: Some("see config/example.toml for every key".into()),
+                }])
+            })?;
+        let config = validate(file, raw, &mut problems);
+        if problems.0.is_empty() {
+            Ok(config)
+        } else {
+            Err(invalid(problems.0))
+        }
+    }
+}
+
+/// A path in the config is relative to the config file's directory.
+fn resolve(file: &Path, path: &str) -> PathBuf {
+    let path = Path::new(path);
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(path),
+        _ => path.to_owned(),
+    }
+}
+
+/// The short list of environment overrides a container needs (DESIGN.md §2).
+fn apply_env_overrides(table: &mut toml::Table, env: &dyn Env) {
+    let overrides = [
+        ("POLLHOOK_STORAGE_PATH", "storage", "path"),
+        ("POLLHOOK_LISTEN", "server", "listen"),
+        ("POLLHOOK_ADMIN_TOKEN", "server", "admin_token"),
+    ];
+    for (var, section, key) in overrides {
+        if let Some(value) = env.var(var).filter(|v| !v.is_empty()) {
+            let section = table
+                .entry(section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(section) = section {
+                section.insert(key.into(), toml::Value::String(value));
+            }
+        }
+    }
+    if let Some(dir) = env.var("POLLHOOK_ADAPTERS_DIR").filter(|v| !v.is_empty()) {
+        table.insert("adapters_dir".into(), toml::Value::String(dir));
+    }
+}
+
+fn interpolate_table(table: &mut toml::Table, at: &str, env: &dyn Env, problems: &mut Problems) {
+    for (key, value) in table.iter_mut() {
+        let here = if at.is_empty() {
+            key.clone()
+        } else {
+            format!("{at}.{key}")
+        };
+        interpolate_value(value, &here, env, problems);
+    }
+}
+
+fn interpolate_value(value: &mut toml::Value, at: &str, env: &dyn Env, problems: &mut Problems) {
+    match value {
+        toml::Value::String(s) => match interpolate(s, env) {
+            Ok(out) => *s = out,
+            Err(missing) => {
+                for var in missing {
+                    problems.push(
+                        at,
+                        format!("environment variable `{var}` is not set"),
+                        Some(&format!("export {var}=… or write ${{{var}:-default}}")),
+                    );
+                }
+            }
+        },
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate_value(item, &format!("{at}[{i}]"), env, problems);
+            }
+        }
+        toml::Value::Table(table) => interpolate_table(table, at, env, problems),
+        _ => {}
+    }
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` in `text`; `$${` stands for a literal `${`.
+/// Returns the names of every unset variable without a default.
+pub fn interpolate(text: &str, env: &dyn Env) -> Result<String, Vec<String>> {
+    let mut out = String::with_capacity(text.len());
+    let mut missing = Vec::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{')
+            && let Some(end) = body.find('}')
+        {
+            let expr = &body[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (expr, None),
+            };
+            match (env.var(name), default) {
+                (Some(value), _) if !(value.is_empty() && default.is_some()) => {
+                    out.push_str(&value)
+                }
+                (_, Some(default)) => out.push_str(default),
+                (None, None) => missing.push(name.to_owned()),
+                (Some(value), None) => out.push_str(&value),
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing)
+    }
+}
+
+// ───────────────────────────── raw TOML shapes ─────────────────────────────
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    poll: RawPoll,
+    #[serde(default)]
+    delivery: RawDelivery,
+    #[serde(default)]
+    sources: Vec<RawSource>,
+    #[serde(default)]
+    endpoints: Vec<RawEndpoint>,
+    #[allow(dead_code)] // read before deserializing, kept here so the key is known
+    adapters_dir: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    path: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    admin_token: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPoll {
+    concurrency: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    timeout: Option<String>,
+    retries: Option<Vec<String>>,
+    #[serde(default)]
+    allow_http: bool,
+    #[serde(default)]
+    allow_networks: Vec<String>,
+    concurrency: Option<usize>,
+    endpoint_concurrency: Option<usize>,
+    disable_after: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: String,
+    #[serde(default = "default_adapter")]
+    adapter: String,
+    base_url: Option<String>,
+    auth: Option<RawAuth>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    timeout: Option<String>,
+    retries: Option<u32>,
+    max_retry_after: Option<String>,
+    rate_limit: Option<f64>,
+    max_pages: Option<u32>,
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    resources: Vec<RawResource>,
+}
+
+fn default_adapter() -> String {
+    "rest".into()
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+enum RawAuth {
+    None,
+    Bearer {
+        token: String,
+    },
+    Basic {
+        username: String,
+        #[serde(default)]
+        password: String,
+    },
+    ApiKey {
+        header: Option<String>,
+        query: Option<String>,
+        value: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResource {
+    name: String,
+    path: Option<String>,
+    #[serde(default)]
+    query: BTreeMap<String, toml::Value>,
+    every: Option<String>,
+    schedule: Option<String>,
+    tz: Option<String>,
+    jitter: Option<String>,
+    items: Option<String>,
+    id: Option<OneOrMany>,
+    #[serde(default)]
+    ignore: Vec<String>,
+    pagination: Option<RawPagination>,
+    initial: Option<String>,
+    max_delete_ratio: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "style", rename_all = "kebab-case", deny_unknown_fields)]
+enum RawPagination {
+    None,
+    LinkHeader,
+    Page {
+        page_param: Option<String>,
+        size_param: Option<String>,
+        size: Option<u32>,
+        first: Option<u64>,
+    },
+    Offset {
+        offset_param: Option<String>,
+        limit_param: Option<String>,
+        size: Option<u32>,
+    },
+    Cursor {
+        cursor_param: Option<String>,
+        next_cursor: String,
+    },
+    NextUrl {
+        next_url: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    name: String,
+    url: String,
+    secret: String,
+    #[serde(default = "default_signing")]
+    signing: String,
+    resources: Option<Vec<String>>,
+    actions: Option<Vec<String>>,
+    #[serde(default = "yes")]
+    active: bool,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    timeout: Option<String>,
+}
+
+fn default_signing() -> String {
+    "jwt".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+// ───────────────────────────── validation ─────────────────────────────
+
+/// Default waits between delivery attempts (DESIGN.md §7).
+pub const DEFAULT_RETRIES: [&str; 7] = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"];
+
+/// Parses a human duration (`500ms`, `30s`, `5m`, `2h`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. `30s`, `5m` or `2h`"))
+}
+
+fn duration(
+    value: Option<&str>,
+    default: Duration,
+    at: impl Into<String>,
+    p: &mut Problems,
+) -> Duration {
+    match value.map(parse_duration) {
+        None => default,
+        Some(Ok(d)) => d,
+        Some(Err(message)) => {
+            p.push(at, message, None);
+            default
+        }
+    }
+}
+
+fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
+    let storage = StorageConfig {
+        path: resolve(file, raw.storage.path.as_deref().unwrap_or("pollhook.db")),
+    };
+    let listen_text = raw.server.listen.as_deref().unwrap_or("127.0.0.1:8787");
+    let listen = listen_text.parse().unwrap_or_else(|_| {
+        p.push(
+            "server.listen",
+            format!("`{listen_text}` is not an address"),
+            Some("write host:port, e.g. 127.0.0.1:8787 or 0.0.0.0:8787"),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 8787))
+    });
+    let server = ServerConfig {
+        listen,
+        admin_token: raw
+            .server
+            .admin_token
+            .filter(|t| !t.is_empty())
+            .map(Secret::new),
+    };
+    let poll = PollConfig {
+        concurrency: positive(raw.poll.concurrency, 4, "poll.concurrency", p),
+    };
+    let delivery = validate_delivery(raw.delivery, p);
+
+    let mut names = HashSet::new();
+    let mut sources = Vec::new();
+    for (i, source) in raw.sources.into_iter().enumerate() {
+        if !names.insert(source.name.clone()) {
+            p.push(
+                format!("sources[{i}].name"),
+                format!("a source named `{}` is already defined", source.name),
+                Some("source names must be unique"),
+            );
+        }
+        if let Some(source) = validate_source(source, p) {
+            sources.push(source);
+        }
+    }
+
+    let mut endpoint_names = HashSet::new();
+    let mut endpoints = Vec::new();
+    for endpoint in raw.endpoints {
+        let at = format!("endpoints[{}]", endpoint.name);
+        if !endpoint_names.insert(endpoint.name.clone()) {
+            p.push(
+                format!("{at}.name"),
+                "an endpoint with this name is already defined",
+                Some("endpoint names must be unique"),
+            );
+        }
+        if let Some(endpoint) = validate_endpoint(endpoint, &sources, &at, p) {
+            endpoints.push(endpoint);
+        }
+    }
+
+    Config {
+        file: file.to_owned(),
+        storage,
+        server,
+        poll,
+        delivery,
+        sources,
+        endpoints,
+    }
+}
+
+fn positive(value: Option<usize>, default: usize, at: &str, p: &mut Problems) -> usize {
+    match value {
+        None => default,
+        Some(0) => {
+            p.push(at, "must be at least 1", None);
+            default
+        }
+        Some(n) => n,
+    }
+}
+
+fn validate_delivery(raw: RawDelivery, p: &mut Problems) -> DeliveryConfig {
+    let retries = match raw.retries {
+        None => DEFAULT_RETRIES
+            .iter()
+            .filter_map(|d| parse_duration(d).ok())
+            .collect(),
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| match parse_duration(d) {
+                Ok(d) => Some(d),
+                Err(m) => {
+                    p.push(format!("delivery.retries[{i}]"), m, None);
+                    None
+                }
+            })
+            .collect(),
+    };
+    let allow_networks = raw
+        .allow_networks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, net)| match parse_network(net) {
+            Ok(net) => Some(net),
+            Err(()) => {
+                p.push(
+                    format!("delivery.allow_networks[{i}]"),
+                    format!("`{net}` is not a network"),
+                    Some("write a CIDR such as 127.0.0.0/8 or 10.1.2.3/32"),
+                );
+                None
+            }
+        })
+        .collect();
+    DeliveryConfig {
+        timeout: duration(
+            raw.timeout.as_deref(),
+            Duration::from_secs(5),
+            "delivery.timeout",
+            p,
+        ),
+        retries,
+        allow_http: raw.allow_http,
+        allow_networks,
+        concurrency: positive(raw.concurrency, 64, "delivery.concurrency", p),
+        endpoint_concurrency: positive(
+            raw.endpoint_concurrency,
+            16,
+            "delivery.endpoint_concurrency",
+            p,
+        ),
+        disable_after: duration(
+            raw.disable_after.as_deref(),
+            Duration::from_secs(5 * 24 * 3600),
+            "delivery.disable_after",
+            p,
+        ),
+    }
+}
+
+/// Parses a CIDR, or a bare address as a one-address network.
+pub fn parse_network(text: &str) -> Result<IpNet, ()> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| ())
+}
+
+fn validate_source(raw: RawSource, p: &mut Problems) -> Option<SourceConfig> {
+    let at = format!("sources[{}]", raw.name);
+    if !valid_name(&raw.name) {
+        p.push(
+            format!("{at}.name"),
+            format!("`{}` is not a usable name", raw.name),
+            Some("use letters, digits, `-` and `_`"),
+        );
+    }
+    let kind = match raw.adapter.as_str() {
+        "exec" => {
+            let command = raw.command.unwrap_or_default();
+            if command.is_empty() {
+                p.push(
+                    format!("{at}.command"),
+                    "an exec source needs a command",
+                    Some(r#"command = ["python3", "list.py"]"#),
+                );
+            }
+            for key in [
+                ("base_url", raw.base_url.is_some()),
+                ("auth", raw.auth.is_some()),
+            ] {
+                if key.1 {
+                    p.push(
+                        format!("{at}.{}", key.0),
+                        "an exec source does not make HTTP requests",
+                        Some("remove it, or use adapter = \"rest\""),
+                    );
+                }
+            }
+            SourceKind::Exec(ExecConfig {
+                command,
+                timeout: duration(
+                    raw.timeout.as_deref(),
+                    Duration::from_secs(30),
+                    format!("{at}.timeout"),
+                    p,
+                ),
+            })
+        }
+        _ => {
+            if raw.command.is_some() {
+                p.push(
+                    format!("{at}.command"),
+                    "only an exec source runs a command",
+                    Some("set adapter = \"exec\", or remove command"),
+                );
+            }
+            let base_url = match raw.base_url.as_deref().map(Url::parse) {
+                Some(Ok(url)) if matches!(url.scheme(), "http" | "https") => url,
+                Some(Ok(url)) => {
+                    p.push(
+                        format!("{at}.base_url"),
+                        format!("`{url}` is not an http(s) URL"),
+                        None,
+                    );
+                    return None;
+                }
+                Some(Err(e)) => {
+                    p.push(
+                        format!("{at}.base_url"),
+                        format!("not a URL: {e}"),
+                        Some("write e.g. https://api.example.com/v1"),
+                    );
+                    return None;
+                }
+                None => {
+                    p.push(
+                        format!("{at}.base_url"),
+                        "a REST source needs a base_url",
+                        Some("base_url = \"https://api.example.com\""),
+                    );
+                    return None;
+                }
+            };
+            let auth = validate_auth(raw.auth, &format!("{at}.auth"), p);
+            if let Some(rate) = raw.rate_limit
+                && !(rate > 0.0 && rate.is_finite())
+            {
+                p.push(
+                    format!("{at}.rate_limit"),
+                    "must be a positive number of requests per second",
+                    Some("rate_limit = 5"),
+                );
+            }
+            SourceKind::Rest(RestConfig {
+                base_url,
+                auth,
+                headers: raw
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| (k, Secret::new(v)))
+                    .collect(),
+                timeout: duration(
+                    raw.timeout.as_deref(),
+                    Duration::from_secs(30),
+                    format!("{at}.timeout"),
+                    p,
+                ),
+                retries: raw.retries.unwrap_or(3),
+                max_retry_after: duration(
+                    raw.max_retry_after.as_deref(),
+                    Duration::from_secs(120),
+                    format!("{at}.max_retry_after"),
+                    p,
+                ),
+                rate_limit: raw.rate_limit.filter(|r| *r > 0.0 && r.is_finite()),
+                max_pages: raw.max_pages.unwrap_or(10_000),
+            })
+        }
+    };
+    if raw.resources.is_empty() {
+        p.push(
+            format!("{at}.resources"),
+            "a source needs at least one resource",
+            Some("add a [[sources.resources]] table with name, path and every"),
+        );
+    }
+    let mut names = HashSet::new();
+    let resources = raw
+        .resources
+        .into_iter()
+        .filter_map(|r| {
+            if !names.insert(r.name.clone()) {
+                p.push(
+                    format!("{at}.resources[{}].name", r.name),
+                    "a resource with this name is already defined in this source",
+                    None,
+                );
+            }
+            validate_resource(r, &at, matches!(kind, SourceKind::Exec(_)), p)
+        })
+        .collect();
+    Some(SourceConfig {
+        name: raw.name,
+        kind,
+        resources,
+    })
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn validate_auth(raw: Option<RawAuth>, at: &str, p: &mut Problems) -> Auth {
+    match raw {
+        None | Some(RawAuth::None) => Auth::None,
+        Some(RawAuth::Bearer { token }) => Auth::Bearer {
+            token: Secret::new(token),
+        },
+        Some(RawAuth::Basic { username, password }) => Auth::Basic {
+            username,
+            password: Secret::new(password),
+        },
+        Some(RawAuth::ApiKey {
+            header,
+            query,
+            value,
+        }) => {
+            let place = match (header, query) {
+                (Some(h), None) => KeyPlace::Header(h),
+                (None, Some(q)) => KeyPlace::Query(q),
+                _ => {
+                    p.push(
+                        at,
+                        "an api-key needs exactly one of `header` or `query`",
+                        Some(r#"auth = { type = "api-key", header = "X-API-Key", value = "${KEY}" }"#),
+                    );
+                    KeyPlace::Header("X-API-Key".into())
+                }
+            };
+            Auth::ApiKey {
+                place,
+                value: Secret::new(value),
+            }
+        }
+    }
+}
+
+fn json_path(text: &str, at: &str, p: &mut Problems) -> Option<JsonPath> {
+    match JsonPath::parse(text) {
+        Ok(path) => Some(path),
+        Err(e) => {
+            p.push(
+                at,
+                format!("`{text}` is not a JSONPath: {e}"),
+                Some("JSONPath (RFC 9535) starts with `$`, e.g. `$.data` or `$.meta.next`"),
+            );
+            None
+        }
+    }
+}
+
+fn validate_resource(
+    raw: RawResource,
+    source_at: &str,
+    exec: bool,
+    p: &mut Problems,
+) -> Option<ResourceConfig> {
+    let at = format!("{source_at}.resources[{}]", raw.name);
+    if !valid_name(&raw.name) {
+        p.push(
+            format!("{at}.name"),
+            format!("`{}` is not a usable name", raw.name),
+            Some("use letters, digits, `-` and `_`"),
+        );
+    }
+    let when = match (raw.every.as_deref(), raw.schedule.as_deref()) {
+        (Some(_), Some(_)) => {
+            p.push(
+                &at,
+                "both `every` and `schedule` are set",
+                Some("keep one of them"),
+            );
+            None
+        }
+        (None, None) => {
+            p.push(
+                &at,
+                "no `every` or `schedule`: when should it be polled?",
+                Some(r#"every = "30s" or schedule = "*/5 * * * *""#),
+            );
+            None
+        }
+        (Some(every), None) => match parse_duration(every) {
+            Ok(d) if d >= Duration::from_millis(100) => Some(When::Every(d)),
+            Ok(_) => {
+                p.push(format!("{at}.every"), "must be at least 100ms", None);
+                None
+            }
+            Err(m) => {
+                p.push(format!("{at}.every"), m, None);
+                None
+            }
+        },
+        (None, Some(schedule)) => {
+            let tz = match raw.tz.as_deref().map(str::parse::<chrono_tz::Tz>) {
+                None => Some(chrono_tz::UTC),
+                Some(Ok(tz)) => Some(tz),
+                Some(Err(_)) => {
+                    p.push(
+                        format!("{at}.tz"),
+                        format!("`{}` is not a time zone", raw.tz.as_deref().unwrap_or("")),
+                        Some("use an IANA name such as Europe/Copenhagen or UTC"),
+                    );
+                    None
+                }
+            };
+            let cron = parse_cron(schedule).map_err(|m| p.push(format!("{at}.schedule"), m, Some("write a crontab line: minute hour day-of-month month day-of-week, e.g. \"0 9 * * 1-5\"")));
+            match (cron, tz) {
+                (Ok(cron), Some(tz)) => Some(When::Cron {
+                    cron: Box::new(cron),
+                    tz,
+                }),
+                _ => None,
+            }
+        }
+    };
+    if raw.tz.is_some() && raw.schedule.is_none() {
+        p.push(
+            format!("{at}.tz"),
+            "`tz` only applies to a cron `schedule`",
+            None,
+        );
+    }
+    let jitter = match (&when, raw.jitter.as_deref()) {
+        (_, Some(text)) => duration(Some(text), Duration::ZERO, format!("{at}.jitter"), p),
+        // Default: a tenth of the interval, at most five seconds, so many resources started
+        // together do not hit an API in the same instant.
+        (Some(When::Every(every)), None) => (*every / 10).min(Duration::from_secs(5)),
+        _ => Duration::from_secs(1),
+    };
+    let items = raw
+        .items
+        .as_deref()
+        .and_then(|text| json_path(text, &format!("{at}.items"), p));
+    let id_texts = match raw.id {
+        None => vec!["id".to_owned()],
+        Some(OneOrMany::One(one)) => vec![one],
+        Some(OneOrMany::Many(many)) => many,
+    };
+    if id_texts.is_empty() {
+        p.push(format!("{at}.id"), "needs at least one field", None);
+    }
+    let field_paths = |texts: &[String], key: &str, p: &mut Problems| -> Vec<FieldPath> {
+        texts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                t.parse()
+                    .map_err(|m: String| p.push(format!("{at}.{key}[{i}]"), m, None))
+                    .ok()
+            })
+            .collect()
+    };
+    let id = field_paths(&id_texts, "id", p);
+    let ignore = field_paths(&raw.ignore, "ignore", p);
+    let query = raw
+        .query
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            toml::Value::String(s) => Some((k, s)),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                Some((k, v.to_string()))
+            }
+            _ => {
+                p.push(
+                    format!("{at}.query.{k}"),
+                    "a query value must be a string, number or boolean",
+                    None,
+                );
+                None
+            }
+        })
+        .collect();
+    let pagination = match raw.pagination {
+        None | Some(RawPagination::None) => Pagination::None,
+        Some(RawPagination::LinkHeader) => Pagination::LinkHeader,
+        Some(RawPagination::Page {
+            page_param,
+            size_param,
+            size,
+            first,
+        }) => Pagination::Page {
+            page_param: page_param.unwrap_or_else(|| "page".into()),
+            size_param,
+            size: page_size(size, &at, p),
+            first: first.unwrap_or(1),
+        },
+        Some(RawPagination::Offset {
+            offset_param,
+            limit_param,
+            size,
+        }) => Pagination::Offset {
+            offset_param: offset_param.unwrap_or_else(|| "offset".into()),
+            limit_param: limit_param.unwrap_or_else(|| "limit".into()),
+            size: page_size(size, &at, p),
+        },
+        Some(RawPagination::Cursor {
+            cursor_param,
+            next_cursor,
+        }) => Pagination::Cursor {
+            cursor_param: cursor_param.unwrap_or_else(|| "cursor".into()),
+            next_cursor: json_path(&next_cursor, &format!("{at}.pagination.next_cursor"), p)?,
+        },
+        Some(RawPagination::NextUrl { next_url }) => Pagination::NextUrl {
+            next_url: json_path(&next_url, &format!("{at}.pagination.next_url"), p)?,
+        },
+    };
+    if exec && !matches!(pagination, Pagination::None) {
+        p.push(
+            format!("{at}.pagination"),
+            "an exec source prints the whole listing; it has no pages",
+            Some("remove pagination"),
+        );
+    }
+    let initial = match raw.initial.as_deref() {
+        None | Some("baseline") => Initial::Baseline,
+        Some("emit") => Initial::Emit,
+        Some(other) => {
+            p.push(
+                format!("{at}.initial"),
+                format!("`{other}` is not a choice"),
+                Some(r#"initial = "baseline" (default) or "emit""#),
+            );
+            Initial::Baseline
+        }
+    };
+    let max_delete_ratio = raw.max_delete_ratio.unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&max_delete_ratio) {
+        p.push(
+            format!("{at}.max_delete_ratio"),
+            format!("{max_delete_ratio} is not between 0 and 1"),
+            Some("0.5 holds back a listing that would delete more than half the snapshot"),
+        );
+    }
+    let path = match raw.path {
+        Some(path) => path,
+        None if exec => raw.name.clone(),
+        None => {
+            p.push(
+                format!("{at}.path"),
+                "a REST resource needs a path",
+                Some(r#"path = "/orders""#),
+            );
+            String::new()
+        }
+    };
+    Some(ResourceConfig {
+        name: raw.name,
+        path,
+        query,
+        when: when?,
+        jitter,
+        items,
+        items_text: raw.items,
+        id,
+        ignore,
+        pagination,
+        initial,
+        max_delete_ratio,
+    })
+}
+
+fn page_size(size: Option<u32>, at: &str, p: &mut Problems) -> u32 {
+    match size {
+        None => 100,
+        Some(0) => {
+            p.push(
+                format!("{at}.pagination.size"),
+                "must be at least 1",
+                None,
+            );
+            100
+        }
+        Some(n) => n,
+    }
+}
+
+/// Parses a crontab line: 5 fields, or 6 with seconds first; weekdays 0–7 with 0 and 7 Sunday,
+/// as crontab(5) reads them.
+pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
+    let fields = text.split_whitespace().count();
+    if !(5..=6).contains(&fields) {
+        return Err(format!(
+            "`{text}` has {fields} fields; a crontab line has 5 (or 6 with seconds first)"
+        ));
+    }
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(text)
+        .map_err(|e| format!("`{text}` is not a crontab schedule: {e}"))
+}
+
+fn validate_endpoint(
+    raw: RawEndpoint,
+    sources: &[SourceConfig],
+    at: &str,
+    p: &mut Problems,
+) -> Option<EndpointSpec> {
+    let scheme: Scheme = match raw.signing.parse() {
+        Ok(s) => s,
+        Err(_) => {
+            p.push(
+                format!("{at}.signing"),
+                format!("`{}` is not a signing scheme", raw.signing),
+                Some(r#"signing = "jwt" or "standard-webhooks""#),
+            );
+            return None;
+        }
+    };
+    if let Err(e) = sign::decode_secret(scheme, &raw.secret) {
+        p.push(
+            format!("{at}.secret"),
+            e.to_string(),
+            Some("generate one with `pollhook endpoints secret`"),
+        );
+    }
+    let resources = raw.resources.unwrap_or_else(|| vec!["*".into()]);
+    for (i, pattern) in resources.iter().enumerate() {
+        let known = sources.iter().any(|s| {
+            s.resources
+                .iter()
+                .any(|r| crate::endpoint::glob_match(pattern, &r.key(&s.name)))
+        });
+        if !known && !pattern.starts_with("pollhook.") && !sources.is_empty() {
+            p.push(
+                format!("{at}.resources[{i}]"),
+                format!("`{pattern}` matches no configured resource"),
+                Some("write source.resource, e.g. shop.orders or shop.*"),
+            );
+        }
+    }
+    let actions = match ActionFilter::parse(raw.actions.as_deref()) {
+        Ok(a) => a,
+        Err(m) => {
+            p.push(format!("{at}.actions"), m, None);
+            return None;
+        }
+    };
+    let timeout = raw
+        .timeout
+        .as_deref()
+        .map(|t| duration(Some(t), Duration::from_secs(5), format!("{at}.timeout"), p));
+    let spec = EndpointSpec {
+        name: raw.name,
+        url: raw.url,
+        secret: Secret::new(raw.secret),
+        signing: scheme,
+        resources,
+        actions,
+        active: raw.active,
+        headers: raw.headers.into_iter().collect(),
+        timeout,
+    };
+    if let Err(e) = spec.check_url() {
+        p.push(format!("{at}.url"), e, None);
+    }
+    Some(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn interpolates_set_default_and_escaped_variables() {
+        let e = env(&[("TOKEN", "s3cr\"et"), ("EMPTY", "")]);
+        assert_eq!(interpolate("a ${TOKEN} b", &e).unwrap(), "a s3cr\"et b");
+        assert_eq!(interpolate("${NOPE:-dflt}", &e).unwrap(), "dflt");
+        assert_eq!(interpolate("${EMPTY:-dflt}", &e).unwrap(), "dflt");
+        assert_eq!(interpolate("$${TOKEN} $5", &e).unwrap(), "${TOKEN} $5");
+        assert_eq!(
+            interpolate("${A}${B}", &e).unwrap_err(),
+            vec!["A".to_string(), "B".to_string()]
+        );
+    }
+
+    #[test]
+    fn crontab_lines_mean_what_crontab_users_expect() {
+        use chrono::{TimeZone, Utc};
+        // 2026-11-27 is a Friday.
+        let friday_noon = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+        let weekdays_at_nine = parse_cron("0 9 * * 1-5").unwrap();
+        let next = weekdays_at_nine
+            .find_next_occurrence(&friday_noon, false)
+            .unwrap();
+        assert_eq!(next, Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0).unwrap()); // Monday
+        let sundays = parse_cron("30 6 * * 0").unwrap();
+        let next = sundays.find_next_occurrence(&friday_noon, false).unwrap();
+        assert_eq!(next, Utc.with_ymd_and_hms(2026, 11, 29, 6, 30, 0).unwrap());
+        let sundays_as_7 = parse_cron("30 6 * * 7").unwrap();
+        assert_eq!(
+            sundays_as_7
+                .find_next_occurrence(&friday_noon, false)
+                .unwrap(),
+            next
+        );
+        let every_five = parse_cron("*/5 * * * *").unwrap();
+        assert_eq!(
+            every_five
+                .find_next_occurrence(&friday_noon, false)
+                .unwrap(),
+            Utc.with_ymd_and_hms(2026, 11, 27, 12, 5, 0).unwrap()
+        );
+        let with_seconds = parse_cron("*/10 * * * * *").unwrap();
+        assert_eq!(
+            with_seconds
+                .find_next_occurrence(&friday_noon, false)
+                .unwrap(),
+            Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 10).unwrap()
+        );
+        assert!(parse_cron("0 9 * *").is_err());
+        assert!(parse_cron("0 0 9 * * 1 2026").is_err());
+        assert!(parse_cron("61 * * * *").is_err());
+    }
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("hunter2-very-secret");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        assert_eq!(s.hint(), "hunt…");
+    }
+}

@@ -1,0 +1,260 @@
+//! Diff: the snapshot's `(id → hash)` and a listing's records → the changes.
+//!
+//! In: the snapshot of one resource, then records page by page as they arrive (so only the
+//! `(id, hash)` pairs and the *changed* bodies are held, never the whole listing). Out: a [`Diff`]
+//! with `created` / `updated` / `deleted` changes and, if the listing would delete suspiciously
+//! much, the deletes held back.
+//!
+//! Invariants (DESIGN.md §4): a new id is `created`, a changed hash `updated`, and an id missing
+//! from a *complete* listing `deleted`; an id listed twice counts once (the last copy wins); a
+//! listing that would delete more than `max_delete_ratio` of a snapshot of at least
+//! [`GUARD_MIN_SNAPSHOT`] items keeps its deletes back. Pure: no I/O.
+
+use std::collections::HashMap;
+
+use crate::normalize::{Hash, Record};
+
+/// Snapshots smaller than this are never guarded: deleting 2 of 3 items is not suspicious.
+pub const GUARD_MIN_SNAPSHOT: usize = 10;
+
+/// What happened to one item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// An id the snapshot did not have.
+    Created(Record),
+    /// A known id whose hash changed.
+    Updated(Record),
+    /// A known id missing from a complete listing.
+    Deleted {
+        /// The item's id.
+        id: String,
+    },
+}
+
+impl Change {
+    /// The item's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Change::Created(r) | Change::Updated(r) => &r.id,
+            Change::Deleted { id } => id,
+        }
+    }
+}
+
+/// Deletes kept back because they looked like an API glitch rather than real deletions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// How many items the listing would have deleted.
+    pub deletes: usize,
+    /// How many the snapshot held.
+    pub snapshot: usize,
+}
+
+/// The outcome of comparing a listing with the snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diff {
+    /// Changes in listing order, deletes last.
+    pub changes: Vec<Change>,
+    /// Set when the deletes were held back (they are then not in `changes`).
+    pub held: Option<Held>,
+    /// Distinct items in the listing.
+    pub listed: usize,
+}
+
+/// How deletes are judged when the listing ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeleteGuard {
+    /// Largest share of the snapshot one listing may delete.
+    pub max_ratio: f64,
+    /// The operator accepted the held-back deletes: apply them whatever their number.
+    pub accepted: bool,
+}
+
+/// Compares records with a snapshot as they stream in.
+#[derive(Debug)]
+pub struct Differ {
+    /// id → (hash, seen in this listing).
+    snapshot: HashMap<String, (Hash, bool)>,
+    changes: Vec<Change>,
+    /// ids seen in this listing that were not in the snapshot, or that changed: index in `changes`.
+    pending: HashMap<String, usize>,
+    listed: usize,
+}
+
+impl Differ {
+    /// Starts a diff against `snapshot` (`id → hash`).
+    pub fn new(snapshot: impl IntoIterator<Item = (String, Hash)>) -> Self {
+        Self {
+            snapshot: snapshot.into_iter().map(|(id, h)| (id, (h, false))).collect(),
+            changes: Vec::new(),
+            pending: HashMap::new(),
+            listed: 0,
+        }
+    }
+
+    /// Number of items in the snapshot.
+    pub fn snapshot_len(&self) -> usize {
+        self.snapshot.len()
+    }
+
+    /// Takes in one record of the listing.
+    pub fn push(&mut self, record: Record) {
+        if let Some(&at) = self.pending.get(&record.id) {
+            // Listed twice (pages shifted while paging): the later copy replaces the earlier.
+            if let Change::Created(r) | Change::Updated(r) = &mut self.changes[at] {
+                *r = record;
+            }
+            return;
+        }
+        match self.snapshot.get_mut(&record.id) {
+            Some((hash, seen)) => {
+                if !*seen {
+                    *seen = true;
+                    self.listed += 1;
+                }
+                if *hash != record.hash {
+                    self.pending.insert(record.id.clone(), self.changes.len());
+                    self.changes.push(Change::Updated(record));
+                }
+            }
+            None => {
+                self.listed += 1;
+                self.pending.insert(record.id.clone(), self.changes.len());
+                self.changes.push(Change::Created(record));
+            }
+        }
+    }
+
+    /// Ends the listing. `complete` is false for listings that cannot show deletions (an
+    /// incremental fetch); a failed fetch never reaches here.
+    pub fn finish(mut self, complete: bool, guard: DeleteGuard) -> Diff {
+        // An updated item whose last copy equals the snapshot is not a change after all.
+        let snapshot = &self.snapshot;
+        self.changes.retain(|c| match c {
+            Change::Updated(r) => snapshot.get(&r.id).is_none_or(|(h, _)| *h != r.hash),
+            _ => true,
+        });
+        let mut held = None;
+        if complete {
+            let mut deleted: Vec<&String> = self
+                .snapshot
+                .iter()
+                .filter(|(_, (_, seen))| !seen)
+                .map(|(id, _)| id)
+                .collect();
+            deleted.sort_unstable();
+            let total = self.snapshot.len();
+            let suspicious = total >= GUARD_MIN_SNAPSHOT
+                && deleted.len() as f64 > guard.max_ratio * total as f64;
+            if suspicious && !guard.accepted {
+                held = Some(Held {
+                    deletes: deleted.len(),
+                    snapshot: total,
+                });
+            } else {
+                self.changes.extend(
+                    deleted
+                        .into_iter()
+                        .map(|id| Change::Deleted { id: id.clone() }),
+                );
+            }
+        }
+        Diff {
+            changes: self.changes,
+            held,
+            listed: self.listed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec(id: &str, h: u8) -> Record {
+        Record {
+            id: id.into(),
+            body: json!({"id": id, "h": h}),
+            hash: [h; 32],
+        }
+    }
+
+    const OPEN: DeleteGuard = DeleteGuard {
+        max_ratio: 0.5,
+        accepted: false,
+    };
+
+    fn summary(diff: &Diff) -> Vec<String> {
+        diff.changes
+            .iter()
+            .map(|c| match c {
+                Change::Created(r) => format!("+{}", r.id),
+                Change::Updated(r) => format!("~{}", r.id),
+                Change::Deleted { id } => format!("-{id}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn created_updated_deleted() {
+        let mut d = Differ::new([("a".into(), [1; 32]), ("b".into(), [2; 32]), ("c".into(), [3; 32])]);
+        d.push(rec("a", 1));
+        d.push(rec("b", 9));
+        d.push(rec("d", 4));
+        let diff = d.finish(true, OPEN);
+        assert_eq!(summary(&diff), ["~b", "+d", "-c"]);
+        assert_eq!(diff.listed, 3);
+        assert_eq!(diff.held, None);
+    }
+
+    #[test]
+    fn incomplete_listing_never_deletes() {
+        let mut d = Differ::new([("a".into(), [1; 32])]);
+        d.push(rec("b", 2));
+        assert_eq!(summary(&d.finish(false, OPEN)), ["+b"]);
+    }
+
+    #[test]
+    fn duplicates_are_merged_last_copy_wins() {
+        let mut d = Differ::new([("a".into(), [1; 32])]);
+        d.push(rec("n", 1));
+        d.push(rec("a", 2));
+        d.push(rec("n", 5));
+        d.push(rec("a", 1)); // back to the snapshot's content
+        d.push(rec("a", 1));
+        let diff = d.finish(true, OPEN);
+        assert_eq!(summary(&diff), ["+n"]);
+        assert!(matches!(&diff.changes[0], Change::Created(r) if r.hash == [5; 32]));
+        assert_eq!(diff.listed, 2);
+    }
+
+    #[test]
+    fn mass_delete_is_held_unless_accepted() {
+        let snapshot: Vec<(String, Hash)> = (0..100).map(|i| (i.to_string(), [0; 32])).collect();
+        let diff = Differ::new(snapshot.clone()).finish(true, OPEN);
+        assert!(diff.changes.is_empty());
+        assert_eq!(
+            diff.held,
+            Some(Held {
+                deletes: 100,
+                snapshot: 100
+            })
+        );
+        let accepted = Differ::new(snapshot.clone()).finish(
+            true,
+            DeleteGuard {
+                accepted: true,
+                ..OPEN
+            },
+        );
+        assert_eq!(accepted.changes.len(), 100);
+        // Half exactly is allowed; one more is not.
+        let mut d = Differ::new(snapshot.clone());
+        (0..50).for_each(|i| d.push(rec(&i.to_string(), 0)));
+        assert_eq!(d.finish(true, OPEN).changes.len(), 50);
+        // Small snapshots are not guarded.
+        let small = Differ::new([("a".into(), [0; 32]), ("b".into(), [0; 32])]);
+        assert_eq!(small.finish(true, OPEN).changes.len(), 2);
+    }
+}

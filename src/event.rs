@@ -1,0 +1,206 @@
+//! Event: a [`Change`](crate::diff::Change) with its context → the webhook payload of DESIGN.md §5.
+//!
+//! In: the change, the item's previous body (for updates and deletes), the source and resource
+//! names and the detection time. Out: an [`Event`] whose JSON is what receivers get.
+//!
+//! Invariant: the event id is minted once, when the change is detected, and stored with the event,
+//! so every retry and replay carries the same id: the receiver's idempotency key. Every key of
+//! the shape is always present (`null` where it does not apply), so receivers can rely on it.
+//! Pure: no I/O.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::diff::Change;
+
+/// What happened to an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// It appeared.
+    Created,
+    /// Its content changed.
+    Updated,
+    /// It disappeared from a complete listing.
+    Deleted,
+}
+
+impl Action {
+    /// The lowercase name used in event types and filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Updated => "updated",
+            Action::Deleted => "deleted",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "created" => Ok(Action::Created),
+            "updated" => Ok(Action::Updated),
+            "deleted" => Ok(Action::Deleted),
+            other => Err(format!(
+                "`{other}` is not an action; use created, updated or deleted"
+            )),
+        }
+    }
+}
+
+/// The webhook payload (DESIGN.md §5). Field order here is the order on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// `evt_` + a UUIDv7: unique, time-ordered, stable across retries.
+    pub id: String,
+    /// `<resource>.<action>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The source's name.
+    pub source: String,
+    /// The resource's name.
+    pub resource: String,
+    /// What happened.
+    pub action: String,
+    /// The item's id.
+    pub resource_id: String,
+    /// When pollhook saw the change (RFC 3339, UTC, milliseconds).
+    pub detected_at: String,
+    /// The item now; `null` for `deleted`.
+    pub data: Value,
+    /// The item before; `null` for `created`.
+    pub previous: Value,
+    /// RFC 6902 JSON Patch from `previous` to `data`; `null` unless `updated`.
+    pub changes: Value,
+}
+
+/// Mints a new event id.
+pub fn new_id() -> String {
+    format!("evt_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Formats a detection time as events carry it.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Event {
+    /// Builds the event for `change`; `previous` is the snapshot's body for updates and deletes.
+    pub fn from_change(
+        source: &str,
+        resource: &str,
+        change: &Change,
+        previous: Option<Value>,
+        detected_at: DateTime<Utc>,
+    ) -> Event {
+        let (action, data) = match change {
+            Change::Created(r) => (Action::Created, r.body.clone()),
+            Change::Updated(r) => (Action::Updated, r.body.clone()),
+            Change::Deleted { .. } => (Action::Deleted, Value::Null),
+        };
+        let previous = match action {
+            Action::Created => Value::Null,
+            _ => previous.unwrap_or(Value::Null),
+        };
+        let changes = match action {
+            Action::Updated => serde_json::to_value(json_patch::diff(&previous, &data))
+                .unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        Event {
+            id: new_id(),
+            kind: format!("{resource}.{action}"),
+            source: source.to_owned(),
+            resource: resource.to_owned(),
+            action: action.as_str().to_owned(),
+            resource_id: change.id().to_owned(),
+            detected_at: timestamp(detected_at),
+            data,
+            previous,
+            changes,
+        }
+    }
+
+    /// The event as compact JSON, the bytes a receiver gets (standard-webhooks) or finds in the
+    /// JWT's `data` claim.
+    pub fn to_json(&self) -> String {
+        // Serializing a struct of strings and `Value`s cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::Record;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    #[test]
+    fn updated_event_has_the_design_shape_and_a_json_patch() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 23, 40, 0).unwrap();
+        let change = Change::Updated(Record {
+            id: "1042".into(),
+            body: json!({"id": 1042, "status": "shipped"}),
+            hash: [0; 32],
+        });
+        let e = Event::from_change(
+            "shop",
+            "orders",
+            &change,
+            Some(json!({"id": 1042, "status": "open"})),
+            at,
+        );
+        assert!(e.id.starts_with("evt_") && e.id.len() == 36, "{}", e.id);
+        let mut v = serde_json::to_value(&e).unwrap();
+        v["id"] = json!("evt_x");
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            serde_json::to_string(&json!({
+                "id": "evt_x", "type": "orders.updated", "source": "shop", "resource": "orders",
+                "action": "updated", "resource_id": "1042", "detected_at": "2026-11-22T23:40:00.000Z",
+                "data": {"id": 1042, "status": "shipped"}, "previous": {"id": 1042, "status": "open"},
+                "changes": [{"op": "replace", "path": "/status", "value": "shipped"}]
+            }))
+            .unwrap()
+        );
+        assert!(e.to_json().starts_with(r#"{"id":"evt_"#));
+        assert!(e.to_json().contains(r#""type":"orders.updated","source":"shop""#));
+    }
+
+    #[test]
+    fn created_and_deleted_have_nulls_where_nothing_applies() {
+        let at = Utc::now();
+        let created = Change::Created(Record {
+            id: "1".into(),
+            body: json!({"id": 1}),
+            hash: [0; 32],
+        });
+        let e = Event::from_change("s", "r", &created, None, at);
+        assert_eq!((e.previous.clone(), e.changes.clone()), (Value::Null, Value::Null));
+        let deleted = Change::Deleted { id: "1".into() };
+        let e = Event::from_change("s", "r", &deleted, Some(json!({"id": 1})), at);
+        assert_eq!(e.data, Value::Null);
+        assert_eq!(e.previous, json!({"id": 1}));
+        assert_eq!(e.kind, "r.deleted");
+    }
+
+    #[test]
+    fn ids_are_unique_and_time_ordered() {
+        let a = new_id();
+        let b = new_id();
+        assert!(a < b);
+    }
+}

@@ -1,0 +1,285 @@
+//! Normalize: an item as the API returned it → a [`Record`] `{ id, body, hash }`.
+//!
+//! In: one JSON item and the resource's `id` and `ignore` field paths. Out: its id as text and the
+//! SHA-256 of its canonical JSON with the ignored fields left out.
+//!
+//! Invariant: equal content gives an equal hash whatever key order or whitespace the API used, and
+//! whatever Cargo features are on elsewhere: [`canonical_json`] sorts keys itself rather than relying
+//! on `serde_json::Map`'s iteration order (`preserve_order` would change it). Pure: no I/O.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::config::FieldPath;
+
+/// A normalized item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The item's id (composite ids joined with `:`).
+    pub id: String,
+    /// The item as the API returned it, ignored fields included.
+    pub body: Value,
+    /// SHA-256 of the canonical JSON of `body` without the ignored fields.
+    pub hash: Hash,
+}
+
+/// A content hash.
+pub type Hash = [u8; 32];
+
+/// An item that cannot be normalized; the fetch it came from is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NormalizeError {
+    /// The id field is absent or null.
+    #[error("an item has no `{field}`; every item needs the id field(s) {fields} (item starts: {preview})")]
+    MissingId {
+        /// The missing field.
+        field: String,
+        /// All id fields.
+        fields: String,
+        /// The first bytes of the item.
+        preview: String,
+    },
+    /// The id field holds an object, array or empty string.
+    #[error("item field `{field}` cannot serve as an id: it is {kind} (item starts: {preview})")]
+    BadId {
+        /// The field.
+        field: String,
+        /// What it holds.
+        kind: &'static str,
+        /// The first bytes of the item.
+        preview: String,
+    },
+}
+
+/// Turns items into records for one resource.
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    id: Vec<FieldPath>,
+    ignore: Vec<FieldPath>,
+    buf: Vec<u8>,
+}
+
+impl Normalizer {
+    /// A normalizer with the resource's id and ignore paths.
+    pub fn new(id: Vec<FieldPath>, ignore: Vec<FieldPath>) -> Self {
+        Self {
+            id,
+            ignore,
+            buf: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Normalizes one item.
+    pub fn record(&mut self, body: Value) -> Result<Record, NormalizeError> {
+        let id = self.id_of(&body)?;
+        self.buf.clear();
+        if self.ignore.is_empty() {
+            canonical_json(&body, &mut self.buf);
+        } else {
+            let mut stripped = body.clone();
+            for path in &self.ignore {
+                remove(&mut stripped, path.segments());
+            }
+            canonical_json(&stripped, &mut self.buf);
+        }
+        let hash = Sha256::digest(&self.buf).into();
+        Ok(Record { id, body, hash })
+    }
+
+    fn id_of(&self, item: &Value) -> Result<String, NormalizeError> {
+        let mut parts = Vec::with_capacity(self.id.len());
+        for path in &self.id {
+            let field = path.to_string();
+            let value = lookup(item, path.segments());
+            let part = match value {
+                None | Some(Value::Null) => {
+                    return Err(NormalizeError::MissingId {
+                        field,
+                        fields: self
+                            .id
+                            .iter()
+                            .map(|p| format!("`{p}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        preview: preview(item),
+                    });
+                }
+                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::Bool(b)) => b.to_string(),
+                Some(other) => {
+                    return Err(NormalizeError::BadId {
+                        field,
+                        kind: match other {
+                            Value::Object(_) => "an object",
+                            Value::Array(_) => "an array",
+                            _ => "an empty string",
+                        },
+                        preview: preview(item),
+                    });
+                }
+            };
+            parts.push(part);
+        }
+        Ok(parts.join(":"))
+    }
+}
+
+fn preview(item: &Value) -> String {
+    let text = item.to_string();
+    match text.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
+}
+
+/// The value at a dotted path; numeric segments index arrays.
+pub fn lookup<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |v, seg| match v {
+        Value::Object(map) => map.get(seg),
+        Value::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
+}
+
+/// Removes the field at a dotted path; a `*` segment walks every element or member.
+fn remove(value: &mut Value, path: &[String]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        if let Value::Object(map) = value {
+            map.remove(first);
+        }
+        return;
+    }
+    match (value, first.as_str()) {
+        (Value::Object(map), "*") => map.values_mut().for_each(|v| remove(v, rest)),
+        (Value::Array(items), "*") => items.iter_mut().for_each(|v| remove(v, rest)),
+        (Value::Object(map), key) => {
+            if let Some(v) = map.get_mut(key) {
+                remove(v, rest);
+            }
+        }
+        (Value::Array(items), index) => {
+            if let Some(v) = index.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                remove(v, rest);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Writes `value` as canonical JSON: object keys sorted by their UTF-8 bytes, no whitespace,
+/// strings escaped as `serde_json` escapes them, numbers as `serde_json` prints them.
+pub fn canonical_json(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(key, out);
+                out.push(b':');
+                canonical_json(value, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(b']');
+        }
+        Value::String(s) => write_str(s, out),
+        scalar => {
+            // Null, bools and numbers: serde_json's own formatting, which is what a reader
+            // round-trips; writing into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
+    }
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Canonical JSON as a `String`.
+pub fn canonical_string(value: &Value) -> String {
+    let mut out = Vec::new();
+    canonical_json(value, &mut out);
+    // canonical_json only writes valid UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn paths(list: &[&str]) -> Vec<FieldPath> {
+        list.iter().map(|p| p.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_drops_whitespace() {
+        let v: Value =
+            serde_json::from_str(r#"{ "b": [1, {"z": null, "a": true}], "a": "x\"y", "é": 1.5 }"#)
+                .unwrap();
+        assert_eq!(
+            canonical_string(&v),
+            r#"{"a":"x\"y","b":[1,{"a":true,"z":null}],"é":1.5}"#
+        );
+    }
+
+    /// Pins the hash of a fixed document: if this changes, every snapshot in the field would see
+    /// every item as updated.
+    #[test]
+    fn pinned_hash_of_a_fixed_document() {
+        let mut n = Normalizer::new(paths(&["id"]), vec![]);
+        let doc = json!({"id": 1042, "status": "shipped", "lines": [{"sku": "A-1", "qty": 2}], "total": 99.5});
+        let record = n.record(doc).unwrap();
+        assert_eq!(
+            hex::encode(record.hash),
+            "200a326891924584ae5455708dab2a6bc7404c84f4c1babcced181c9e0fba236"
+        );
+    }
+
+    #[test]
+    fn key_order_and_ignored_fields_do_not_change_the_hash() {
+        let mut n = Normalizer::new(paths(&["id"]), paths(&["updated_at", "meta.etag", "lines.*.seen"]));
+        let a = n
+            .record(json!({"id": 1, "x": 1, "updated_at": "t1", "meta": {"etag": "a", "v": 1}, "lines": [{"seen": 1, "q": 1}]}))
+            .unwrap();
+        let b = n
+            .record(json!({"meta": {"v": 1, "etag": "b"}, "x": 1, "id": 1, "updated_at": "t2", "lines": [{"q": 1, "seen": 2}]}))
+            .unwrap();
+        assert_eq!(a.hash, b.hash);
+        assert_eq!(b.body["updated_at"], "t2", "the body keeps ignored fields");
+        let c = n.record(json!({"id": 1, "x": 2})).unwrap();
+        assert_ne!(a.hash, c.hash);
+    }
+
+    #[test]
+    fn ids_simple_nested_and_composite() {
+        let mut n = Normalizer::new(paths(&["id"]), vec![]);
+        assert_eq!(n.record(json!({"id": 7})).unwrap().id, "7");
+        assert_eq!(n.record(json!({"id": "a-7"})).unwrap().id, "a-7");
+        let mut n = Normalizer::new(paths(&["order.id", "line"]), vec![]);
+        assert_eq!(
+            n.record(json!({"order": {"id": 7}, "line": 2})).unwrap().id,
+            "7:2"
+        );
+        let err = n.record(json!({"order": {}, "line": 2})).unwrap_err();
+        assert!(err.to_string().contains("`order.id`"), "{err}");
+        let err = n.record(json!({"order": {"id": [1]}, "line": 2})).unwrap_err();
+        assert!(matches!(err, NormalizeError::BadId { .. }));
+    }
+}

@@ -1,0 +1,160 @@
+//! Schedule: when each resource is polled.
+//!
+//! In: every resource's `every` or cron `schedule` (+ `tz`, `jitter`), the poll concurrency bound
+//! and a cancellation token. Out: calls to [`poll::poll`], one resource at a time each.
+//!
+//! Invariants: one task per resource awaits its own poll before planning the next, so two polls
+//! of the same resource never overlap, however slow one is; a poll that overran its interval is
+//! followed by the next one right away, not by a burst of missed ones; at most
+//! `[poll] concurrency` polls run at once; on cancellation no new poll starts and a running one is
+//! dropped before its commit or finishes it (the commit is one transaction either way).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ResourceConfig, SourceConfig, When};
+use crate::poll::{self, Mode, PollError};
+use crate::source::Source;
+use crate::store::Store;
+
+/// When the poll after one that started at `started` is due, `now` being the moment it ended.
+pub fn next_due(when: &When, jitter: Duration, started: Instant, now: Instant) -> Instant {
+    let jitter = random_jitter(jitter);
+    match when {
+        When::Every(every) => (started + *every).max(now) + jitter,
+        When::Cron { cron, tz } => {
+            let wall = Utc::now().with_timezone(tz);
+            match cron.find_next_occurrence(&wall, false) {
+                Ok(next) => {
+                    let wait = (next.with_timezone(&Utc) - wall.with_timezone(&Utc))
+                        .to_std()
+                        .unwrap_or_default();
+                    now + wait + jitter
+                }
+                // A pattern with no future occurrence (Feb 30th) never runs again.
+                Err(_) => now + Duration::from_secs(365 * 24 * 3600),
+            }
+        }
+    }
+}
+
+fn random_jitter(max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(rand::rng().random_range(0..=max.as_millis() as u64))
+}
+
+/// Starts one task per resource into `tasks`; they stop when `cancel` fires.
+pub fn spawn(
+    tasks: &mut JoinSet<()>,
+    store: &Store,
+    sources: &[(SourceConfig, Arc<dyn Source>)],
+    concurrency: usize,
+    cancel: &CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(concurrency));
+    for (config, source) in sources {
+        for resource in &config.resources {
+            tasks.spawn(run_resource(
+                store.clone(),
+                config.name.clone(),
+                source.clone(),
+                resource.clone(),
+                permits.clone(),
+                cancel.clone(),
+            ));
+        }
+    }
+}
+
+async fn run_resource(
+    store: Store,
+    source_name: String,
+    source: Arc<dyn Source>,
+    resource: ResourceConfig,
+    permits: Arc<Semaphore>,
+    cancel: CancellationToken,
+) {
+    let key = resource.key(&source_name);
+    // The first poll of an interval resource comes soon after start; a cron one waits its turn.
+    let mut due = match &resource.when {
+        When::Every(_) => Instant::now() + random_jitter(resource.jitter.min(Duration::from_secs(1))),
+        cron => next_due(cron, resource.jitter, Instant::now(), Instant::now()),
+    };
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep_until(due) => {}
+        }
+        let _permit = tokio::select! {
+            () = cancel.cancelled() => return,
+            permit = permits.acquire() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            () = cancel.cancelled() => return,
+            outcome = poll::poll(&store, &source_name, source.as_ref(), &resource, Mode::Commit) => outcome,
+        };
+        match outcome {
+            Ok(report) if report.baseline => tracing::info!(
+                source = %source_name, resource = %resource.name, items = report.listed,
+                "Baseline recorded; changes from now on become events."
+            ),
+            Ok(report) => {
+                if let Some(held) = report.held {
+                    tracing::warn!(
+                        source = %source_name, resource = %resource.name,
+                        deletes = held.deletes, snapshot = held.snapshot,
+                        "Listing would delete more than max_delete_ratio of the snapshot; deletes held back. Run `pollhook accept {key}` if they are real."
+                    );
+                }
+                if report.events.is_empty() {
+                    tracing::debug!(source = %source_name, resource = %resource.name, items = report.listed, "No changes.");
+                } else {
+                    tracing::info!(
+                        source = %source_name, resource = %resource.name, items = report.listed,
+                        events = report.events.len(), deliveries = report.deliveries,
+                        elapsed_ms = report.elapsed.as_millis() as u64,
+                        "Changes detected."
+                    );
+                }
+            }
+            Err(PollError::Fetch(error)) => tracing::warn!(
+                source = %source_name, resource = %resource.name, %error,
+                "Fetch failed; snapshot kept."
+            ),
+            Err(error) => tracing::error!(
+                source = %source_name, resource = %resource.name, %error,
+                "Poll could not be recorded."
+            ),
+        }
+        due = next_due(&resource.when, resource.jitter, started, Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overrunning_poll_is_followed_at_once_not_by_a_burst() {
+        let start = Instant::now();
+        let every = When::Every(Duration::from_secs(10));
+        assert_eq!(next_due(&every, Duration::ZERO, start, start + Duration::from_secs(1)), start + Duration::from_secs(10));
+        let late = start + Duration::from_secs(25);
+        assert_eq!(next_due(&every, Duration::ZERO, start, late), late);
+        let jittered = next_due(&every, Duration::from_secs(2), start, start);
+        assert!(jittered >= start + Duration::from_secs(10) && jittered <= start + Duration::from_secs(12));
+    }
+}

@@ -1,0 +1,360 @@
+//! Pagination: given the page just fetched, the URL of the next one, or the end of the listing.
+//!
+//! In: the resource's [`Pagination`] style, the first URL, each response's body, `Link` header and
+//! item count. Out: the next URL or `None`; an error if the pager loops.
+//!
+//! Invariant: a listing ends at an empty page or when the response names no next page, never
+//! earlier: stopping at a short page would cut listings short on APIs that cap the page size below
+//! what was asked, and a cut listing would look like deletions. Pure: no I/O.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+use serde_json_path::JsonPath;
+use url::Url;
+
+use crate::config::Pagination;
+
+/// Walks the pages of one listing.
+#[derive(Debug)]
+pub struct Pager<'a> {
+    style: &'a Pagination,
+    first: Url,
+    page: u64,
+    offset: u64,
+    seen: HashSet<String>,
+}
+
+impl<'a> Pager<'a> {
+    /// Starts at `base` (the resource URL with its static query).
+    pub fn new(style: &'a Pagination, base: Url) -> Self {
+        let page = match style {
+            Pagination::Page { first, .. } => *first,
+            _ => 0,
+        };
+        Self {
+            style,
+            first: base,
+            page,
+            offset: 0,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// The first page's URL.
+    pub fn first_url(&mut self) -> Url {
+        let url = match self.style {
+            Pagination::Page {
+                page_param,
+                size_param,
+                size,
+                ..
+            } => {
+                let mut url = self.first.clone();
+                set_param(&mut url, page_param, &self.page.to_string());
+                if let Some(size_param) = size_param {
+                    set_param(&mut url, size_param, &size.to_string());
+                }
+                url
+            }
+            Pagination::Offset {
+                offset_param,
+                limit_param,
+                size,
+            } => {
+                let mut url = self.first.clone();
+                set_param(&mut url, offset_param, "0");
+                set_param(&mut url, limit_param, &size.to_string());
+                url
+            }
+            _ => self.first.clone(),
+        };
+        self.seen.insert(url.to_string());
+        url
+    }
+
+    /// The URL after a page that came from `current` with `items` items, `body` and `link`
+    /// (the `Link` header). `Ok(None)` ends the listing.
+    pub fn next(
+        &mut self,
+        current: &Url,
+        items: usize,
+        body: &Value,
+        link: Option<&str>,
+    ) -> Result<Option<Url>, String> {
+        if items == 0 {
+            return Ok(None);
+        }
+        let next = match self.style {
+            Pagination::None => None,
+            Pagination::LinkHeader => match link.and_then(next_link) {
+                Some(target) => Some(
+                    current
+                        .join(&target)
+                        .map_err(|e| format!("Link header names `{target}` as next page: {e}"))?,
+                ),
+                None => None,
+            },
+            Pagination::Page {
+                page_param, size_param, size, ..
+            } => {
+                self.page += 1;
+                let mut url = current.clone();
+                set_param(&mut url, page_param, &self.page.to_string());
+                if let Some(size_param) = size_param {
+                    set_param(&mut url, size_param, &size.to_string());
+                }
+                Some(url)
+            }
+            Pagination::Offset {
+                offset_param,
+                limit_param,
+                size,
+            } => {
+                self.offset += items as u64;
+                let mut url = current.clone();
+                set_param(&mut url, offset_param, &self.offset.to_string());
+                set_param(&mut url, limit_param, &size.to_string());
+                Some(url)
+            }
+            Pagination::Cursor {
+                cursor_param,
+                next_cursor,
+            } => match scalar_at(body, next_cursor) {
+                Some(cursor) => {
+                    let mut url = self.first.clone();
+                    set_param(&mut url, cursor_param, &cursor);
+                    Some(url)
+                }
+                None => None,
+            },
+            Pagination::NextUrl { next_url } => match scalar_at(body, next_url) {
+                Some(target) => Some(
+                    current
+                        .join(&target)
+                        .map_err(|e| format!("next page URL `{target}` is not a URL: {e}"))?,
+                ),
+                None => None,
+            },
+        };
+        if let Some(url) = &next
+            && !self.seen.insert(url.to_string())
+        {
+            return Err(format!(
+                "the API points back to a page already fetched ({url}); the pager would loop"
+            ));
+        }
+        Ok(next)
+    }
+}
+
+/// A non-empty string or number at `path`; null, absent, `""` and `false` mean "no next page".
+fn scalar_at(body: &Value, path: &JsonPath) -> Option<String> {
+    match path.query(body).first()? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Replaces (or adds) one query parameter, keeping the others in order.
+fn set_param(url: &mut Url, name: &str, value: &str) {
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut query = url.query_pairs_mut();
+    query.clear();
+    for (k, v) in &pairs {
+        query.append_pair(k, v);
+    }
+    query.append_pair(name, value);
+}
+
+/// The `rel="next"` target of an RFC 8288 `Link` header value.
+pub fn next_link(header: &str) -> Option<String> {
+    let mut rest = header;
+    loop {
+        let start = rest.find('<')?;
+        let end = start + rest[start..].find('>')?;
+        let target = &rest[start + 1..end];
+        rest = &rest[end + 1..];
+        // Parameters run until the next link, which starts with `,` followed by `<`.
+        let params_end = rest.find('<').unwrap_or(rest.len());
+        let params = &rest[..params_end];
+        let is_next = params.split(';').any(|p| {
+            let Some((key, value)) = p.split_once('=') else {
+                return false;
+            };
+            key.trim().eq_ignore_ascii_case("rel")
+                && value
+                    .trim()
+                    .trim_end_matches(',')
+                    .trim()
+                    .trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|rel| rel.eq_ignore_ascii_case("next"))
+        });
+        if is_next {
+            return Some(target.to_owned());
+        }
+        rest = &rest[params_end..];
+    }
+}
+
+/// Takes the items out of a response body: the nodes `items` selects (one array node is
+/// unwrapped), or the body itself, which must then be an array.
+pub fn extract_items(
+    body: Value,
+    items: Option<&JsonPath>,
+    items_text: Option<&str>,
+) -> Result<Vec<Value>, String> {
+    let Some(path) = items else {
+        return match body {
+            Value::Array(list) => Ok(list),
+            other => Err(format!(
+                "the response is {}, not a JSON array (hint: set `items` to the JSONPath of the list, e.g. \"$.data\")",
+                kind(&other)
+            )),
+        };
+    };
+    let text = items_text.unwrap_or("items");
+    let nodes = path.query(&body).all();
+    match nodes.as_slice() {
+        [] => Err(format!(
+            "`items = \"{text}\"` matches nothing in the response (hint: check the path against a real response)"
+        )),
+        [Value::Array(list)] => Ok(list.clone()),
+        [Value::Null] => Err(format!("`items = \"{text}\"` is null in the response")),
+        nodes if nodes.iter().all(|n| n.is_object()) => {
+            Ok(nodes.iter().map(|n| (*n).clone()).collect())
+        }
+        [one] => Err(format!(
+            "`items = \"{text}\"` selects {}, not a list of items",
+            kind(one)
+        )),
+        _ => Err(format!(
+            "`items = \"{text}\"` selects several values that are not all objects"
+        )),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn link_header_next() {
+        assert_eq!(
+            next_link(r#"<https://api.github.com/x?page=2>; rel="next", <https://api.github.com/x?page=5>; rel="last""#),
+            Some("https://api.github.com/x?page=2".into())
+        );
+        assert_eq!(
+            next_link(r#"<http://a/?p=1>; rel="first", <http://a/?p=3>; rel=next"#),
+            Some("http://a/?p=3".into())
+        );
+        assert_eq!(
+            next_link(r#"<http://a/?p=1>; rel="prev last""#),
+            None
+        );
+        assert_eq!(
+            next_link(r#"<http://a/?p=2>; title="x"; rel="prefetch next""#),
+            Some("http://a/?p=2".into())
+        );
+        assert_eq!(next_link(""), None);
+        assert_eq!(next_link("<unterminated"), None);
+    }
+
+    #[test]
+    fn page_style_counts_from_first_and_ends_on_empty() {
+        let style = Pagination::Page {
+            page_param: "page".into(),
+            size_param: Some("per_page".into()),
+            size: 2,
+            first: 1,
+        };
+        let mut pager = Pager::new(&style, Url::parse("http://h/o?status=any").unwrap());
+        let first = pager.first_url();
+        assert_eq!(first.as_str(), "http://h/o?status=any&page=1&per_page=2");
+        let second = pager.next(&first, 2, &json!([]), None).unwrap().unwrap();
+        assert_eq!(second.as_str(), "http://h/o?status=any&page=2&per_page=2");
+        // A short page is not the end: the API may cap page size below what was asked.
+        assert!(pager.next(&second, 1, &json!([]), None).unwrap().is_some());
+        assert!(pager.next(&second, 0, &json!([]), None).unwrap().is_none());
+    }
+
+    #[test]
+    fn offset_advances_by_items_received() {
+        let style = Pagination::Offset {
+            offset_param: "offset".into(),
+            limit_param: "limit".into(),
+            size: 100,
+        };
+        let mut pager = Pager::new(&style, Url::parse("http://h/o").unwrap());
+        let first = pager.first_url();
+        assert_eq!(first.query(), Some("offset=0&limit=100"));
+        let next = pager.next(&first, 40, &json!([]), None).unwrap().unwrap();
+        assert_eq!(next.query(), Some("offset=40&limit=100"));
+    }
+
+    #[test]
+    fn cursor_and_next_url_and_loops() {
+        let style = Pagination::Cursor {
+            cursor_param: "cursor".into(),
+            next_cursor: JsonPath::parse("$.meta.next").unwrap(),
+        };
+        let mut pager = Pager::new(&style, Url::parse("http://h/o?x=1").unwrap());
+        let first = pager.first_url();
+        let next = pager
+            .next(&first, 1, &json!({"meta": {"next": "abc"}}), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.as_str(), "http://h/o?x=1&cursor=abc");
+        assert!(pager.next(&next, 1, &json!({"meta": {"next": null}}), None).unwrap().is_none());
+        assert!(pager.next(&next, 1, &json!({"meta": {"next": "abc"}}), None).is_err());
+
+        let style = Pagination::NextUrl {
+            next_url: JsonPath::parse("$.links.next").unwrap(),
+        };
+        let mut pager = Pager::new(&style, Url::parse("http://h/api/o").unwrap());
+        let first = pager.first_url();
+        let next = pager
+            .next(&first, 1, &json!({"links": {"next": "/api/o?page=2"}}), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.as_str(), "http://h/api/o?page=2");
+    }
+
+    #[test]
+    fn items_extraction() {
+        let data = JsonPath::parse("$.data").unwrap();
+        assert_eq!(
+            extract_items(json!({"data": [1, 2]}), Some(&data), Some("$.data")).unwrap(),
+            vec![json!(1), json!(2)]
+        );
+        let each = JsonPath::parse("$.data[*]").unwrap();
+        assert_eq!(
+            extract_items(json!({"data": [{"a": 1}, {"a": 2}]}), Some(&each), None)
+                .unwrap()
+                .len(),
+            2
+        );
+        let err = extract_items(json!({"error": "x"}), Some(&data), Some("$.data")).unwrap_err();
+        assert!(err.contains("matches nothing"), "{err}");
+        let err = extract_items(json!({"data": 1}), None, None).unwrap_err();
+        assert!(err.contains("not a JSON array"), "{err}");
+    }
+}

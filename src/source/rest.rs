@@ -1,0 +1,349 @@
+//! The generic REST engine: auth, pagination, items extraction, retries, rate limits.
+//!
+//! In: a source's [`RestConfig`] and a resource's path, query and paging style. Out: the listing,
+//! page by page, to the poll's sink.
+//!
+//! Invariants: a page that fails after its retries fails the whole fetch; a `429` is waited out
+//! (`Retry-After`, capped by `max_retry_after`); requests to one source are spaced by its
+//! `rate_limit`; redirects are followed (at most 5) but never to another scheme-host with
+//! credentials; no system proxy is used; secrets never appear in an error (query keys are shown as
+//! `***`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, LINK, RETRY_AFTER};
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use url::Url;
+
+use super::paginate::{Pager, extract_items};
+use super::{Fetched, PageSink, Source, SourceError};
+use crate::config::{Auth, KeyPlace, ResourceConfig, RestConfig};
+
+/// How much of an error response body is quoted in the error.
+const BODY_QUOTE: usize = 300;
+
+/// A REST source: one HTTP client and one rate limiter shared by the source's resources.
+pub struct RestSource {
+    name: String,
+    config: RestConfig,
+    client: reqwest::Client,
+    next_slot: Mutex<Instant>,
+}
+
+impl RestSource {
+    /// Builds the client: timeouts, default headers and auth.
+    pub fn new(name: &str, config: &RestConfig) -> Result<Self, SourceError> {
+        let mut headers = HeaderMap::new();
+        for (key, value) in &config.headers {
+            let name = HeaderName::from_bytes(key.as_bytes())
+                .map_err(|_| SourceError::Setup(format!("source {name}: `{key}` is not a header name")))?;
+            let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
+                SourceError::Setup(format!("source {name}: the value of header `{key}` is not valid in a header"))
+            })?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let auth_header = match &config.auth {
+            Auth::None => None,
+            Auth::Bearer { token } => Some(format!("Bearer {}", token.expose())),
+            Auth::Basic { username, password } => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{}", password.expose()))
+            )),
+            Auth::ApiKey { place: KeyPlace::Header(header), value } => {
+                let header_name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                    SourceError::Setup(format!("source {name}: `{header}` is not a header name"))
+                })?;
+                let mut v = HeaderValue::from_str(value.expose()).map_err(|_| {
+                    SourceError::Setup(format!("source {name}: the API key is not valid in a header"))
+                })?;
+                v.set_sensitive(true);
+                headers.insert(header_name, v);
+                None
+            }
+            Auth::ApiKey { place: KeyPlace::Query(_), .. } => None,
+        };
+        if let Some(auth) = auth_header {
+            let mut v = HeaderValue::from_str(&auth).map_err(|_| {
+                SourceError::Setup(format!("source {name}: the credentials are not valid in a header"))
+            })?;
+            v.set_sensitive(true);
+            headers.insert(AUTHORIZATION, v);
+        }
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("pollhook/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|e| SourceError::Setup(format!("source {name}: cannot build HTTP client: {e}")))?;
+        Ok(Self {
+            name: name.to_owned(),
+            config: config.clone(),
+            client,
+            next_slot: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// The resource's first URL: base URL + path + static query (+ an API key in the query).
+    fn resource_url(&self, resource: &ResourceConfig) -> Result<Url, SourceError> {
+        let mut base = self.config.base_url.clone();
+        // `join` would drop the base's last path segment unless it ends in `/`.
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let mut url = base
+            .join(resource.path.trim_start_matches('/'))
+            .map_err(|e| SourceError::Setup(format!(
+                "source {}: resource {} path `{}` does not join onto base_url: {e}",
+                self.name, resource.name, resource.path
+            )))?;
+        if !resource.query.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &resource.query {
+                q.append_pair(k, v);
+            }
+        }
+        Ok(url)
+    }
+
+    /// Adds the query API key, if that is the auth, just before sending.
+    fn with_key(&self, url: &Url) -> Url {
+        match &self.config.auth {
+            Auth::ApiKey { place: KeyPlace::Query(param), value } => {
+                let mut url = url.clone();
+                url.query_pairs_mut().append_pair(param, value.expose());
+                url
+            }
+            _ => url.clone(),
+        }
+    }
+
+    /// Waits for this source's next request slot.
+    async fn pace(&self) {
+        let Some(rate) = self.config.rate_limit else {
+            return;
+        };
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let at = {
+            let mut next = self.next_slot.lock().await;
+            let now = Instant::now();
+            let at = (*next).max(now);
+            *next = at + interval;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+
+    /// GETs one page, retrying what is worth retrying. Returns the body and the `Link` header.
+    async fn get(&self, url: &Url, requests: &mut u32) -> Result<(Value, Option<String>), SourceError> {
+        let shown = redact(url);
+        let mut attempt = 0;
+        loop {
+            self.pace().await;
+            *requests += 1;
+            let failure = match self.client.get(self.with_key(url)).send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    if status.is_success() {
+                        let link = resp
+                            .headers()
+                            .get(LINK)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        match resp.bytes().await {
+                            Ok(bytes) => {
+                                let body = serde_json::from_slice(&bytes).map_err(|e| SourceError::Shape {
+                                    url: shown.clone(),
+                                    message: format!("the response is not valid JSON: {e}"),
+                                })?;
+                                return Ok((body, link));
+                            }
+                            Err(e) => Failure::Retry(self.transport_error(&shown, &e)),
+                        }
+                    } else if status.as_u16() == 429 {
+                        let wait = resp
+                            .headers()
+                            .get(RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| crate::retry::parse_retry_after(v, chrono::Utc::now()));
+                        match wait {
+                            Some(wait) if wait > self.config.max_retry_after => {
+                                return Err(SourceError::RetryAfterTooLong {
+                                    url: shown,
+                                    wait_secs: wait.as_secs(),
+                                    max_secs: self.config.max_retry_after.as_secs(),
+                                });
+                            }
+                            _ => Failure::Wait(
+                                wait,
+                                SourceError::Status {
+                                    url: shown.clone(),
+                                    status: 429,
+                                    body: quote(resp).await,
+                                },
+                            ),
+                        }
+                    } else if status.is_server_error() || status.as_u16() == 408 {
+                        Failure::Retry(SourceError::Status {
+                            url: shown.clone(),
+                            status: status.as_u16(),
+                            body: quote(resp).await,
+                        })
+                    } else {
+                        return Err(SourceError::Status {
+                            url: shown,
+                            status: status.as_u16(),
+                            body: quote(resp).await,
+                        });
+                    }
+                }
+                Err(e) => Failure::Retry(self.transport_error(&shown, &e)),
+            };
+            attempt += 1;
+            let (wait, error) = match failure {
+                Failure::Retry(error) => (None, error),
+                Failure::Wait(wait, error) => (wait, error),
+            };
+            if attempt > self.config.retries {
+                return Err(error);
+            }
+            let wait = wait.unwrap_or_else(|| backoff(attempt));
+            tracing::debug!(source = %self.name, url = %shown, attempt, wait_ms = wait.as_millis() as u64, %error, "Request failed; retrying.");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn transport_error(&self, shown: &str, e: &reqwest::Error) -> SourceError {
+        if e.is_timeout() {
+            SourceError::Timeout {
+                url: shown.to_owned(),
+                seconds: self.config.timeout.as_secs_f64(),
+            }
+        } else {
+            SourceError::Network {
+                url: shown.to_owned(),
+                message: error_chain(e),
+            }
+        }
+    }
+}
+
+enum Failure {
+    /// Retry after the usual backoff.
+    Retry(SourceError),
+    /// Retry after the server's `Retry-After`, if it gave one.
+    Wait(Option<Duration>, SourceError),
+}
+
+/// 0.5 s, 1 s, 2 s, … capped at 30 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << attempt.min(6).saturating_sub(1))).min(Duration::from_secs(30))
+}
+
+async fn quote(resp: reqwest::Response) -> String {
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_QUOTE)]);
+    let text = text.trim();
+    if text.is_empty() {
+        "(empty body)".into()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// `reqwest`'s error with its sources, which say what actually failed (refused, reset, DNS).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = String::from(if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "the response body was cut short"
+    } else {
+        "request failed"
+    });
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The URL with every query value that could be a credential shown as `***`.
+fn redact(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_password(None);
+    shown.to_string()
+}
+
+#[async_trait]
+impl Source for RestSource {
+    async fn fetch(
+        &self,
+        resource: &ResourceConfig,
+        sink: &mut PageSink<'_>,
+    ) -> Result<Fetched, SourceError> {
+        let mut pager = Pager::new(&resource.pagination, self.resource_url(resource)?);
+        let mut url = pager.first_url();
+        let mut fetched = Fetched { pages: 0, requests: 0 };
+        loop {
+            if fetched.pages >= self.config.max_pages {
+                return Err(SourceError::Shape {
+                    url: redact(&url),
+                    message: format!(
+                        "the listing is longer than max_pages = {} pages; raise it if that is expected",
+                        self.config.max_pages
+                    ),
+                });
+            }
+            let (body, link) = self.get(&url, &mut fetched.requests).await?;
+            fetched.pages += 1;
+            // The pager reads the body (cursors, next URLs) before the items are taken out of it.
+            let next = {
+                let count = match resource.items.as_ref() {
+                    None => body.as_array().map_or(0, Vec::len),
+                    Some(path) => count_items(&body, path),
+                };
+                pager
+                    .next(&url, count, &body, link.as_deref())
+                    .map_err(|message| SourceError::Shape { url: redact(&url), message })?
+            };
+            let items = extract_items(body, resource.items.as_ref(), resource.items_text.as_deref())
+                .map_err(|message| SourceError::Shape { url: redact(&url), message })?;
+            sink(items)?;
+            match next {
+                Some(n) => url = n,
+                None => return Ok(fetched),
+            }
+        }
+    }
+}
+
+fn count_items(body: &Value, path: &serde_json_path::JsonPath) -> usize {
+    let nodes = path.query(body).all();
+    match nodes.as_slice() {
+        [Value::Array(list)] => list.len(),
+        nodes => nodes.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(2));
+        assert_eq!(backoff(40), Duration::from_secs(16));
+    }
+}

@@ -1,0 +1,844 @@
+//! Store: the only SQL in pollhook. Snapshot, poll state, events, endpoints, deliveries, attempts.
+//!
+//! In: what the poll, delivery and operator stages decide. Out: rows they can rely on.
+//!
+//! Invariants:
+//! - [`Store::commit_poll`] writes a poll's snapshot changes, its events and one delivery per
+//!   matching active endpoint in ONE transaction: a crash leaves all of it or none of it.
+//! - SQLite in WAL mode with `synchronous = FULL`: a committed change survives a machine crash.
+//! - Migrations are an append-only list tracked by `PRAGMA user_version`, applied in one
+//!   transaction; a database from a newer pollhook is refused rather than misread.
+//! - One process runs the pipeline per database ([`RunLock`]); the CLI may read and write
+//!   alongside it (WAL readers never block the writer; writers wait on `busy_timeout`).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::Secret;
+use crate::endpoint::{ActionFilter, EndpointSpec};
+use crate::event::Event;
+use crate::normalize::Hash;
+use crate::sign::Scheme;
+
+/// Schema versions, oldest first. Append only: never edit a released step.
+const MIGRATIONS: &[&str] = &[
+    // 1: the whole first schema.
+    r#"
+    CREATE TABLE snapshot (
+        source      TEXT NOT NULL,
+        resource    TEXT NOT NULL,
+        item_id     TEXT NOT NULL,
+        hash        BLOB NOT NULL,
+        body        TEXT NOT NULL,
+        changed_at  INTEGER NOT NULL,
+        PRIMARY KEY (source, resource, item_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE resources (
+        source              TEXT NOT NULL,
+        resource            TEXT NOT NULL,
+        baseline_at         INTEGER,
+        last_poll_at        INTEGER,
+        last_duration_ms    INTEGER,
+        last_outcome        TEXT,
+        last_error          TEXT,
+        item_count          INTEGER NOT NULL DEFAULT 0,
+        consecutive_errors  INTEGER NOT NULL DEFAULT 0,
+        held_deletes        INTEGER NOT NULL DEFAULT 0,
+        held_at             INTEGER,
+        accept_deletes      INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, resource)
+    );
+
+    CREATE TABLE events (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL UNIQUE,
+        type         TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        resource     TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        resource_id  TEXT NOT NULL,
+        detected_at  INTEGER NOT NULL,
+        payload      TEXT NOT NULL
+    );
+    CREATE INDEX events_by_resource ON events (source, resource, seq);
+
+    CREATE TABLE endpoints (
+        id                INTEGER PRIMARY KEY,
+        name              TEXT NOT NULL UNIQUE,
+        url               TEXT NOT NULL,
+        secret            TEXT NOT NULL,
+        old_secret        TEXT,
+        old_secret_until  INTEGER,
+        signing           TEXT NOT NULL,
+        resources         TEXT NOT NULL,
+        actions           TEXT NOT NULL,
+        active            INTEGER NOT NULL,
+        headers           TEXT NOT NULL DEFAULT '[]',
+        timeout_ms        INTEGER,
+        origin            TEXT NOT NULL,
+        disabled_reason   TEXT,
+        failing_since     INTEGER,
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL
+    );
+
+    CREATE TABLE deliveries (
+        id               INTEGER PRIMARY KEY,
+        event_seq        INTEGER NOT NULL REFERENCES events (seq),
+        endpoint_id      INTEGER NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
+        item_key         TEXT NOT NULL,
+        status           TEXT NOT NULL DEFAULT 'pending',
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  INTEGER NOT NULL,
+        locked_until     INTEGER NOT NULL DEFAULT 0,
+        last_status      INTEGER,
+        last_error       TEXT,
+        created_at       INTEGER NOT NULL,
+        finished_at      INTEGER
+    );
+    CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+    CREATE INDEX deliveries_lane ON deliveries (endpoint_id, item_key, id) WHERE status = 'pending';
+    CREATE INDEX deliveries_by_event ON deliveries (event_seq);
+
+    CREATE TABLE attempts (
+        id           INTEGER PRIMARY KEY,
+        delivery_id  INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+        at           INTEGER NOT NULL,
+        status       INTEGER,
+        latency_ms   INTEGER NOT NULL,
+        error        TEXT,
+        response     TEXT
+    );
+    CREATE INDEX attempts_by_delivery ON attempts (delivery_id);
+    "#,
+];
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened or created.
+    #[error("cannot open database {path}: {source} (hint: check [storage] path and that its directory is writable)")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer pollhook.
+    #[error("database {path} has schema version {found}, newer than this pollhook knows ({known}); upgrade pollhook")]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// Ours.
+        known: usize,
+    },
+    /// Another `pollhook run` holds the database.
+    #[error("another `pollhook run` is already using {path} (lock file {lock}); stop it first, or point this one at another [storage] path")]
+    Locked {
+        /// The database.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The lock file could not be created.
+    #[error("cannot create lock file {path}: {source}")]
+    LockFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A query failed.
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// Something that must exist does not.
+    #[error("{0}")]
+    NotFound(String),
+    /// A stored value could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Held while `pollhook run` owns a database; released when dropped or when the process dies.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    /// Takes the exclusive run lock beside the database at `db`.
+    pub fn acquire(db: &Path) -> Result<RunLock, StoreError> {
+        let mut lock = db.as_os_str().to_owned();
+        lock.push(".lock");
+        let lock = PathBuf::from(lock);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(|source| StoreError::LockFile {
+                path: lock.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(_) => Err(StoreError::Locked {
+                path: db.to_owned(),
+                lock,
+            }),
+        }
+    }
+}
+
+/// The database. Cheap to clone; one connection shared behind a mutex (one writer).
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+/// Milliseconds since the Unix epoch, the unit of every time column.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn to_time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// What the first poll of a resource found, and what the store knows of it.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceState {
+    /// A complete listing has been recorded before: changes are now events.
+    pub has_baseline: bool,
+    /// The operator accepted the held-back deletes.
+    pub accept_deletes: bool,
+}
+
+/// A poll's result, ready to commit in one transaction.
+#[derive(Debug)]
+pub struct PollCommit<'a> {
+    /// Source name.
+    pub source: &'a str,
+    /// Resource name.
+    pub resource: &'a str,
+    /// Snapshot rows to write: (id, hash, body).
+    pub upserts: Vec<(&'a str, &'a Hash, String)>,
+    /// Snapshot rows to remove.
+    pub deletes: Vec<&'a str>,
+    /// Events to add to the outbox (empty for a baseline).
+    pub events: &'a [Event],
+    /// Items in the listing.
+    pub listed: usize,
+    /// Deletes held back, if any.
+    pub held: Option<usize>,
+    /// Whether the listing was complete (a baseline only counts if it was).
+    pub complete: bool,
+    /// How long the poll took.
+    pub duration: Duration,
+    /// When it started.
+    pub at: DateTime<Utc>,
+}
+
+/// What a commit wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitSummary {
+    /// Events added.
+    pub events: usize,
+    /// Delivery rows added.
+    pub deliveries: usize,
+}
+
+/// One resource as `pollhook status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceStatus {
+    /// Source name.
+    pub source: String,
+    /// Resource name.
+    pub resource: String,
+    /// Start of the last poll.
+    pub last_poll_at: Option<DateTime<Utc>>,
+    /// Its duration.
+    pub last_duration_ms: Option<i64>,
+    /// `ok`, `baseline`, `unchanged`, `held` or `failed`.
+    pub last_outcome: Option<String>,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+    /// Items in the snapshot.
+    pub item_count: i64,
+    /// Polls failed in a row.
+    pub consecutive_errors: i64,
+    /// Deletes held back, awaiting `pollhook accept`.
+    pub held_deletes: i64,
+}
+
+/// An endpoint as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEndpoint {
+    /// Row id.
+    pub id: i64,
+    /// Settings.
+    pub spec: EndpointSpec,
+    /// The previous secret, still signed with until the given time (rotation).
+    pub old_secret: Option<(Secret, DateTime<Utc>)>,
+    /// `config` or `api`.
+    pub origin: String,
+    /// Why it was disabled, if it was.
+    pub disabled_reason: Option<String>,
+    /// Failing without a success since then.
+    pub failing_since: Option<DateTime<Utc>>,
+}
+
+/// Filters for listing events.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// `source.resource` or a bare resource name.
+    pub resource: Option<String>,
+    /// Action.
+    pub action: Option<String>,
+    /// Item id.
+    pub resource_id: Option<String>,
+    /// Only events with `seq` below this (cursor paging, newest first).
+    pub before_seq: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Best effort: a missing directory is reported by the open below.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        // Fails fast, naming the file, on something that is not a database.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+            .map_err(open_err)?;
+        migrate(&mut conn, path)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-done transaction behind (rusqlite
+        // rolls back on drop), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on a blocking thread, so SQLite work never stalls the async runtime.
+    pub async fn blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> R + Send + 'static,
+    ) -> R {
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    // ─────────────────────────── snapshot and polls ───────────────────────────
+
+    /// The snapshot of a resource as `(id, hash)` pairs.
+    pub fn snapshot_hashes(
+        &self,
+        source: &str,
+        resource: &str,
+    ) -> Result<Vec<(String, Hash)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT item_id, hash FROM snapshot WHERE source = ?1 AND resource = ?2",
+        )?;
+        let rows = stmt.query_map(params![source, resource], |row| {
+            let hash: Vec<u8> = row.get(1)?;
+            Ok((row.get::<_, String>(0)?, hash))
+        })?;
+        rows.map(|r| {
+            let (id, hash) = r?;
+            let hash: Hash = hash
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("snapshot hash of {source}.{resource}/{id}")))?;
+            Ok((id, hash))
+        })
+        .collect()
+    }
+
+    /// The stored bodies of some items, for `previous` and `changes`.
+    pub fn snapshot_bodies(
+        &self,
+        source: &str,
+        resource: &str,
+        ids: &[&str],
+    ) -> Result<HashMap<String, Value>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT body FROM snapshot WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+        )?;
+        let mut out = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let body: Option<String> = stmt
+                .query_row(params![source, resource, id], |r| r.get(0))
+                .optional()?;
+            if let Some(body) = body {
+                let value = serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("snapshot body of {id}: {e}")))?;
+                out.insert((*id).to_owned(), value);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the store knows of a resource before polling it.
+    pub fn resource_state(&self, source: &str, resource: &str) -> Result<ResourceState, StoreError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT baseline_at IS NOT NULL, accept_deletes FROM resources
+                 WHERE source = ?1 AND resource = ?2",
+                params![source, resource],
+                |r| {
+                    Ok(ResourceState {
+                        has_baseline: r.get(0)?,
+                        accept_deletes: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(row.unwrap_or_default())
+    }
+
+    /// Writes a poll's snapshot changes, events and deliveries, and the poll's outcome, in one
+    /// transaction.
+    pub fn commit_poll(&self, commit: &PollCommit<'_>) -> Result<CommitSummary, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = commit.at.timestamp_millis();
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO snapshot (source, resource, item_id, hash, body, changed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (source, resource, item_id)
+                 DO UPDATE SET hash = excluded.hash, body = excluded.body, changed_at = excluded.changed_at",
+            )?;
+            for (id, hash, body) in &commit.upserts {
+                upsert.execute(params![
+                    commit.source,
+                    commit.resource,
+                    id,
+                    &hash[..],
+                    body,
+                    now
+                ])?;
+            }
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM snapshot WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+            )?;
+            for id in &commit.deletes {
+                delete.execute(params![commit.source, commit.resource, id])?;
+            }
+        }
+        let summary = insert_events(&tx, commit.events)?;
+        let outcome = match (commit.held, commit.events.is_empty()) {
+            (Some(_), _) => "held",
+            (None, true) if commit.complete && !resource_has_baseline(&tx, commit)? => "baseline",
+            (None, true) => "unchanged",
+            (None, false) => "changed",
+        };
+        tx.execute(
+            "INSERT INTO resources (source, resource) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![commit.source, commit.resource],
+        )?;
+        tx.execute(
+            "UPDATE resources SET
+                 baseline_at = CASE WHEN ?3 AND baseline_at IS NULL THEN ?4 ELSE baseline_at END,
+                 last_poll_at = ?4, last_duration_ms = ?5, last_outcome = ?6, last_error = NULL,
+                 item_count = (SELECT count(*) FROM snapshot WHERE source = ?1 AND resource = ?2),
+                 consecutive_errors = 0,
+                 held_deletes = ?7,
+                 held_at = CASE WHEN ?7 > 0 THEN coalesce(held_at, ?4) END,
+                 accept_deletes = CASE WHEN ?7 > 0 THEN accept_deletes ELSE 0 END
+             WHERE source = ?1 AND resource = ?2",
+            params![
+                commit.source,
+                commit.resource,
+                commit.complete,
+                now,
+                commit.duration.as_millis() as i64,
+                outcome,
+                commit.held.unwrap_or(0) as i64,
+            ],
+        )?;
+        tx.commit()?;
+        Ok(summary)
+    }
+
+    /// Records a failed poll; the snapshot is untouched.
+    pub fn record_poll_failure(
+        &self,
+        source: &str,
+        resource: &str,
+        error: &str,
+        at: DateTime<Utc>,
+        duration: Duration,
+    ) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO resources (source, resource, last_poll_at, last_duration_ms, last_outcome,
+                                    last_error, consecutive_errors)
+             VALUES (?1, ?2, ?3, ?4, 'failed', ?5, 1)
+             ON CONFLICT (source, resource) DO UPDATE SET
+                 last_poll_at = ?3, last_duration_ms = ?4, last_outcome = 'failed', last_error = ?5,
+                 consecutive_errors = consecutive_errors + 1",
+            params![
+                source,
+                resource,
+                at.timestamp_millis(),
+                duration.as_millis() as i64,
+                error
+            ],
+        )?;
+        Ok(conn.query_row(
+            "SELECT consecutive_errors FROM resources WHERE source = ?1 AND resource = ?2",
+            params![source, resource],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Lets the next complete listing of a resource apply deletes it would otherwise hold back.
+    pub fn accept_deletes(&self, source: &str, resource: &str) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        let held: Option<i64> = conn
+            .query_row(
+                "SELECT held_deletes FROM resources WHERE source = ?1 AND resource = ?2",
+                params![source, resource],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match held {
+            Some(n) if n > 0 => {
+                conn.execute(
+                    "UPDATE resources SET accept_deletes = 1 WHERE source = ?1 AND resource = ?2",
+                    params![source, resource],
+                )?;
+                Ok(n)
+            }
+            _ => Err(StoreError::NotFound(format!(
+                "{source}.{resource} has no held-back deletes"
+            ))),
+        }
+    }
+
+    /// Every resource's last poll, for `pollhook status`.
+    pub fn status(&self) -> Result<Vec<ResourceStatus>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT source, resource, last_poll_at, last_duration_ms, last_outcome, last_error,
+                    item_count, consecutive_errors, held_deletes
+             FROM resources ORDER BY source, resource",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ResourceStatus {
+                source: r.get(0)?,
+                resource: r.get(1)?,
+                last_poll_at: r.get::<_, Option<i64>>(2)?.map(to_time),
+                last_duration_ms: r.get(3)?,
+                last_outcome: r.get(4)?,
+                last_error: r.get(5)?,
+                item_count: r.get(6)?,
+                consecutive_errors: r.get(7)?,
+                held_deletes: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    // ─────────────────────────── events ───────────────────────────
+
+    /// Events, newest first, with their sequence numbers.
+    pub fn events(&self, filter: &EventFilter) -> Result<Vec<(i64, Event)>, StoreError> {
+        let conn = self.conn();
+        let (source, resource) = match filter.resource.as_deref().map(|r| r.split_once('.')) {
+            Some(Some((s, r))) => (Some(s.to_owned()), Some(r.to_owned())),
+            Some(None) => (None, filter.resource.clone()),
+            None => (None, None),
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, payload FROM events
+             WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR resource = ?2)
+               AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR resource_id = ?4)
+               AND (?5 IS NULL OR seq < ?5)
+             ORDER BY seq DESC LIMIT ?6",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                source,
+                resource,
+                filter.action,
+                filter.resource_id,
+                filter.before_seq,
+                filter.limit as i64
+            ],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+        )?;
+        rows.map(|row| {
+            let (seq, payload) = row?;
+            let event = serde_json::from_str(&payload)
+                .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
+            Ok((seq, event))
+        })
+        .collect()
+    }
+
+    // ─────────────────────────── endpoints ───────────────────────────
+
+    /// Makes the database's config-origin endpoints match `specs`: adds new ones, updates changed
+    /// ones, and deactivates config endpoints no longer in the file (their history stays).
+    pub fn reconcile_endpoints(&self, specs: &[EndpointSpec]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        for spec in specs {
+            tx.execute(
+                "INSERT INTO endpoints (name, url, secret, signing, resources, actions, active,
+                                        headers, timeout_ms, origin, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'config', ?10, ?10)
+                 ON CONFLICT (name) DO UPDATE SET
+                     url = excluded.url, secret = excluded.secret, signing = excluded.signing,
+                     resources = excluded.resources, actions = excluded.actions,
+                     active = excluded.active, headers = excluded.headers,
+                     timeout_ms = excluded.timeout_ms, origin = 'config',
+                     updated_at = excluded.updated_at
+                 WHERE url IS NOT excluded.url OR secret IS NOT excluded.secret
+                    OR signing IS NOT excluded.signing OR resources IS NOT excluded.resources
+                    OR actions IS NOT excluded.actions OR active IS NOT excluded.active
+                    OR headers IS NOT excluded.headers OR timeout_ms IS NOT excluded.timeout_ms",
+                params![
+                    spec.name,
+                    spec.url,
+                    spec.secret.expose(),
+                    spec.signing.as_str(),
+                    json(&spec.resources),
+                    json(&spec.actions),
+                    spec.active,
+                    json(&spec.headers),
+                    spec.timeout.map(|t| t.as_millis() as i64),
+                    now
+                ],
+            )?;
+        }
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        tx.execute(
+            "UPDATE endpoints SET active = 0, updated_at = ?2
+             WHERE origin = 'config' AND active = 1
+               AND name NOT IN (SELECT value FROM json_each(?1))",
+            params![json(&names), now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every endpoint, by name.
+    pub fn endpoints(&self) -> Result<Vec<StoredEndpoint>, StoreError> {
+        let conn = self.conn();
+        load_endpoints(&conn)
+    }
+}
+
+fn resource_has_baseline(tx: &Transaction<'_>, commit: &PollCommit<'_>) -> Result<bool, StoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT baseline_at IS NOT NULL FROM resources WHERE source = ?1 AND resource = ?2",
+            params![commit.source, commit.resource],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(false))
+}
+
+fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Inserts events and a delivery per matching active endpoint, inside the caller's transaction.
+fn insert_events(tx: &Transaction<'_>, events: &[Event]) -> Result<CommitSummary, StoreError> {
+    if events.is_empty() {
+        return Ok(CommitSummary::default());
+    }
+    let endpoints: Vec<StoredEndpoint> = load_endpoints(tx)?
+        .into_iter()
+        .filter(|e| e.spec.active)
+        .collect();
+    let now = now_ms();
+    let mut summary = CommitSummary::default();
+    let mut insert_event = tx.prepare_cached(
+        "INSERT INTO events (id, type, source, resource, action, resource_id, detected_at, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut insert_delivery = tx.prepare_cached(
+        "INSERT INTO deliveries (event_seq, endpoint_id, item_key, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?4)",
+    )?;
+    for event in events {
+        insert_event.execute(params![
+            event.id,
+            event.kind,
+            event.source,
+            event.resource,
+            event.action,
+            event.resource_id,
+            now,
+            event.to_json()
+        ])?;
+        let seq = tx.last_insert_rowid();
+        summary.events += 1;
+        let item_key = format!("{}/{}/{}", event.source, event.resource, event.resource_id);
+        for endpoint in &endpoints {
+            if endpoint
+                .spec
+                .wants(&event.source, &event.resource, &event.action)
+            {
+                insert_delivery.execute(params![seq, endpoint.id, item_key, now])?;
+                summary.deliveries += 1;
+            }
+        }
+    }
+    Ok(summary)
+}
+
+fn load_endpoints(conn: &Connection) -> Result<Vec<StoredEndpoint>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, url, secret, signing, resources, actions, active, headers, timeout_ms,
+                old_secret, old_secret_until, origin, disabled_reason, failing_since
+         FROM endpoints ORDER BY name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, bool>(7)?,
+            r.get::<_, String>(8)?,
+            r.get::<_, Option<i64>>(9)?,
+            (
+                r.get::<_, Option<String>>(10)?,
+                r.get::<_, Option<i64>>(11)?,
+                r.get::<_, String>(12)?,
+                r.get::<_, Option<String>>(13)?,
+                r.get::<_, Option<i64>>(14)?,
+            ),
+        ))
+    })?;
+    rows.map(|row| {
+        let (id, name, url, secret, signing, resources, actions, active, headers, timeout, rest) =
+            row?;
+        let (old_secret, old_until, origin, disabled_reason, failing_since) = rest;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("endpoint {name}: {what}"));
+        let signing: Scheme = signing.parse().map_err(|_| corrupt("signing"))?;
+        Ok(StoredEndpoint {
+            id,
+            spec: EndpointSpec {
+                url,
+                secret: Secret::new(secret),
+                signing,
+                resources: serde_json::from_str(&resources).map_err(|_| corrupt("resources"))?,
+                actions: serde_json::from_str::<ActionFilter>(&actions)
+                    .map_err(|_| corrupt("actions"))?,
+                active,
+                headers: serde_json::from_str(&headers).map_err(|_| corrupt("headers"))?,
+                timeout: timeout.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+                name: name.clone(),
+            },
+            old_secret: match (old_secret, old_until) {
+                (Some(s), Some(until)) => Some((Secret::new(s), to_time(until))),
+                _ => None,
+            },
+            origin,
+            disabled_reason,
+            failing_since: failing_since.map(to_time),
+        })
+    })
+    .collect()
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > MIGRATIONS.len() as i64 {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: version,
+            known: MIGRATIONS.len(),
+        });
+    }
+    if version == MIGRATIONS.len() as i64 {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    for step in &MIGRATIONS[version as usize..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        Store::open(&path).unwrap();
+        Store::open(&path).unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", 99).unwrap();
+        }
+        let err = Store::open(&path).err().unwrap();
+        assert!(err.to_string().contains("upgrade pollhook"), "{err}");
+    }
+
+    #[test]
+    fn a_second_run_lock_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let _first = RunLock::acquire(&path).unwrap();
+        let err = RunLock::acquire(&path).unwrap_err();
+        assert!(err.to_string().contains("already using"), "{err}");
+    }
+}
