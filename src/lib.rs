@@ -20,6 +20,7 @@
 
 pub mod adapters;
 pub mod config;
+pub mod deliver;
 pub mod demo;
 pub mod diff;
 pub mod endpoint;
@@ -33,7 +34,6 @@ pub mod source;
 pub mod store;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -70,7 +70,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    schedule::spawn(&mut tasks, &store, &sources, config.poll.concurrency, &cancel);
+    let wake = deliver::Wake::default();
+    schedule::spawn(&mut tasks, &store, &sources, config.poll.concurrency, &wake, &cancel);
+    tasks.spawn(deliver::run(store.clone(), config.delivery.clone(), wake, cancel.clone()));
     tracing::info!(
         database = %config.storage.path.display(),
         resources = sources.iter().map(|(s, _)| s.resources.len()).sum::<usize>(),
@@ -91,6 +93,3 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     Ok(())
 }
-
-/// Shared handles for code that runs beside the pipeline (the admin API, the demo).
-pub type Shared<T> = Arc<T>;

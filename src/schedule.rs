@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ResourceConfig, SourceConfig, When};
+use crate::deliver::Wake;
 use crate::poll::{self, Mode, PollError};
 use crate::source::Source;
 use crate::store::Store;
@@ -58,6 +59,7 @@ pub fn spawn(
     store: &Store,
     sources: &[(SourceConfig, Arc<dyn Source>)],
     concurrency: usize,
+    wake: &Wake,
     cancel: &CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(concurrency));
@@ -69,6 +71,7 @@ pub fn spawn(
                 source.clone(),
                 resource.clone(),
                 permits.clone(),
+                wake.clone(),
                 cancel.clone(),
             ));
         }
@@ -81,6 +84,7 @@ async fn run_resource(
     source: Arc<dyn Source>,
     resource: ResourceConfig,
     permits: Arc<Semaphore>,
+    wake: Wake,
     cancel: CancellationToken,
 ) {
     let key = resource.key(&source_name);
@@ -112,6 +116,9 @@ async fn run_resource(
                 "Baseline recorded; changes from now on become events."
             ),
             Ok(report) => {
+                if report.deliveries > 0 {
+                    wake.notify();
+                }
                 if let Some(held) = report.held {
                     tracing::warn!(
                         source = %source_name, resource = %resource.name,

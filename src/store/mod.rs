@@ -11,6 +11,10 @@
 //! - One process runs the pipeline per database ([`RunLock`]); the CLI may read and write
 //!   alongside it (WAL readers never block the writer; writers wait on `busy_timeout`).
 
+mod outbox;
+
+pub use outbox::{AttemptRow, DeliveryFilter, DeliveryRow, Due, EndpointPatch, Recorded};
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -165,6 +169,9 @@ pub enum StoreError {
     /// Something that must exist does not.
     #[error("{0}")]
     NotFound(String),
+    /// Something that must be unique already exists.
+    #[error("{0}")]
+    Conflict(String),
     /// A stored value could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),

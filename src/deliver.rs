@@ -1,0 +1,436 @@
+//! Deliver: claim due deliveries → per-endpoint lanes → sign → POST → record → reschedule.
+//!
+//! In: the outbox (deliveries written by `store.commit_poll`), the endpoints, `[delivery]`
+//! settings and a cancellation token. Out: HTTP POSTs, and every attempt recorded.
+//!
+//! Invariants (DESIGN.md §7):
+//! - At least once: a delivery is marked delivered only after a 2xx; outcomes are committed in
+//!   groups, and a crash between a 2xx and its commit means a redelivery with the same event id.
+//! - Isolation: each endpoint has its own lane with its own concurrency bound, so a slow or dead
+//!   endpoint only ever occupies its own slots (plus at most those slots of the global bound).
+//! - Order: the store only offers an item's next delivery once the previous one is done.
+//! - Safety: https only unless allowed; every address a request connects to passes the
+//!   [`UrlPolicy`] (a resolver filters DNS answers, so rebinding cannot get around it); redirects
+//!   are not followed; response bodies are read up to [`RESPONSE_QUOTE`] bytes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DeliveryConfig;
+use crate::endpoint::UrlPolicy;
+use crate::retry::{self, Next, Outcome, Policy};
+use crate::sign::{self, SignInput};
+use crate::store::{Due, Recorded, Store, StoredEndpoint};
+
+/// How much of a response body an attempt keeps.
+pub const RESPONSE_QUOTE: usize = 1024;
+
+/// How long a lane sleeps when it has nothing due and hears nothing.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// The most outcomes committed in one transaction.
+const BATCH: usize = 512;
+
+/// Wakes the dispatcher when new deliveries may be due (a poll committed, an operator acted).
+#[derive(Clone)]
+pub struct Wake(Arc<watch::Sender<u64>>);
+
+impl Default for Wake {
+    fn default() -> Self {
+        Self(Arc::new(watch::channel(0).0))
+    }
+}
+
+impl Wake {
+    /// Signals that there may be new work.
+    pub fn notify(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
+/// Shared by every lane.
+struct Ctx {
+    store: Store,
+    config: DeliveryConfig,
+    client: reqwest::Client,
+    policy: UrlPolicy,
+    retry: Policy,
+    global: Arc<Semaphore>,
+    outcomes: mpsc::Sender<Recorded>,
+    wake: Wake,
+}
+
+/// Runs the dispatcher until `cancel` fires, then lets in-flight requests finish and commits their
+/// outcomes before returning.
+pub async fn run(store: Store, config: DeliveryConfig, wake: Wake, cancel: CancellationToken) {
+    let policy = UrlPolicy {
+        allow_http: config.allow_http,
+        allow_networks: config.allow_networks.clone(),
+    };
+    let client = match client(&policy) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot build the delivery HTTP client; nothing will be delivered.");
+            return;
+        }
+    };
+    let (tx, rx) = mpsc::channel(4 * BATCH);
+    let recorder = tokio::spawn(record(store.clone(), rx, config.disable_after, wake.clone()));
+    let ctx = Arc::new(Ctx {
+        retry: Policy {
+            schedule: config.retries.clone(),
+            ..Policy::default()
+        },
+        global: Arc::new(Semaphore::new(config.concurrency)),
+        store,
+        config,
+        client,
+        policy,
+        outcomes: tx,
+        wake,
+    });
+    supervise(&ctx, &cancel).await;
+    drop(ctx);
+    // Every sender is gone once the lanes are: the recorder commits what is left and ends.
+    let _ = recorder.await;
+}
+
+/// Keeps one lane running per active endpoint.
+async fn supervise(ctx: &Arc<Ctx>, cancel: &CancellationToken) {
+    let mut lanes: HashMap<i64, tokio::task::AbortHandle> = HashMap::new();
+    let mut tasks = JoinSet::new();
+    let mut ids: HashMap<tokio::task::Id, i64> = HashMap::new();
+    let mut wake = ctx.wake.subscribe();
+    loop {
+        let endpoints = ctx.store.blocking(|s| s.endpoints()).await;
+        match endpoints {
+            Ok(endpoints) => {
+                for e in endpoints.into_iter().filter(|e| e.spec.active) {
+                    if !lanes.contains_key(&e.id) {
+                        let handle = tasks.spawn(lane(ctx.clone(), e.id, cancel.clone()));
+                        ids.insert(handle.id(), e.id);
+                        lanes.insert(e.id, handle);
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "Cannot read endpoints."),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            Some(done) = tasks.join_next_with_id() => {
+                let id = match &done { Ok((id, ())) => *id, Err(e) => e.id() };
+                if let Some(endpoint) = ids.remove(&id) {
+                    lanes.remove(&endpoint);
+                }
+            }
+            _ = wake.changed() => {}
+            () = tokio::time::sleep(IDLE * 2) => {}
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One endpoint's lane: claims what is due for it, keeps up to `endpoint_concurrency` requests
+/// in flight, and ends when the endpoint is paused, disabled or removed.
+async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
+    let mut inflight = JoinSet::new();
+    let mut wake = ctx.wake.subscribe();
+    let mut endpoint: Option<Arc<StoredEndpoint>> = None;
+    let mut loaded = Instant::now();
+    let lease_ms = lease(&ctx.config).as_millis() as i64;
+    loop {
+        if endpoint.is_none() || loaded.elapsed() > Duration::from_millis(500) {
+            endpoint = ctx
+                .store
+                .blocking(move |s| s.endpoint(endpoint_id))
+                .await
+                .ok()
+                .flatten()
+                .filter(|e| e.spec.active)
+                .map(Arc::new);
+            loaded = Instant::now();
+        }
+        let Some(current) = endpoint.clone() else { break };
+        let free = ctx.config.endpoint_concurrency.saturating_sub(inflight.len());
+        let mut claimed = 0;
+        if free > 0 {
+            match ctx.store.blocking(move |s| s.claim(endpoint_id, free, lease_ms)).await {
+                Ok(due) => {
+                    claimed = due.len();
+                    for due in due {
+                        let permit = tokio::select! {
+                            () = cancel.cancelled() => break,
+                            p = ctx.global.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                        };
+                        let ctx = ctx.clone();
+                        let endpoint = current.clone();
+                        inflight.spawn(async move {
+                            let recorded = attempt(&ctx, &endpoint, due).await;
+                            drop(permit);
+                            // The recorder outlives every lane; a closed channel means shutdown,
+                            // and the delivery's lease then brings it back at the next start.
+                            let _ = ctx.outcomes.send(recorded).await;
+                        });
+                    }
+                }
+                Err(error) => tracing::error!(endpoint = %current.spec.name, %error, "Cannot claim deliveries."),
+            }
+        }
+        if cancel.is_cancelled() {
+            break;
+        }
+        if claimed > 0 && claimed == free {
+            // There may be more due right now; only wait for a free slot.
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                Some(_) = inflight.join_next() => {}
+            }
+            continue;
+        }
+        let idle = match ctx.store.blocking(move |s| s.next_due_at(endpoint_id)).await {
+            Ok(Some(at)) => Duration::from_millis((at - crate::store::now_ms()).clamp(0, IDLE.as_millis() as i64) as u64),
+            _ => IDLE,
+        };
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+            _ = wake.changed() => {}
+            () = tokio::time::sleep(idle.max(Duration::from_millis(5))) => {}
+        }
+    }
+    // Graceful: requests already sent finish and are recorded.
+    while inflight.join_next().await.is_some() {}
+}
+
+/// A claimed delivery stays leased this long: the longest request plus margin.
+fn lease(config: &DeliveryConfig) -> Duration {
+    config.timeout.max(Duration::from_secs(30)) + Duration::from_secs(30)
+}
+
+/// Signs and POSTs one delivery, and decides what happens next.
+async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> Recorded {
+    let started_at = Utc::now();
+    let started = Instant::now();
+    let spec = &endpoint.spec;
+    let result = send(ctx, endpoint, &due).await;
+    let latency_ms = started.elapsed().as_millis() as i64;
+    let (outcome, status, response) = match result {
+        Ok((status, retry_after, body)) => (Outcome::from_response(status, retry_after), Some(status), Some(body)),
+        Err(outcome) => (outcome, None, None),
+    };
+    let error = match &outcome {
+        Outcome::Delivered { .. } => None,
+        Outcome::Status { status, .. } => Some(format!("HTTP {status}")),
+        Outcome::Timeout => Some(format!("timed out after {:?}", spec.timeout.unwrap_or(ctx.config.timeout))),
+        Outcome::Network(e) => Some(e.clone()),
+    };
+    let next = ctx.retry.next(due.attempts + 1, &outcome, Utc::now(), &mut rand::rng());
+    match (&next, &error) {
+        (Next::Done, _) => tracing::debug!(endpoint = %spec.name, event_id = %due.event_id, latency_ms, "Delivered."),
+        (Next::RetryAt(at), Some(error)) => tracing::warn!(
+            endpoint = %spec.name, event_id = %due.event_id, attempt = due.attempts + 1, %error,
+            retry_at = %at.to_rfc3339(), "Delivery failed; will retry."
+        ),
+        (Next::Failed, Some(error)) => tracing::warn!(
+            endpoint = %spec.name, event_id = %due.event_id, attempts = due.attempts + 1, %error,
+            "Delivery failed for good (dead letter); `pollhook deliveries retry` resends it."
+        ),
+        _ => {}
+    }
+    Recorded {
+        delivery_id: due.delivery_id,
+        endpoint_id: endpoint.id,
+        at: started_at.timestamp_millis(),
+        status,
+        latency_ms,
+        error,
+        response,
+        next,
+    }
+}
+
+/// The POST itself: `Ok((status, retry_after, body start))` for any response, `Err(outcome)` when
+/// none came.
+async fn send(
+    ctx: &Ctx,
+    endpoint: &StoredEndpoint,
+    due: &Due,
+) -> Result<(u16, Option<Duration>, String), Outcome> {
+    let spec = &endpoint.spec;
+    let url = ctx.policy.check_url(&spec.url).map_err(Outcome::Network)?;
+    let mut keys = vec![sign::decode_secret(spec.signing, spec.secret.expose())
+        .map_err(|e| Outcome::Network(format!("cannot sign: {e}")))?];
+    if let Some((old, until)) = &endpoint.old_secret
+        && *until > Utc::now()
+        && let Ok(old) = sign::decode_secret(spec.signing, old.expose())
+    {
+        keys.push(old);
+    }
+    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let signed = sign::sign(
+        spec.signing,
+        &keys,
+        &SignInput {
+            endpoint_name: &spec.name,
+            url: &spec.url,
+            event_id: &due.event_id,
+            event_json: &due.payload,
+            timestamp: Utc::now().timestamp(),
+        },
+    )
+    .map_err(|e| Outcome::Network(format!("cannot sign: {e}")))?;
+
+    let mut headers = HeaderMap::new();
+    for (name, value) in &spec.headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            headers.insert(n, v);
+        }
+    }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let routing = [
+        ("pollhook-event-id", due.event_id.as_str()),
+        ("pollhook-event-type", due.event_type.as_str()),
+        ("pollhook-resource", &format!("{}.{}", due.source, due.resource)),
+        ("pollhook-resource-id", due.resource_id.as_str()),
+        ("pollhook-action", due.action.as_str()),
+        ("pollhook-endpoint", spec.name.as_str()),
+    ];
+    for (name, value) in routing {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    for (name, value) in &signed.headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    let response = ctx
+        .client
+        .post(url)
+        .timeout(spec.timeout.unwrap_or(ctx.config.timeout))
+        .headers(headers)
+        .body(signed.body)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_timeout() {
+                Outcome::Timeout
+            } else {
+                Outcome::Network(error_chain(&e))
+            }
+        })?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry::parse_retry_after(v, Utc::now()));
+    Ok((status, retry_after, quote(response).await))
+}
+
+/// The first [`RESPONSE_QUOTE`] bytes of a response body; the rest is never read.
+async fn quote(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < RESPONSE_QUOTE {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(RESPONSE_QUOTE);
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = if e.is_connect() { "cannot connect".to_owned() } else { "request failed".to_owned() };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Commits outcomes in groups: whatever has arrived while the previous group was committing.
+async fn record(store: Store, mut rx: mpsc::Receiver<Recorded>, disable_after: Duration, wake: Wake) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        match store.blocking(move |s| s.record_outcomes(&batch, disable_after)).await {
+            Ok(disabled) => {
+                for (endpoint_id, reason) in disabled {
+                    tracing::error!(endpoint_id, %reason, "Endpoint disabled.");
+                }
+            }
+            // The deliveries stay leased and come back when the lease ends: delivered again,
+            // never lost.
+            Err(error) => tracing::error!(%error, "Cannot record delivery outcomes; they will be retried."),
+        }
+        wake.notify();
+    }
+}
+
+/// The delivery client: no redirects, no proxy, and a resolver that drops forbidden addresses.
+fn client(policy: &UrlPolicy) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(concat!("pollhook/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(64)
+        .dns_resolver(Arc::new(PolicyResolver(policy.clone())))
+        .build()
+}
+
+/// Resolves with the system resolver, then keeps only the addresses the policy allows.
+struct PolicyResolver(UrlPolicy);
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> {
+                    format!("cannot resolve {host}: {e}").into()
+                })?
+                .collect();
+            let mut refused = None;
+            let allowed: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| match policy.check_addr(a.ip()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        refused = Some(e);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let why = refused.unwrap_or_else(|| "no addresses".into());
+                return Err(format!("refused to connect to {host}: {why}").into());
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
