@@ -15,10 +15,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The definitions compiled into the binary: (name, TOML text).
-pub const EMBEDDED: &[(&str, &str)] = &[(
-    "json-server",
-    include_str!("../adapters/json-server.toml"),
-)];
+pub const EMBEDDED: &[(&str, &str)] =
+    &[("json-server", include_str!("../adapters/json-server.toml"))];
 
 const ENGINES: [&str; 2] = ["rest", "exec"];
 
@@ -133,7 +131,9 @@ impl Catalog {
             }
             merge_under(source, key, value);
         }
-        let defaults = definition.get("resource_defaults").and_then(toml::Value::as_table);
+        let defaults = definition
+            .get("resource_defaults")
+            .and_then(toml::Value::as_table);
         let known = definition.get("resources").and_then(toml::Value::as_table);
         if let Some(toml::Value::Array(resources)) = source.get_mut("resources") {
             for resource in resources.iter_mut() {
@@ -161,10 +161,11 @@ impl Catalog {
 }
 
 fn parse(name: &str, text: &str) -> Result<toml::Table, CatalogError> {
-    text.parse().map_err(|e: toml::de::Error| CatalogError::Syntax {
-        name: name.to_owned(),
-        message: e.to_string().trim_end().to_owned(),
-    })
+    text.parse()
+        .map_err(|e: toml::de::Error| CatalogError::Syntax {
+            name: name.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })
 }
 
 /// Puts `value` under `key` unless the user set it; tables merge key by key.
@@ -175,9 +176,9 @@ fn merge_under(user: &mut toml::Table, key: &str, value: &toml::Value) {
         }
         (Some(toml::Value::Table(mine)), toml::Value::Table(theirs)) => {
             // A user who changes a tagged table's kind (auth type, pagination style) replaces it.
-            let tag_changed = ["type", "style"].iter().any(|tag| {
-                matches!((mine.get(*tag), theirs.get(*tag)), (Some(a), Some(b)) if a != b)
-            });
+            let tag_changed = ["type", "style"].iter().any(
+                |tag| matches!((mine.get(*tag), theirs.get(*tag)), (Some(a), Some(b)) if a != b),
+            );
             if !tag_changed {
                 for (k, v) in theirs {
                     merge_under(mine, k, v);
@@ -208,7 +209,9 @@ mod tests {
         catalog.apply(&mut source).unwrap();
         assert_eq!(source["adapter"].as_str(), Some("rest"));
         assert_eq!(source["base_url"].as_str(), Some("http://127.0.0.1:9999"));
-        let orders = source["resources"].as_array().unwrap()[0].as_table().unwrap();
+        let orders = source["resources"].as_array().unwrap()[0]
+            .as_table()
+            .unwrap();
         assert_eq!(orders["path"].as_str(), Some("/orders"));
         assert!(orders.contains_key("pagination"));
     }

@@ -367,7 +367,9 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {file}: {source} (hint: pass --config FILE or set POLLHOOK_CONFIG)")]
+    #[error(
+        "cannot read config file {file}: {source} (hint: pass --config FILE or set POLLHOOK_CONFIG)"
+    )]
     Read {
         /// The file.
         file: PathBuf,
@@ -457,9 +459,9 @@ impl Config {
             file: file.to_owned(),
             problems,
         };
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            syntax(e.to_string().trim_end().to_owned())
-        })?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| syntax(e.to_string().trim_end().to_owned()))?;
 
         let mut problems = Problems::default();
         interpolate_table(&mut table, "", env, &mut problems);
@@ -484,7 +486,11 @@ impl Config {
                 if let toml::Value::Table(source) = source
                     && let Err(p) = catalog.apply(source)
                 {
-                    problems.push(format!("sources[{i}].adapter"), p.message, p.hint.as_deref());
+                    problems.push(
+                        format!("sources[{i}].adapter"),
+                        p.message,
+                        p.hint.as_deref(),
+                    );
                 }
             }
         }
@@ -492,8 +498,8 @@ impl Config {
             return Err(invalid(problems.0));
         }
 
-        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| {
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let at = e.path().to_string();
                 invalid(vec![Problem {
                     at: if at == "." { "(top level)".into() } else { at },
@@ -637,7 +643,7 @@ struct RawConfig {
     #[serde(default)]
     sources: Vec<RawSource>,
     #[serde(default)]
-    endpoints: Vec<RawEndpoint>,
+    endpoints: Vec<EndpointInput>,
     #[allow(dead_code)] // read before deserializing, kept here so the key is known
     adapters_dir: Option<String>,
 }
@@ -770,21 +776,46 @@ enum RawPagination {
     },
 }
 
-#[derive(Deserialize)]
+/// An endpoint's settings as a user writes them: in `[[endpoints]]`, on the command line or in an
+/// admin API request. [`validate_endpoint`] turns it into an [`EndpointSpec`].
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawEndpoint {
-    name: String,
-    url: String,
-    secret: String,
+pub struct EndpointInput {
+    /// Unique name.
+    pub name: String,
+    /// Where to POST.
+    pub url: String,
+    /// Signing secret.
+    pub secret: String,
+    /// `jwt` (default) or `standard-webhooks`.
     #[serde(default = "default_signing")]
-    signing: String,
-    resources: Option<Vec<String>>,
-    actions: Option<Vec<String>>,
+    pub signing: String,
+    /// `source.resource` patterns; default all.
+    pub resources: Option<Vec<String>>,
+    /// Actions; default all.
+    pub actions: Option<Vec<String>>,
+    /// Default true.
     #[serde(default = "yes")]
-    active: bool,
+    pub active: bool,
+    /// Extra headers.
     #[serde(default)]
-    headers: BTreeMap<String, String>,
-    timeout: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    /// Request timeout, e.g. `10s`.
+    pub timeout: Option<String>,
+}
+
+/// Validates endpoint settings given outside the config file exactly as the file's are.
+pub fn validate_endpoint(
+    input: EndpointInput,
+    config: &Config,
+) -> Result<EndpointSpec, Vec<Problem>> {
+    let mut p = Problems::default();
+    let at = format!("endpoints[{}]", input.name);
+    let spec = check_endpoint(input, &config.sources, &config.delivery, &at, &mut p);
+    match spec {
+        Some(spec) if p.0.is_empty() => Ok(spec),
+        _ => Err(p.0),
+    }
 }
 
 fn default_signing() -> String {
@@ -867,6 +898,13 @@ fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
     let mut endpoints = Vec::new();
     for endpoint in raw.endpoints {
         let at = format!("endpoints[{}]", endpoint.name);
+        if !valid_name(&endpoint.name) {
+            p.push(
+                format!("{at}.name"),
+                format!("`{}` is not a usable name", endpoint.name),
+                Some("use letters, digits, `-` and `_`"),
+            );
+        }
         if !endpoint_names.insert(endpoint.name.clone()) {
             p.push(
                 format!("{at}.name"),
@@ -874,7 +912,7 @@ fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
                 Some("endpoint names must be unique"),
             );
         }
-        if let Some(endpoint) = validate_endpoint(endpoint, &sources, &at, p) {
+        if let Some(endpoint) = check_endpoint(endpoint, &sources, &delivery, &at, p) {
             endpoints.push(endpoint);
         }
     }
@@ -924,8 +962,8 @@ fn validate_delivery(raw: RawDelivery, p: &mut Problems) -> DeliveryConfig {
         .iter()
         .enumerate()
         .filter_map(|(i, net)| match parse_network(net) {
-            Ok(net) => Some(net),
-            Err(()) => {
+            Some(net) => Some(net),
+            None => {
                 p.push(
                     format!("delivery.allow_networks[{i}]"),
                     format!("`{net}` is not a network"),
@@ -962,10 +1000,10 @@ fn validate_delivery(raw: RawDelivery, p: &mut Problems) -> DeliveryConfig {
 }
 
 /// Parses a CIDR, or a bare address as a one-address network.
-pub fn parse_network(text: &str) -> Result<IpNet, ()> {
+pub fn parse_network(text: &str) -> Option<IpNet> {
     text.parse::<IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| ())
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
 fn validate_source(raw: RawSource, p: &mut Problems) -> Option<SourceConfig> {
@@ -1380,11 +1418,7 @@ fn page_size(size: Option<u32>, at: &str, p: &mut Problems) -> u32 {
     match size {
         None => 100,
         Some(0) => {
-            p.push(
-                format!("{at}.pagination.size"),
-                "must be at least 1",
-                None,
-            );
+            p.push(format!("{at}.pagination.size"), "must be at least 1", None);
             100
         }
         Some(n) => n,
@@ -1408,9 +1442,10 @@ pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
         .map_err(|e| format!("`{text}` is not a crontab schedule: {e}"))
 }
 
-fn validate_endpoint(
-    raw: RawEndpoint,
+fn check_endpoint(
+    raw: EndpointInput,
     sources: &[SourceConfig],
+    delivery: &DeliveryConfig,
     at: &str,
     p: &mut Problems,
 ) -> Option<EndpointSpec> {
@@ -1469,7 +1504,11 @@ fn validate_endpoint(
         headers: raw.headers.into_iter().collect(),
         timeout,
     };
-    if let Err(e) = spec.check_url() {
+    let policy = crate::endpoint::UrlPolicy {
+        allow_http: delivery.allow_http,
+        allow_networks: delivery.allow_networks.clone(),
+    };
+    if let Err(e) = policy.check_url(&spec.url) {
         p.push(format!("{at}.url"), e, None);
     }
     Some(spec)

@@ -87,7 +87,12 @@ pub async fn run(store: Store, config: DeliveryConfig, wake: Wake, cancel: Cance
         }
     };
     let (tx, rx) = mpsc::channel(4 * BATCH);
-    let recorder = tokio::spawn(record(store.clone(), rx, config.disable_after, wake.clone()));
+    let recorder = tokio::spawn(record(
+        store.clone(),
+        rx,
+        config.disable_after,
+        wake.clone(),
+    ));
     let ctx = Arc::new(Ctx {
         retry: Policy {
             schedule: config.retries.clone(),
@@ -118,10 +123,10 @@ async fn supervise(ctx: &Arc<Ctx>, cancel: &CancellationToken) {
         match endpoints {
             Ok(endpoints) => {
                 for e in endpoints.into_iter().filter(|e| e.spec.active) {
-                    if !lanes.contains_key(&e.id) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = lanes.entry(e.id) {
                         let handle = tasks.spawn(lane(ctx.clone(), e.id, cancel.clone()));
                         ids.insert(handle.id(), e.id);
-                        lanes.insert(e.id, handle);
+                        slot.insert(handle);
                     }
                 }
             }
@@ -162,11 +167,20 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
                 .map(Arc::new);
             loaded = Instant::now();
         }
-        let Some(current) = endpoint.clone() else { break };
-        let free = ctx.config.endpoint_concurrency.saturating_sub(inflight.len());
+        let Some(current) = endpoint.clone() else {
+            break;
+        };
+        let free = ctx
+            .config
+            .endpoint_concurrency
+            .saturating_sub(inflight.len());
         let mut claimed = 0;
         if free > 0 {
-            match ctx.store.blocking(move |s| s.claim(endpoint_id, free, lease_ms)).await {
+            match ctx
+                .store
+                .blocking(move |s| s.claim(endpoint_id, free, lease_ms))
+                .await
+            {
                 Ok(due) => {
                     claimed = due.len();
                     for due in due {
@@ -185,7 +199,9 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
                         });
                     }
                 }
-                Err(error) => tracing::error!(endpoint = %current.spec.name, %error, "Cannot claim deliveries."),
+                Err(error) => {
+                    tracing::error!(endpoint = %current.spec.name, %error, "Cannot claim deliveries.")
+                }
             }
         }
         if cancel.is_cancelled() {
@@ -199,8 +215,14 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             }
             continue;
         }
-        let idle = match ctx.store.blocking(move |s| s.next_due_at(endpoint_id)).await {
-            Ok(Some(at)) => Duration::from_millis((at - crate::store::now_ms()).clamp(0, IDLE.as_millis() as i64) as u64),
+        let idle = match ctx
+            .store
+            .blocking(move |s| s.next_due_at(endpoint_id))
+            .await
+        {
+            Ok(Some(at)) => Duration::from_millis(
+                (at - crate::store::now_ms()).clamp(0, IDLE.as_millis() as i64) as u64,
+            ),
             _ => IDLE,
         };
         tokio::select! {
@@ -227,18 +249,29 @@ async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> Recorded {
     let result = send(ctx, endpoint, &due).await;
     let latency_ms = started.elapsed().as_millis() as i64;
     let (outcome, status, response) = match result {
-        Ok((status, retry_after, body)) => (Outcome::from_response(status, retry_after), Some(status), Some(body)),
+        Ok((status, retry_after, body)) => (
+            Outcome::from_response(status, retry_after),
+            Some(status),
+            Some(body),
+        ),
         Err(outcome) => (outcome, None, None),
     };
     let error = match &outcome {
         Outcome::Delivered { .. } => None,
         Outcome::Status { status, .. } => Some(format!("HTTP {status}")),
-        Outcome::Timeout => Some(format!("timed out after {:?}", spec.timeout.unwrap_or(ctx.config.timeout))),
+        Outcome::Timeout => Some(format!(
+            "timed out after {:?}",
+            spec.timeout.unwrap_or(ctx.config.timeout)
+        )),
         Outcome::Network(e) => Some(e.clone()),
     };
-    let next = ctx.retry.next(due.attempts + 1, &outcome, Utc::now(), &mut rand::rng());
+    let next = ctx
+        .retry
+        .next(due.attempts + 1, &outcome, Utc::now(), &mut rand::rng());
     match (&next, &error) {
-        (Next::Done, _) => tracing::debug!(endpoint = %spec.name, event_id = %due.event_id, latency_ms, "Delivered."),
+        (Next::Done, _) => {
+            tracing::debug!(endpoint = %spec.name, event_id = %due.event_id, latency_ms, "Delivered.")
+        }
         (Next::RetryAt(at), Some(error)) => tracing::warn!(
             endpoint = %spec.name, event_id = %due.event_id, attempt = due.attempts + 1, %error,
             retry_at = %at.to_rfc3339(), "Delivery failed; will retry."
@@ -270,8 +303,10 @@ async fn send(
 ) -> Result<(u16, Option<Duration>, String), Outcome> {
     let spec = &endpoint.spec;
     let url = ctx.policy.check_url(&spec.url).map_err(Outcome::Network)?;
-    let mut keys = vec![sign::decode_secret(spec.signing, spec.secret.expose())
-        .map_err(|e| Outcome::Network(format!("cannot sign: {e}")))?];
+    let mut keys = vec![
+        sign::decode_secret(spec.signing, spec.secret.expose())
+            .map_err(|e| Outcome::Network(format!("cannot sign: {e}")))?,
+    ];
     if let Some((old, until)) = &endpoint.old_secret
         && *until > Utc::now()
         && let Ok(old) = sign::decode_secret(spec.signing, old.expose())
@@ -294,7 +329,10 @@ async fn send(
 
     let mut headers = HeaderMap::new();
     for (name, value) in &spec.headers {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             headers.insert(n, v);
         }
     }
@@ -302,7 +340,10 @@ async fn send(
     let routing = [
         ("pollhook-event-id", due.event_id.as_str()),
         ("pollhook-event-type", due.event_type.as_str()),
-        ("pollhook-resource", &format!("{}.{}", due.source, due.resource)),
+        (
+            "pollhook-resource",
+            &format!("{}.{}", due.source, due.resource),
+        ),
         ("pollhook-resource-id", due.resource_id.as_str()),
         ("pollhook-action", due.action.as_str()),
         ("pollhook-endpoint", spec.name.as_str()),
@@ -355,7 +396,11 @@ async fn quote(mut response: reqwest::Response) -> String {
 }
 
 fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = if e.is_connect() { "cannot connect".to_owned() } else { "request failed".to_owned() };
+    let mut text = if e.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         text.push_str(": ");
@@ -366,7 +411,12 @@ fn error_chain(e: &reqwest::Error) -> String {
 }
 
 /// Commits outcomes in groups: whatever has arrived while the previous group was committing.
-async fn record(store: Store, mut rx: mpsc::Receiver<Recorded>, disable_after: Duration, wake: Wake) {
+async fn record(
+    store: Store,
+    mut rx: mpsc::Receiver<Recorded>,
+    disable_after: Duration,
+    wake: Wake,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -375,7 +425,10 @@ async fn record(store: Store, mut rx: mpsc::Receiver<Recorded>, disable_after: D
                 Err(_) => break,
             }
         }
-        match store.blocking(move |s| s.record_outcomes(&batch, disable_after)).await {
+        match store
+            .blocking(move |s| s.record_outcomes(&batch, disable_after))
+            .await
+        {
             Ok(disabled) => {
                 for (endpoint_id, reason) in disabled {
                     tracing::error!(endpoint_id, %reason, "Endpoint disabled.");
@@ -383,7 +436,9 @@ async fn record(store: Store, mut rx: mpsc::Receiver<Recorded>, disable_after: D
             }
             // The deliveries stay leased and come back when the lease ends: delivered again,
             // never lost.
-            Err(error) => tracing::error!(%error, "Cannot record delivery outcomes; they will be retried."),
+            Err(error) => {
+                tracing::error!(%error, "Cannot record delivery outcomes; they will be retried.")
+            }
         }
         wake.notify();
     }

@@ -102,15 +102,27 @@ fn order(id: u64, status: &str) -> Value {
     })
 }
 
-async fn list_orders(State(shop): State<FakeShop>, Query(q): Query<PageQuery>) -> impl IntoResponse {
-    let orders = shop.orders.lock().unwrap_or_else(|e| e.into_inner()).clone();
+async fn list_orders(
+    State(shop): State<FakeShop>,
+    Query(q): Query<PageQuery>,
+) -> impl IntoResponse {
+    let orders = shop
+        .orders
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let limit = q.limit.unwrap_or(orders.len().max(1));
     let page = q.page.unwrap_or(1).max(1);
     let start = (page - 1) * limit;
     let items: Vec<Value> = orders.iter().skip(start).take(limit).cloned().collect();
     let mut headers = HeaderMap::new();
     if start + limit < orders.len()
-        && let Ok(v) = format!("<{}/orders?_page={}&_limit={limit}>; rel=\"next\"", shop.url, page + 1).parse()
+        && let Ok(v) = format!(
+            "<{}/orders?_page={}&_limit={limit}>; rel=\"next\"",
+            shop.url,
+            page + 1
+        )
+        .parse()
     {
         headers.insert("link", v);
     }
@@ -144,6 +156,7 @@ impl Received {
 pub struct Receiver {
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<Mutex<u16>>,
+    delay: Arc<Mutex<Duration>>,
     on_receive: Arc<dyn Fn(&Received) + Send + Sync>,
     /// Base URL.
     pub url: String,
@@ -156,12 +169,15 @@ impl Receiver {
     }
 
     /// Starts a receiver that also calls `on_receive` for each request.
-    pub async fn start_with(on_receive: impl Fn(&Received) + Send + Sync + 'static) -> std::io::Result<Receiver> {
+    pub async fn start_with(
+        on_receive: impl Fn(&Received) + Send + Sync + 'static,
+    ) -> std::io::Result<Receiver> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr: SocketAddr = listener.local_addr()?;
         let receiver = Receiver {
             received: Arc::default(),
             status: Arc::new(Mutex::new(204)),
+            delay: Arc::default(),
             on_receive: Arc::new(on_receive),
             url: format!("http://{addr}"),
         };
@@ -179,9 +195,17 @@ impl Receiver {
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
     }
 
+    /// How long to wait before answering, from now on.
+    pub fn delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap_or_else(|e| e.into_inner()) = delay;
+    }
+
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -200,7 +224,14 @@ async fn receive(
         body: body.to_vec(),
     };
     (r.on_receive)(&got);
-    r.received.lock().unwrap_or_else(|e| e.into_inner()).push(got);
+    r.received
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(got);
+    let delay = *r.delay.lock().unwrap_or_else(|e| e.into_inner());
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let status = *r.status.lock().unwrap_or_else(|e| e.into_inner());
     StatusCode::from_u16(status).unwrap_or(StatusCode::NO_CONTENT)
 }
@@ -220,7 +251,10 @@ pub enum DemoError {
 }
 
 /// Runs the demo until `shutdown` completes or `limit` passes.
-pub async fn run(limit: Option<Duration>, shutdown: impl Future<Output = ()>) -> Result<(), DemoError> {
+pub async fn run(
+    limit: Option<Duration>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DemoError> {
     let shop = FakeShop::start(5).await?;
     let app_secret = sign::generate_secret(Scheme::StandardWebhooks);
     let erp_secret = sign::generate_secret(Scheme::Jwt);
@@ -276,11 +310,22 @@ actions = ["created"]
     let config = Config::parse(Path::new("demo.toml"), &text, &env)?;
 
     println!("pollhook demo");
-    println!("  fake shop API   {}/orders   (json-server style; its orders change every 2 s)", shop.url);
-    println!("  receiver        {}/hooks/app (standard-webhooks, every change)", receiver.url);
-    println!("                  {}/hooks/erp (jwt, created only)", receiver.url);
+    println!(
+        "  fake shop API   {}/orders   (json-server style; its orders change every 2 s)",
+        shop.url
+    );
+    println!(
+        "  receiver        {}/hooks/app (standard-webhooks, every change)",
+        receiver.url
+    );
+    println!(
+        "                  {}/hooks/erp (jwt, created only)",
+        receiver.url
+    );
     println!("  database        {}", dir.join("demo.db").display());
-    println!("The first poll records a baseline; every change after it arrives below, verified. Ctrl-C stops.\n");
+    println!(
+        "The first poll records a baseline; every change after it arrives below, verified. Ctrl-C stops.\n"
+    );
 
     let churn = {
         let shop = shop.clone();
@@ -295,13 +340,19 @@ actions = ["created"]
     };
     let stop = async {
         match limit {
-            Some(limit) => tokio::select! { () = shutdown => {}, () = tokio::time::sleep(limit) => {} },
+            Some(limit) => {
+                tokio::select! { () = shutdown => {}, () = tokio::time::sleep(limit) => {} }
+            }
             None => shutdown.await,
         }
     };
     let result = crate::run(config, stop).await;
     churn.abort();
-    println!("\n{} webhook(s) received. Database kept at {}.", receiver.received().len(), dir.join("demo.db").display());
+    println!(
+        "\n{} webhook(s) received. Database kept at {}.",
+        receiver.received().len(),
+        dir.join("demo.db").display()
+    );
     Ok(result?)
 }
 
@@ -326,7 +377,14 @@ fn print_webhook(r: &Received, keys: &(Vec<u8>, Vec<u8>)) {
                     .as_array()
                     .map(|ops| {
                         ops.iter()
-                            .map(|op| format!("{} {} {}", op["op"].as_str().unwrap_or(""), op["path"].as_str().unwrap_or(""), op.get("value").map(Value::to_string).unwrap_or_default()))
+                            .map(|op| {
+                                format!(
+                                    "{} {} {}",
+                                    op["op"].as_str().unwrap_or(""),
+                                    op["path"].as_str().unwrap_or(""),
+                                    op.get("value").map(Value::to_string).unwrap_or_default()
+                                )
+                            })
                             .collect::<Vec<_>>()
                             .join(", ")
                     })

@@ -85,7 +85,10 @@ impl Differ {
     /// Starts a diff against `snapshot` (`id → hash`).
     pub fn new(snapshot: impl IntoIterator<Item = (String, Hash)>) -> Self {
         Self {
-            snapshot: snapshot.into_iter().map(|(id, h)| (id, (h, false))).collect(),
+            snapshot: snapshot
+                .into_iter()
+                .map(|(id, h)| (id, (h, false)))
+                .collect(),
             changes: Vec::new(),
             pending: HashMap::new(),
             listed: 0,
@@ -198,7 +201,11 @@ mod tests {
 
     #[test]
     fn created_updated_deleted() {
-        let mut d = Differ::new([("a".into(), [1; 32]), ("b".into(), [2; 32]), ("c".into(), [3; 32])]);
+        let mut d = Differ::new([
+            ("a".into(), [1; 32]),
+            ("b".into(), [2; 32]),
+            ("c".into(), [3; 32]),
+        ]);
         d.push(rec("a", 1));
         d.push(rec("b", 9));
         d.push(rec("d", 4));

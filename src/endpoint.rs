@@ -51,8 +51,7 @@ impl EndpointSpec {
 
     /// Checks that the URL parses as http(s); the policy checks come at delivery time.
     pub fn check_url(&self) -> Result<Url, String> {
-        let url = Url::parse(&self.url)
-            .map_err(|e| format!("`{}` is not a URL: {e}", self.url))?;
+        let url = Url::parse(&self.url).map_err(|e| format!("`{}` is not a URL: {e}", self.url))?;
         match url.scheme() {
             "http" | "https" if url.host().is_some() => Ok(url),
             _ => Err(format!("`{}` is not an http(s) URL", self.url)),

@@ -115,8 +115,9 @@ impl Event {
             _ => previous.unwrap_or(Value::Null),
         };
         let changes = match action {
-            Action::Updated => serde_json::to_value(json_patch::diff(&previous, &data))
-                .unwrap_or(Value::Null),
+            Action::Updated => {
+                serde_json::to_value(json_patch::diff(&previous, &data)).unwrap_or(Value::Null)
+            }
             _ => Value::Null,
         };
         Event {
@@ -177,7 +178,10 @@ mod tests {
             .unwrap()
         );
         assert!(e.to_json().starts_with(r#"{"id":"evt_"#));
-        assert!(e.to_json().contains(r#""type":"orders.updated","source":"shop""#));
+        assert!(
+            e.to_json()
+                .contains(r#""type":"orders.updated","source":"shop""#)
+        );
     }
 
     #[test]
@@ -189,7 +193,10 @@ mod tests {
             hash: [0; 32],
         });
         let e = Event::from_change("s", "r", &created, None, at);
-        assert_eq!((e.previous.clone(), e.changes.clone()), (Value::Null, Value::Null));
+        assert_eq!(
+            (e.previous.clone(), e.changes.clone()),
+            (Value::Null, Value::Null)
+        );
         let deleted = Change::Deleted { id: "1".into() };
         let e = Event::from_change("s", "r", &deleted, Some(json!({"id": 1})), at);
         assert_eq!(e.data, Value::Null);

@@ -71,8 +71,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let wake = deliver::Wake::default();
-    schedule::spawn(&mut tasks, &store, &sources, config.poll.concurrency, &wake, &cancel);
-    tasks.spawn(deliver::run(store.clone(), config.delivery.clone(), wake, cancel.clone()));
+    schedule::spawn(
+        &mut tasks,
+        &store,
+        &sources,
+        config.poll.concurrency,
+        &wake,
+        &cancel,
+    );
+    tasks.spawn(deliver::run(
+        store.clone(),
+        config.delivery.clone(),
+        wake,
+        cancel.clone(),
+    ));
     tracing::info!(
         database = %config.storage.path.display(),
         resources = sources.iter().map(|(s, _)| s.resources.len()).sum::<usize>(),
@@ -88,7 +100,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "In-flight work did not finish in time; it stays pending for the next start.");
+        tracing::warn!(
+            grace_secs = SHUTDOWN_GRACE.as_secs(),
+            "In-flight work did not finish in time; it stays pending for the next start."
+        );
         tasks.abort_all();
     }
     Ok(())

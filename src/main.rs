@@ -8,18 +8,27 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pollhook::config::{Config, DEFAULT_CONFIG_FILE};
+use pollhook::config::{Config, DEFAULT_CONFIG_FILE, EndpointInput, validate_endpoint};
 use pollhook::poll::{self, Mode};
-use pollhook::store::{EventFilter, Store};
+use pollhook::store::{DeliveryFilter, EndpointPatch, EventFilter, Store, StoredEndpoint};
 
 #[derive(Parser)]
-#[command(name = "pollhook", version, about = "Turns pull into push: polls REST APIs and delivers every change as a signed webhook.")]
+#[command(
+    name = "pollhook",
+    version,
+    about = "Turns pull into push: polls REST APIs and delivers every change as a signed webhook."
+)]
 struct Cli {
     /// Config file [default: $POLLHOOK_CONFIG, then ./pollhook.toml].
     #[arg(long, short, global = true, env = "POLLHOOK_CONFIG")]
     config: Option<PathBuf>,
     /// Log format.
-    #[arg(long, global = true, env = "POLLHOOK_LOG_FORMAT", default_value = "human")]
+    #[arg(
+        long,
+        global = true,
+        env = "POLLHOOK_LOG_FORMAT",
+        default_value = "human"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -62,6 +71,22 @@ enum Command {
     /// Inspect events.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Register, change and remove webhook endpoints.
+    #[command(subcommand)]
+    Endpoints(EndpointsCommand),
+    /// Inspect and retry deliveries.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
+    /// Send an event again, with the same event id, to one endpoint or all that want it.
+    Replay {
+        /// The event id (`evt_…`).
+        event_id: String,
+        /// Only to this endpoint.
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// Check a received webhook's signature (for receivers debugging their side).
+    Verify(VerifyArgs),
     /// See pollhook work end to end on this machine: a fake API that keeps changing, a receiver
     /// that prints what arrives. Nothing to install or configure.
     Demo(DemoArgs),
@@ -91,6 +116,170 @@ enum EventsCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum EndpointsCommand {
+    /// Every endpoint with its state.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One endpoint (its secret shown only as a hint).
+    Show {
+        /// Endpoint name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register an endpoint.
+    Add(AddEndpoint),
+    /// Change an endpoint.
+    Update(UpdateEndpoint),
+    /// Remove an endpoint with its deliveries.
+    Remove {
+        /// Endpoint name.
+        name: String,
+    },
+    /// Stop delivering to an endpoint; its deliveries wait.
+    Pause {
+        /// Endpoint name.
+        name: String,
+    },
+    /// Deliver to a paused or disabled endpoint again.
+    Resume {
+        /// Endpoint name.
+        name: String,
+    },
+    /// Print a new random secret for a signing scheme.
+    Secret {
+        /// jwt or standard-webhooks.
+        #[arg(long, default_value = "jwt")]
+        signing: String,
+    },
+}
+
+#[derive(Args)]
+struct AddEndpoint {
+    /// Unique name.
+    name: String,
+    /// Where to POST.
+    #[arg(long)]
+    url: String,
+    /// Signing secret; generated and printed once if omitted.
+    #[arg(long, env = "POLLHOOK_ENDPOINT_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// jwt or standard-webhooks.
+    #[arg(long, default_value = "jwt")]
+    signing: String,
+    /// `source.resource` pattern (repeatable; `*` wildcards); default: all.
+    #[arg(long = "resource")]
+    resources: Vec<String>,
+    /// created, updated or deleted (repeatable); default: all.
+    #[arg(long = "action")]
+    actions: Vec<String>,
+    /// Extra header `Name: value` (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// Request timeout (e.g. `10s`).
+    #[arg(long)]
+    timeout: Option<String>,
+    /// Register it paused.
+    #[arg(long)]
+    paused: bool,
+    /// Also send it the current state of its resources as `created` events.
+    #[arg(long)]
+    backfill: bool,
+}
+
+#[derive(Args)]
+struct UpdateEndpoint {
+    /// Endpoint name.
+    name: String,
+    /// New URL.
+    #[arg(long)]
+    url: Option<String>,
+    /// New secret.
+    #[arg(long, conflicts_with = "rotate_secret")]
+    secret: Option<String>,
+    /// Generate a new secret (printed once).
+    #[arg(long)]
+    rotate_secret: bool,
+    /// How long the old secret keeps signing too (standard-webhooks sends both signatures).
+    #[arg(long, default_value = "24h")]
+    overlap: String,
+    /// Replace the resource patterns.
+    #[arg(long = "resource")]
+    resources: Vec<String>,
+    /// Replace the action filter.
+    #[arg(long = "action")]
+    actions: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum DeliveriesCommand {
+    /// Newest first.
+    List {
+        /// Endpoint name.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// pending, delivered or failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this event's deliveries.
+        #[arg(long)]
+        event: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every attempt of a delivery (its number) or of an event's deliveries (`evt_…`).
+    Attempts {
+        /// Delivery number or event id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put failed deliveries back in line with a fresh retry schedule.
+    Retry {
+        /// One delivery.
+        #[arg(long, conflicts_with = "failed")]
+        id: Option<i64>,
+        /// Every failed delivery.
+        #[arg(long)]
+        failed: bool,
+        /// With --failed: only this endpoint's.
+        #[arg(long, requires = "failed")]
+        endpoint: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// jwt or standard-webhooks.
+    #[arg(long)]
+    signing: String,
+    /// The endpoint's secret.
+    #[arg(long, env = "POLLHOOK_VERIFY_SECRET", hide_env_values = true)]
+    secret: String,
+    /// A raw HTTP request as received (request line, headers, blank line, body).
+    #[arg(long, conflicts_with = "body")]
+    request: Option<PathBuf>,
+    /// The body as received.
+    #[arg(long)]
+    body: Option<PathBuf>,
+    /// A header `Name: value` as received (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// Largest accepted age of a standard-webhooks timestamp.
+    #[arg(long, default_value = "5m")]
+    tolerance: String,
+}
+
 #[derive(Args)]
 struct DemoArgs {
     /// Stop after this long (e.g. `30s`); default: until Ctrl-C.
@@ -112,8 +301,17 @@ impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The demo prints what happens itself; its log shows only problems unless asked.
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    init_logging(cli.log_format, default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -130,13 +328,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("POLLHOOK_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -199,10 +397,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Accept { target } => {
             let config = load(&path)?;
             let (source, resource) = split_target(&config, &target)?;
-            let resource = resource.ok_or_else(|| UsageError(anyhow!("name one resource: source.resource")))?;
+            let resource = resource
+                .ok_or_else(|| UsageError(anyhow!("name one resource: source.resource")))?;
             let store = Store::open(&config.storage.path)?;
             let n = store.accept_deletes(&source, &resource)?;
-            println!("{n} held-back delete(s) of {source}.{resource} will be applied at its next poll.");
+            println!(
+                "{n} held-back delete(s) of {source}.{resource} will be applied at its next poll."
+            );
         }
         Command::Events(EventsCommand::List {
             resource,
@@ -226,7 +427,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else if events.is_empty() {
                 writeln!(out, "No events yet.")?;
             } else {
-                writeln!(out, "{:<26} {:<22} {:<14} {:<38}", "DETECTED", "TYPE", "RESOURCE ID", "EVENT ID")?;
+                writeln!(
+                    out,
+                    "{:<26} {:<22} {:<14} {:<38}",
+                    "DETECTED", "TYPE", "RESOURCE ID", "EVENT ID"
+                )?;
                 for (_, e) in events {
                     writeln!(
                         out,
@@ -242,13 +447,420 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events(EventsCommand::Show { id }) => {
             let config = load(&path)?;
             let store = Store::open(&config.storage.path)?;
-            let event = store
-                .event(&id)?
-                .ok_or_else(|| anyhow!("no event {id}"))?;
+            let event = store.event(&id)?.ok_or_else(|| anyhow!("no event {id}"))?;
             println!("{}", serde_json::to_string_pretty(&event)?);
         }
+        Command::Endpoints(command) => {
+            let config = load(&path)?;
+            let store = Store::open(&config.storage.path)?;
+            endpoints_command(&config, &store, command)?;
+        }
+        Command::Deliveries(command) => {
+            let config = load(&path)?;
+            let store = Store::open(&config.storage.path)?;
+            deliveries_command(&store, command)?;
+        }
+        Command::Replay { event_id, endpoint } => {
+            let config = load(&path)?;
+            let store = Store::open(&config.storage.path)?;
+            let targets = store.replay(&event_id, endpoint.as_deref())?;
+            if targets.is_empty() {
+                println!("No active endpoint wants {event_id}; nothing queued.");
+            } else {
+                println!("{event_id} queued again for: {}", targets.join(", "));
+            }
+        }
+        Command::Verify(args) => return verify_command(args),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn usage(message: String) -> anyhow::Error {
+    UsageError(anyhow!(message)).into()
+}
+
+fn problems(list: Vec<pollhook::config::Problem>) -> anyhow::Error {
+    usage(
+        list.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+fn parse_headers(list: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    list.iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| usage(format!("--header `{h}`: write `Name: value`")))
+        })
+        .collect()
+}
+
+fn endpoint_state(e: &StoredEndpoint) -> String {
+    match (&e.disabled_reason, e.spec.active) {
+        (Some(reason), false) => format!("disabled: {reason}"),
+        (None, false) => "paused".into(),
+        _ => "active".into(),
+    }
+}
+
+fn endpoint_json(e: &StoredEndpoint) -> serde_json::Value {
+    serde_json::json!({
+        "name": e.spec.name,
+        "url": e.spec.url,
+        "signing": e.spec.signing.as_str(),
+        "secret": e.spec.secret.hint(),
+        "resources": e.spec.resources,
+        "actions": e.spec.actions.as_slice(),
+        "active": e.spec.active,
+        "state": endpoint_state(e),
+        "origin": e.origin,
+        "headers": e.spec.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        "timeout_ms": e.spec.timeout.map(|t| t.as_millis() as u64),
+    })
+}
+
+fn endpoints_command(
+    config: &Config,
+    store: &Store,
+    command: EndpointsCommand,
+) -> anyhow::Result<()> {
+    let warn_config = |name: &str| {
+        if config.endpoints.iter().any(|e| e.name == name) {
+            eprintln!(
+                "note: endpoint {name} is defined in {}; the file's settings return at the next start.",
+                config.file.display()
+            );
+        }
+    };
+    match command {
+        EndpointsCommand::List { json } => {
+            let list = store.endpoints()?;
+            if json {
+                let list: Vec<_> = list.iter().map(endpoint_json).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("No endpoints. Add one with `pollhook endpoints add NAME --url URL`.");
+            } else {
+                println!(
+                    "{:<16} {:<18} {:<8} {:<40} {:<20} STATE",
+                    "NAME", "SIGNING", "ORIGIN", "URL", "RESOURCES"
+                );
+                for e in &list {
+                    println!(
+                        "{:<16} {:<18} {:<8} {:<40} {:<20} {}",
+                        e.spec.name,
+                        e.spec.signing.as_str(),
+                        e.origin,
+                        e.spec.url,
+                        e.spec.resources.join(","),
+                        endpoint_state(e)
+                    );
+                }
+            }
+        }
+        EndpointsCommand::Show { name, json } => {
+            let e = store.endpoint_named(&name)?;
+            let value = endpoint_json(&e);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else if let serde_json::Value::Object(map) = value {
+                for (k, v) in map {
+                    println!(
+                        "{k:<11} {}",
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string())
+                    );
+                }
+            }
+        }
+        EndpointsCommand::Add(args) => {
+            let generated = args.secret.is_none();
+            let signing: pollhook::sign::Scheme = args
+                .signing
+                .parse()
+                .map_err(|e| usage(format!("--signing: {e}")))?;
+            let secret = args
+                .secret
+                .unwrap_or_else(|| pollhook::sign::generate_secret(signing));
+            let input = EndpointInput {
+                name: args.name.clone(),
+                url: args.url,
+                secret: secret.clone(),
+                signing: args.signing,
+                resources: (!args.resources.is_empty()).then_some(args.resources),
+                actions: (!args.actions.is_empty()).then_some(args.actions),
+                active: !args.paused,
+                headers: parse_headers(&args.headers)?,
+                timeout: args.timeout,
+            };
+            let spec = validate_endpoint(input, config).map_err(problems)?;
+            store.add_endpoint(&spec)?;
+            println!("Endpoint {} added.", spec.name);
+            if generated {
+                println!("Its secret (shown once; give it to the receiver): {secret}");
+            }
+            if args.backfill {
+                let n = store.backfill(&spec.name)?;
+                println!(
+                    "Backfill: {n} item(s) queued for {} as created events.",
+                    spec.name
+                );
+            }
+        }
+        EndpointsCommand::Update(args) => {
+            warn_config(&args.name);
+            let current = store.endpoint_named(&args.name)?;
+            let mut printed_secret = None;
+            let secret = match (args.secret, args.rotate_secret) {
+                (Some(s), _) => Some(s),
+                (None, true) => {
+                    let s = pollhook::sign::generate_secret(current.spec.signing);
+                    printed_secret = Some(s.clone());
+                    Some(s)
+                }
+                (None, false) => None,
+            };
+            // Validate the endpoint as it would be after the change.
+            let input = EndpointInput {
+                name: args.name.clone(),
+                url: args.url.clone().unwrap_or_else(|| current.spec.url.clone()),
+                secret: secret
+                    .clone()
+                    .unwrap_or_else(|| current.spec.secret.expose().to_owned()),
+                signing: current.spec.signing.as_str().to_owned(),
+                resources: Some(if args.resources.is_empty() {
+                    current.spec.resources.clone()
+                } else {
+                    args.resources.clone()
+                }),
+                actions: (!args.actions.is_empty()).then(|| args.actions.clone()),
+                active: current.spec.active,
+                headers: current.spec.headers.iter().cloned().collect(),
+                timeout: None,
+            };
+            let spec = validate_endpoint(input, config).map_err(problems)?;
+            let overlap = pollhook::config::parse_duration(&args.overlap)
+                .map_err(|e| usage(format!("--overlap: {e}")))?;
+            store.update_endpoint(
+                &args.name,
+                &EndpointPatch {
+                    url: args.url,
+                    secret: secret.map(pollhook::config::Secret::new),
+                    rotation_overlap: Some(overlap),
+                    resources: (!args.resources.is_empty()).then_some(spec.resources),
+                    actions: (!args.actions.is_empty()).then_some(spec.actions),
+                    signing: None,
+                },
+            )?;
+            println!("Endpoint {} updated.", args.name);
+            if let Some(secret) = printed_secret {
+                println!("New secret (shown once): {secret}");
+                println!(
+                    "The old one stays valid for {} (standard-webhooks requests carry both signatures).",
+                    args.overlap
+                );
+            }
+        }
+        EndpointsCommand::Remove { name } => {
+            warn_config(&name);
+            store.remove_endpoint(&name)?;
+            println!("Endpoint {name} removed, with its deliveries.");
+        }
+        EndpointsCommand::Pause { name } => {
+            warn_config(&name);
+            store.set_endpoint_active(&name, false)?;
+            println!("Endpoint {name} paused; its deliveries wait.");
+        }
+        EndpointsCommand::Resume { name } => {
+            store.set_endpoint_active(&name, true)?;
+            println!("Endpoint {name} resumed.");
+        }
+        EndpointsCommand::Secret { signing } => {
+            let scheme: pollhook::sign::Scheme = signing
+                .parse()
+                .map_err(|e| usage(format!("--signing: {e}")))?;
+            println!("{}", pollhook::sign::generate_secret(scheme));
+        }
+    }
+    Ok(())
+}
+
+fn deliveries_command(store: &Store, command: DeliveriesCommand) -> anyhow::Result<()> {
+    match command {
+        DeliveriesCommand::List {
+            endpoint,
+            status,
+            event,
+            limit,
+            json,
+        } => {
+            if let Some(s) = &status
+                && !["pending", "delivered", "failed"].contains(&s.as_str())
+            {
+                return Err(usage(format!(
+                    "--status `{s}`: use pending, delivered or failed"
+                )));
+            }
+            let rows = store.deliveries(&DeliveryFilter {
+                endpoint,
+                status,
+                event_id: event,
+                limit,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if rows.is_empty() {
+                println!("No deliveries.");
+            } else {
+                println!(
+                    "{:>6} {:<10} {:<14} {:<18} {:<12} {:>4} {:<24} LAST",
+                    "ID", "STATUS", "ENDPOINT", "TYPE", "RESOURCE ID", "TRY", "NEXT"
+                );
+                for d in rows {
+                    println!(
+                        "{:>6} {:<10} {:<14} {:<18} {:<12} {:>4} {:<24} {}",
+                        d.id,
+                        d.status,
+                        d.endpoint,
+                        d.event_type,
+                        d.resource_id,
+                        d.attempts,
+                        d.next_attempt_at
+                            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                            .unwrap_or_default(),
+                        d.last_error
+                            .or(d.last_status.map(|s| format!("HTTP {s}")))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        DeliveriesCommand::Attempts { id, json } => {
+            let rows = store.attempts(&id)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if rows.is_empty() {
+                println!("No attempts for {id}.");
+            } else {
+                for a in rows {
+                    println!(
+                        "delivery {} → {} at {}: {} in {} ms{}",
+                        a.delivery_id,
+                        a.endpoint,
+                        a.at.format("%Y-%m-%d %H:%M:%S%.3f"),
+                        a.status
+                            .map(|s| format!("HTTP {s}"))
+                            .unwrap_or_else(|| "no response".into()),
+                        a.latency_ms,
+                        a.error.map(|e| format!(" ({e})")).unwrap_or_default()
+                    );
+                    if let Some(body) = a.response.filter(|b| !b.is_empty()) {
+                        println!("    response: {body}");
+                    }
+                }
+            }
+        }
+        DeliveriesCommand::Retry {
+            id,
+            failed,
+            endpoint,
+        } => match (id, failed) {
+            (Some(id), _) => {
+                store.retry_delivery(id)?;
+                println!("Delivery {id} queued again.");
+            }
+            (None, true) => {
+                let n = store.retry_failed(endpoint.as_deref())?;
+                println!("{n} failed delivery(ies) queued again.");
+            }
+            (None, false) => {
+                return Err(usage(
+                    "name a delivery with --id ID, or use --failed".into(),
+                ));
+            }
+        },
+    }
+    Ok(())
+}
+
+fn verify_command(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let scheme: pollhook::sign::Scheme = args
+        .signing
+        .parse()
+        .map_err(|e| usage(format!("--signing: {e}")))?;
+    let key = pollhook::sign::decode_secret(scheme, &args.secret)
+        .map_err(|e| usage(format!("--secret: {e}")))?;
+    let tolerance = pollhook::config::parse_duration(&args.tolerance)
+        .map_err(|e| usage(format!("--tolerance: {e}")))?;
+    let (headers, body) = match (&args.request, &args.body) {
+        (Some(file), _) => {
+            let raw =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            split_request(&raw).ok_or_else(|| {
+                usage(format!(
+                    "{} is not an HTTP request: no blank line after the headers",
+                    file.display()
+                ))
+            })?
+        }
+        (None, Some(file)) => {
+            let body =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            (parse_headers(&args.headers)?.into_iter().collect(), body)
+        }
+        (None, None) => {
+            return Err(usage(
+                "give --request FILE, or --body FILE with --header 'Name: value'".into(),
+            ));
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    match pollhook::sign::verify(
+        scheme,
+        &[key.as_slice()],
+        &headers,
+        &body,
+        now,
+        tolerance.as_secs() as i64,
+    ) {
+        Ok(v) => {
+            println!(
+                "valid: {} signature of event {} (type {})",
+                scheme,
+                v.id,
+                v.event["type"].as_str().unwrap_or("?")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("INVALID: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Header name/value pairs as received.
+type Headers = Vec<(String, String)>;
+
+/// Splits a raw HTTP request into headers and body.
+fn split_request(raw: &[u8]) -> Option<(Headers, Vec<u8>)> {
+    let (head_len, sep) = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)))?;
+    let head = String::from_utf8_lossy(&raw[..head_len]);
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Some((headers, raw[head_len + sep..].to_vec()))
 }
 
 /// Splits `source[.resource]` and checks both exist in the config.
@@ -261,7 +873,12 @@ fn split_target(config: &Config, target: &str) -> anyhow::Result<(String, Option
         bail!(UsageError(anyhow!(
             "no source `{source}` in {}; known: {}",
             config.file.display(),
-            config.sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            config
+                .sources
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     };
     if let Some(resource) = resource
@@ -269,13 +886,22 @@ fn split_target(config: &Config, target: &str) -> anyhow::Result<(String, Option
     {
         bail!(UsageError(anyhow!(
             "source `{source}` has no resource `{resource}`; known: {}",
-            src.resources.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+            src.resources
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     Ok((source.to_owned(), resource.map(str::to_owned)))
 }
 
-async fn poll_command(config: &Config, target: &str, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+async fn poll_command(
+    config: &Config,
+    target: &str,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let (source_name, resource) = split_target(config, target)?;
     let source_config = config
         .sources
@@ -316,7 +942,11 @@ async fn poll_command(config: &Config, target: &str, dry_run: bool, json: bool) 
                         report.listed,
                         report.pages,
                         report.events.len(),
-                        if dry_run { String::new() } else { format!(", {} delivery(ies) queued", report.deliveries) }
+                        if dry_run {
+                            String::new()
+                        } else {
+                            format!(", {} delivery(ies) queued", report.deliveries)
+                        }
                     );
                     for e in &report.events {
                         println!("  {:<8} {:<20} {}", e.action, e.resource_id, e.id);
@@ -338,7 +968,11 @@ async fn poll_command(config: &Config, target: &str, dry_run: bool, json: bool) 
     if json {
         println!("{}", serde_json::to_string_pretty(&all_events)?);
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn print_status(config: &Config, store: &Store, json: bool) -> anyhow::Result<()> {
@@ -371,6 +1005,31 @@ fn print_status(config: &Config, store: &Store, json: bool) -> anyhow::Result<()
                     r.last_error.as_deref().unwrap_or("")
                 ),
             }
+        }
+    }
+    let endpoints = store.endpoints()?;
+    if !endpoints.is_empty() {
+        let counts = store.delivery_counts()?;
+        let count = |name: &str, status: &str| {
+            counts
+                .iter()
+                .find(|(n, s, _)| n == name && s == status)
+                .map_or(0, |c| c.2)
+        };
+        println!();
+        println!(
+            "{:<24} {:>9} {:>10} {:>7}  STATE",
+            "ENDPOINT", "PENDING", "DELIVERED", "FAILED"
+        );
+        for e in &endpoints {
+            println!(
+                "{:<24} {:>9} {:>10} {:>7}  {}",
+                e.spec.name,
+                count(&e.spec.name, "pending"),
+                count(&e.spec.name, "delivered"),
+                count(&e.spec.name, "failed"),
+                endpoint_state(e)
+            );
         }
     }
     Ok(())

@@ -30,7 +30,9 @@ pub type Hash = [u8; 32];
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NormalizeError {
     /// The id field is absent or null.
-    #[error("an item has no `{field}`; every item needs the id field(s) {fields} (item starts: {preview})")]
+    #[error(
+        "an item has no `{field}`; every item needs the id field(s) {fields} (item starts: {preview})"
+    )]
     MissingId {
         /// The missing field.
         field: String,
@@ -254,7 +256,10 @@ mod tests {
 
     #[test]
     fn key_order_and_ignored_fields_do_not_change_the_hash() {
-        let mut n = Normalizer::new(paths(&["id"]), paths(&["updated_at", "meta.etag", "lines.*.seen"]));
+        let mut n = Normalizer::new(
+            paths(&["id"]),
+            paths(&["updated_at", "meta.etag", "lines.*.seen"]),
+        );
         let a = n
             .record(json!({"id": 1, "x": 1, "updated_at": "t1", "meta": {"etag": "a", "v": 1}, "lines": [{"seen": 1, "q": 1}]}))
             .unwrap();
@@ -279,7 +284,9 @@ mod tests {
         );
         let err = n.record(json!({"order": {}, "line": 2})).unwrap_err();
         assert!(err.to_string().contains("`order.id`"), "{err}");
-        let err = n.record(json!({"order": {"id": [1]}, "line": 2})).unwrap_err();
+        let err = n
+            .record(json!({"order": {"id": [1]}, "line": 2}))
+            .unwrap_err();
         assert!(matches!(err, NormalizeError::BadId { .. }));
     }
 }

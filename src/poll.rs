@@ -69,7 +69,12 @@ pub async fn poll(
     let started = Instant::now();
     let (src, res) = (source_name.to_owned(), resource.name.clone());
     let (state, snapshot) = store
-        .blocking(move |s| Ok::<_, StoreError>((s.resource_state(&src, &res)?, s.snapshot_hashes(&src, &res)?)))
+        .blocking(move |s| {
+            Ok::<_, StoreError>((
+                s.resource_state(&src, &res)?,
+                s.snapshot_hashes(&src, &res)?,
+            ))
+        })
         .await?;
 
     let mut differ = Differ::new(snapshot);
@@ -86,7 +91,11 @@ pub async fn poll(
         Ok(f) => f,
         Err(error) => {
             if mode == Mode::Commit {
-                let (src, res, msg) = (source_name.to_owned(), resource.name.clone(), error.to_string());
+                let (src, res, msg) = (
+                    source_name.to_owned(),
+                    resource.name.clone(),
+                    error.to_string(),
+                );
                 let elapsed = started.elapsed();
                 store
                     .blocking(move |s| s.record_poll_failure(&src, &res, &msg, started_at, elapsed))
@@ -123,7 +132,15 @@ pub async fn poll(
             .await?;
         diff.changes
             .iter()
-            .map(|c| Event::from_change(source_name, &resource.name, c, previous.remove(c.id()), started_at))
+            .map(|c| {
+                Event::from_change(
+                    source_name,
+                    &resource.name,
+                    c,
+                    previous.remove(c.id()),
+                    started_at,
+                )
+            })
             .collect()
     };
 

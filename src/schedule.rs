@@ -90,7 +90,9 @@ async fn run_resource(
     let key = resource.key(&source_name);
     // The first poll of an interval resource comes soon after start; a cron one waits its turn.
     let mut due = match &resource.when {
-        When::Every(_) => Instant::now() + random_jitter(resource.jitter.min(Duration::from_secs(1))),
+        When::Every(_) => {
+            Instant::now() + random_jitter(resource.jitter.min(Duration::from_secs(1)))
+        }
         cron => next_due(cron, resource.jitter, Instant::now(), Instant::now()),
     };
     loop {
@@ -158,10 +160,21 @@ mod tests {
     fn an_overrunning_poll_is_followed_at_once_not_by_a_burst() {
         let start = Instant::now();
         let every = When::Every(Duration::from_secs(10));
-        assert_eq!(next_due(&every, Duration::ZERO, start, start + Duration::from_secs(1)), start + Duration::from_secs(10));
+        assert_eq!(
+            next_due(
+                &every,
+                Duration::ZERO,
+                start,
+                start + Duration::from_secs(1)
+            ),
+            start + Duration::from_secs(10)
+        );
         let late = start + Duration::from_secs(25);
         assert_eq!(next_due(&every, Duration::ZERO, start, late), late);
         let jittered = next_due(&every, Duration::from_secs(2), start, start);
-        assert!(jittered >= start + Duration::from_secs(10) && jittered <= start + Duration::from_secs(12));
+        assert!(
+            jittered >= start + Duration::from_secs(10)
+                && jittered <= start + Duration::from_secs(12)
+        );
     }
 }

@@ -75,7 +75,11 @@ impl Source for ExecSource {
             return Err(SourceError::Exec(format!(
                 "`{shown}` exited with {}: {}",
                 output.status,
-                if stderr.is_empty() { "(no stderr)" } else { stderr }
+                if stderr.is_empty() {
+                    "(no stderr)"
+                } else {
+                    stderr
+                }
             )));
         }
         let items = parse_output(&output.stdout)
@@ -129,9 +133,16 @@ mod tests {
     #[test]
     fn arrays_and_json_lines() {
         assert_eq!(parse_output(b" [{\"id\":1}]\n").unwrap().len(), 1);
-        assert_eq!(parse_output(b"{\"id\":1}\n\n{\"id\":2}\n").unwrap().len(), 2);
+        assert_eq!(
+            parse_output(b"{\"id\":1}\n\n{\"id\":2}\n").unwrap().len(),
+            2
+        );
         assert!(parse_output(b"").unwrap_err().contains("`[]`"));
-        assert!(parse_output(b"{\"id\":1}\nnope").unwrap_err().contains("line 2"));
+        assert!(
+            parse_output(b"{\"id\":1}\nnope")
+                .unwrap_err()
+                .contains("line 2")
+        );
         assert!(parse_output(b"[1,").is_err());
     }
 }

@@ -77,7 +77,9 @@ pub enum SourceError {
         seconds: f64,
     },
     /// The API asked to wait longer than allowed.
-    #[error("GET {url} answered 429 with Retry-After {wait_secs}s, longer than max_retry_after ({max_secs}s)")]
+    #[error(
+        "GET {url} answered 429 with Retry-After {wait_secs}s, longer than max_retry_after ({max_secs}s)"
+    )]
     RetryAfterTooLong {
         /// Redacted URL.
         url: String,

@@ -96,7 +96,10 @@ impl<'a> Pager<'a> {
                 None => None,
             },
             Pagination::Page {
-                page_param, size_param, size, ..
+                page_param,
+                size_param,
+                size,
+                ..
             } => {
                 self.page += 1;
                 let mut url = current.clone();
@@ -259,17 +262,16 @@ mod tests {
     #[test]
     fn link_header_next() {
         assert_eq!(
-            next_link(r#"<https://api.github.com/x?page=2>; rel="next", <https://api.github.com/x?page=5>; rel="last""#),
+            next_link(
+                r#"<https://api.github.com/x?page=2>; rel="next", <https://api.github.com/x?page=5>; rel="last""#
+            ),
             Some("https://api.github.com/x?page=2".into())
         );
         assert_eq!(
             next_link(r#"<http://a/?p=1>; rel="first", <http://a/?p=3>; rel=next"#),
             Some("http://a/?p=3".into())
         );
-        assert_eq!(
-            next_link(r#"<http://a/?p=1>; rel="prev last""#),
-            None
-        );
+        assert_eq!(next_link(r#"<http://a/?p=1>; rel="prev last""#), None);
         assert_eq!(
             next_link(r#"<http://a/?p=2>; title="x"; rel="prefetch next""#),
             Some("http://a/?p=2".into())
@@ -323,8 +325,17 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(next.as_str(), "http://h/o?x=1&cursor=abc");
-        assert!(pager.next(&next, 1, &json!({"meta": {"next": null}}), None).unwrap().is_none());
-        assert!(pager.next(&next, 1, &json!({"meta": {"next": "abc"}}), None).is_err());
+        assert!(
+            pager
+                .next(&next, 1, &json!({"meta": {"next": null}}), None)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            pager
+                .next(&next, 1, &json!({"meta": {"next": "abc"}}), None)
+                .is_err()
+        );
 
         let style = Pagination::NextUrl {
             next_url: JsonPath::parse("$.links.next").unwrap(),
@@ -332,7 +343,12 @@ mod tests {
         let mut pager = Pager::new(&style, Url::parse("http://h/api/o").unwrap());
         let first = pager.first_url();
         let next = pager
-            .next(&first, 1, &json!({"links": {"next": "/api/o?page=2"}}), None)
+            .next(
+                &first,
+                1,
+                &json!({"links": {"next": "/api/o?page=2"}}),
+                None,
+            )
             .unwrap()
             .unwrap();
         assert_eq!(next.as_str(), "http://h/api/o?page=2");

@@ -39,10 +39,13 @@ impl RestSource {
     pub fn new(name: &str, config: &RestConfig) -> Result<Self, SourceError> {
         let mut headers = HeaderMap::new();
         for (key, value) in &config.headers {
-            let name = HeaderName::from_bytes(key.as_bytes())
-                .map_err(|_| SourceError::Setup(format!("source {name}: `{key}` is not a header name")))?;
+            let name = HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
+                SourceError::Setup(format!("source {name}: `{key}` is not a header name"))
+            })?;
             let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
-                SourceError::Setup(format!("source {name}: the value of header `{key}` is not valid in a header"))
+                SourceError::Setup(format!(
+                    "source {name}: the value of header `{key}` is not valid in a header"
+                ))
             })?;
             value.set_sensitive(true);
             headers.insert(name, value);
@@ -55,22 +58,32 @@ impl RestSource {
                 base64::engine::general_purpose::STANDARD
                     .encode(format!("{username}:{}", password.expose()))
             )),
-            Auth::ApiKey { place: KeyPlace::Header(header), value } => {
+            Auth::ApiKey {
+                place: KeyPlace::Header(header),
+                value,
+            } => {
                 let header_name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
                     SourceError::Setup(format!("source {name}: `{header}` is not a header name"))
                 })?;
                 let mut v = HeaderValue::from_str(value.expose()).map_err(|_| {
-                    SourceError::Setup(format!("source {name}: the API key is not valid in a header"))
+                    SourceError::Setup(format!(
+                        "source {name}: the API key is not valid in a header"
+                    ))
                 })?;
                 v.set_sensitive(true);
                 headers.insert(header_name, v);
                 None
             }
-            Auth::ApiKey { place: KeyPlace::Query(_), .. } => None,
+            Auth::ApiKey {
+                place: KeyPlace::Query(_),
+                ..
+            } => None,
         };
         if let Some(auth) = auth_header {
             let mut v = HeaderValue::from_str(&auth).map_err(|_| {
-                SourceError::Setup(format!("source {name}: the credentials are not valid in a header"))
+                SourceError::Setup(format!(
+                    "source {name}: the credentials are not valid in a header"
+                ))
             })?;
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
@@ -83,7 +96,9 @@ impl RestSource {
             .no_proxy()
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()
-            .map_err(|e| SourceError::Setup(format!("source {name}: cannot build HTTP client: {e}")))?;
+            .map_err(|e| {
+                SourceError::Setup(format!("source {name}: cannot build HTTP client: {e}"))
+            })?;
         Ok(Self {
             name: name.to_owned(),
             config: config.clone(),
@@ -101,10 +116,12 @@ impl RestSource {
         }
         let mut url = base
             .join(resource.path.trim_start_matches('/'))
-            .map_err(|e| SourceError::Setup(format!(
-                "source {}: resource {} path `{}` does not join onto base_url: {e}",
-                self.name, resource.name, resource.path
-            )))?;
+            .map_err(|e| {
+                SourceError::Setup(format!(
+                    "source {}: resource {} path `{}` does not join onto base_url: {e}",
+                    self.name, resource.name, resource.path
+                ))
+            })?;
         if !resource.query.is_empty() {
             let mut q = url.query_pairs_mut();
             for (k, v) in &resource.query {
@@ -117,7 +134,10 @@ impl RestSource {
     /// Adds the query API key, if that is the auth, just before sending.
     fn with_key(&self, url: &Url) -> Url {
         match &self.config.auth {
-            Auth::ApiKey { place: KeyPlace::Query(param), value } => {
+            Auth::ApiKey {
+                place: KeyPlace::Query(param),
+                value,
+            } => {
                 let mut url = url.clone();
                 url.query_pairs_mut().append_pair(param, value.expose());
                 url
@@ -143,7 +163,11 @@ impl RestSource {
     }
 
     /// GETs one page, retrying what is worth retrying. Returns the body and the `Link` header.
-    async fn get(&self, url: &Url, requests: &mut u32) -> Result<(Value, Option<String>), SourceError> {
+    async fn get(
+        &self,
+        url: &Url,
+        requests: &mut u32,
+    ) -> Result<(Value, Option<String>), SourceError> {
         let shown = redact(url);
         let mut attempt = 0;
         loop {
@@ -160,9 +184,11 @@ impl RestSource {
                             .map(str::to_owned);
                         match resp.bytes().await {
                             Ok(bytes) => {
-                                let body = serde_json::from_slice(&bytes).map_err(|e| SourceError::Shape {
-                                    url: shown.clone(),
-                                    message: format!("the response is not valid JSON: {e}"),
+                                let body = serde_json::from_slice(&bytes).map_err(|e| {
+                                    SourceError::Shape {
+                                        url: shown.clone(),
+                                        message: format!("the response is not valid JSON: {e}"),
+                                    }
                                 })?;
                                 return Ok((body, link));
                             }
@@ -245,7 +271,8 @@ enum Failure {
 
 /// 0.5 s, 1 s, 2 s, … capped at 30 s.
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(500u64.saturating_mul(1 << attempt.min(6).saturating_sub(1))).min(Duration::from_secs(30))
+    Duration::from_millis(500u64.saturating_mul(1 << attempt.min(6).saturating_sub(1)))
+        .min(Duration::from_secs(30))
 }
 
 async fn quote(resp: reqwest::Response) -> String {
@@ -293,7 +320,10 @@ impl Source for RestSource {
     ) -> Result<Fetched, SourceError> {
         let mut pager = Pager::new(&resource.pagination, self.resource_url(resource)?);
         let mut url = pager.first_url();
-        let mut fetched = Fetched { pages: 0, requests: 0 };
+        let mut fetched = Fetched {
+            pages: 0,
+            requests: 0,
+        };
         loop {
             if fetched.pages >= self.config.max_pages {
                 return Err(SourceError::Shape {
@@ -314,10 +344,20 @@ impl Source for RestSource {
                 };
                 pager
                     .next(&url, count, &body, link.as_deref())
-                    .map_err(|message| SourceError::Shape { url: redact(&url), message })?
+                    .map_err(|message| SourceError::Shape {
+                        url: redact(&url),
+                        message,
+                    })?
             };
-            let items = extract_items(body, resource.items.as_ref(), resource.items_text.as_deref())
-                .map_err(|message| SourceError::Shape { url: redact(&url), message })?;
+            let items = extract_items(
+                body,
+                resource.items.as_ref(),
+                resource.items_text.as_deref(),
+            )
+            .map_err(|message| SourceError::Shape {
+                url: redact(&url),
+                message,
+            })?;
             sink(items)?;
             match next {
                 Some(n) => url = n,

@@ -130,7 +130,9 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database file could not be opened or created.
-    #[error("cannot open database {path}: {source} (hint: check [storage] path and that its directory is writable)")]
+    #[error(
+        "cannot open database {path}: {source} (hint: check [storage] path and that its directory is writable)"
+    )]
     Open {
         /// The file.
         path: PathBuf,
@@ -138,7 +140,9 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// The database was written by a newer pollhook.
-    #[error("database {path} has schema version {found}, newer than this pollhook knows ({known}); upgrade pollhook")]
+    #[error(
+        "database {path} has schema version {found}, newer than this pollhook knows ({known}); upgrade pollhook"
+    )]
     TooNew {
         /// The file.
         path: PathBuf,
@@ -148,7 +152,9 @@ pub enum StoreError {
         known: usize,
     },
     /// Another `pollhook run` holds the database.
-    #[error("another `pollhook run` is already using {path} (lock file {lock}); stop it first, or point this one at another [storage] path")]
+    #[error(
+        "another `pollhook run` is already using {path} (lock file {lock}); stop it first, or point this one at another [storage] path"
+    )]
     Locked {
         /// The database.
         path: PathBuf,
@@ -334,7 +340,8 @@ impl Store {
             let _ = std::fs::create_dir_all(dir);
         }
         let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -392,9 +399,9 @@ impl Store {
         })?;
         rows.map(|r| {
             let (id, hash) = r?;
-            let hash: Hash = hash
-                .try_into()
-                .map_err(|_| StoreError::Corrupt(format!("snapshot hash of {source}.{resource}/{id}")))?;
+            let hash: Hash = hash.try_into().map_err(|_| {
+                StoreError::Corrupt(format!("snapshot hash of {source}.{resource}/{id}"))
+            })?;
             Ok((id, hash))
         })
         .collect()
@@ -426,7 +433,11 @@ impl Store {
     }
 
     /// What the store knows of a resource before polling it.
-    pub fn resource_state(&self, source: &str, resource: &str) -> Result<ResourceState, StoreError> {
+    pub fn resource_state(
+        &self,
+        source: &str,
+        resource: &str,
+    ) -> Result<ResourceState, StoreError> {
         let conn = self.conn();
         let row = conn
             .query_row(
@@ -681,7 +692,10 @@ impl Store {
     }
 }
 
-fn resource_has_baseline(tx: &Transaction<'_>, commit: &PollCommit<'_>) -> Result<bool, StoreError> {
+fn resource_has_baseline(
+    tx: &Transaction<'_>,
+    commit: &PollCommit<'_>,
+) -> Result<bool, StoreError> {
     Ok(tx
         .query_row(
             "SELECT baseline_at IS NOT NULL FROM resources WHERE source = ?1 AND resource = ?2",

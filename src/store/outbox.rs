@@ -144,7 +144,12 @@ pub struct EndpointPatch {
 
 impl Store {
     /// Claims up to `limit` due deliveries of one endpoint, leasing them for `lease_ms`.
-    pub fn claim(&self, endpoint_id: i64, limit: usize, lease_ms: i64) -> Result<Vec<Due>, StoreError> {
+    pub fn claim(
+        &self,
+        endpoint_id: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<Due>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let now = now_ms();
@@ -179,7 +184,8 @@ impl Store {
             rows.collect::<Result<_, _>>()?
         };
         {
-            let mut lease = tx.prepare_cached("UPDATE deliveries SET locked_until = ?2 WHERE id = ?1")?;
+            let mut lease =
+                tx.prepare_cached("UPDATE deliveries SET locked_until = ?2 WHERE id = ?1")?;
             for d in &due {
                 lease.execute(params![d.delivery_id, now + lease_ms])?;
             }
@@ -237,8 +243,18 @@ impl Store {
                  WHERE id = ?1 AND active = 1",
             )?;
             for r in batch {
-                attempt.execute(params![r.delivery_id, r.at, r.status, r.latency_ms, r.error, r.response])?;
-                let error = r.error.clone().or_else(|| r.status.map(|s| format!("HTTP {s}")));
+                attempt.execute(params![
+                    r.delivery_id,
+                    r.at,
+                    r.status,
+                    r.latency_ms,
+                    r.error,
+                    r.response
+                ])?;
+                let error = r
+                    .error
+                    .clone()
+                    .or_else(|| r.status.map(|s| format!("HTTP {s}")));
                 match &r.next {
                     Next::Done => {
                         done.execute(params![r.delivery_id, r.status, r.at])?;
@@ -246,7 +262,12 @@ impl Store {
                         continue;
                     }
                     Next::RetryAt(at) => {
-                        retry.execute(params![r.delivery_id, r.status, error, at.timestamp_millis()])?;
+                        retry.execute(params![
+                            r.delivery_id,
+                            r.status,
+                            error,
+                            at.timestamp_millis()
+                        ])?;
                     }
                     Next::Failed => {
                         failed.execute(params![r.delivery_id, r.status, error, r.at])?;
@@ -264,8 +285,10 @@ impl Store {
                         continue;
                     }
                 }
-                let (since, active): (i64, bool) =
-                    failing.query_row(params![r.endpoint_id, r.at], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let (since, active): (i64, bool) = failing
+                    .query_row(params![r.endpoint_id, r.at], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?;
                 if active && r.at - since > disable_after.as_millis() as i64 {
                     let reason = format!(
                         "failing without a success since {} (longer than disable_after); resume it when fixed",
@@ -292,7 +315,12 @@ impl Store {
              ORDER BY d.id DESC LIMIT ?4",
         )?;
         let rows = stmt.query_map(
-            params![filter.endpoint, filter.status, filter.event_id, filter.limit as i64],
+            params![
+                filter.endpoint,
+                filter.status,
+                filter.event_id,
+                filter.limit as i64
+            ],
             |r| {
                 let status: String = r.get(5)?;
                 Ok(DeliveryRow {
@@ -370,7 +398,11 @@ impl Store {
 
     /// Sends an event again (same event id) to one endpoint, or to every active endpoint that
     /// wants it. Returns the endpoints it was queued for.
-    pub fn replay(&self, event_id: &str, endpoint: Option<&str>) -> Result<Vec<String>, StoreError> {
+    pub fn replay(
+        &self,
+        event_id: &str,
+        endpoint: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let event: Option<(i64, String, String, String, String)> = tx
@@ -446,13 +478,20 @@ impl Store {
         let tx = conn.transaction()?;
         let now = now_ms();
         let exists: Option<String> = tx
-            .query_row("SELECT secret FROM endpoints WHERE name = ?1", params![name], |r| r.get(0))
+            .query_row(
+                "SELECT secret FROM endpoints WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
             .optional()?;
         let Some(current_secret) = exists else {
             return Err(StoreError::NotFound(format!("no endpoint {name}")));
         };
         if let Some(url) = &patch.url {
-            tx.execute("UPDATE endpoints SET url = ?2 WHERE name = ?1", params![name, url])?;
+            tx.execute(
+                "UPDATE endpoints SET url = ?2 WHERE name = ?1",
+                params![name, url],
+            )?;
         }
         if let Some(secret) = &patch.secret {
             let until = now + patch.rotation_overlap.unwrap_or_default().as_millis() as i64;
@@ -462,15 +501,27 @@ impl Store {
             )?;
         }
         if let Some(resources) = &patch.resources {
-            tx.execute("UPDATE endpoints SET resources = ?2 WHERE name = ?1", params![name, json(resources)])?;
+            tx.execute(
+                "UPDATE endpoints SET resources = ?2 WHERE name = ?1",
+                params![name, json(resources)],
+            )?;
         }
         if let Some(actions) = &patch.actions {
-            tx.execute("UPDATE endpoints SET actions = ?2 WHERE name = ?1", params![name, json(actions)])?;
+            tx.execute(
+                "UPDATE endpoints SET actions = ?2 WHERE name = ?1",
+                params![name, json(actions)],
+            )?;
         }
         if let Some(signing) = patch.signing {
-            tx.execute("UPDATE endpoints SET signing = ?2 WHERE name = ?1", params![name, signing.as_str()])?;
+            tx.execute(
+                "UPDATE endpoints SET signing = ?2 WHERE name = ?1",
+                params![name, signing.as_str()],
+            )?;
         }
-        tx.execute("UPDATE endpoints SET updated_at = ?2 WHERE name = ?1", params![name, now])?;
+        tx.execute(
+            "UPDATE endpoints SET updated_at = ?2 WHERE name = ?1",
+            params![name, now],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -535,7 +586,11 @@ impl Store {
                 let event = Event::from_change(
                     &source,
                     &resource,
-                    &crate::diff::Change::Created(crate::normalize::Record { id: id.clone(), body: data, hash: [0; 32] }),
+                    &crate::diff::Change::Created(crate::normalize::Record {
+                        id: id.clone(),
+                        body: data,
+                        hash: [0; 32],
+                    }),
                     None,
                     now,
                 );
@@ -549,7 +604,12 @@ impl Store {
                     event.to_json()
                 ])?;
                 let seq = tx.last_insert_rowid();
-                insert_delivery.execute(params![seq, endpoint.id, format!("{source}/{resource}/{id}"), now.timestamp_millis()])?;
+                insert_delivery.execute(params![
+                    seq,
+                    endpoint.id,
+                    format!("{source}/{resource}/{id}"),
+                    now.timestamp_millis()
+                ])?;
                 count += 1;
             }
         }
@@ -560,7 +620,9 @@ impl Store {
     /// One endpoint by row id.
     pub fn endpoint(&self, id: i64) -> Result<Option<StoredEndpoint>, StoreError> {
         let conn = self.conn();
-        Ok(super::load_endpoints(&conn)?.into_iter().find(|e| e.id == id))
+        Ok(super::load_endpoints(&conn)?
+            .into_iter()
+            .find(|e| e.id == id))
     }
 
     /// One endpoint by name.
@@ -569,17 +631,28 @@ impl Store {
         super::load_endpoints(&conn)?
             .into_iter()
             .find(|e| e.spec.name == name)
-            .ok_or_else(|| StoreError::NotFound(format!("no endpoint {name} (see `pollhook endpoints list`)")))
+            .ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "no endpoint {name} (see `pollhook endpoints list`)"
+                ))
+            })
     }
 
     /// One event by id.
     pub fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
         let conn = self.conn();
         let payload: Option<String> = conn
-            .query_row("SELECT payload FROM events WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row(
+                "SELECT payload FROM events WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .optional()?;
         payload
-            .map(|p| serde_json::from_str(&p).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}"))))
+            .map(|p| {
+                serde_json::from_str(&p)
+                    .map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))
+            })
             .transpose()
     }
 

@@ -30,7 +30,8 @@ use tempfile::TempDir;
 pub enum Style {
     /// The whole array in one response.
     None,
-    /// `?page=N`, RFC 8288 `Link: <absolute url>; rel="next"` while more remain.
+    /// `?page=N`, RFC 8288 `Link: <absolute url>; rel="next"` while more remain; the link
+    /// repeats the request's other query parameters.
     LinkHeader,
     /// `?page=N&per_page=S`, first page 1; no hint of the end but an empty page.
     Page,
@@ -38,7 +39,8 @@ pub enum Style {
     Offset,
     /// `?cursor=cN`; body `{"data":[…],"meta":{"next_cursor":"cN"|null}}`.
     Cursor,
-    /// `?page=N`; body `{"data":[…],"links":{"next":"<absolute url>"|null}}`.
+    /// `?page=N`; body `{"data":[…],"links":{"next":"<absolute url>"|null}}`, the URL built as
+    /// for `LinkHeader`.
     NextUrl,
 }
 
@@ -233,7 +235,15 @@ async fn serve(
 
     let list = format!("[{}]", s.items[start..end].join(","));
     let more = end < total;
-    let next_page_url = format!("{}{}?page={}", s.base_url, uri.path(), page + 1);
+    // Like most APIs, the next link repeats the request's query with the page replaced.
+    let mut next_query = url::form_urlencoded::Serializer::new(String::new());
+    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k != "page")
+        .for_each(|(k, v)| {
+            next_query.append_pair(&k, &v);
+        });
+    next_query.append_pair("page", &(page + 1).to_string());
+    let next_page_url = format!("{}{}?{}", s.base_url, uri.path(), next_query.finish());
     let json = [(header::CONTENT_TYPE, "application/json")];
     match s.style {
         Style::None | Style::Page | Style::Offset => (json, list).into_response(),

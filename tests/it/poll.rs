@@ -251,11 +251,7 @@ async fn auth_api_key_query() {
 async fn auth_is_sent_on_every_page() {
     let api = FakeApi::start(Style::Page).await;
     api.set_items(orders(4));
-    let h = shop(
-        &api,
-        r#"auth = { type = "bearer", token = "t0ken" }"#,
-        "",
-    );
+    let h = shop(&api, r#"auth = { type = "bearer", token = "t0ken" }"#, "");
     h.poll().await.unwrap();
     let state = api.state();
     assert_eq!(state.requests.len(), 3);
@@ -265,6 +261,58 @@ async fn auth_is_sent_on_every_page() {
         let agent = request.headers["user-agent"].to_str().unwrap();
         assert!(agent.starts_with("pollhook/"), "{agent}");
     }
+}
+
+/// A next link that repeats the query (as most APIs write it) carries a query API key; errors
+/// about that page must still not show it (src/source/rest.rs: "secrets never appear in an error").
+#[tokio::test]
+async fn a_query_api_key_never_appears_in_an_error() {
+    let api = FakeApi::start(Style::LinkHeader).await;
+    api.set_items(orders(4));
+    api.state().auth = Some(RequiredAuth::QueryKey(
+        "api_key".into(),
+        "k3y-s3cret".into(),
+    ));
+    api.state().fail_page = Some((2, 500));
+    let h = shop(
+        &api,
+        r#"auth = { type = "api-key", query = "api_key", value = "k3y-s3cret" }"#,
+        "",
+    );
+
+    let error = fetch_error(h.poll().await);
+    let message = error.to_string();
+    assert!(
+        matches!(error, SourceError::Status { status: 500, .. }),
+        "{error:?}"
+    );
+    assert!(message.contains("page=2"), "{message}");
+    assert!(
+        !message.contains("k3y-s3cret"),
+        "the API key leaks into: {message}"
+    );
+    let stored = h.status().last_error.unwrap();
+    assert!(
+        !stored.contains("k3y-s3cret"),
+        "the API key leaks into the database: {stored}"
+    );
+}
+
+/// The query API key is added once per request, even when the next link already carries it.
+#[tokio::test]
+async fn a_query_api_key_is_sent_once_per_request() {
+    let api = FakeApi::start(Style::LinkHeader).await;
+    api.set_items(orders(4));
+    let h = shop(
+        &api,
+        r#"auth = { type = "api-key", query = "api_key", value = "k3y" }"#,
+        "",
+    );
+    h.poll().await.unwrap();
+    assert_eq!(
+        api.paths(),
+        ["/orders?api_key=k3y", "/orders?api_key=k3y&page=2"]
+    );
 }
 
 // ───────────────────────────── 3. baseline ─────────────────────────────
@@ -381,6 +429,34 @@ async fn created_updated_deleted_events_have_the_design_shape() {
     );
 }
 
+#[tokio::test]
+async fn a_dry_run_reports_changes_and_writes_nothing() {
+    let api = FakeApi::start(Style::None).await;
+    api.set_items(orders(3));
+    let h = shop(&api, "", "");
+    h.poll().await.unwrap();
+    let before = h.snapshot();
+    let status_before = h.status();
+
+    api.set_items(orders(4));
+    let report = pollhook::poll::poll(
+        &h.store,
+        "shop",
+        h.source.as_ref(),
+        &h.resource,
+        pollhook::poll::Mode::DryRun,
+    )
+    .await
+    .unwrap();
+    assert_eq!(actions_of(&report.events), ["created 4"]);
+    assert_eq!(report.deliveries, 0);
+    assert!(h.events().is_empty());
+    assert_eq!(h.snapshot(), before);
+    assert_eq!(h.status().last_poll_at, status_before.last_poll_at);
+
+    assert_eq!(actions_of(&h.poll().await.unwrap().events), ["created 4"]);
+}
+
 // ───────────────────────────── 5. normalization ─────────────────────────────
 
 #[tokio::test]
@@ -442,7 +518,7 @@ async fn a_failed_page_writes_nothing_and_the_next_poll_recovers() {
         matches!(error, SourceError::Status { status: 500, .. }),
         "{error:?}"
     );
-    let message = PollError::Fetch(error).to_string();
+    let message = error.to_string();
     assert!(message.contains("500"), "{message}");
     // Pages 1 and 2, then page 3 and its one retry; never page 4.
     assert_eq!(
@@ -566,6 +642,25 @@ async fn composite_ids_are_joined_with_colons() {
         report.events[0].changes,
         json!([{"op": "replace", "path": "/qty", "value": 5}])
     );
+}
+
+#[tokio::test]
+async fn an_item_without_its_id_fails_the_poll() {
+    let api = FakeApi::start(Style::Page).await;
+    api.set_items(orders(3));
+    let h = shop(&api, "", "");
+    h.poll().await.unwrap();
+    let before = h.snapshot();
+
+    let mut items = orders(5);
+    items[4] = json!({"status": "open"});
+    api.set_items(items);
+    let error = fetch_error(h.poll().await);
+    assert!(matches!(error, SourceError::Item(_)), "{error:?}");
+    assert!(error.to_string().contains("has no `id`"), "{error}");
+    assert!(h.events().is_empty());
+    assert_eq!(h.snapshot(), before);
+    assert_eq!(h.status().last_outcome.as_deref(), Some("failed"));
 }
 
 // ───────────────────────────── 10. restart ─────────────────────────────
