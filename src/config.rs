@@ -503,7 +503,7 @@ impl Config {
                 let at = e.path().to_string();
                 invalid(vec![Problem {
                     at: if at == "." { "(top level)".into() } else { at },
-                    message: e.into_inner().to_string().trim_end().to_owned(),
+                    message: e.into_inner().message().trim_end().to_owned(),
                     hint: Some("see config/example.toml for every key".into()),
                 }])
             })?;

@@ -160,19 +160,23 @@ fn scalar_at(body: &Value, path: &JsonPath) -> Option<String> {
     }
 }
 
-/// Replaces (or adds) one query parameter, keeping the others in order.
-fn set_param(url: &mut Url, name: &str, value: &str) {
+/// Sets one query parameter: replaced where it stands (later copies dropped), or appended.
+pub fn set_param(url: &mut Url, name: &str, value: &str) {
+    let mut found = false;
     let pairs: Vec<(String, String)> = url
         .query_pairs()
-        .filter(|(k, _)| k != name)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .filter_map(|(k, v)| {
+            if k != name {
+                return Some((k.into_owned(), v.into_owned()));
+            }
+            (!std::mem::replace(&mut found, true)).then(|| (k.into_owned(), value.to_owned()))
+        })
         .collect();
     let mut query = url.query_pairs_mut();
-    query.clear();
-    for (k, v) in &pairs {
-        query.append_pair(k, v);
+    query.clear().extend_pairs(&pairs);
+    if !found {
+        query.append_pair(name, value);
     }
-    query.append_pair(name, value);
 }
 
 /// The `rel="next"` target of an RFC 8288 `Link` header value.

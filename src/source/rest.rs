@@ -131,19 +131,33 @@ impl RestSource {
         Ok(url)
     }
 
-    /// Adds the query API key, if that is the auth, just before sending.
-    fn with_key(&self, url: &Url) -> Url {
+    /// The query parameter carrying the API key, if that is the auth.
+    fn key_param(&self) -> Option<&str> {
         match &self.config.auth {
             Auth::ApiKey {
                 place: KeyPlace::Query(param),
-                value,
-            } => {
-                let mut url = url.clone();
-                url.query_pairs_mut().append_pair(param, value.expose());
-                url
-            }
-            _ => url.clone(),
+                ..
+            } => Some(param),
+            _ => None,
         }
+    }
+
+    /// Sets the query API key, if that is the auth, just before sending (replacing a copy that a
+    /// next link may have carried over).
+    fn with_key(&self, url: &Url) -> Url {
+        let mut url = url.clone();
+        if let Auth::ApiKey {
+            place: KeyPlace::Query(param),
+            value,
+        } = &self.config.auth
+        {
+            super::paginate::set_param(&mut url, param, value.expose());
+        }
+        url
+    }
+
+    fn redact(&self, url: &Url) -> String {
+        redact(url, self.key_param())
     }
 
     /// Waits for this source's next request slot.
@@ -168,7 +182,7 @@ impl RestSource {
         url: &Url,
         requests: &mut u32,
     ) -> Result<(Value, Option<String>), SourceError> {
-        let shown = redact(url);
+        let shown = self.redact(url);
         let mut attempt = 0;
         loop {
             self.pace().await;
@@ -304,10 +318,41 @@ fn error_chain(e: &reqwest::Error) -> String {
     text
 }
 
-/// The URL with every query value that could be a credential shown as `***`.
-fn redact(url: &Url) -> String {
+/// Query parameters whose values are treated as credentials wherever a URL is shown.
+const SECRET_PARAMS: [&str; 9] = [
+    "api_key",
+    "apikey",
+    "key",
+    "token",
+    "access_token",
+    "secret",
+    "client_secret",
+    "signature",
+    "password",
+];
+
+/// The URL as errors and logs may show it: no password, and every query value that is or could be
+/// a credential (the configured query key, common credential names) replaced by `***`.
+fn redact(url: &Url, key_param: Option<&str>) -> String {
     let mut shown = url.clone();
     let _ = shown.set_password(None);
+    let secret = |name: &str| {
+        key_param == Some(name) || SECRET_PARAMS.iter().any(|p| name.eq_ignore_ascii_case(p))
+    };
+    if url.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) {
+                    "***".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        shown.query_pairs_mut().clear().extend_pairs(pairs);
+    }
     shown.to_string()
 }
 
@@ -327,7 +372,7 @@ impl Source for RestSource {
         loop {
             if fetched.pages >= self.config.max_pages {
                 return Err(SourceError::Shape {
-                    url: redact(&url),
+                    url: self.redact(&url),
                     message: format!(
                         "the listing is longer than max_pages = {} pages; raise it if that is expected",
                         self.config.max_pages
@@ -345,7 +390,7 @@ impl Source for RestSource {
                 pager
                     .next(&url, count, &body, link.as_deref())
                     .map_err(|message| SourceError::Shape {
-                        url: redact(&url),
+                        url: self.redact(&url),
                         message,
                     })?
             };
@@ -355,7 +400,7 @@ impl Source for RestSource {
                 resource.items_text.as_deref(),
             )
             .map_err(|message| SourceError::Shape {
-                url: redact(&url),
+                url: self.redact(&url),
                 message,
             })?;
             sink(items)?;
