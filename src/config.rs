@@ -104,6 +104,9 @@ pub struct ServerConfig {
 pub struct PollConfig {
     /// At most this many polls run at once, whatever their schedules say.
     pub concurrency: usize,
+    /// After this many failed polls in a row, a `pollhook.resource.failing` event is emitted
+    /// (0: never).
+    pub alert_after_failures: u32,
 }
 
 /// `[delivery]`.
@@ -237,6 +240,9 @@ pub struct ResourceConfig {
     pub initial: Initial,
     /// A complete listing deleting more than this share of the snapshot is held back.
     pub max_delete_ratio: f64,
+    /// Failed polls in a row before a `pollhook.resource.failing` event (`[poll]
+    /// alert_after_failures`).
+    pub alert_after: u32,
 }
 
 impl ResourceConfig {
@@ -665,6 +671,7 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawPoll {
     concurrency: Option<usize>,
+    alert_after_failures: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -876,6 +883,7 @@ fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
     };
     let poll = PollConfig {
         concurrency: positive(raw.poll.concurrency, 4, "poll.concurrency", p),
+        alert_after_failures: raw.poll.alert_after_failures.unwrap_or(3),
     };
     let delivery = validate_delivery(raw.delivery, p);
 
@@ -892,6 +900,10 @@ fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
         if let Some(source) = validate_source(source, p) {
             sources.push(source);
         }
+    }
+
+    for resource in sources.iter_mut().flat_map(|s| s.resources.iter_mut()) {
+        resource.alert_after = poll.alert_after_failures;
     }
 
     let mut endpoint_names = HashSet::new();
@@ -1411,6 +1423,7 @@ fn validate_resource(
         pagination,
         initial,
         max_delete_ratio,
+        alert_after: 3,
     })
 }
 

@@ -42,11 +42,18 @@ pub struct EndpointSpec {
 
 impl EndpointSpec {
     /// Whether an event about `source.resource` with `action` is for this endpoint.
+    /// Operational events (source `pollhook`) only go to endpoints that name them with a
+    /// `pollhook.` pattern: a catch-all `*` means "every resource", not "every alert".
     pub fn wants(&self, source: &str, resource: &str, action: &str) -> bool {
         let key = format!("{source}.{resource}");
+        let operational = source == crate::event::OPERATIONAL_SOURCE;
         self.active
             && self.actions.allows(action)
-            && self.resources.iter().any(|p| glob_match(p, &key))
+            && self
+                .resources
+                .iter()
+                .filter(|p| !operational || p.starts_with("pollhook."))
+                .any(|p| glob_match(p, &key))
     }
 
     /// Checks that the URL parses as http(s); the policy checks come at delivery time.
@@ -69,9 +76,12 @@ impl ActionFilter {
     pub fn parse(list: Option<&[String]>) -> Result<ActionFilter, String> {
         let list = list.unwrap_or_default();
         for action in list {
-            if action.parse::<Action>().is_err() && !action.starts_with("pollhook.") {
+            if action.parse::<Action>().is_err()
+                && !crate::event::OPERATIONAL_ACTIONS.contains(&action.as_str())
+            {
                 return Err(format!(
-                    "`{action}` is not an action; use created, updated or deleted"
+                    "`{action}` is not an action; use created, updated or deleted (or, for pollhook.* events, {})",
+                    crate::event::OPERATIONAL_ACTIONS.join(", ")
                 ));
             }
         }

@@ -60,6 +60,13 @@ impl FromStr for Action {
     }
 }
 
+/// The source name of operational events.
+pub const OPERATIONAL_SOURCE: &str = "pollhook";
+
+/// Actions of operational events: a resource failing or recovering, deletes held back, an
+/// endpoint disabled.
+pub const OPERATIONAL_ACTIONS: [&str; 4] = ["failing", "recovered", "deletes_held", "disabled"];
+
 /// The webhook payload (DESIGN.md §5). Field order here is the order on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -131,6 +138,30 @@ impl Event {
             data,
             previous,
             changes,
+        }
+    }
+
+    /// An operational event about pollhook itself (`pollhook.resource.failing`, …). Its source is
+    /// `pollhook`, its resource `resource` or `endpoint`, so endpoints subscribe with a
+    /// `pollhook.*` pattern like to any other resource.
+    pub fn operational(
+        subject: &str,
+        action: &str,
+        id: &str,
+        data: Value,
+        at: DateTime<Utc>,
+    ) -> Event {
+        Event {
+            id: new_id(),
+            kind: format!("{OPERATIONAL_SOURCE}.{subject}.{action}"),
+            source: OPERATIONAL_SOURCE.to_owned(),
+            resource: subject.to_owned(),
+            action: action.to_owned(),
+            resource_id: id.to_owned(),
+            detected_at: timestamp(at),
+            data,
+            previous: Value::Null,
+            changes: Value::Null,
         }
     }
 

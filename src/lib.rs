@@ -15,16 +15,21 @@
 //!              └─▶ store: attempts and outcomes, committed in small groups
 //! ```
 //!
+//! Beside the spine: `api` (admin API, health, `/metrics`), `metrics`, `adapters` (definitions
+//! merged into sources), `endpoint` (filters, URL policy) and `demo`.
+//!
 //! [`run`] is the whole thing; it takes its shutdown signal as an argument, so `main` passes
 //! SIGTERM/SIGINT and tests pass a oneshot.
 
 pub mod adapters;
+pub mod api;
 pub mod config;
 pub mod deliver;
 pub mod demo;
 pub mod diff;
 pub mod endpoint;
 pub mod event;
+pub mod metrics;
 pub mod normalize;
 pub mod poll;
 pub mod retry;
@@ -33,13 +38,20 @@ pub mod sign;
 pub mod source;
 pub mod store;
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, ResourceConfig, SourceConfig};
+use crate::deliver::Wake;
+use crate::poll::{Mode, PollError, PollReport};
+use crate::source::Source;
 use crate::store::{RunLock, Store, StoreError};
 
 /// Why `pollhook run` could not start or keep running.
@@ -51,49 +63,151 @@ pub enum RunError {
     /// A source could not be set up.
     #[error(transparent)]
     Source(#[from] source::SourceError),
+    /// The admin API could not listen.
+    #[error(
+        "cannot listen on {addr} for the admin API: {source} (hint: set [server] listen or POLLHOOK_LISTEN to a free address)"
+    )]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// How long in-flight work may take to finish after shutdown is requested.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Whether the long-running parts are up, for `/readyz`.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// The scheduler is running.
+    pub scheduler: AtomicBool,
+    /// The dispatcher is running.
+    pub dispatcher: AtomicBool,
+}
+
+/// Everything a running pollhook shares between the scheduler, the dispatcher and the admin API.
+pub struct Pipeline {
+    /// The validated config.
+    pub config: Config,
+    /// The database.
+    pub store: Store,
+    /// Every source, built.
+    pub sources: Vec<(SourceConfig, Arc<dyn Source>)>,
+    /// One lock per `source.resource`: polls of a resource never overlap, whoever starts them.
+    locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Wakes the dispatcher after a commit.
+    pub wake: Wake,
+    /// Liveness of the long-running tasks.
+    pub health: Health,
+}
+
+impl Pipeline {
+    /// Builds the sources of `config` around an open store.
+    pub fn new(config: Config, store: Store) -> Result<Pipeline, RunError> {
+        let sources = config
+            .sources
+            .iter()
+            .map(|s| Ok((s.clone(), source::build(s)?)))
+            .collect::<Result<Vec<_>, source::SourceError>>()?;
+        let locks = config
+            .sources
+            .iter()
+            .flat_map(|s| s.resources.iter().map(|r| r.key(&s.name)))
+            .map(|key| (key, Arc::default()))
+            .collect();
+        Ok(Pipeline {
+            config,
+            store,
+            sources,
+            locks,
+            wake: Wake::default(),
+            health: Health::default(),
+        })
+    }
+
+    /// Finds a resource by source and resource name.
+    pub fn resource(
+        &self,
+        source: &str,
+        resource: &str,
+    ) -> Option<(&SourceConfig, &Arc<dyn Source>, &ResourceConfig)> {
+        let (config, built) = self.sources.iter().find(|(s, _)| s.name == source)?;
+        let resource = config.resources.iter().find(|r| r.name == resource)?;
+        Some((config, built, resource))
+    }
+
+    /// Polls one resource now, waiting for a poll of it already running, and wakes the dispatcher
+    /// if deliveries were queued.
+    pub async fn poll(
+        &self,
+        source: &SourceConfig,
+        built: &Arc<dyn Source>,
+        resource: &ResourceConfig,
+    ) -> Result<PollReport, PollError> {
+        let lock = self
+            .locks
+            .get(&resource.key(&source.name))
+            .cloned()
+            .unwrap_or_default();
+        let _guard = lock.lock().await;
+        let report = poll::poll(
+            &self.store,
+            &source.name,
+            built.as_ref(),
+            resource,
+            Mode::Commit,
+        )
+        .await?;
+        if report.deliveries > 0 {
+            self.wake.notify();
+        }
+        Ok(report)
+    }
+}
+
 /// Runs the pipeline until `shutdown` completes, then stops scheduling, lets in-flight work finish
 /// within [`SHUTDOWN_GRACE`] and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let _lock = RunLock::acquire(&config.storage.path)?;
+    // Installed before anything records, so no early sample is lost.
+    metrics::handle();
     let store = Store::open(&config.storage.path)?;
     store.reconcile_endpoints(&config.endpoints)?;
-    let sources = config
-        .sources
-        .iter()
-        .map(|s| Ok((s.clone(), source::build(s)?)))
-        .collect::<Result<Vec<_>, source::SourceError>>()?;
+    let pipeline = Arc::new(Pipeline::new(config, store)?);
+    let listener = api::bind(&pipeline.config.server).await?;
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let wake = deliver::Wake::default();
-    schedule::spawn(
-        &mut tasks,
-        &store,
-        &sources,
-        config.poll.concurrency,
-        &wake,
-        &cancel,
-    );
-    tasks.spawn(deliver::run(
-        store.clone(),
-        config.delivery.clone(),
-        wake,
-        cancel.clone(),
-    ));
+    schedule::spawn(&mut tasks, &pipeline, &cancel);
+    pipeline.health.scheduler.store(true, Ordering::Relaxed);
+    {
+        let pipeline = pipeline.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            pipeline.health.dispatcher.store(true, Ordering::Relaxed);
+            deliver::run(
+                pipeline.store.clone(),
+                pipeline.config.delivery.clone(),
+                pipeline.wake.clone(),
+                cancel,
+            )
+            .await;
+            pipeline.health.dispatcher.store(false, Ordering::Relaxed);
+        });
+    }
+    let api = tokio::spawn(api::serve(listener, pipeline.clone(), cancel.clone()));
     tracing::info!(
-        database = %config.storage.path.display(),
-        resources = sources.iter().map(|(s, _)| s.resources.len()).sum::<usize>(),
-        endpoints = config.endpoints.len(),
+        database = %pipeline.config.storage.path.display(),
+        resources = pipeline.sources.iter().map(|(s, _)| s.resources.len()).sum::<usize>(),
+        endpoints = pipeline.config.endpoints.len(),
         "pollhook running."
     );
 
     shutdown.await;
     tracing::info!("Shutting down: no new polls or deliveries; finishing in-flight work.");
+    pipeline.health.scheduler.store(false, Ordering::Relaxed);
     cancel.cancel();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}
@@ -106,5 +220,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         );
         tasks.abort_all();
     }
+    api.abort();
     Ok(())
 }

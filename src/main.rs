@@ -85,6 +85,12 @@ enum Command {
         #[arg(long)]
         endpoint: Option<String>,
     },
+    /// Exit 0 if a running pollhook answers its health check (for container HEALTHCHECKs).
+    Healthcheck {
+        /// URL to check [default: http://$POLLHOOK_LISTEN/healthz, else 127.0.0.1:8787].
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Check a received webhook's signature (for receivers debugging their side).
     Verify(VerifyArgs),
     /// See pollhook work end to end on this machine: a fake API that keeps changing, a receiver
@@ -471,6 +477,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Verify(args) => return verify_command(args),
+        Command::Healthcheck { url } => {
+            let url = url.unwrap_or_else(|| {
+                let listen =
+                    std::env::var("POLLHOOK_LISTEN").unwrap_or_else(|_| "127.0.0.1:8787".into());
+                // A wildcard listen address is reached on loopback.
+                let listen = listen
+                    .replace("0.0.0.0", "127.0.0.1")
+                    .replace("[::]", "[::1]");
+                format!("http://{listen}/healthz")
+            });
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(3))
+                .no_proxy()
+                .build()?;
+            return match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => Ok(ExitCode::SUCCESS),
+                Ok(r) => {
+                    eprintln!("{url}: HTTP {}", r.status());
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => {
+                    eprintln!("{url}: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            };
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ use chrono::Utc;
 use crate::config::{Initial, ResourceConfig};
 use crate::diff::{Change, DeleteGuard, Differ, Held};
 use crate::event::Event;
+use crate::metrics;
 use crate::normalize::Normalizer;
 use crate::source::{Source, SourceError};
 use crate::store::{PollCommit, Store, StoreError};
@@ -97,9 +98,14 @@ pub async fn poll(
                     error.to_string(),
                 );
                 let elapsed = started.elapsed();
-                store
-                    .blocking(move |s| s.record_poll_failure(&src, &res, &msg, started_at, elapsed))
+                let alert_after = resource.alert_after;
+                let failures = store
+                    .blocking(move |s| {
+                        s.record_poll_failure(&src, &res, &msg, started_at, elapsed, alert_after)
+                    })
                     .await?;
+                metrics::poll(source_name, &resource.name, "failed", elapsed);
+                metrics::poll_failed(source_name, &resource.name, failures);
             }
             return Err(error.into());
         }
@@ -162,6 +168,7 @@ pub async fn poll(
     let held = diff.held.map(|h| h.deletes);
     let listed = diff.listed;
     let elapsed = report.elapsed;
+    let alert_after = resource.alert_after;
     let (summary, events) = store
         .blocking(move |s| {
             let mut upserts = Vec::new();
@@ -183,6 +190,7 @@ pub async fn poll(
                 listed,
                 held,
                 complete: true,
+                alert_after,
                 duration: elapsed,
                 at: started_at,
             })?;
@@ -192,5 +200,18 @@ pub async fn poll(
     report.events = events;
     report.deliveries = summary.deliveries;
     report.elapsed = started.elapsed();
+    let count = |action: &str| report.events.iter().filter(|e| e.action == action).count();
+    metrics::poll(source_name, &resource.name, summary.outcome, report.elapsed);
+    metrics::listing(
+        source_name,
+        &resource.name,
+        report.listed,
+        held.unwrap_or(0),
+        &[
+            ("created", count("created")),
+            ("updated", count("updated")),
+            ("deleted", count("deleted")),
+        ],
+    );
     Ok(report)
 }

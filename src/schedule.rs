@@ -19,11 +19,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ResourceConfig, SourceConfig, When};
-use crate::deliver::Wake;
-use crate::poll::{self, Mode, PollError};
-use crate::source::Source;
-use crate::store::Store;
+use crate::Pipeline;
+use crate::config::When;
+use crate::poll::PollError;
 
 /// When the poll after one that started at `started` is due, `now` being the moment it ended.
 pub fn next_due(when: &When, jitter: Duration, started: Instant, now: Instant) -> Instant {
@@ -54,24 +52,15 @@ fn random_jitter(max: Duration) -> Duration {
 }
 
 /// Starts one task per resource into `tasks`; they stop when `cancel` fires.
-pub fn spawn(
-    tasks: &mut JoinSet<()>,
-    store: &Store,
-    sources: &[(SourceConfig, Arc<dyn Source>)],
-    concurrency: usize,
-    wake: &Wake,
-    cancel: &CancellationToken,
-) {
-    let permits = Arc::new(Semaphore::new(concurrency));
-    for (config, source) in sources {
-        for resource in &config.resources {
+pub fn spawn(tasks: &mut JoinSet<()>, pipeline: &Arc<Pipeline>, cancel: &CancellationToken) {
+    let permits = Arc::new(Semaphore::new(pipeline.config.poll.concurrency));
+    for (s, (config, _)) in pipeline.sources.iter().enumerate() {
+        for r in 0..config.resources.len() {
             tasks.spawn(run_resource(
-                store.clone(),
-                config.name.clone(),
-                source.clone(),
-                resource.clone(),
+                pipeline.clone(),
+                s,
+                r,
                 permits.clone(),
-                wake.clone(),
                 cancel.clone(),
             ));
         }
@@ -79,15 +68,16 @@ pub fn spawn(
 }
 
 async fn run_resource(
-    store: Store,
-    source_name: String,
-    source: Arc<dyn Source>,
-    resource: ResourceConfig,
+    pipeline: Arc<Pipeline>,
+    source_index: usize,
+    resource_index: usize,
     permits: Arc<Semaphore>,
-    wake: Wake,
     cancel: CancellationToken,
 ) {
-    let key = resource.key(&source_name);
+    let (source, built) = &pipeline.sources[source_index];
+    let resource = &source.resources[resource_index];
+    let source_name = &source.name;
+    let key = resource.key(source_name);
     // The first poll of an interval resource comes soon after start; a cron one waits its turn.
     let mut due = match &resource.when {
         When::Every(_) => {
@@ -110,7 +100,7 @@ async fn run_resource(
         let started = Instant::now();
         let outcome = tokio::select! {
             () = cancel.cancelled() => return,
-            outcome = poll::poll(&store, &source_name, source.as_ref(), &resource, Mode::Commit) => outcome,
+            outcome = pipeline.poll(source, built, resource) => outcome,
         };
         match outcome {
             Ok(report) if report.baseline => tracing::info!(
@@ -118,9 +108,6 @@ async fn run_resource(
                 "Baseline recorded; changes from now on become events."
             ),
             Ok(report) => {
-                if report.deliveries > 0 {
-                    wake.notify();
-                }
                 if let Some(held) = report.held {
                     tracing::warn!(
                         source = %source_name, resource = %resource.name,

@@ -262,15 +262,19 @@ pub struct PollCommit<'a> {
     pub duration: Duration,
     /// When it started.
     pub at: DateTime<Utc>,
+    /// Failed polls in a row after which a `pollhook.resource.failing` event is emitted.
+    pub alert_after: u32,
 }
 
 /// What a commit wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitSummary {
-    /// Events added.
+    /// Events added (operational ones included).
     pub events: usize,
     /// Delivery rows added.
     pub deliveries: usize,
+    /// `changed`, `unchanged`, `baseline` or `held`.
+    pub outcome: &'static str,
 }
 
 /// One resource as `pollhook status` shows it.
@@ -316,6 +320,8 @@ pub struct StoredEndpoint {
 /// Filters for listing events.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
+    /// Source name.
+    pub source: Option<String>,
     /// `source.resource` or a bare resource name.
     pub resource: Option<String>,
     /// Action.
@@ -324,6 +330,10 @@ pub struct EventFilter {
     pub resource_id: Option<String>,
     /// Only events with `seq` below this (cursor paging, newest first).
     pub before_seq: Option<i64>,
+    /// Only events detected at or after this time (ms).
+    pub since_ms: Option<i64>,
+    /// Only events detected before this time (ms).
+    pub until_ms: Option<i64>,
     /// At most this many.
     pub limit: usize,
 }
@@ -356,6 +366,14 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
         })
+    }
+
+    /// Checks that a write transaction can be taken (for `/readyz`): the disk is not read-only
+    /// and no other writer holds the database past `busy_timeout`.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        Ok(())
     }
 
     /// The database file.
@@ -485,7 +503,7 @@ impl Store {
                 delete.execute(params![commit.source, commit.resource, id])?;
             }
         }
-        let summary = insert_events(&tx, commit.events)?;
+        let mut summary = insert_events(&tx, commit.events)?;
         let outcome = match (commit.held, commit.events.is_empty()) {
             (Some(_), _) => "held",
             (None, true) if commit.complete && !resource_has_baseline(&tx, commit)? => "baseline",
@@ -496,6 +514,40 @@ impl Store {
             "INSERT INTO resources (source, resource) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             params![commit.source, commit.resource],
         )?;
+        let (failures, was_held): (i64, i64) = tx.query_row(
+            "SELECT consecutive_errors, held_deletes FROM resources WHERE source = ?1 AND resource = ?2",
+            params![commit.source, commit.resource],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let key = format!("{}.{}", commit.source, commit.resource);
+        let mut alerts = Vec::new();
+        if commit.alert_after > 0 && failures >= i64::from(commit.alert_after) {
+            alerts.push(Event::operational(
+                "resource",
+                "recovered",
+                &key,
+                serde_json::json!({ "resource": key, "failed_polls": failures }),
+                commit.at,
+            ));
+        }
+        if let Some(held) = commit.held
+            && was_held == 0
+        {
+            alerts.push(Event::operational(
+                "resource",
+                "deletes_held",
+                &key,
+                serde_json::json!({
+                    "resource": key, "deletes": held, "listed": commit.listed,
+                    "hint": format!("run `pollhook accept {key}` if the deletions are real"),
+                }),
+                commit.at,
+            ));
+        }
+        let ops = insert_events(&tx, &alerts)?;
+        summary.events += ops.events;
+        summary.deliveries += ops.deliveries;
+        summary.outcome = outcome;
         tx.execute(
             "UPDATE resources SET
                  baseline_at = CASE WHEN ?3 AND baseline_at IS NULL THEN ?4 ELSE baseline_at END,
@@ -520,7 +572,9 @@ impl Store {
         Ok(summary)
     }
 
-    /// Records a failed poll; the snapshot is untouched.
+    /// Records a failed poll; the snapshot is untouched. When the failures in a row reach
+    /// `alert_after`, a `pollhook.resource.failing` event is emitted (once per streak). Returns the
+    /// failures in a row.
     pub fn record_poll_failure(
         &self,
         source: &str,
@@ -528,9 +582,11 @@ impl Store {
         error: &str,
         at: DateTime<Utc>,
         duration: Duration,
+        alert_after: u32,
     ) -> Result<i64, StoreError> {
-        let conn = self.conn();
-        conn.execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "INSERT INTO resources (source, resource, last_poll_at, last_duration_ms, last_outcome,
                                     last_error, consecutive_errors)
              VALUES (?1, ?2, ?3, ?4, 'failed', ?5, 1)
@@ -545,11 +601,24 @@ impl Store {
                 error
             ],
         )?;
-        Ok(conn.query_row(
+        let failures: i64 = tx.query_row(
             "SELECT consecutive_errors FROM resources WHERE source = ?1 AND resource = ?2",
             params![source, resource],
             |r| r.get(0),
-        )?)
+        )?;
+        if alert_after > 0 && failures == i64::from(alert_after) {
+            let key = format!("{source}.{resource}");
+            let alert = Event::operational(
+                "resource",
+                "failing",
+                &key,
+                serde_json::json!({ "resource": key, "failed_polls": failures, "error": error }),
+                at,
+            );
+            insert_events(&tx, &[alert])?;
+        }
+        tx.commit()?;
+        Ok(failures)
     }
 
     /// Lets the next complete listing of a resource apply deletes it would otherwise hold back.
@@ -607,14 +676,15 @@ impl Store {
         let conn = self.conn();
         let (source, resource) = match filter.resource.as_deref().map(|r| r.split_once('.')) {
             Some(Some((s, r))) => (Some(s.to_owned()), Some(r.to_owned())),
-            Some(None) => (None, filter.resource.clone()),
-            None => (None, None),
+            Some(None) => (filter.source.clone(), filter.resource.clone()),
+            None => (filter.source.clone(), None),
         };
         let mut stmt = conn.prepare_cached(
             "SELECT seq, payload FROM events
              WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR resource = ?2)
                AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR resource_id = ?4)
                AND (?5 IS NULL OR seq < ?5)
+               AND (?7 IS NULL OR detected_at >= ?7) AND (?8 IS NULL OR detected_at < ?8)
              ORDER BY seq DESC LIMIT ?6",
         )?;
         let rows = stmt.query_map(
@@ -624,7 +694,9 @@ impl Store {
                 filter.action,
                 filter.resource_id,
                 filter.before_seq,
-                filter.limit as i64
+                filter.limit as i64,
+                filter.since_ms,
+                filter.until_ms
             ],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
         )?;

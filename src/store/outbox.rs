@@ -300,6 +300,23 @@ impl Store {
                 }
             }
         }
+        if !disabled.is_empty() {
+            let names = super::load_endpoints(&tx)?;
+            let alerts: Vec<Event> = disabled
+                .iter()
+                .filter_map(|(id, reason)| {
+                    let name = &names.iter().find(|e| e.id == *id)?.spec.name;
+                    Some(Event::operational(
+                        "endpoint",
+                        "disabled",
+                        name,
+                        serde_json::json!({ "endpoint": name, "reason": reason }),
+                        Utc::now(),
+                    ))
+                })
+                .collect();
+            super::insert_events(&tx, &alerts)?;
+        }
         tx.commit()?;
         Ok(disabled)
     }
@@ -636,6 +653,19 @@ impl Store {
                     "no endpoint {name} (see `pollhook endpoints list`)"
                 ))
             })
+    }
+
+    /// Whether a delivery row exists.
+    pub fn delivery_exists(&self, id: i64) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT 1 FROM deliveries WHERE id = ?1",
+                params![id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
     }
 
     /// One event by id.

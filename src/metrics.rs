@@ -1,0 +1,190 @@
+//! Metrics: every metric pollhook exports, in one list, and the functions that record them.
+//!
+//! In: what the poll and delivery stages report. Out: Prometheus text at `/metrics`.
+//!
+//! Invariant: names follow Prometheus conventions (`_total` counters, base units in the name:
+//! `_seconds`), and labels are bounded sets (source, resource, endpoint, outcome, action): never an
+//! event or item id. Gauges that describe the database (outbox depth, endpoint state) are set from
+//! it at scrape time, so they are right even after a restart or a change made by the CLI.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Polls by outcome (`changed`, `unchanged`, `baseline`, `held`, `failed`).
+pub const POLLS: &str = "pollhook_polls_total";
+/// Poll duration.
+pub const POLL_DURATION: &str = "pollhook_poll_duration_seconds";
+/// Items in the last complete listing.
+pub const ITEMS: &str = "pollhook_items";
+/// Changes detected, by action.
+pub const CHANGES: &str = "pollhook_changes_total";
+/// Deletes currently held back by the guard.
+pub const HELD_DELETES: &str = "pollhook_held_deletes";
+/// Consecutive failed polls.
+pub const POLL_FAILURES: &str = "pollhook_poll_consecutive_failures";
+/// Pending deliveries (the outbox depth), by endpoint.
+pub const OUTBOX_PENDING: &str = "pollhook_outbox_pending";
+/// Failed (dead-lettered) deliveries, by endpoint.
+pub const OUTBOX_FAILED: &str = "pollhook_outbox_failed";
+/// Delivery attempts by endpoint and outcome (`delivered`, `retry`, `failed`, `disabled`).
+pub const ATTEMPTS: &str = "pollhook_delivery_attempts_total";
+/// Duration of one POST.
+pub const ATTEMPT_DURATION: &str = "pollhook_delivery_attempt_duration_seconds";
+/// From detection to the receiver's 2xx.
+pub const DELIVERY_LATENCY: &str = "pollhook_delivery_latency_seconds";
+/// 1 when an endpoint is active, 0 when paused or disabled.
+pub const ENDPOINT_ACTIVE: &str = "pollhook_endpoint_active";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder (once) and returns the handle that renders it.
+pub fn handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .map(PrometheusBuilder::build_recorder)
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first (a test harness); then that one
+            // records and this handle renders nothing, which is harmless.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(POLLS, "Polls of a resource, by outcome.");
+    describe_histogram!(
+        POLL_DURATION,
+        Unit::Seconds,
+        "Duration of one poll, fetch to commit."
+    );
+    describe_gauge!(ITEMS, "Items in the resource's last complete listing.");
+    describe_counter!(CHANGES, "Changes detected, by action.");
+    describe_gauge!(
+        HELD_DELETES,
+        "Deletes held back by the max_delete_ratio guard."
+    );
+    describe_gauge!(POLL_FAILURES, "Polls of the resource failed in a row.");
+    describe_gauge!(OUTBOX_PENDING, "Deliveries waiting to be sent or retried.");
+    describe_gauge!(
+        OUTBOX_FAILED,
+        "Deliveries that exhausted their retries (dead letters)."
+    );
+    describe_counter!(ATTEMPTS, "Delivery attempts, by outcome.");
+    describe_histogram!(
+        ATTEMPT_DURATION,
+        Unit::Seconds,
+        "Duration of one webhook POST."
+    );
+    describe_histogram!(
+        DELIVERY_LATENCY,
+        Unit::Seconds,
+        "Time from detecting a change to its successful delivery."
+    );
+    describe_gauge!(
+        ENDPOINT_ACTIVE,
+        "1 if the endpoint is active, 0 if paused or disabled."
+    );
+}
+
+/// Records a finished poll.
+pub fn poll(source: &str, resource: &str, outcome: &'static str, elapsed: Duration) {
+    let labels = [
+        ("source", source.to_owned()),
+        ("resource", resource.to_owned()),
+    ];
+    counter!(
+        POLLS,
+        &[
+            ("source", source.to_owned()),
+            ("resource", resource.to_owned()),
+            ("outcome", outcome.to_owned())
+        ]
+    )
+    .increment(1);
+    histogram!(POLL_DURATION, &labels).record(elapsed.as_secs_f64());
+}
+
+/// Records what a successful poll found.
+pub fn listing(
+    source: &str,
+    resource: &str,
+    items: usize,
+    held: usize,
+    changes: &[(&'static str, usize)],
+) {
+    let labels = [
+        ("source", source.to_owned()),
+        ("resource", resource.to_owned()),
+    ];
+    gauge!(ITEMS, &labels).set(items as f64);
+    gauge!(HELD_DELETES, &labels).set(held as f64);
+    gauge!(POLL_FAILURES, &labels).set(0.0);
+    for (action, n) in changes {
+        counter!(
+            CHANGES,
+            &[
+                ("source", source.to_owned()),
+                ("resource", resource.to_owned()),
+                ("action", (*action).to_owned())
+            ]
+        )
+        .increment(*n as u64);
+    }
+}
+
+/// Records a failed poll.
+pub fn poll_failed(source: &str, resource: &str, consecutive: i64) {
+    gauge!(
+        POLL_FAILURES,
+        &[
+            ("source", source.to_owned()),
+            ("resource", resource.to_owned())
+        ]
+    )
+    .set(consecutive as f64);
+}
+
+/// Records one delivery attempt.
+pub fn attempt(
+    endpoint: &str,
+    outcome: &'static str,
+    elapsed: Duration,
+    since_detection: Option<Duration>,
+) {
+    counter!(
+        ATTEMPTS,
+        &[
+            ("endpoint", endpoint.to_owned()),
+            ("outcome", outcome.to_owned())
+        ]
+    )
+    .increment(1);
+    histogram!(ATTEMPT_DURATION, &[("endpoint", endpoint.to_owned())])
+        .record(elapsed.as_secs_f64());
+    if let Some(latency) = since_detection {
+        histogram!(DELIVERY_LATENCY, &[("endpoint", endpoint.to_owned())])
+            .record(latency.as_secs_f64());
+    }
+}
+
+/// Sets an endpoint's database-derived gauges.
+pub fn endpoint_state(endpoint: &str, active: bool, pending: i64, failed: i64) {
+    let labels = [("endpoint", endpoint.to_owned())];
+    gauge!(ENDPOINT_ACTIVE, &labels).set(if active { 1.0 } else { 0.0 });
+    gauge!(OUTBOX_PENDING, &labels).set(pending as f64);
+    gauge!(OUTBOX_FAILED, &labels).set(failed as f64);
+}
