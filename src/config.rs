@@ -165,6 +165,9 @@ pub struct RestConfig {
     pub max_retry_after: Duration,
     /// At most this many requests per second to this source.
     pub rate_limit: Option<f64>,
+    /// At most this many requests per second to this source's host, shared by every source
+    /// polling the same host (an API's account-wide limit).
+    pub host_rate_limit: Option<f64>,
     /// A listing longer than this many pages is treated as a runaway and fails.
     pub max_pages: u32,
 }
@@ -202,6 +205,26 @@ pub enum Auth {
         /// The key.
         value: Secret,
     },
+    /// OAuth2 client credentials (RFC 6749 §4.4): a bearer token fetched from `token_url`,
+    /// cached, and refreshed before it expires and after a 401.
+    OAuth2(OAuth2),
+}
+
+/// OAuth2 client-credentials settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuth2 {
+    /// The token endpoint.
+    pub token_url: Url,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: Secret,
+    /// Requested scope, if the API wants one.
+    pub scope: Option<String>,
+    /// Requested audience (Auth0 and others), if the API wants one.
+    pub audience: Option<String>,
+    /// Send the credentials with HTTP Basic (RFC 6749 §2.3.1, the default) or in the form body.
+    pub basic: bool,
 }
 
 /// Where an API key is sent.
@@ -243,6 +266,39 @@ pub struct ResourceConfig {
     /// Failed polls in a row before a `pollhook.resource.failing` event (`[poll]
     /// alert_after_failures`).
     pub alert_after: u32,
+    /// An item is `deleted` once missing from this many complete listings in a row.
+    pub deleted_after: u32,
+    /// Send `If-None-Match` / `If-Modified-Since` per page; a 304 page is taken from the snapshot.
+    pub conditional: bool,
+    /// Fetch only what changed since the last poll, with periodic full syncs.
+    pub incremental: Option<Incremental>,
+}
+
+/// Incremental polling: `?<since_param>=<newest value of field seen, minus overlap>`; only a full
+/// sync (every `full_sync`) lists everything and so can find deletes.
+#[derive(Debug, Clone)]
+pub struct Incremental {
+    /// The query parameter the API filters on.
+    pub since_param: String,
+    /// The item field holding its modification time.
+    pub field: FieldPath,
+    /// Subtracted from the newest value seen, to survive clock skew and late writes.
+    pub overlap: Duration,
+    /// How often a full listing is fetched.
+    pub full_sync: Duration,
+    /// How the API writes times.
+    pub format: SinceFormat,
+}
+
+/// How an API writes the times `since_param` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinceFormat {
+    /// `2026-11-22T23:40:00Z`.
+    Rfc3339,
+    /// Seconds since the epoch.
+    Unix,
+    /// Milliseconds since the epoch.
+    UnixMs,
 }
 
 impl ResourceConfig {
@@ -306,8 +362,12 @@ pub enum Pagination {
     Cursor {
         /// Cursor parameter.
         cursor_param: String,
-        /// Where the next cursor is in a response.
+        /// Where the next cursor is in a response (`$.data[-1].id` takes the last item's id, as
+        /// Stripe's `starting_after` wants).
         next_cursor: JsonPath,
+        /// A boolean in the response saying whether more pages follow (Stripe's `has_more`);
+        /// when absent, the listing ends when no next cursor is given.
+        has_more: Option<JsonPath>,
     },
     /// The next page's URL is in the response body.
     NextUrl {
@@ -702,8 +762,11 @@ struct RawSource {
     retries: Option<u32>,
     max_retry_after: Option<String>,
     rate_limit: Option<f64>,
+    host_rate_limit: Option<f64>,
     max_pages: Option<u32>,
     command: Option<Vec<String>>,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
     #[serde(default)]
     resources: Vec<RawResource>,
 }
@@ -729,6 +792,14 @@ enum RawAuth {
         query: Option<String>,
         value: String,
     },
+    Oauth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+        audience: Option<String>,
+        credentials: Option<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -749,6 +820,25 @@ struct RawResource {
     pagination: Option<RawPagination>,
     initial: Option<String>,
     max_delete_ratio: Option<f64>,
+    deleted_after: Option<u32>,
+    #[serde(default)]
+    conditional: bool,
+    incremental: Option<RawIncremental>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIncremental {
+    since_param: String,
+    #[serde(default = "default_since_field")]
+    field: String,
+    overlap: Option<String>,
+    full_sync: Option<String>,
+    format: Option<String>,
+}
+
+fn default_since_field() -> String {
+    "updated_at".into()
 }
 
 #[derive(Deserialize)]
@@ -777,6 +867,7 @@ enum RawPagination {
     Cursor {
         cursor_param: Option<String>,
         next_cursor: String,
+        has_more: Option<String>,
     },
     NextUrl {
         next_url: String,
@@ -1095,14 +1186,19 @@ fn validate_source(raw: RawSource, p: &mut Problems) -> Option<SourceConfig> {
                 }
             };
             let auth = validate_auth(raw.auth, &format!("{at}.auth"), p);
-            if let Some(rate) = raw.rate_limit
-                && !(rate > 0.0 && rate.is_finite())
-            {
-                p.push(
-                    format!("{at}.rate_limit"),
-                    "must be a positive number of requests per second",
-                    Some("rate_limit = 5"),
-                );
+            for (key, rate) in [
+                ("rate_limit", raw.rate_limit),
+                ("host_rate_limit", raw.host_rate_limit),
+            ] {
+                if let Some(rate) = rate
+                    && !(rate > 0.0 && rate.is_finite())
+                {
+                    p.push(
+                        format!("{at}.{key}"),
+                        "must be a positive number of requests per second",
+                        Some("e.g. 5, or 0.5 for one request every two seconds"),
+                    );
+                }
             }
             SourceKind::Rest(RestConfig {
                 base_url,
@@ -1126,6 +1222,7 @@ fn validate_source(raw: RawSource, p: &mut Problems) -> Option<SourceConfig> {
                     p,
                 ),
                 rate_limit: raw.rate_limit.filter(|r| *r > 0.0 && r.is_finite()),
+                host_rate_limit: raw.host_rate_limit.filter(|r| *r > 0.0 && r.is_finite()),
                 max_pages: raw.max_pages.unwrap_or(10_000),
             })
         }
@@ -1149,7 +1246,7 @@ fn validate_source(raw: RawSource, p: &mut Problems) -> Option<SourceConfig> {
                     None,
                 );
             }
-            validate_resource(r, &at, matches!(kind, SourceKind::Exec(_)), p)
+            validate_resource(r, &at, matches!(kind, SourceKind::Exec(_)), &raw.params, p)
         })
         .collect();
     Some(SourceConfig {
@@ -1198,6 +1295,46 @@ fn validate_auth(raw: Option<RawAuth>, at: &str, p: &mut Problems) -> Auth {
                 value: Secret::new(value),
             }
         }
+        Some(RawAuth::Oauth2 {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+            audience,
+            credentials,
+        }) => {
+            let token_url = match Url::parse(&token_url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => u,
+                _ => {
+                    p.push(
+                        format!("{at}.token_url"),
+                        format!("`{token_url}` is not an http(s) URL"),
+                        Some("the provider's OAuth2 token endpoint, e.g. https://login.example.com/oauth2/token"),
+                    );
+                    return Auth::None;
+                }
+            };
+            let basic = match credentials.as_deref() {
+                None | Some("basic") => true,
+                Some("body") => false,
+                Some(other) => {
+                    p.push(
+                        format!("{at}.credentials"),
+                        format!("`{other}` is not a choice"),
+                        Some(r#""basic" (HTTP Basic, the default) or "body" (client_id and client_secret in the form)"#),
+                    );
+                    true
+                }
+            };
+            Auth::OAuth2(OAuth2 {
+                token_url,
+                client_id,
+                client_secret: Secret::new(client_secret),
+                scope,
+                audience,
+                basic,
+            })
+        }
     }
 }
 
@@ -1219,6 +1356,7 @@ fn validate_resource(
     raw: RawResource,
     source_at: &str,
     exec: bool,
+    params: &BTreeMap<String, String>,
     p: &mut Problems,
 ) -> Option<ResourceConfig> {
     let at = format!("{source_at}.resources[{}]", raw.name);
@@ -1363,9 +1501,14 @@ fn validate_resource(
         Some(RawPagination::Cursor {
             cursor_param,
             next_cursor,
+            has_more,
         }) => Pagination::Cursor {
             cursor_param: cursor_param.unwrap_or_else(|| "cursor".into()),
             next_cursor: json_path(&next_cursor, &format!("{at}.pagination.next_cursor"), p)?,
+            has_more: match has_more {
+                Some(text) => Some(json_path(&text, &format!("{at}.pagination.has_more"), p)?),
+                None => None,
+            },
         },
         Some(RawPagination::NextUrl { next_url }) => Pagination::NextUrl {
             next_url: json_path(&next_url, &format!("{at}.pagination.next_url"), p)?,
@@ -1398,8 +1541,70 @@ fn validate_resource(
             Some("0.5 holds back a listing that would delete more than half the snapshot"),
         );
     }
+    let deleted_after = match raw.deleted_after {
+        None => 1,
+        Some(0) => {
+            p.push(
+                format!("{at}.deleted_after"),
+                "must be at least 1",
+                Some("1 deletes an item the first time a complete listing lacks it"),
+            );
+            1
+        }
+        Some(n) => n,
+    };
+    let incremental = raw.incremental.and_then(|inc| {
+        let iat = format!("{at}.incremental");
+        if exec {
+            p.push(&iat, "an exec source cannot be polled incrementally", None);
+        }
+        let field = inc
+            .field
+            .parse()
+            .map_err(|m: String| p.push(format!("{iat}.field"), m, None))
+            .ok()?;
+        let format = match inc.format.as_deref() {
+            None | Some("rfc3339") => SinceFormat::Rfc3339,
+            Some("unix") => SinceFormat::Unix,
+            Some("unix_ms") => SinceFormat::UnixMs,
+            Some(other) => {
+                p.push(
+                    format!("{iat}.format"),
+                    format!("`{other}` is not a time format"),
+                    Some("rfc3339 (default), unix or unix_ms"),
+                );
+                SinceFormat::Rfc3339
+            }
+        };
+        Some(Incremental {
+            since_param: inc.since_param,
+            field,
+            overlap: duration(
+                inc.overlap.as_deref(),
+                Duration::from_secs(60),
+                format!("{iat}.overlap"),
+                p,
+            ),
+            full_sync: duration(
+                inc.full_sync.as_deref(),
+                Duration::from_secs(3600),
+                format!("{iat}.full_sync"),
+                p,
+            ),
+            format,
+        })
+    });
     let path = match raw.path {
-        Some(path) => path,
+        Some(path) => fill_params(&path, params).unwrap_or_else(|missing| {
+            p.push(
+                format!("{at}.path"),
+                format!("`{path}` needs `{{{missing}}}`, which the source does not set"),
+                Some(&format!(
+                    "add params = {{ {missing} = \"…\" }} to the source"
+                )),
+            );
+            path.clone()
+        }),
         None if exec => raw.name.clone(),
         None => {
             p.push(
@@ -1424,7 +1629,28 @@ fn validate_resource(
         initial,
         max_delete_ratio,
         alert_after: 3,
+        deleted_after,
+        conditional: raw.conditional,
+        incremental,
     })
+}
+
+/// Replaces each `{name}` in a resource path with the source's `params` value.
+fn fill_params(path: &str, params: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(start) = rest.find('{') {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        let name = &rest[start + 1..start + len];
+        let value = params.get(name).ok_or_else(|| name.to_owned())?;
+        out.push_str(&rest[..start]);
+        out.push_str(value);
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 fn page_size(size: Option<u32>, at: &str, p: &mut Problems) -> u32 {

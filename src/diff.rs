@@ -59,6 +59,10 @@ pub struct Diff {
     pub held: Option<Held>,
     /// Distinct items in the listing.
     pub listed: usize,
+    /// Items missing from this complete listing that are not deleted yet (`deleted_after`).
+    pub missing: Vec<String>,
+    /// Items listed again after having been missing.
+    pub found: Vec<String>,
 }
 
 /// How deletes are judged when the listing ends.
@@ -68,13 +72,23 @@ pub struct DeleteGuard {
     pub max_ratio: f64,
     /// The operator accepted the held-back deletes: apply them whatever their number.
     pub accepted: bool,
+    /// An item is deleted once missing from this many complete listings in a row (at least 1).
+    pub after: u32,
+}
+
+/// One snapshot entry during a diff.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    hash: Hash,
+    seen: bool,
+    /// Complete listings it has been missing from.
+    missing: u32,
 }
 
 /// Compares records with a snapshot as they stream in.
 #[derive(Debug)]
 pub struct Differ {
-    /// id → (hash, seen in this listing).
-    snapshot: HashMap<String, (Hash, bool)>,
+    snapshot: HashMap<String, Known>,
     changes: Vec<Change>,
     /// ids seen in this listing that were not in the snapshot, or that changed: index in `changes`.
     pending: HashMap<String, usize>,
@@ -84,14 +98,43 @@ pub struct Differ {
 impl Differ {
     /// Starts a diff against `snapshot` (`id → hash`).
     pub fn new(snapshot: impl IntoIterator<Item = (String, Hash)>) -> Self {
+        Self::with_missing(snapshot.into_iter().map(|(id, hash)| (id, hash, 0)))
+    }
+
+    /// Starts a diff against `snapshot` (`id → hash, listings missing from`).
+    pub fn with_missing(snapshot: impl IntoIterator<Item = (String, Hash, u32)>) -> Self {
         Self {
             snapshot: snapshot
                 .into_iter()
-                .map(|(id, h)| (id, (h, false)))
+                .map(|(id, hash, missing)| {
+                    (
+                        id,
+                        Known {
+                            hash,
+                            seen: false,
+                            missing,
+                        },
+                    )
+                })
                 .collect(),
             changes: Vec::new(),
             pending: HashMap::new(),
             listed: 0,
+        }
+    }
+
+    /// Marks a snapshot item as listed and unchanged (its page answered 304 Not Modified).
+    /// Returns false if the snapshot does not hold it, so the page cannot be replayed.
+    pub fn keep(&mut self, id: &str) -> bool {
+        match self.snapshot.get_mut(id) {
+            Some(known) => {
+                if !known.seen {
+                    known.seen = true;
+                    self.listed += 1;
+                }
+                true
+            }
+            None => self.pending.contains_key(id),
         }
     }
 
@@ -110,12 +153,12 @@ impl Differ {
             return;
         }
         match self.snapshot.get_mut(&record.id) {
-            Some((hash, seen)) => {
-                if !*seen {
-                    *seen = true;
+            Some(known) => {
+                if !known.seen {
+                    known.seen = true;
                     self.listed += 1;
                 }
-                if *hash != record.hash {
+                if known.hash != record.hash {
                     self.pending.insert(record.id.clone(), self.changes.len());
                     self.changes.push(Change::Updated(record));
                 }
@@ -134,18 +177,31 @@ impl Differ {
         // An updated item whose last copy equals the snapshot is not a change after all.
         let snapshot = &self.snapshot;
         self.changes.retain(|c| match c {
-            Change::Updated(r) => snapshot.get(&r.id).is_none_or(|(h, _)| *h != r.hash),
+            Change::Updated(r) => snapshot.get(&r.id).is_none_or(|k| k.hash != r.hash),
             _ => true,
         });
         let mut held = None;
+        let mut missing = Vec::new();
+        let found: Vec<String> = self
+            .snapshot
+            .iter()
+            .filter(|(_, k)| k.seen && k.missing > 0)
+            .map(|(id, _)| id.clone())
+            .collect();
         if complete {
-            let mut deleted: Vec<&String> = self
-                .snapshot
-                .iter()
-                .filter(|(_, (_, seen))| !seen)
-                .map(|(id, _)| id)
-                .collect();
+            let mut deleted: Vec<&String> = Vec::new();
+            for (id, known) in &self.snapshot {
+                if known.seen {
+                    continue;
+                }
+                if known.missing + 1 >= guard.after.max(1) {
+                    deleted.push(id);
+                } else {
+                    missing.push(id.clone());
+                }
+            }
             deleted.sort_unstable();
+            missing.sort_unstable();
             let total = self.snapshot.len();
             let suspicious = total >= GUARD_MIN_SNAPSHOT
                 && deleted.len() as f64 > guard.max_ratio * total as f64;
@@ -166,6 +222,8 @@ impl Differ {
             changes: self.changes,
             held,
             listed: self.listed,
+            missing,
+            found,
         }
     }
 }
@@ -186,6 +244,7 @@ mod tests {
     const OPEN: DeleteGuard = DeleteGuard {
         max_ratio: 0.5,
         accepted: false,
+        after: 1,
     };
 
     fn summary(diff: &Diff) -> Vec<String> {
@@ -234,6 +293,32 @@ mod tests {
         assert_eq!(summary(&diff), ["+n"]);
         assert!(matches!(&diff.changes[0], Change::Created(r) if r.hash == [5; 32]));
         assert_eq!(diff.listed, 2);
+    }
+
+    #[test]
+    fn deleted_after_waits_for_n_complete_listings() {
+        let guard = DeleteGuard { after: 3, ..OPEN };
+        let first = Differ::with_missing([("a".into(), [1; 32], 0), ("b".into(), [2; 32], 1)]);
+        let diff = first.finish(true, guard);
+        assert!(diff.changes.is_empty());
+        assert_eq!(diff.missing, ["a", "b"]);
+        let third = Differ::with_missing([("a".into(), [1; 32], 2)]).finish(true, guard);
+        assert_eq!(summary(&third), ["-a"]);
+        let mut back = Differ::with_missing([("a".into(), [1; 32], 2)]);
+        back.push(rec("a", 1));
+        let diff = back.finish(true, guard);
+        assert!(diff.changes.is_empty() && diff.missing.is_empty());
+        assert_eq!(diff.found, ["a"]);
+    }
+
+    #[test]
+    fn kept_pages_count_as_listed_and_unchanged() {
+        let mut d = Differ::new([("a".into(), [1; 32]), ("b".into(), [2; 32])]);
+        assert!(d.keep("a"));
+        assert!(!d.keep("zz"));
+        let diff = d.finish(true, OPEN);
+        assert_eq!(summary(&diff), ["-b"]);
+        assert_eq!(diff.listed, 1);
     }
 
     #[test]

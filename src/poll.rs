@@ -4,20 +4,24 @@
 //! and what was written, or a [`PollError`].
 //!
 //! Invariants (DESIGN.md §4): a failed, timed-out or partial fetch writes nothing but the failure
-//! itself and emits nothing; the first complete listing is a silent baseline unless
-//! `initial = "emit"`; the snapshot, the events and their deliveries are committed together.
+//! itself and emits nothing; only a full listing can delete (an incremental one cannot see what
+//! vanished); the first full listing is a silent baseline unless `initial = "emit"`; the snapshot,
+//! the events and their deliveries are committed together. Pages are normalized and diffed as they
+//! arrive, so only `(id, hash)` pairs and changed bodies are held, never the whole listing.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
 
-use crate::config::{Initial, ResourceConfig};
+use crate::config::{FieldPath, Incremental, Initial, ResourceConfig, SinceFormat};
 use crate::diff::{Change, DeleteGuard, Differ, Held};
 use crate::event::Event;
 use crate::metrics;
-use crate::normalize::Normalizer;
-use crate::source::{Source, SourceError};
-use crate::store::{PollCommit, Store, StoreError};
+use crate::normalize::{Normalizer, lookup};
+use crate::source::{FetchPlan, PageItems, Source, SourceError};
+use crate::store::{PageRecord, PollCommit, ResourceState, Store, StoreError};
 
 /// Whether a poll writes what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +39,8 @@ pub struct PollReport {
     pub listed: usize,
     /// Pages fetched.
     pub pages: u32,
+    /// A full listing (deletes can be found), not an incremental one.
+    pub full: bool,
     /// The events (written unless dry run; empty for a baseline).
     pub events: Vec<Event>,
     /// This poll recorded the baseline: items were stored, nothing emitted.
@@ -68,22 +74,76 @@ pub async fn poll(
 ) -> Result<PollReport, PollError> {
     let started_at = Utc::now();
     let started = Instant::now();
-    let (src, res) = (source_name.to_owned(), resource.name.clone());
-    let (state, snapshot) = store
+    let (src, res, conditional) = (
+        source_name.to_owned(),
+        resource.name.clone(),
+        resource.conditional,
+    );
+    let (state, snapshot, known_pages) = store
         .blocking(move |s| {
+            let pages = if conditional {
+                s.pages(&src, &res)?
+            } else {
+                HashMap::new()
+            };
             Ok::<_, StoreError>((
                 s.resource_state(&src, &res)?,
-                s.snapshot_hashes(&src, &res)?,
+                s.snapshot_state(&src, &res)?,
+                pages,
             ))
         })
         .await?;
 
-    let mut differ = Differ::new(snapshot);
+    let since = resource
+        .incremental
+        .as_ref()
+        .and_then(|inc| incremental_since(inc, &state, started_at));
+    let full = since.is_none();
+    let plan = FetchPlan {
+        query: match (&resource.incremental, &since) {
+            (Some(inc), Some(since)) => vec![(inc.since_param.clone(), since.clone())],
+            _ => Vec::new(),
+        },
+        // Incremental URLs change every poll; only full listings are worth validating.
+        pages: (conditional && full).then_some(&known_pages),
+    };
+
+    let mut differ = Differ::with_missing(snapshot);
     let mut normalizer = Normalizer::new(resource.id.clone(), resource.ignore.clone());
+    let mut newest = Newest::new(resource.incremental.as_ref());
+    let mut records: Vec<PageRecord> = Vec::new();
     let fetched = source
-        .fetch(resource, &mut |items| {
-            for item in items {
-                differ.push(normalizer.record(item)?);
+        .fetch(resource, &plan, &mut |page| {
+            let mut ids = Vec::new();
+            match page.items {
+                PageItems::Fresh(items) => {
+                    for item in items {
+                        newest.see(&item);
+                        let record = normalizer.record(item)?;
+                        if conditional {
+                            ids.push(record.id.clone());
+                        }
+                        differ.push(record);
+                    }
+                }
+                PageItems::NotModified => {
+                    let known = known_pages.get(&page.url);
+                    for id in known.map(|k| k.ids.as_slice()).unwrap_or_default() {
+                        if !differ.keep(id) {
+                            return Err(SourceError::StalePage { url: page.url });
+                        }
+                    }
+                    ids = known.map(|k| k.ids.clone()).unwrap_or_default();
+                }
+            }
+            if conditional && (page.etag.is_some() || page.last_modified.is_some()) {
+                records.push(PageRecord {
+                    url: page.url,
+                    etag: page.etag,
+                    last_modified: page.last_modified,
+                    next_url: page.next_url,
+                    ids,
+                });
             }
             Ok(())
         })
@@ -92,30 +152,18 @@ pub async fn poll(
         Ok(f) => f,
         Err(error) => {
             if mode == Mode::Commit {
-                let (src, res, msg) = (
-                    source_name.to_owned(),
-                    resource.name.clone(),
-                    error.to_string(),
-                );
-                let elapsed = started.elapsed();
-                let alert_after = resource.alert_after;
-                let failures = store
-                    .blocking(move |s| {
-                        s.record_poll_failure(&src, &res, &msg, started_at, elapsed, alert_after)
-                    })
-                    .await?;
-                metrics::poll(source_name, &resource.name, "failed", elapsed);
-                metrics::poll_failed(source_name, &resource.name, failures);
+                record_failure(store, source_name, resource, &error, started_at, started).await?;
             }
             return Err(error.into());
         }
     };
 
     let diff = differ.finish(
-        true,
+        full,
         DeleteGuard {
             max_ratio: resource.max_delete_ratio,
             accepted: state.accept_deletes,
+            after: resource.deleted_after,
         },
     );
     let baseline = !state.has_baseline && resource.initial == Initial::Baseline;
@@ -153,6 +201,7 @@ pub async fn poll(
     let mut report = PollReport {
         listed: diff.listed,
         pages: fetched.pages,
+        full,
         events,
         baseline,
         held: diff.held,
@@ -166,9 +215,10 @@ pub async fn poll(
     let (src, res) = (source_name.to_owned(), resource.name.clone());
     let events = std::mem::take(&mut report.events);
     let held = diff.held.map(|h| h.deletes);
-    let listed = diff.listed;
     let elapsed = report.elapsed;
     let alert_after = resource.alert_after;
+    let since_cursor = newest.cursor(state.since_cursor.as_deref());
+    let pages = (conditional && full).then_some(records);
     let (summary, events) = store
         .blocking(move |s| {
             let mut upserts = Vec::new();
@@ -187,12 +237,16 @@ pub async fn poll(
                 upserts,
                 deletes,
                 events: &events,
-                listed,
+                listed: diff.listed,
                 held,
-                complete: true,
-                alert_after,
+                complete: full,
                 duration: elapsed,
                 at: started_at,
+                alert_after,
+                missing: diff.missing.iter().map(String::as_str).collect(),
+                found: diff.found.iter().map(String::as_str).collect(),
+                since_cursor,
+                pages,
             })?;
             Ok::<_, StoreError>((summary, events))
         })
@@ -214,4 +268,168 @@ pub async fn poll(
         ],
     );
     Ok(report)
+}
+
+async fn record_failure(
+    store: &Store,
+    source_name: &str,
+    resource: &ResourceConfig,
+    error: &SourceError,
+    at: DateTime<Utc>,
+    started: Instant,
+) -> Result<(), StoreError> {
+    let (src, res, msg) = (
+        source_name.to_owned(),
+        resource.name.clone(),
+        error.to_string(),
+    );
+    let elapsed = started.elapsed();
+    let alert_after = resource.alert_after;
+    let stale = matches!(error, SourceError::StalePage { .. });
+    let failures = store
+        .blocking(move |s| {
+            if stale {
+                s.clear_pages(&src, &res)?;
+            }
+            s.record_poll_failure(&src, &res, &msg, at, elapsed, alert_after)
+        })
+        .await?;
+    metrics::poll(source_name, &resource.name, "failed", elapsed);
+    metrics::poll_failed(source_name, &resource.name, failures);
+    Ok(())
+}
+
+/// The `since` value of an incremental poll, or `None` when this poll must be a full listing: no
+/// cursor yet, or the last full sync is `full_sync` old.
+pub fn incremental_since(
+    inc: &Incremental,
+    state: &ResourceState,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let cursor = state.since_cursor.as_deref()?;
+    let last_full = DateTime::from_timestamp_millis(state.full_sync_at?)?;
+    let full_sync = chrono::Duration::from_std(inc.full_sync).ok()?;
+    if now - last_full >= full_sync {
+        return None;
+    }
+    let cursor = DateTime::parse_from_rfc3339(cursor)
+        .ok()?
+        .with_timezone(&Utc);
+    let since = cursor - chrono::Duration::from_std(inc.overlap).unwrap_or_default();
+    Some(match inc.format {
+        SinceFormat::Rfc3339 => since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        SinceFormat::Unix => since.timestamp().to_string(),
+        SinceFormat::UnixMs => since.timestamp_millis().to_string(),
+    })
+}
+
+/// The newest modification time among the items of a listing.
+struct Newest {
+    field: Option<(FieldPath, SinceFormat)>,
+    max: Option<DateTime<Utc>>,
+}
+
+impl Newest {
+    fn new(inc: Option<&Incremental>) -> Self {
+        Self {
+            field: inc.map(|i| (i.field.clone(), i.format)),
+            max: None,
+        }
+    }
+
+    fn see(&mut self, item: &Value) {
+        let Some((field, format)) = &self.field else {
+            return;
+        };
+        let at = match (lookup(item, field.segments()), format) {
+            (Some(Value::String(s)), _) => DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+                .or_else(|| s.parse::<i64>().ok().and_then(|n| from_number(n, *format))),
+            (Some(Value::Number(n)), _) => n.as_i64().and_then(|n| from_number(n, *format)),
+            _ => None,
+        };
+        if let Some(at) = at {
+            self.max = Some(self.max.map_or(at, |m| m.max(at)));
+        }
+    }
+
+    /// The cursor to keep: the newest time seen, never moving backwards.
+    fn cursor(&self, previous: Option<&str>) -> Option<String> {
+        let previous = previous
+            .and_then(|p| DateTime::parse_from_rfc3339(p).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let newest = match (self.max, previous) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(newest.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    }
+}
+
+fn from_number(n: i64, format: SinceFormat) -> Option<DateTime<Utc>> {
+    match format {
+        SinceFormat::UnixMs => DateTime::from_timestamp_millis(n),
+        _ => DateTime::from_timestamp(n, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use std::time::Duration;
+
+    fn inc(format: SinceFormat) -> Incremental {
+        Incremental {
+            since_param: "updated_since".into(),
+            field: "updated_at".parse().unwrap(),
+            overlap: Duration::from_secs(60),
+            full_sync: Duration::from_secs(3600),
+            format,
+        }
+    }
+
+    #[test]
+    fn incremental_needs_a_cursor_and_a_recent_full_sync() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+        let mut state = ResourceState::default();
+        assert_eq!(
+            incremental_since(&inc(SinceFormat::Rfc3339), &state, now),
+            None
+        );
+        state.since_cursor = Some("2026-11-27T11:50:00.000Z".into());
+        state.full_sync_at = Some((now - chrono::Duration::minutes(30)).timestamp_millis());
+        assert_eq!(
+            incremental_since(&inc(SinceFormat::Rfc3339), &state, now).as_deref(),
+            Some("2026-11-27T11:49:00Z")
+        );
+        assert_eq!(
+            incremental_since(&inc(SinceFormat::Unix), &state, now).as_deref(),
+            Some("1795780140")
+        );
+        state.full_sync_at = Some((now - chrono::Duration::minutes(60)).timestamp_millis());
+        assert_eq!(
+            incremental_since(&inc(SinceFormat::Rfc3339), &state, now),
+            None
+        );
+    }
+
+    #[test]
+    fn the_cursor_is_the_newest_time_and_never_goes_back() {
+        let i = inc(SinceFormat::Rfc3339);
+        let mut n = Newest::new(Some(&i));
+        n.see(&serde_json::json!({"updated_at": "2026-11-27T10:00:00Z"}));
+        n.see(&serde_json::json!({"updated_at": "2026-11-27T11:00:00+01:00"}));
+        n.see(&serde_json::json!({"updated_at": "garbage"}));
+        assert_eq!(n.cursor(None).as_deref(), Some("2026-11-27T10:00:00.000Z"));
+        assert_eq!(
+            n.cursor(Some("2026-11-28T00:00:00.000Z")).as_deref(),
+            Some("2026-11-28T00:00:00.000Z")
+        );
+        let unix = inc(SinceFormat::Unix);
+        let mut n = Newest::new(Some(&unix));
+        n.see(&serde_json::json!({"updated_at": 1795780140}));
+        assert_eq!(n.cursor(None).as_deref(), Some("2026-11-27T11:49:00.000Z"));
+    }
 }

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::process::Command;
 
-use super::{Fetched, PageSink, Source, SourceError};
+use super::{FetchPlan, Fetched, Page, PageItems, PageSink, Source, SourceError};
 use crate::config::{ExecConfig, ResourceConfig};
 
 /// How much of the program's stderr is quoted in an error.
@@ -41,6 +41,7 @@ impl Source for ExecSource {
     async fn fetch(
         &self,
         resource: &ResourceConfig,
+        _plan: &FetchPlan<'_>,
         sink: &mut PageSink<'_>,
     ) -> Result<Fetched, SourceError> {
         let shown = self.config.command.join(" ");
@@ -84,7 +85,13 @@ impl Source for ExecSource {
         }
         let items = parse_output(&output.stdout)
             .map_err(|e| SourceError::Exec(format!("`{shown}` printed {e}")))?;
-        sink(items)?;
+        sink(Page {
+            url: format!("exec:{shown}"),
+            etag: None,
+            last_modified: None,
+            next_url: None,
+            items: PageItems::Fresh(items),
+        })?;
         Ok(Fetched {
             pages: 1,
             requests: 0,

@@ -11,10 +11,12 @@
 //! [`exec::ExecSource`] (an external program printing JSON). A Rust `Source` is the extension point
 //! for what neither fits (SOAP, GraphQL, odd auth).
 
+pub mod auth;
 pub mod exec;
 pub mod paginate;
 pub mod rest;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -22,9 +24,43 @@ use serde_json::Value;
 
 use crate::config::{ResourceConfig, SourceConfig, SourceKind};
 use crate::normalize::NormalizeError;
+use crate::store::PageRecord;
 
-/// Receives one page of items; an `Err` stops the fetch.
-pub type PageSink<'a> = dyn FnMut(Vec<Value>) -> Result<(), NormalizeError> + Send + 'a;
+/// What one fetch is asked for beyond the resource's own settings.
+#[derive(Debug, Default)]
+pub struct FetchPlan<'a> {
+    /// Extra query parameters (incremental polling's `since`).
+    pub query: Vec<(String, String)>,
+    /// Pages fetched before, by URL: send their validators, and on a 304 replay them.
+    pub pages: Option<&'a HashMap<String, PageRecord>>,
+}
+
+/// One page of a listing as the source hands it on.
+#[derive(Debug)]
+pub struct Page {
+    /// Its URL (credentials never included).
+    pub url: String,
+    /// Its `ETag`, if the API sent one.
+    pub etag: Option<String>,
+    /// Its `Last-Modified`, if the API sent one.
+    pub last_modified: Option<String>,
+    /// The next page's URL, if there is one.
+    pub next_url: Option<String>,
+    /// The items, or word that they are what they were last time.
+    pub items: PageItems,
+}
+
+/// A page's items.
+#[derive(Debug)]
+pub enum PageItems {
+    /// Items as the API returned them.
+    Fresh(Vec<Value>),
+    /// The API answered 304 Not Modified: the page holds what [`FetchPlan::pages`] recorded.
+    NotModified,
+}
+
+/// Receives each page; an `Err` stops the fetch.
+pub type PageSink<'a> = dyn FnMut(Page) -> Result<(), SourceError> + Send + 'a;
 
 /// How a fetch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +74,12 @@ pub struct Fetched {
 /// Fetches listings. `Send + Sync` so a source can be shared by its resources' schedules.
 #[async_trait]
 pub trait Source: Send + Sync {
-    /// Hands every item of `resource`'s current listing to `sink`, page by page, and returns once
-    /// the listing is complete. Cancellation is by dropping the future.
+    /// Hands every page of `resource`'s current listing to `sink` and returns once the listing
+    /// is complete. Cancellation is by dropping the future.
     async fn fetch(
         &self,
         resource: &ResourceConfig,
+        plan: &FetchPlan<'_>,
         sink: &mut PageSink<'_>,
     ) -> Result<Fetched, SourceError>;
 }
@@ -99,6 +136,22 @@ pub enum SourceError {
     /// An item could not be normalized.
     #[error("{0}")]
     Item(#[from] NormalizeError),
+    /// A page answered 304 but what it held last time is no longer in the snapshot.
+    #[error(
+        "GET {url} answered 304 Not Modified but its items are gone from the snapshot; the next poll fetches it in full"
+    )]
+    StalePage {
+        /// Redacted URL.
+        url: String,
+    },
+    /// OAuth2 token request failed.
+    #[error("OAuth2 token request to {token_url} failed: {message}")]
+    Token {
+        /// The token endpoint.
+        token_url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The external program failed.
     #[error("{0}")]
     Exec(String),

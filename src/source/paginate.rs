@@ -73,6 +73,12 @@ impl<'a> Pager<'a> {
         url
     }
 
+    /// Records that the listing continues at `next` without `next` having been computed here (a
+    /// page replayed from a 304 carries its recorded next URL). Keeps loop detection whole.
+    pub fn revisit(&mut self, next: &Url) {
+        self.seen.insert(next.to_string());
+    }
+
     /// The URL after a page that came from `current` with `items` items, `body` and `link`
     /// (the `Link` header). `Ok(None)` ends the listing.
     pub fn next(
@@ -101,7 +107,8 @@ impl<'a> Pager<'a> {
                 size,
                 ..
             } => {
-                self.page += 1;
+                // From the URL itself, so a page replayed from a 304 keeps the count right.
+                self.page = param(current, page_param).unwrap_or(self.page) + 1;
                 let mut url = current.clone();
                 set_param(&mut url, page_param, &self.page.to_string());
                 if let Some(size_param) = size_param {
@@ -114,15 +121,20 @@ impl<'a> Pager<'a> {
                 limit_param,
                 size,
             } => {
-                self.offset += items as u64;
+                self.offset = param(current, offset_param).unwrap_or(self.offset) + items as u64;
                 let mut url = current.clone();
                 set_param(&mut url, offset_param, &self.offset.to_string());
                 set_param(&mut url, limit_param, &size.to_string());
                 Some(url)
             }
             Pagination::Cursor {
+                has_more: Some(has_more),
+                ..
+            } if !matches!(has_more.query(body).first(), Some(Value::Bool(true))) => None,
+            Pagination::Cursor {
                 cursor_param,
                 next_cursor,
+                ..
             } => match scalar_at(body, next_cursor) {
                 Some(cursor) => {
                     let mut url = self.first.clone();
@@ -149,6 +161,13 @@ impl<'a> Pager<'a> {
         }
         Ok(next)
     }
+}
+
+/// A numeric query parameter of `url`.
+fn param(url: &Url, name: &str) -> Option<u64> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.parse().ok())
 }
 
 /// A non-empty string or number at `path`; null, absent, `""` and `false` mean "no next page".
@@ -321,6 +340,7 @@ mod tests {
         let style = Pagination::Cursor {
             cursor_param: "cursor".into(),
             next_cursor: JsonPath::parse("$.meta.next").unwrap(),
+            has_more: None,
         };
         let mut pager = Pager::new(&style, Url::parse("http://h/o?x=1").unwrap());
         let first = pager.first_url();
@@ -356,6 +376,26 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(next.as_str(), "http://h/api/o?page=2");
+    }
+
+    #[test]
+    fn stripe_style_cursor_from_the_last_item_until_has_more_is_false() {
+        let style = Pagination::Cursor {
+            cursor_param: "starting_after".into(),
+            next_cursor: JsonPath::parse("$.data[-1].id").unwrap(),
+            has_more: Some(JsonPath::parse("$.has_more").unwrap()),
+        };
+        let mut pager = Pager::new(&style, Url::parse("http://h/v1/customers?limit=2").unwrap());
+        let first = pager.first_url();
+        let page =
+            json!({"object": "list", "data": [{"id": "cus_1"}, {"id": "cus_2"}], "has_more": true});
+        let next = pager.next(&first, 2, &page, None).unwrap().unwrap();
+        assert_eq!(
+            next.as_str(),
+            "http://h/v1/customers?limit=2&starting_after=cus_2"
+        );
+        let last = json!({"object": "list", "data": [{"id": "cus_3"}], "has_more": false});
+        assert!(pager.next(&next, 1, &last, None).unwrap().is_none());
     }
 
     #[test]

@@ -4,34 +4,104 @@
 //! page by page, to the poll's sink.
 //!
 //! Invariants: a page that fails after its retries fails the whole fetch; a `429` is waited out
-//! (`Retry-After`, capped by `max_retry_after`); requests to one source are spaced by its
-//! `rate_limit`; redirects are followed (at most 5) but never to another scheme-host with
-//! credentials; no system proxy is used; secrets never appear in an error (query keys are shown as
-//! `***`).
+//! (`Retry-After`, capped by `max_retry_after`); requests are spaced by the source's `rate_limit`
+//! and by its host's `host_rate_limit`, shared by every source on that host; an OAuth2 token is
+//! renewed once on a 401; a page whose validators match answers 304 and is replayed from the
+//! snapshot; redirects are followed (at most 5); no system proxy is used; secrets never appear in
+//! an error (credential-like query values are shown as `***`).
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, LINK, RETRY_AFTER};
+use reqwest::StatusCode;
+use reqwest::header::{
+    AUTHORIZATION, ETAG, HeaderMap, HeaderName, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED, LINK, RETRY_AFTER,
+};
 use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
+use super::auth::TokenCache;
 use super::paginate::{Pager, extract_items};
-use super::{Fetched, PageSink, Source, SourceError};
+use super::{FetchPlan, Fetched, Page, PageItems, PageSink, Source, SourceError};
 use crate::config::{Auth, KeyPlace, ResourceConfig, RestConfig};
+use crate::store::PageRecord;
 
 /// How much of an error response body is quoted in the error.
 const BODY_QUOTE: usize = 300;
 
-/// A REST source: one HTTP client and one rate limiter shared by the source's resources.
+/// Spaces requests: at most one per `interval`.
+#[derive(Debug)]
+struct Pacer {
+    interval: std::sync::Mutex<Duration>,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(rate: f64) -> Arc<Pacer> {
+        Arc::new(Pacer {
+            interval: std::sync::Mutex::new(Duration::from_secs_f64(1.0 / rate)),
+            next: Mutex::new(Instant::now()),
+        })
+    }
+
+    async fn wait(&self) {
+        let interval = *self.interval.lock().unwrap_or_else(|e| e.into_inner());
+        let at = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let at = (*next).max(now);
+            *next = at + interval;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// One pacer per host, shared by every source of this process that polls it: an API's limit is
+/// usually per account or per host, not per pollhook source. Where sources disagree, the
+/// strictest limit wins.
+fn host_pacer(host: &str, rate: f64) -> Arc<Pacer> {
+    static HOSTS: OnceLock<std::sync::Mutex<HashMap<String, Arc<Pacer>>>> = OnceLock::new();
+    let mut hosts = HOSTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let pacer = hosts
+        .entry(host.to_owned())
+        .or_insert_with(|| Pacer::new(rate));
+    let mut interval = pacer.interval.lock().unwrap_or_else(|e| e.into_inner());
+    *interval = (*interval).max(Duration::from_secs_f64(1.0 / rate));
+    drop(interval);
+    pacer.clone()
+}
+
+/// What one GET brought back.
+enum Got {
+    /// A 2xx with a JSON body.
+    Fresh {
+        body: Value,
+        link: Option<String>,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+    /// 304: the page is as it was.
+    NotModified,
+}
+
+/// A REST source: one HTTP client, its pacers and its OAuth2 token, shared by its resources.
 pub struct RestSource {
     name: String,
     config: RestConfig,
     client: reqwest::Client,
-    next_slot: Mutex<Instant>,
+    pacer: Option<Arc<Pacer>>,
+    host_pacer: Option<Arc<Pacer>>,
+    token: Option<TokenCache>,
 }
 
 impl RestSource {
@@ -78,6 +148,8 @@ impl RestSource {
                 place: KeyPlace::Query(_),
                 ..
             } => None,
+            // Set per request, from the token cache.
+            Auth::OAuth2(_) => None,
         };
         if let Some(auth) = auth_header {
             let mut v = HeaderValue::from_str(&auth).map_err(|_| {
@@ -101,9 +173,17 @@ impl RestSource {
             })?;
         Ok(Self {
             name: name.to_owned(),
+            pacer: config.rate_limit.map(Pacer::new),
+            host_pacer: config
+                .host_rate_limit
+                .zip(config.base_url.host_str())
+                .map(|(rate, host)| host_pacer(host, rate)),
+            token: match &config.auth {
+                Auth::OAuth2(settings) => Some(TokenCache::new(settings.clone())),
+                _ => None,
+            },
             config: config.clone(),
             client,
-            next_slot: Mutex::new(Instant::now()),
         })
     }
 
@@ -160,42 +240,74 @@ impl RestSource {
         redact(url, self.key_param())
     }
 
-    /// Waits for this source's next request slot.
+    /// Waits for this source's and this host's next request slot.
     async fn pace(&self) {
-        let Some(rate) = self.config.rate_limit else {
-            return;
-        };
-        let interval = Duration::from_secs_f64(1.0 / rate);
-        let at = {
-            let mut next = self.next_slot.lock().await;
-            let now = Instant::now();
-            let at = (*next).max(now);
-            *next = at + interval;
-            at
-        };
-        tokio::time::sleep_until(at).await;
+        if let Some(pacer) = &self.pacer {
+            pacer.wait().await;
+        }
+        if let Some(pacer) = &self.host_pacer {
+            pacer.wait().await;
+        }
     }
 
-    /// GETs one page, retrying what is worth retrying. Returns the body and the `Link` header.
+    /// GETs one page, retrying what is worth retrying; conditional when `known` has validators.
     async fn get(
         &self,
         url: &Url,
+        known: Option<&PageRecord>,
         requests: &mut u32,
-    ) -> Result<(Value, Option<String>), SourceError> {
+    ) -> Result<Got, SourceError> {
         let shown = self.redact(url);
         let mut attempt = 0;
+        let mut renewed_token = false;
         loop {
             self.pace().await;
             *requests += 1;
-            let failure = match self.client.get(self.with_key(url)).send().await {
+            let mut request = self.client.get(self.with_key(url));
+            if let Some(known) = known {
+                if let Some(etag) = &known.etag {
+                    request = request.header(IF_NONE_MATCH, etag);
+                }
+                if let Some(date) = &known.last_modified {
+                    request = request.header(IF_MODIFIED_SINCE, date);
+                }
+            }
+            let token = match &self.token {
+                Some(cache) => Some(cache.token(&self.client).await?),
+                None => None,
+            };
+            if let Some(token) = &token {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                    .map_err(|_| {
+                        SourceError::Setup("the OAuth2 token is not valid in a header".into())
+                    })?;
+                value.set_sensitive(true);
+                request = request.header(AUTHORIZATION, value);
+            }
+            let failure = match request.send().await {
                 Ok(resp) => {
                     let status = resp.status();
+                    if status == StatusCode::NOT_MODIFIED && known.is_some() {
+                        return Ok(Got::NotModified);
+                    }
+                    if status == StatusCode::UNAUTHORIZED
+                        && let (Some(cache), Some(token), false) =
+                            (&self.token, &token, renewed_token)
+                    {
+                        // The token was revoked or expired early: fetch a new one, once.
+                        cache.invalidate(token).await;
+                        renewed_token = true;
+                        continue;
+                    }
                     if status.is_success() {
-                        let link = resp
-                            .headers()
-                            .get(LINK)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned);
+                        let header = |name| {
+                            resp.headers()
+                                .get(name)
+                                .and_then(|v: &HeaderValue| v.to_str().ok())
+                                .map(str::to_owned)
+                        };
+                        let (link, etag, last_modified) =
+                            (header(LINK), header(ETAG), header(LAST_MODIFIED));
                         match resp.bytes().await {
                             Ok(bytes) => {
                                 let body = serde_json::from_slice(&bytes).map_err(|e| {
@@ -204,7 +316,12 @@ impl RestSource {
                                         message: format!("the response is not valid JSON: {e}"),
                                     }
                                 })?;
-                                return Ok((body, link));
+                                return Ok(Got::Fresh {
+                                    body,
+                                    link,
+                                    etag,
+                                    last_modified,
+                                });
                             }
                             Err(e) => Failure::Retry(self.transport_error(&shown, &e)),
                         }
@@ -361,9 +478,14 @@ impl Source for RestSource {
     async fn fetch(
         &self,
         resource: &ResourceConfig,
+        plan: &FetchPlan<'_>,
         sink: &mut PageSink<'_>,
     ) -> Result<Fetched, SourceError> {
-        let mut pager = Pager::new(&resource.pagination, self.resource_url(resource)?);
+        let mut base = self.resource_url(resource)?;
+        if !plan.query.is_empty() {
+            base.query_pairs_mut().extend_pairs(&plan.query);
+        }
+        let mut pager = Pager::new(&resource.pagination, base);
         let mut url = pager.first_url();
         let mut fetched = Fetched {
             pages: 0,
@@ -379,31 +501,67 @@ impl Source for RestSource {
                     ),
                 });
             }
-            let (body, link) = self.get(&url, &mut fetched.requests).await?;
+            let known = plan.pages.and_then(|pages| pages.get(url.as_str()));
+            let got = self.get(&url, known, &mut fetched.requests).await?;
             fetched.pages += 1;
-            // The pager reads the body (cursors, next URLs) before the items are taken out of it.
-            let next = {
-                let count = match resource.items.as_ref() {
-                    None => body.as_array().map_or(0, Vec::len),
-                    Some(path) => count_items(&body, path),
-                };
-                pager
-                    .next(&url, count, &body, link.as_deref())
-                    .map_err(|message| SourceError::Shape {
-                        url: self.redact(&url),
-                        message,
-                    })?
-            };
-            let items = extract_items(
-                body,
-                resource.items.as_ref(),
-                resource.items_text.as_deref(),
-            )
-            .map_err(|message| SourceError::Shape {
+            let shape = |message| SourceError::Shape {
                 url: self.redact(&url),
                 message,
-            })?;
-            sink(items)?;
+            };
+            let (page, next) = match got {
+                Got::Fresh {
+                    body,
+                    link,
+                    etag,
+                    last_modified,
+                } => {
+                    // The pager reads the body (cursors, next URLs) before the items are taken out.
+                    let count = match resource.items.as_ref() {
+                        None => body.as_array().map_or(0, Vec::len),
+                        Some(path) => count_items(&body, path),
+                    };
+                    let next = pager
+                        .next(&url, count, &body, link.as_deref())
+                        .map_err(shape)?;
+                    let items = extract_items(
+                        body,
+                        resource.items.as_ref(),
+                        resource.items_text.as_deref(),
+                    )
+                    .map_err(shape)?;
+                    let page = Page {
+                        url: url.to_string(),
+                        etag,
+                        last_modified,
+                        next_url: next.as_ref().map(Url::to_string),
+                        items: PageItems::Fresh(items),
+                    };
+                    (page, next)
+                }
+                Got::NotModified => {
+                    // `get` only answers NotModified when it sent validators from `known`.
+                    let known = known.cloned().unwrap_or_default();
+                    let next = match &known.next_url {
+                        Some(next) => Some(
+                            Url::parse(next)
+                                .map_err(|e| shape(format!("recorded next page `{next}`: {e}")))?,
+                        ),
+                        None => None,
+                    };
+                    if let Some(next) = &next {
+                        pager.revisit(next);
+                    }
+                    let page = Page {
+                        url: url.to_string(),
+                        etag: known.etag,
+                        last_modified: known.last_modified,
+                        next_url: known.next_url,
+                        items: PageItems::NotModified,
+                    };
+                    (page, next)
+                }
+            };
+            sink(page)?;
             match next {
                 Some(n) => url = n,
                 None => return Ok(fetched),

@@ -124,6 +124,22 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX attempts_by_delivery ON attempts (delivery_id);
     "#,
+    // 2: deleted_after, incremental polling, conditional requests.
+    r#"
+    ALTER TABLE snapshot ADD COLUMN missing INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE resources ADD COLUMN since_cursor TEXT;
+    ALTER TABLE resources ADD COLUMN full_sync_at INTEGER;
+    CREATE TABLE pages (
+        source         TEXT NOT NULL,
+        resource       TEXT NOT NULL,
+        url            TEXT NOT NULL,
+        etag           TEXT,
+        last_modified  TEXT,
+        next_url       TEXT,
+        ids            TEXT NOT NULL,
+        PRIMARY KEY (source, resource, url)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// A storage failure.
@@ -237,6 +253,26 @@ pub struct ResourceState {
     pub has_baseline: bool,
     /// The operator accepted the held-back deletes.
     pub accept_deletes: bool,
+    /// The newest `updated_at`-style value seen (incremental polling).
+    pub since_cursor: Option<String>,
+    /// When the last complete (full) listing was committed, ms.
+    pub full_sync_at: Option<i64>,
+}
+
+/// What a page looked like when last fetched, for a conditional request (`If-None-Match`,
+/// `If-Modified-Since`) and for replaying it from the snapshot when the API answers 304.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PageRecord {
+    /// The page's URL (without credentials).
+    pub url: String,
+    /// Its `ETag`.
+    pub etag: Option<String>,
+    /// Its `Last-Modified`.
+    pub last_modified: Option<String>,
+    /// The next page's URL, as computed from this page.
+    pub next_url: Option<String>,
+    /// The ids of its items, in order.
+    pub ids: Vec<String>,
 }
 
 /// A poll's result, ready to commit in one transaction.
@@ -264,6 +300,14 @@ pub struct PollCommit<'a> {
     pub at: DateTime<Utc>,
     /// Failed polls in a row after which a `pollhook.resource.failing` event is emitted.
     pub alert_after: u32,
+    /// Items missing from this complete listing but kept (`deleted_after` not reached yet).
+    pub missing: Vec<&'a str>,
+    /// Items listed again after having been missing.
+    pub found: Vec<&'a str>,
+    /// The new incremental cursor, if it moved.
+    pub since_cursor: Option<String>,
+    /// The page records to keep for conditional requests (`None`: leave them as they are).
+    pub pages: Option<Vec<PageRecord>>,
 }
 
 /// What a commit wrote.
@@ -401,6 +445,77 @@ impl Store {
 
     // ─────────────────────────── snapshot and polls ───────────────────────────
 
+    /// The snapshot of a resource as `(id, hash, complete listings it has been missing from)`.
+    pub fn snapshot_state(
+        &self,
+        source: &str,
+        resource: &str,
+    ) -> Result<Vec<(String, Hash, u32)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT item_id, hash, missing FROM snapshot WHERE source = ?1 AND resource = ?2",
+        )?;
+        let rows = stmt.query_map(params![source, resource], |row| {
+            let hash: Vec<u8> = row.get(1)?;
+            Ok((row.get::<_, String>(0)?, hash, row.get::<_, u32>(2)?))
+        })?;
+        rows.map(|r| {
+            let (id, hash, missing) = r?;
+            let hash: Hash = hash.try_into().map_err(|_| {
+                StoreError::Corrupt(format!("snapshot hash of {source}.{resource}/{id}"))
+            })?;
+            Ok((id, hash, missing))
+        })
+        .collect()
+    }
+
+    /// The page records of a resource, by URL.
+    pub fn pages(
+        &self,
+        source: &str,
+        resource: &str,
+    ) -> Result<HashMap<String, PageRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT url, etag, last_modified, next_url, ids FROM pages WHERE source = ?1 AND resource = ?2",
+        )?;
+        let rows = stmt.query_map(params![source, resource], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (url, etag, last_modified, next_url, ids) = row?;
+            let ids = serde_json::from_str(&ids)
+                .map_err(|e| StoreError::Corrupt(format!("page record {url}: {e}")))?;
+            Ok((
+                url.clone(),
+                PageRecord {
+                    url,
+                    etag,
+                    last_modified,
+                    next_url,
+                    ids,
+                },
+            ))
+        })
+        .collect()
+    }
+
+    /// Forgets a resource's page records, so its next poll fetches every page in full.
+    pub fn clear_pages(&self, source: &str, resource: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "DELETE FROM pages WHERE source = ?1 AND resource = ?2",
+            params![source, resource],
+        )?;
+        Ok(())
+    }
+
     /// The snapshot of a resource as `(id, hash)` pairs.
     pub fn snapshot_hashes(
         &self,
@@ -459,13 +574,15 @@ impl Store {
         let conn = self.conn();
         let row = conn
             .query_row(
-                "SELECT baseline_at IS NOT NULL, accept_deletes FROM resources
-                 WHERE source = ?1 AND resource = ?2",
+                "SELECT baseline_at IS NOT NULL, accept_deletes, since_cursor, full_sync_at
+                 FROM resources WHERE source = ?1 AND resource = ?2",
                 params![source, resource],
                 |r| {
                     Ok(ResourceState {
                         has_baseline: r.get(0)?,
                         accept_deletes: r.get(1)?,
+                        since_cursor: r.get(2)?,
+                        full_sync_at: r.get(3)?,
                     })
                 },
             )
@@ -484,7 +601,8 @@ impl Store {
                 "INSERT INTO snapshot (source, resource, item_id, hash, body, changed_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (source, resource, item_id)
-                 DO UPDATE SET hash = excluded.hash, body = excluded.body, changed_at = excluded.changed_at",
+                 DO UPDATE SET hash = excluded.hash, body = excluded.body,
+                               changed_at = excluded.changed_at, missing = 0",
             )?;
             for (id, hash, body) in &commit.upserts {
                 upsert.execute(params![
@@ -501,6 +619,40 @@ impl Store {
             )?;
             for id in &commit.deletes {
                 delete.execute(params![commit.source, commit.resource, id])?;
+            }
+            let mut missing = tx.prepare_cached(
+                "UPDATE snapshot SET missing = missing + 1
+                 WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+            )?;
+            for id in &commit.missing {
+                missing.execute(params![commit.source, commit.resource, id])?;
+            }
+            let mut found = tx.prepare_cached(
+                "UPDATE snapshot SET missing = 0 WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+            )?;
+            for id in &commit.found {
+                found.execute(params![commit.source, commit.resource, id])?;
+            }
+            if let Some(pages) = &commit.pages {
+                tx.execute(
+                    "DELETE FROM pages WHERE source = ?1 AND resource = ?2",
+                    params![commit.source, commit.resource],
+                )?;
+                let mut page = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO pages (source, resource, url, etag, last_modified, next_url, ids)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for p in pages {
+                    page.execute(params![
+                        commit.source,
+                        commit.resource,
+                        p.url,
+                        p.etag,
+                        p.last_modified,
+                        p.next_url,
+                        json(&p.ids)
+                    ])?;
+                }
             }
         }
         let mut summary = insert_events(&tx, commit.events)?;
@@ -551,6 +703,8 @@ impl Store {
         tx.execute(
             "UPDATE resources SET
                  baseline_at = CASE WHEN ?3 AND baseline_at IS NULL THEN ?4 ELSE baseline_at END,
+                 full_sync_at = CASE WHEN ?3 THEN ?4 ELSE full_sync_at END,
+                 since_cursor = coalesce(?8, since_cursor),
                  last_poll_at = ?4, last_duration_ms = ?5, last_outcome = ?6, last_error = NULL,
                  item_count = (SELECT count(*) FROM snapshot WHERE source = ?1 AND resource = ?2),
                  consecutive_errors = 0,
@@ -566,6 +720,7 @@ impl Store {
                 commit.duration.as_millis() as i64,
                 outcome,
                 commit.held.unwrap_or(0) as i64,
+                commit.since_cursor,
             ],
         )?;
         tx.commit()?;

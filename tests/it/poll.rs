@@ -586,16 +586,21 @@ async fn an_empty_listing_over_a_full_snapshot_is_held_until_accepted() {
         })
     );
     assert!(report.events.is_empty());
-    assert!(h.events().is_empty());
+    // The only event is the operators' alert, `pollhook.resource.deletes_held`.
+    let alerts = h.events();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].kind, "pollhook.resource.deletes_held");
+    assert_eq!(alerts[0].resource_id, "shop.orders");
+    assert_eq!(alerts[0].data["deletes"], 100);
     assert_eq!(h.snapshot().len(), 100);
     let status = h.status();
     assert_eq!(status.held_deletes, 100);
     assert_eq!(status.item_count, 100);
     assert_eq!(status.last_outcome.as_deref(), Some("held"));
 
-    // Still held on the next poll: holding is not a one-off.
+    // Still held on the next poll: holding is not a one-off; the alert is not repeated.
     assert!(h.poll().await.unwrap().held.is_some());
-    assert!(h.events().is_empty());
+    assert_eq!(h.events().len(), 1);
 
     assert_eq!(h.store.accept_deletes("shop", "orders").unwrap(), 100);
     let report = h.poll().await.unwrap();
@@ -606,7 +611,7 @@ async fn an_empty_listing_over_a_full_snapshot_is_held_until_accepted() {
         sorted_ids(ids_of(&report.events)),
         (1..=100).map(|i| i.to_string()).collect::<Vec<_>>()
     );
-    assert_eq!(h.events().len(), 100);
+    assert_eq!(h.events().len(), 101);
     assert!(h.snapshot().is_empty());
     let status = h.status();
     assert_eq!((status.held_deletes, status.item_count), (0, 0));

@@ -246,7 +246,7 @@ impl Switch {
 /// A config in a temp dir, its database, and `pollhook::run` once started.
 pub struct Pipeline {
     /// Holds the config's database.
-    pub dir: TempDir,
+    _dir: TempDir,
     /// The parsed config.
     pub config: Config,
     /// A second connection to the database, for the test to look and act.
@@ -265,7 +265,7 @@ impl Pipeline {
             .unwrap_or_else(|e| panic!("{e}\n--- config ---\n{text}"));
         let store = Store::open(&config.storage.path).unwrap();
         Pipeline {
-            dir,
+            _dir: dir,
             config,
             store,
             stop: None,
@@ -364,13 +364,21 @@ pub fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
 // ───────────────────────────── the binary ─────────────────────────────
 
 /// A `pollhook` child process, SIGKILLed when dropped so a failing test leaves nothing behind.
-pub struct Child(pub std::process::Child);
+pub struct Child {
+    process: std::process::Child,
+    log: std::path::PathBuf,
+}
 
 impl Child {
+    /// What a test waits for, shown with the child's log if the wait times out.
+    pub fn waiting_for<'a>(&'a self, what: &'a str) -> impl Display + 'a {
+        WithLog(what, &self.log)
+    }
+
     /// SIGKILLs the process and reaps it.
     pub fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }
 
@@ -382,7 +390,7 @@ impl Drop for Child {
 
 /// Starts `pollhook run --config FILE`, its log (stderr) going to `log`.
 pub fn spawn_run(config: &Path, log: &Path) -> Child {
-    let log = std::fs::File::create(log).unwrap();
+    let file = std::fs::File::create(log).unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_pollhook"))
         .args(["run", "--config"])
         .arg(config)
@@ -391,8 +399,21 @@ pub fn spawn_run(config: &Path, log: &Path) -> Child {
         .env("POLLHOOK_LOG", "info")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(log)
+        .stderr(file)
         .spawn()
         .unwrap();
-    Child(child)
+    Child {
+        process: child,
+        log: log.to_owned(),
+    }
+}
+
+/// Displays as `what`, then the log file as it is when displayed (a timeout's panic message).
+struct WithLog<'a>(&'a str, &'a Path);
+
+impl Display for WithLog<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let log = std::fs::read_to_string(self.1).unwrap_or_default();
+        write!(f, "{}\n--- {} ---\n{log}", self.0, self.1.display())
+    }
 }
