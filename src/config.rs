@@ -143,7 +143,7 @@ pub struct SourceConfig {
 #[derive(Debug, Clone)]
 pub enum SourceKind {
     /// The generic REST engine (`adapter = "rest"` or any definition in `adapters/`).
-    Rest(RestConfig),
+    Rest(Box<RestConfig>),
     /// An external program printing a JSON array (`adapter = "exec"`).
     Exec(ExecConfig),
 }
@@ -1200,7 +1200,7 @@ fn validate_source(raw: RawSource, p: &mut Problems) -> Option<SourceConfig> {
                     );
                 }
             }
-            SourceKind::Rest(RestConfig {
+            SourceKind::Rest(Box::new(RestConfig {
                 base_url,
                 auth,
                 headers: raw
@@ -1224,7 +1224,7 @@ fn validate_source(raw: RawSource, p: &mut Problems) -> Option<SourceConfig> {
                 rate_limit: raw.rate_limit.filter(|r| *r > 0.0 && r.is_finite()),
                 host_rate_limit: raw.host_rate_limit.filter(|r| *r > 0.0 && r.is_finite()),
                 max_pages: raw.max_pages.unwrap_or(10_000),
-            })
+            }))
         }
     };
     if raw.resources.is_empty() {
