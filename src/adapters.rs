@@ -18,7 +18,7 @@ use std::path::Path;
 pub const EMBEDDED: &[(&str, &str)] =
     &[("json-server", include_str!("../adapters/json-server.toml"))];
 
-const ENGINES: [&str; 2] = ["rest", "exec"];
+const ENGINES: [&str; 3] = ["rest", "exec", "graphql"];
 
 /// A problem merging a definition into a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,14 +54,17 @@ pub enum CatalogError {
 #[derive(Debug, Default)]
 pub struct Catalog {
     definitions: BTreeMap<String, toml::Table>,
+    texts: BTreeMap<String, String>,
 }
 
 impl Catalog {
     /// Loads the embedded definitions and then every `*.toml` in `user_dir`.
     pub fn load(user_dir: Option<&Path>) -> Result<Catalog, CatalogError> {
         let mut definitions = BTreeMap::new();
+        let mut texts = BTreeMap::new();
         for (name, text) in EMBEDDED {
             definitions.insert((*name).to_owned(), parse(name, text)?);
+            texts.insert((*name).to_owned(), (*text).to_owned());
         }
         if let Some(dir) = user_dir {
             let read = |source| CatalogError::Read {
@@ -85,9 +88,10 @@ impl Catalog {
                     source,
                 })?;
                 definitions.insert(name.clone(), parse(&name, &text)?);
+                texts.insert(name, text);
             }
         }
-        Ok(Catalog { definitions })
+        Ok(Catalog { definitions, texts })
     }
 
     /// The names of every definition, sorted.
@@ -98,6 +102,20 @@ impl Catalog {
     /// One definition's table.
     pub fn get(&self, name: &str) -> Option<&toml::Table> {
         self.definitions.get(name)
+    }
+
+    /// One definition's file text, comments included.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.texts.get(name).map(String::as_str)
+    }
+
+    /// A definition's one-line description.
+    pub fn description(&self, name: &str) -> &str {
+        self.definitions
+            .get(name)
+            .and_then(|d| d.get("description"))
+            .and_then(toml::Value::as_str)
+            .unwrap_or("")
     }
 
     /// Merges the definition a source names into the source's table, in place.

@@ -376,7 +376,7 @@ async fn sources(State(p): State<Shared>) -> ApiResult {
                 .collect();
             json!({
                 "name": source.name,
-                "engine": match source.kind { crate::config::SourceKind::Rest(_) => "rest", crate::config::SourceKind::Exec(_) => "exec" },
+                "engine": source.kind.engine(),
                 "resources": resources,
             })
         })

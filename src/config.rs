@@ -146,6 +146,19 @@ pub enum SourceKind {
     Rest(Box<RestConfig>),
     /// An external program printing a JSON array (`adapter = "exec"`).
     Exec(ExecConfig),
+    /// A GraphQL endpoint, one query per resource (`adapter = "graphql"`); REST's settings apply.
+    Graphql(Box<RestConfig>),
+}
+
+impl SourceKind {
+    /// The engine's name: `rest`, `exec` or `graphql`.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            SourceKind::Rest(_) => "rest",
+            SourceKind::Exec(_) => "exec",
+            SourceKind::Graphql(_) => "graphql",
+        }
+    }
 }
 
 /// Settings of the generic REST engine, shared by a source's resources.
@@ -243,6 +256,8 @@ pub struct ResourceConfig {
     pub name: String,
     /// Path joined onto the source's base URL (or the program's `POLLHOOK_RESOURCE` for exec).
     pub path: String,
+    /// The GraphQL query (GraphQL sources only).
+    pub document: Option<String>,
     /// Static query parameters.
     pub query: Vec<(String, String)>,
     /// When to poll.
@@ -823,6 +838,7 @@ struct RawResource {
     deleted_after: Option<u32>,
     #[serde(default)]
     conditional: bool,
+    document: Option<String>,
     incremental: Option<RawIncremental>,
 }
 
@@ -1200,7 +1216,7 @@ fn validate_source(raw: RawSource, p: &mut Problems) -> Option<SourceConfig> {
                     );
                 }
             }
-            SourceKind::Rest(Box::new(RestConfig {
+            let rest = Box::new(RestConfig {
                 base_url,
                 auth,
                 headers: raw
@@ -1224,7 +1240,12 @@ fn validate_source(raw: RawSource, p: &mut Problems) -> Option<SourceConfig> {
                 rate_limit: raw.rate_limit.filter(|r| *r > 0.0 && r.is_finite()),
                 host_rate_limit: raw.host_rate_limit.filter(|r| *r > 0.0 && r.is_finite()),
                 max_pages: raw.max_pages.unwrap_or(10_000),
-            }))
+            });
+            if raw.adapter == "graphql" {
+                SourceKind::Graphql(rest)
+            } else {
+                SourceKind::Rest(rest)
+            }
         }
     };
     if raw.resources.is_empty() {
@@ -1246,7 +1267,7 @@ fn validate_source(raw: RawSource, p: &mut Problems) -> Option<SourceConfig> {
                     None,
                 );
             }
-            validate_resource(r, &at, matches!(kind, SourceKind::Exec(_)), &raw.params, p)
+            validate_resource(r, &at, &kind, &raw.params, p)
         })
         .collect();
     Some(SourceConfig {
@@ -1355,10 +1376,12 @@ fn json_path(text: &str, at: &str, p: &mut Problems) -> Option<JsonPath> {
 fn validate_resource(
     raw: RawResource,
     source_at: &str,
-    exec: bool,
+    kind: &SourceKind,
     params: &BTreeMap<String, String>,
     p: &mut Problems,
 ) -> Option<ResourceConfig> {
+    let exec = matches!(kind, SourceKind::Exec(_));
+    let graphql = matches!(kind, SourceKind::Graphql(_));
     let at = format!("{source_at}.resources[{}]", raw.name);
     if !valid_name(&raw.name) {
         p.push(
@@ -1606,6 +1629,7 @@ fn validate_resource(
             path.clone()
         }),
         None if exec => raw.name.clone(),
+        None if graphql => String::new(),
         None => {
             p.push(
                 format!("{at}.path"),
@@ -1615,8 +1639,29 @@ fn validate_resource(
             String::new()
         }
     };
+    match (&raw.document, graphql) {
+        (None, true) => p.push(
+            format!("{at}.document"),
+            "a GraphQL resource needs its query",
+            Some(r#"document = "query($after: String) { orders(after: $after) { nodes { id } pageInfo { hasNextPage endCursor } } }""#),
+        ),
+        (Some(_), false) => p.push(
+            format!("{at}.document"),
+            "only a GraphQL source (adapter = \"graphql\") sends a document",
+            None,
+        ),
+        _ => {}
+    }
+    if graphql && raw.items.is_none() {
+        p.push(
+            format!("{at}.items"),
+            "a GraphQL resource needs `items`, the JSONPath of its list",
+            Some(r#"items = "$.data.orders.nodes""#),
+        );
+    }
     Some(ResourceConfig {
         name: raw.name,
+        document: raw.document,
         path,
         query,
         when: when?,

@@ -85,6 +85,9 @@ enum Command {
         #[arg(long)]
         endpoint: Option<String>,
     },
+    /// List adapter definitions, or show one and how it merges into a source.
+    #[command(subcommand)]
+    Adapters(AdaptersCommand),
     /// Exit 0 if a running pollhook answers its health check (for container HEALTHCHECKs).
     Healthcheck {
         /// URL to check [default: http://$POLLHOOK_LISTEN/healthz, else 127.0.0.1:8787].
@@ -119,6 +122,20 @@ enum EventsCommand {
     Show {
         /// The event id (`evt_…`).
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdaptersCommand {
+    /// Every definition: built in, and from `adapters_dir` / POLLHOOK_ADAPTERS_DIR.
+    List,
+    /// A definition's file, or with --source the source as the config's values merge into it.
+    Show {
+        /// Definition name.
+        name: String,
+        /// A source of the config that uses it.
+        #[arg(long)]
+        source: Option<String>,
     },
 }
 
@@ -477,6 +494,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Verify(args) => return verify_command(args),
+        Command::Adapters(command) => adapters_command(&path, command)?,
         Command::Healthcheck { url } => {
             let url = url.unwrap_or_else(|| {
                 let listen =
@@ -893,6 +911,102 @@ fn split_request(raw: &[u8]) -> Option<(Headers, Vec<u8>)> {
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
     Some((headers, raw[head_len + sep..].to_vec()))
+}
+
+/// The adapter catalog: built-in definitions plus the user directory named by the config file (if
+/// one is there) or POLLHOOK_ADAPTERS_DIR.
+fn catalog(
+    config_file: &Path,
+) -> anyhow::Result<(pollhook::adapters::Catalog, Option<toml::Table>)> {
+    let raw: Option<toml::Table> = std::fs::read_to_string(config_file)
+        .ok()
+        .and_then(|text| text.parse().ok());
+    let dir = std::env::var("POLLHOOK_ADAPTERS_DIR")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            let dir = raw.as_ref()?.get("adapters_dir")?.as_str()?;
+            Some(config_file.parent().unwrap_or(Path::new(".")).join(dir))
+        });
+    let catalog =
+        pollhook::adapters::Catalog::load(dir.as_deref()).map_err(|e| usage(e.to_string()))?;
+    Ok((catalog, raw))
+}
+
+fn adapters_command(config_file: &Path, command: AdaptersCommand) -> anyhow::Result<()> {
+    let (catalog, raw) = catalog(config_file)?;
+    match command {
+        AdaptersCommand::List => {
+            println!("{:<20} {:<8} DESCRIPTION", "NAME", "ENGINE");
+            for (name, description) in [
+                (
+                    "rest",
+                    "the generic REST engine: everything inline in the source",
+                ),
+                ("exec", "a program that prints the listing as JSON"),
+                ("graphql", "a GraphQL endpoint, one query per resource"),
+            ] {
+                println!("{name:<20} {:<8} {description}", "-");
+            }
+            for name in catalog.names() {
+                let engine = catalog
+                    .get(name)
+                    .and_then(|d| d.get("engine"))
+                    .and_then(toml::Value::as_str)
+                    .unwrap_or("rest");
+                println!("{name:<20} {engine:<8} {}", catalog.description(name));
+            }
+        }
+        AdaptersCommand::Show { name, source: None } => {
+            let text = catalog.text(&name).ok_or_else(|| {
+                usage(format!(
+                    "no adapter definition `{name}`; `pollhook adapters list` shows them"
+                ))
+            })?;
+            print!("{text}");
+        }
+        AdaptersCommand::Show {
+            name,
+            source: Some(source),
+        } => {
+            // Merged before `${VAR}` interpolation, so secrets show as the references they are.
+            let raw = raw.ok_or_else(|| {
+                usage(format!(
+                    "cannot read {} to find source {source}",
+                    config_file.display()
+                ))
+            })?;
+            let mut table = raw
+                .get("sources")
+                .and_then(toml::Value::as_array)
+                .and_then(|list| {
+                    list.iter()
+                        .filter_map(toml::Value::as_table)
+                        .find(|t| t.get("name").and_then(toml::Value::as_str) == Some(&source))
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    usage(format!("no source `{source}` in {}", config_file.display()))
+                })?;
+            if table.get("adapter").and_then(toml::Value::as_str) != Some(&name) {
+                return Err(usage(format!(
+                    "source `{source}` does not use adapter `{name}`"
+                )));
+            }
+            catalog.apply(&mut table).map_err(|p| usage(p.message))?;
+            println!(
+                "# source `{source}` as pollhook reads it: adapter `{name}` merged under the config's values"
+            );
+            let mut wrapper = toml::Table::new();
+            wrapper.insert(
+                "sources".into(),
+                toml::Value::Array(vec![toml::Value::Table(table)]),
+            );
+            print!("{}", toml::to_string_pretty(&wrapper)?);
+        }
+    }
+    Ok(())
 }
 
 /// Splits `source[.resource]` and checks both exist in the config.

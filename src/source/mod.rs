@@ -7,12 +7,14 @@
 //! a timeout, a body cut short, a runaway pager) is an `Err`, because the caller treats an item
 //! missing from a complete listing as deleted. Ids, hashing, diffing and events belong to the core.
 //!
-//! Implementations: [`rest::RestSource`] (the generic engine behind every adapter definition) and
-//! [`exec::ExecSource`] (an external program printing JSON). A Rust `Source` is the extension point
-//! for what neither fits (SOAP, GraphQL, odd auth).
+//! Implementations: [`rest::RestSource`] (the generic engine behind every adapter definition),
+//! [`exec::ExecSource`] (an external program printing JSON) and [`graphql::GraphqlSource`] (the
+//! worked example of a Rust source). A Rust `Source` is the extension point for what none of them
+//! fits (SOAP, odd auth).
 
 pub mod auth;
 pub mod exec;
+pub mod graphql;
 pub mod paginate;
 pub mod rest;
 
@@ -173,5 +175,6 @@ pub fn build(config: &SourceConfig) -> Result<Arc<dyn Source>, SourceError> {
     Ok(match &config.kind {
         SourceKind::Rest(rest) => Arc::new(rest::RestSource::new(&config.name, rest)?),
         SourceKind::Exec(exec) => Arc::new(exec::ExecSource::new(&config.name, exec.clone())),
+        SourceKind::Graphql(rest) => Arc::new(graphql::GraphqlSource::new(&config.name, rest)?),
     })
 }

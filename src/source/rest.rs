@@ -250,10 +250,35 @@ impl RestSource {
         }
     }
 
-    /// GETs one page, retrying what is worth retrying; conditional when `known` has validators.
-    async fn get(
+    /// POSTs a JSON body (a GraphQL query) with this source's auth, pacing and retries, and
+    /// returns the JSON response.
+    pub(super) async fn post_json(
         &self,
         url: &Url,
+        body: &Value,
+        requests: &mut u32,
+    ) -> Result<Value, SourceError> {
+        match self.send(url, Some(body), None, requests).await? {
+            Got::Fresh { body, .. } => Ok(body),
+            // Only a request with validators can come back 304.
+            Got::NotModified => Err(SourceError::Shape {
+                url: self.redact(url),
+                message: "answered 304 to a request without validators".into(),
+            }),
+        }
+    }
+
+    /// The resource's first URL, for engines built on this one.
+    pub(super) fn url_of(&self, resource: &ResourceConfig) -> Result<Url, SourceError> {
+        self.resource_url(resource)
+    }
+
+    /// GETs one page (or POSTs `body`), retrying what is worth retrying; conditional when `known`
+    /// has validators.
+    async fn send(
+        &self,
+        url: &Url,
+        body: Option<&Value>,
         known: Option<&PageRecord>,
         requests: &mut u32,
     ) -> Result<Got, SourceError> {
@@ -263,7 +288,10 @@ impl RestSource {
         loop {
             self.pace().await;
             *requests += 1;
-            let mut request = self.client.get(self.with_key(url));
+            let mut request = match body {
+                Some(body) => self.client.post(self.with_key(url)).json(body),
+                None => self.client.get(self.with_key(url)),
+            };
             if let Some(known) = known {
                 if let Some(etag) = &known.etag {
                     request = request.header(IF_NONE_MATCH, etag);
@@ -502,7 +530,7 @@ impl Source for RestSource {
                 });
             }
             let known = plan.pages.and_then(|pages| pages.get(url.as_str()));
-            let got = self.get(&url, known, &mut fetched.requests).await?;
+            let got = self.send(&url, None, known, &mut fetched.requests).await?;
             fetched.pages += 1;
             let shape = |message| SourceError::Shape {
                 url: self.redact(&url),
