@@ -14,9 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The definitions compiled into the binary: (name, TOML text).
-pub const EMBEDDED: &[(&str, &str)] =
-    &[("json-server", include_str!("../adapters/json-server.toml"))];
+include!(concat!(env!("OUT_DIR"), "/adapters.rs"));
 
 const ENGINES: [&str; 3] = ["rest", "exec", "graphql"];
 
