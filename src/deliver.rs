@@ -154,7 +154,6 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
     let mut wake = ctx.wake.subscribe();
     let mut endpoint: Option<Arc<StoredEndpoint>> = None;
     let mut loaded = Instant::now();
-    let lease_ms = lease(&ctx.config).as_millis() as i64;
     loop {
         if endpoint.is_none() || loaded.elapsed() > Duration::from_millis(500) {
             endpoint = ctx
@@ -170,6 +169,7 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
         let Some(current) = endpoint.clone() else {
             break;
         };
+        let lease_ms = lease(current.spec.timeout.unwrap_or(ctx.config.timeout)).as_millis() as i64;
         let free = ctx
             .config
             .endpoint_concurrency
@@ -236,10 +236,15 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
     while inflight.join_next().await.is_some() {}
 }
 
-/// A claimed delivery stays leased this long: the longest request plus margin.
-fn lease(config: &DeliveryConfig) -> Duration {
-    config.timeout.max(Duration::from_secs(30)) + Duration::from_secs(30)
+/// A claimed delivery stays leased this long: the request's timeout (which bounds the whole
+/// exchange, body included) plus a margin for the outcome to be committed. A process that dies
+/// mid-attempt therefore delays that delivery by at most this long after its restart.
+fn lease(timeout: Duration) -> Duration {
+    timeout + LEASE_MARGIN
 }
+
+/// Time allowed beyond a request's timeout for its outcome to be committed.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Signs and POSTs one delivery, and decides what happens next.
 async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> Recorded {
@@ -270,14 +275,16 @@ async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> Recorded {
         .next(due.attempts + 1, &outcome, Utc::now(), &mut rand::rng());
     match (&next, &error) {
         (Next::Done, _) => {
-            tracing::debug!(endpoint = %spec.name, event_id = %due.event_id, latency_ms, "Delivered.")
+            tracing::debug!(endpoint = %spec.name, source = %due.source, resource = %due.resource, event_id = %due.event_id, latency_ms, "Delivered.")
         }
         (Next::RetryAt(at), Some(error)) => tracing::warn!(
-            endpoint = %spec.name, event_id = %due.event_id, attempt = due.attempts + 1, %error,
+            endpoint = %spec.name, source = %due.source, resource = %due.resource,
+            event_id = %due.event_id, attempt = due.attempts + 1, %error,
             retry_at = %at.to_rfc3339(), "Delivery failed; will retry."
         ),
         (Next::Failed, Some(error)) => tracing::warn!(
-            endpoint = %spec.name, event_id = %due.event_id, attempts = due.attempts + 1, %error,
+            endpoint = %spec.name, source = %due.source, resource = %due.resource,
+            event_id = %due.event_id, attempts = due.attempts + 1, %error,
             "Delivery failed for good (dead letter); `pollhook deliveries retry` resends it."
         ),
         _ => {}
