@@ -225,26 +225,24 @@ fn ok(value: Value) -> ApiResult {
     Ok(axum::Json(value).into_response())
 }
 
-/// Parses a JSON body: 400 if it is not JSON, 422 naming the field if it is the wrong shape.
+/// Parses a JSON body: 400 if it is not JSON (all of it), 422 naming the field if it is the
+/// wrong shape. An empty body counts as `{}`.
 fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_json",
-                format!("the body is not valid JSON: {inner}"),
-            )
-        } else {
-            ApiError::invalid(vec![Problem {
-                at: if field == "." { "(body)".into() } else { field },
-                message: inner.to_string(),
-                hint: None,
-            }])
-        }
+        ApiError::invalid(vec![Problem {
+            at: if field == "." { "(body)".into() } else { field },
+            message: e.into_inner().to_string(),
+            hint: None,
+        }])
     })
 }
 

@@ -273,6 +273,16 @@ async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> Recorded {
     let next = ctx
         .retry
         .next(due.attempts + 1, &outcome, Utc::now(), &mut rand::rng());
+    let since_detection = matches!(next, Next::Done).then(|| {
+        Duration::from_millis((Utc::now().timestamp_millis() - due.detected_at_ms).max(0) as u64)
+    });
+    let label = match next {
+        Next::Done => "delivered",
+        Next::RetryAt(_) => "retry",
+        Next::Failed => "failed",
+        Next::DisableEndpoint => "disabled",
+    };
+    crate::metrics::attempt(&spec.name, label, started.elapsed(), since_detection);
     match (&next, &error) {
         (Next::Done, _) => {
             tracing::debug!(endpoint = %spec.name, source = %due.source, resource = %due.resource, event_id = %due.event_id, latency_ms, "Delivered.")

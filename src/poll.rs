@@ -219,6 +219,7 @@ pub async fn poll(
     let alert_after = resource.alert_after;
     let since_cursor = newest.cursor(state.since_cursor.as_deref());
     let pages = (conditional && full).then_some(records);
+    let version = state.version;
     let (summary, events) = store
         .blocking(move |s| {
             let mut upserts = Vec::new();
@@ -247,6 +248,7 @@ pub async fn poll(
                 found: diff.found.iter().map(String::as_str).collect(),
                 since_cursor,
                 pages,
+                version,
             })?;
             Ok::<_, StoreError>((summary, events))
         })

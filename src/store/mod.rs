@@ -129,6 +129,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE snapshot ADD COLUMN missing INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE resources ADD COLUMN since_cursor TEXT;
     ALTER TABLE resources ADD COLUMN full_sync_at INTEGER;
+    ALTER TABLE resources ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE pages (
         source         TEXT NOT NULL,
         resource       TEXT NOT NULL,
@@ -257,6 +258,9 @@ pub struct ResourceState {
     pub since_cursor: Option<String>,
     /// When the last complete (full) listing was committed, ms.
     pub full_sync_at: Option<i64>,
+    /// Bumped by every commit: a poll commits only if no other poll committed since it read the
+    /// snapshot (another process polling the same resource, say).
+    pub version: i64,
 }
 
 /// What a page looked like when last fetched, for a conditional request (`If-None-Match`,
@@ -308,6 +312,8 @@ pub struct PollCommit<'a> {
     pub since_cursor: Option<String>,
     /// The page records to keep for conditional requests (`None`: leave them as they are).
     pub pages: Option<Vec<PageRecord>>,
+    /// The resource's [`ResourceState::version`] when the poll read the snapshot.
+    pub version: i64,
 }
 
 /// What a commit wrote.
@@ -574,7 +580,7 @@ impl Store {
         let conn = self.conn();
         let row = conn
             .query_row(
-                "SELECT baseline_at IS NOT NULL, accept_deletes, since_cursor, full_sync_at
+                "SELECT baseline_at IS NOT NULL, accept_deletes, since_cursor, full_sync_at, version
                  FROM resources WHERE source = ?1 AND resource = ?2",
                 params![source, resource],
                 |r| {
@@ -583,6 +589,7 @@ impl Store {
                         accept_deletes: r.get(1)?,
                         since_cursor: r.get(2)?,
                         full_sync_at: r.get(3)?,
+                        version: r.get(4)?,
                     })
                 },
             )
@@ -594,8 +601,23 @@ impl Store {
     /// transaction.
     pub fn commit_poll(&self, commit: &PollCommit<'_>) -> Result<CommitSummary, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let now = commit.at.timestamp_millis();
+        let version: i64 = tx
+            .query_row(
+                "SELECT version FROM resources WHERE source = ?1 AND resource = ?2",
+                params![commit.source, commit.resource],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        if version != commit.version {
+            // Dropping `tx` rolls back: nothing of this poll is written.
+            return Err(StoreError::Conflict(format!(
+                "another poll of {}.{} committed while this one ran; this one wrote nothing",
+                commit.source, commit.resource
+            )));
+        }
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO snapshot (source, resource, item_id, hash, body, changed_at)
@@ -704,6 +726,7 @@ impl Store {
             "UPDATE resources SET
                  baseline_at = CASE WHEN ?3 AND baseline_at IS NULL THEN ?4 ELSE baseline_at END,
                  full_sync_at = CASE WHEN ?3 THEN ?4 ELSE full_sync_at END,
+                 version = version + 1,
                  since_cursor = coalesce(?8, since_cursor),
                  last_poll_at = ?4, last_duration_ms = ?5, last_outcome = ?6, last_error = NULL,
                  item_count = (SELECT count(*) FROM snapshot WHERE source = ?1 AND resource = ?2),
@@ -740,7 +763,7 @@ impl Store {
         alert_after: u32,
     ) -> Result<i64, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         tx.execute(
             "INSERT INTO resources (source, resource, last_poll_at, last_duration_ms, last_outcome,
                                     last_error, consecutive_errors)
@@ -870,7 +893,7 @@ impl Store {
     /// ones, and deactivates config endpoints no longer in the file (their history stays).
     pub fn reconcile_endpoints(&self, specs: &[EndpointSpec]) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let now = now_ms();
         for spec in specs {
             tx.execute(
@@ -931,6 +954,13 @@ fn resource_has_baseline(
         )
         .optional()?
         .unwrap_or(false))
+}
+
+/// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`): with other
+/// processes writing too (the CLI beside `pollhook run`), a deferred transaction could fail to
+/// upgrade its read lock instead of waiting on `busy_timeout`.
+fn write_tx(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
 fn json<T: Serialize + ?Sized>(value: &T) -> String {
@@ -1054,7 +1084,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     if version == MIGRATIONS.len() as i64 {
         return Ok(());
     }
-    let tx = conn.transaction()?;
+    let tx = write_tx(conn)?;
     for step in &MIGRATIONS[version as usize..] {
         tx.execute_batch(step)?;
     }

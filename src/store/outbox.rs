@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Store, StoreError, StoredEndpoint, json, now_ms, to_time};
+use super::{Store, StoreError, StoredEndpoint, json, now_ms, to_time, write_tx};
 use crate::config::Secret;
 use crate::endpoint::EndpointSpec;
 use crate::event::{self, Event};
@@ -151,7 +151,7 @@ impl Store {
         lease_ms: i64,
     ) -> Result<Vec<Due>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let now = now_ms();
         let due: Vec<Due> = {
             let mut stmt = tx.prepare_cached(
@@ -213,7 +213,7 @@ impl Store {
         disable_after: std::time::Duration,
     ) -> Result<Vec<(i64, String)>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let mut disabled = Vec::new();
         {
             let mut attempt = tx.prepare_cached(
@@ -421,7 +421,7 @@ impl Store {
         endpoint: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let event: Option<(i64, String, String, String, String)> = tx
             .query_row(
                 "SELECT seq, source, resource, action, resource_id FROM events WHERE id = ?1",
@@ -492,7 +492,7 @@ impl Store {
     /// Changes an endpoint's settings.
     pub fn update_endpoint(&self, name: &str, patch: &EndpointPatch) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let now = now_ms();
         let exists: Option<String> = tx
             .query_row(
@@ -572,7 +572,7 @@ impl Store {
     /// that endpoint alone, so a new consumer starts from full state. Returns how many.
     pub fn backfill(&self, name: &str) -> Result<usize, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let endpoint = super::load_endpoints(&tx)?
             .into_iter()
             .find(|e| e.spec.name == name)
