@@ -174,20 +174,34 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             .config
             .endpoint_concurrency
             .saturating_sub(inflight.len());
-        let mut claimed = 0;
+        // Global slots are taken before claiming: a delivery is leased only once it can be sent
+        // at once, so its lease cannot run out while it waits for a slot (and be claimed twice).
+        let mut permits = Vec::new();
         if free > 0 {
+            let first = tokio::select! {
+                () = cancel.cancelled() => break,
+                p = ctx.global.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            permits.push(first);
+            while permits.len() < free {
+                match ctx.global.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut claimed = 0;
+        let asked = permits.len();
+        if asked > 0 {
+            let want = asked;
             match ctx
                 .store
-                .blocking(move |s| s.claim(endpoint_id, free, lease_ms))
+                .blocking(move |s| s.claim(endpoint_id, want, lease_ms))
                 .await
             {
                 Ok(due) => {
                     claimed = due.len();
-                    for due in due {
-                        let permit = tokio::select! {
-                            () = cancel.cancelled() => break,
-                            p = ctx.global.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                        };
+                    for (due, permit) in due.into_iter().zip(permits.drain(..)) {
                         let ctx = ctx.clone();
                         let endpoint = current.clone();
                         inflight.spawn(async move {
@@ -204,10 +218,12 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
                 }
             }
         }
+        // Slots not needed go back before this lane sleeps.
+        drop(permits);
         if cancel.is_cancelled() {
             break;
         }
-        if claimed > 0 && claimed == free {
+        if claimed > 0 && claimed == asked {
             // There may be more due right now; only wait for a free slot.
             tokio::select! {
                 () = cancel.cancelled() => break,

@@ -32,7 +32,7 @@ pub struct EndpointSpec {
     pub resources: Vec<String>,
     /// Which actions it wants.
     pub actions: ActionFilter,
-    /// Inactive endpoints get no new deliveries.
+    /// Inactive (paused or disabled) endpoints are not sent to; their deliveries wait.
     pub active: bool,
     /// Extra headers on every request.
     pub headers: Vec<(String, String)>,
@@ -41,14 +41,16 @@ pub struct EndpointSpec {
 }
 
 impl EndpointSpec {
-    /// Whether an event about `source.resource` with `action` is for this endpoint.
+    /// Whether an event about `source.resource` with `action` passes this endpoint's filters.
+    /// Paused and disabled endpoints match too: their deliveries queue until they are resumed,
+    /// so an outage or a pause loses nothing.
+    ///
     /// Operational events (source `pollhook`) only go to endpoints that name them with a
     /// `pollhook.` pattern: a catch-all `*` means "every resource", not "every alert".
     pub fn wants(&self, source: &str, resource: &str, action: &str) -> bool {
         let key = format!("{source}.{resource}");
         let operational = source == crate::event::OPERATIONAL_SOURCE;
-        self.active
-            && self.actions.allows(action)
+        self.actions.allows(action)
             && self
                 .resources
                 .iter()

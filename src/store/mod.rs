@@ -402,8 +402,7 @@ impl Store {
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
+        enable_wal(&conn).map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
@@ -890,7 +889,7 @@ impl Store {
     // ─────────────────────────── endpoints ───────────────────────────
 
     /// Makes the database's config-origin endpoints match `specs`: adds new ones, updates changed
-    /// ones, and deactivates config endpoints no longer in the file (their history stays).
+    /// ones, and removes config endpoints no longer in the file (with their deliveries).
     pub fn reconcile_endpoints(&self, specs: &[EndpointSpec]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = write_tx(&mut conn)?;
@@ -924,12 +923,13 @@ impl Store {
                 ],
             )?;
         }
+        // A config endpoint removed from the file is removed here too, with its queue: kept
+        // inactive, it would collect deliveries nobody will ever send.
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         tx.execute(
-            "UPDATE endpoints SET active = 0, updated_at = ?2
-             WHERE origin = 'config' AND active = 1
-               AND name NOT IN (SELECT value FROM json_each(?1))",
-            params![json(&names), now],
+            "DELETE FROM endpoints
+             WHERE origin = 'config' AND name NOT IN (SELECT value FROM json_each(?1))",
+            params![json(&names)],
         )?;
         tx.commit()?;
         Ok(())
@@ -956,6 +956,24 @@ fn resource_has_baseline(
         .unwrap_or(false))
 }
 
+/// Switches the database to WAL. The setting is stored in the file, so only the very first opens
+/// of a new file contend for it; SQLite answers that contention with an immediate BUSY rather than
+/// waiting on `busy_timeout`, hence the retries.
+fn enable_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let mut tries = 0;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
+            {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`): with other
 /// processes writing too (the CLI beside `pollhook run`), a deferred transaction could fail to
 /// upgrade its read lock instead of waiting on `busy_timeout`.
@@ -972,10 +990,8 @@ fn insert_events(tx: &Transaction<'_>, events: &[Event]) -> Result<CommitSummary
     if events.is_empty() {
         return Ok(CommitSummary::default());
     }
-    let endpoints: Vec<StoredEndpoint> = load_endpoints(tx)?
-        .into_iter()
-        .filter(|e| e.spec.active)
-        .collect();
+    // Paused and disabled endpoints get their deliveries too; they wait until it is resumed.
+    let endpoints: Vec<StoredEndpoint> = load_endpoints(tx)?;
     let now = now_ms();
     let mut summary = CommitSummary::default();
     let mut insert_event = tx.prepare_cached(
@@ -1073,18 +1089,24 @@ fn load_endpoints(conn: &Connection) -> Result<Vec<StoredEndpoint>, StoreError> 
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let too_new = |found: i64| StoreError::TooNew {
+        path: path.to_owned(),
+        found,
+        known: MIGRATIONS.len(),
+    };
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > MIGRATIONS.len() as i64 {
-        return Err(StoreError::TooNew {
-            path: path.to_owned(),
-            found: version,
-            known: MIGRATIONS.len(),
-        });
+        return Err(too_new(version));
     }
     if version == MIGRATIONS.len() as i64 {
         return Ok(());
     }
     let tx = write_tx(conn)?;
+    // Read again under the write lock: another process may have migrated in between.
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > MIGRATIONS.len() as i64 {
+        return Err(too_new(version));
+    }
     for step in &MIGRATIONS[version as usize..] {
         tx.execute_batch(step)?;
     }

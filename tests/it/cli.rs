@@ -459,7 +459,7 @@ async fn verify_accepts_a_signed_request_and_refuses_a_tampered_one() {
         "{out:#?}"
     );
     let mut forged = String::from_utf8(signed.body).unwrap();
-    forged.insert_str(forged.len() - 3, "x");
+    forged.insert(forged.len() - 3, 'x');
     std::fs::write(&body, forged).unwrap();
     let mut cmd = command();
     cmd.args(["verify", "--signing", "jwt", "--body"])
@@ -478,6 +478,12 @@ async fn a_running_pollhook_picks_up_cli_changes_and_a_second_run_refuses() {
     let receiver = Receiver::start().await.unwrap();
     let (dir, config) = config_file(&shop.url, "");
     let mut run = spawn_run(&config, &dir.path().join("run.log"));
+    // Opening the database while `run` creates it races its migration (see
+    // `first_opens_of_a_new_database_do_not_race`): wait until it is up.
+    eventually(run.waiting_for("pollhook running"), || {
+        run.logged("pollhook running.").then_some(())
+    })
+    .await;
     let store = Store::open(&dir.path().join("pollhook.db")).unwrap();
     let first = eventually(run.waiting_for("the first poll's events"), || {
         events(&store).into_iter().next()
@@ -529,7 +535,7 @@ async fn a_running_pollhook_picks_up_cli_changes_and_a_second_run_refuses() {
     )
     .unwrap();
     assert_eq!(verified.id, first.id);
-    assert_eq!(event_ids(&receiver.received()), [first.id.clone()]);
+    assert_eq!(event_ids(&receiver.received()), [first.id.as_str()]);
     eventually("the delivery recorded", || {
         (deliveries(&store, "late").first()?.status == "delivered").then_some(())
     })
@@ -609,4 +615,29 @@ async fn operator_commands_wait_for_a_busy_database() {
     );
     let rotated = (&mut rotate).await.unwrap().ok();
     assert!(rotated.stdout.contains("New secret"), "{rotated:#?}");
+}
+
+/// Two processes opening a new database at once (`pollhook run` starting while an operator runs
+/// `pollhook status`, say) must both find it migrated, not fail with "table … already exists".
+#[test]
+fn first_opens_of_a_new_database_do_not_race() {
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("pollhook.db");
+        let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let (db, start) = (db.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    Store::open(&db).map(|_| ())
+                })
+            })
+            .collect();
+        for open in opens {
+            if let Err(e) = open.join().unwrap() {
+                panic!("round {round}: a concurrent first open failed: {e}");
+            }
+        }
+    }
 }

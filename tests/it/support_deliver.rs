@@ -370,6 +370,11 @@ pub struct Child {
 }
 
 impl Child {
+    /// Whether the child's log contains `text` yet.
+    pub fn logged(&self, text: &str) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|log| log.contains(text))
+    }
+
     /// What a test waits for, shown with the child's log if the wait times out.
     pub fn waiting_for<'a>(&'a self, what: &'a str) -> impl Display + 'a {
         WithLog(what, &self.log)
