@@ -258,6 +258,8 @@ pub struct ResourceConfig {
     pub path: String,
     /// The GraphQL query (GraphQL sources only).
     pub document: Option<String>,
+    /// `query` with its TOML types kept: GraphQL variables (an `Int` must not arrive as `"2"`).
+    pub variables: serde_json::Map<String, serde_json::Value>,
     /// Static query parameters.
     pub query: Vec<(String, String)>,
     /// When to poll.
@@ -1125,8 +1127,30 @@ pub fn parse_network(text: &str) -> Option<IpNet> {
         .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
-fn validate_source(raw: RawSource, p: &mut Problems) -> Option<SourceConfig> {
+fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<SourceConfig> {
     let at = format!("sources[{}]", raw.name);
+    // `{name}` placeholders from `params` also fill the URLs a definition cannot know in full
+    // (a Shopify shop's host, a Microsoft tenant's token endpoint).
+    let fill = |text: &mut String, key: &str, p: &mut Problems| {
+        match fill_params(text, &raw.params) {
+            Ok(filled) => *text = filled,
+            Err(missing) => p.push(
+                format!("{at}.{key}"),
+                format!("`{text}` needs `{{{missing}}}`, which the source does not set"),
+                Some(&format!("add params = {{ {missing} = \"…\" }} to the source")),
+            ),
+        }
+    };
+    let mut base_url = raw.base_url.take();
+    if let Some(url) = base_url.as_mut() {
+        fill(url, "base_url", p);
+    }
+    raw.base_url = base_url;
+    let mut auth = raw.auth.take();
+    if let Some(RawAuth::Oauth2 { token_url, .. }) = auth.as_mut() {
+        fill(token_url, "auth.token_url", p);
+    }
+    raw.auth = auth;
     if !valid_name(&raw.name) {
         p.push(
             format!("{at}.name"),
@@ -1480,6 +1504,11 @@ fn validate_resource(
     };
     let id = field_paths(&id_texts, "id", p);
     let ignore = field_paths(&raw.ignore, "ignore", p);
+    let variables = raw
+        .query
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), serde_json::to_value(v).ok()?)))
+        .collect();
     let query = raw
         .query
         .into_iter()
@@ -1662,6 +1691,7 @@ fn validate_resource(
     Some(ResourceConfig {
         name: raw.name,
         document: raw.document,
+        variables,
         path,
         query,
         when: when?,

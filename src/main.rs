@@ -358,8 +358,10 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .and_then(|v| EnvFilter::try_new(v).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new(default_level));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.with_target(false).init(),
@@ -473,6 +475,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let event = store.event(&id)?.ok_or_else(|| anyhow!("no event {id}"))?;
             println!("{}", serde_json::to_string_pretty(&event)?);
         }
+        // Needs no config: a secret is often made before anything is deployed.
+        Command::Endpoints(EndpointsCommand::Secret { signing }) => print_secret(&signing)?,
         Command::Endpoints(command) => {
             let config = load(&path)?;
             let store = Store::open(&config.storage.path)?;
@@ -729,13 +733,16 @@ fn endpoints_command(
             store.set_endpoint_active(&name, true)?;
             println!("Endpoint {name} resumed.");
         }
-        EndpointsCommand::Secret { signing } => {
-            let scheme: pollhook::sign::Scheme = signing
-                .parse()
-                .map_err(|e| usage(format!("--signing: {e}")))?;
-            println!("{}", pollhook::sign::generate_secret(scheme));
-        }
+        EndpointsCommand::Secret { signing } => print_secret(&signing)?,
     }
+    Ok(())
+}
+
+fn print_secret(signing: &str) -> anyhow::Result<()> {
+    let scheme: pollhook::sign::Scheme = signing
+        .parse()
+        .map_err(|e| usage(format!("--signing: {e}")))?;
+    println!("{}", pollhook::sign::generate_secret(scheme));
     Ok(())
 }
 

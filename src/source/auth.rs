@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use super::SourceError;
 use crate::config::{OAuth2, Secret};
 
-/// A token is renewed this long before it would expire.
+/// A token is renewed this long before it would expire (or, for short-lived tokens, halfway
+/// through its life).
 pub const REFRESH_EARLY: Duration = Duration::from_secs(60);
 
 /// Lifetime assumed when the token response gives no `expires_in`.
@@ -26,6 +27,7 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 /// A cached client-credentials token.
 pub struct TokenCache {
     settings: OAuth2,
+    /// The token and when to renew it.
     token: Mutex<Option<(Secret, Instant)>>,
 }
 
@@ -50,13 +52,14 @@ impl TokenCache {
     /// A valid token: the cached one, or a new one.
     pub async fn token(&self, client: &reqwest::Client) -> Result<Secret, SourceError> {
         let mut cached = self.token.lock().await;
-        if let Some((token, expires)) = cached.as_ref()
-            && Instant::now() + REFRESH_EARLY < *expires
+        if let Some((token, renew_at)) = cached.as_ref()
+            && Instant::now() < *renew_at
         {
             return Ok(token.clone());
         }
         let (token, lifetime) = self.request(client).await?;
-        *cached = Some((token.clone(), Instant::now() + lifetime));
+        let early = REFRESH_EARLY.min(lifetime / 2);
+        *cached = Some((token.clone(), Instant::now() + lifetime - early));
         Ok(token)
     }
 

@@ -61,13 +61,10 @@ impl Source for GraphqlSource {
         };
         let mut cursor: Option<String> = None;
         loop {
-            // Static `query` entries and incremental `since` become variables too.
-            let mut variables: Map<String, Value> = resource
-                .query
-                .iter()
-                .chain(plan.query.iter())
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect();
+            // Static `query` entries (with their TOML types) and incremental `since` are the
+            // query's variables.
+            let mut variables: Map<String, Value> = resource.variables.clone();
+            variables.extend(plan.query.iter().map(|(k, v)| (k.clone(), json!(v))));
             if let (Pagination::Cursor { cursor_param, .. }, Some(c)) =
                 (&resource.pagination, &cursor)
             {

@@ -29,7 +29,7 @@ use url::Url;
 use super::auth::TokenCache;
 use super::paginate::{Pager, extract_items};
 use super::{FetchPlan, Fetched, Page, PageItems, PageSink, Source, SourceError};
-use crate::config::{Auth, KeyPlace, ResourceConfig, RestConfig};
+use crate::config::{Auth, KeyPlace, Pagination, ResourceConfig, RestConfig};
 use crate::store::PageRecord;
 
 /// How much of an error response body is quoted in the error.
@@ -63,7 +63,7 @@ impl Pacer {
     }
 }
 
-/// One pacer per host, shared by every source of this process that polls it: an API's limit is
+/// One pacer per host (and port), shared by every source of this process that polls it: an API's limit is
 /// usually per account or per host, not per pollhook source. Where sources disagree, the
 /// strictest limit wins.
 fn host_pacer(host: &str, rate: f64) -> Arc<Pacer> {
@@ -102,6 +102,8 @@ pub struct RestSource {
     pacer: Option<Arc<Pacer>>,
     host_pacer: Option<Arc<Pacer>>,
     token: Option<TokenCache>,
+    /// A client without the source's headers: they are meant for the API, not the token server.
+    token_client: reqwest::Client,
 }
 
 impl RestSource {
@@ -177,11 +179,22 @@ impl RestSource {
             host_pacer: config
                 .host_rate_limit
                 .zip(config.base_url.host_str())
-                .map(|(rate, host)| host_pacer(host, rate)),
+                .map(|(rate, host)| {
+                    let port = config.base_url.port_or_known_default().unwrap_or(0);
+                    host_pacer(&format!("{host}:{port}"), rate)
+                }),
             token: match &config.auth {
                 Auth::OAuth2(settings) => Some(TokenCache::new(settings.clone())),
                 _ => None,
             },
+            token_client: reqwest::Client::builder()
+                .user_agent(concat!("pollhook/", env!("CARGO_PKG_VERSION")))
+                .timeout(config.timeout)
+                .no_proxy()
+                .build()
+                .map_err(|e| {
+                    SourceError::Setup(format!("source {name}: cannot build HTTP client: {e}"))
+                })?,
             config: config.clone(),
             client,
         })
@@ -301,7 +314,7 @@ impl RestSource {
                 }
             }
             let token = match &self.token {
-                Some(cache) => Some(cache.token(&self.client).await?),
+                Some(cache) => Some(cache.token(&self.token_client).await?),
                 None => None,
             };
             if let Some(token) = &token {
@@ -529,7 +542,19 @@ impl Source for RestSource {
                     ),
                 });
             }
-            let known = plan.pages.and_then(|pages| pages.get(url.as_str()));
+            // A 304 replays a page with the next URL recorded last time. Where the next page is
+            // named by the response (Link header, body), a last page that answers 304 could hide
+            // a page added after it, so the last page is always fetched in full.
+            let known = plan
+                .pages
+                .and_then(|pages| pages.get(url.as_str()))
+                .filter(|k| {
+                    k.next_url.is_some()
+                        || matches!(
+                            resource.pagination,
+                            Pagination::None | Pagination::Page { .. } | Pagination::Offset { .. }
+                        )
+                });
             let got = self.send(&url, None, known, &mut fetched.requests).await?;
             fetched.pages += 1;
             let shape = |message| SourceError::Shape {
