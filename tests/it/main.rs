@@ -1,5 +1,6 @@
 //! pollhook's integration tests: one binary, real servers on `127.0.0.1:0`, real SQLite files.
 
+mod adapters;
 mod api;
 mod cli;
 mod common;
