@@ -1131,15 +1131,16 @@ fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<SourceConfig>
     let at = format!("sources[{}]", raw.name);
     // `{name}` placeholders from `params` also fill the URLs a definition cannot know in full
     // (a Shopify shop's host, a Microsoft tenant's token endpoint).
-    let fill = |text: &mut String, key: &str, p: &mut Problems| {
-        match fill_params(text, &raw.params) {
-            Ok(filled) => *text = filled,
-            Err(missing) => p.push(
-                format!("{at}.{key}"),
-                format!("`{text}` needs `{{{missing}}}`, which the source does not set"),
-                Some(&format!("add params = {{ {missing} = \"…\" }} to the source")),
-            ),
-        }
+    let fill = |text: &mut String, key: &str, p: &mut Problems| match fill_params(text, &raw.params)
+    {
+        Ok(filled) => *text = filled,
+        Err(missing) => p.push(
+            format!("{at}.{key}"),
+            format!("`{text}` needs `{{{missing}}}`, which the source does not set"),
+            Some(&format!(
+                "add params = {{ {missing} = \"…\" }} to the source"
+            )),
+        ),
     };
     let mut base_url = raw.base_url.take();
     if let Some(url) = base_url.as_mut() {

@@ -176,13 +176,12 @@ impl RestSource {
         Ok(Self {
             name: name.to_owned(),
             pacer: config.rate_limit.map(Pacer::new),
-            host_pacer: config
-                .host_rate_limit
-                .zip(config.base_url.host_str())
-                .map(|(rate, host)| {
+            host_pacer: config.host_rate_limit.zip(config.base_url.host_str()).map(
+                |(rate, host)| {
                     let port = config.base_url.port_or_known_default().unwrap_or(0);
                     host_pacer(&format!("{host}:{port}"), rate)
-                }),
+                },
+            ),
             token: match &config.auth {
                 Auth::OAuth2(settings) => Some(TokenCache::new(settings.clone())),
                 _ => None,
