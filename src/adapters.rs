@@ -133,10 +133,26 @@ impl Catalog {
                 )),
             });
         };
-        let engine = definition
-            .get("engine")
-            .and_then(toml::Value::as_str)
-            .unwrap_or("rest");
+        let engine = match definition.get("engine") {
+            None => "rest",
+            Some(toml::Value::String(e)) if ENGINES.contains(&e.as_str()) => e.as_str(),
+            Some(other) => {
+                return Err(MergeProblem {
+                    message: format!(
+                        "adapter definition `{name}` has engine = {other}, which is not an engine"
+                    ),
+                    hint: Some("engine is \"rest\" (the default), \"graphql\" or \"exec\"".into()),
+                });
+            }
+        };
+        for key in ["resources", "resource_defaults"] {
+            if definition.get(key).is_some_and(|v| !v.is_table()) {
+                return Err(MergeProblem {
+                    message: format!("adapter definition `{name}`: `{key}` must be a table"),
+                    hint: Some(format!("write [{key}] (or [{key}.NAME]) tables")),
+                });
+            }
+        }
         source.insert("adapter".into(), toml::Value::String(engine.into()));
         for (key, value) in definition {
             if matches!(

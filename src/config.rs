@@ -283,7 +283,8 @@ pub struct ResourceConfig {
     /// Failed polls in a row before a `pollhook.resource.failing` event (`[poll]
     /// alert_after_failures`).
     pub alert_after: u32,
-    /// An item is `deleted` once missing from this many complete listings in a row.
+    /// An item is `deleted` once missing from this many complete listings in a row (default 1;
+    /// 2 for `page` and `offset` pagination, whose pages shift under deletes).
     pub deleted_after: u32,
     /// Send `If-None-Match` / `If-Modified-Since` per page; a 304 page is taken from the snapshot.
     pub conditional: bool,
@@ -566,11 +567,12 @@ impl Config {
         })?;
         if let Some(toml::Value::Array(sources)) = table.get_mut("sources") {
             for (i, source) in sources.iter_mut().enumerate() {
+                let label = list_label(source, i);
                 if let toml::Value::Table(source) = source
                     && let Err(p) = catalog.apply(source)
                 {
                     problems.push(
-                        format!("sources[{i}].adapter"),
+                        format!("sources[{label}].adapter"),
                         p.message,
                         p.hint.as_deref(),
                     );
@@ -581,21 +583,73 @@ impl Config {
             return Err(invalid(problems.0));
         }
 
-        let raw: RawConfig =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let at = e.path().to_string();
-                invalid(vec![Problem {
-                    at: if at == "." { "(top level)".into() } else { at },
-                    message: e.into_inner().message().trim_end().to_owned(),
-                    hint: Some("see config/example.toml for every key".into()),
-                }])
-            })?;
+        let root = toml::Value::Table(table);
+        let raw: RawConfig = serde_path_to_error::deserialize(root.clone()).map_err(|e| {
+            invalid(vec![Problem {
+                at: named_path(e.path(), &root),
+                message: e.into_inner().message().trim_end().to_owned(),
+                hint: Some("see config/example.toml for every key".into()),
+            }])
+        })?;
         let config = validate(file, raw, &mut problems);
         if problems.0.is_empty() {
             Ok(config)
         } else {
             Err(invalid(problems.0))
         }
+    }
+}
+
+/// How a list entry is named in key paths: by its `name`, or by its index if it has none.
+fn list_label(item: &toml::Value, index: usize) -> String {
+    match item.get("name").and_then(toml::Value::as_str) {
+        Some(name) => name.to_owned(),
+        None => index.to_string(),
+    }
+}
+
+/// A key path as validation writes it: list entries by their `name` where they have one
+/// (`sources[shop].resources[orders].every`), by index otherwise.
+fn named_path(path: &serde_path_to_error::Path, root: &toml::Value) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    let mut here = Some(root);
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => {
+                let item = here.and_then(|v| v.as_array()).and_then(|a| a.get(*index));
+                match item
+                    .and_then(|i| i.get("name"))
+                    .and_then(toml::Value::as_str)
+                {
+                    Some(name) => out.push_str(&format!("[{name}]")),
+                    None => out.push_str(&format!("[{index}]")),
+                }
+                here = item;
+            }
+            Segment::Map { key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+                here = here.and_then(|v| v.get(key.as_str()));
+            }
+            Segment::Enum { variant } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(variant);
+            }
+            Segment::Unknown => {
+                out.push_str(".?");
+                here = None;
+            }
+        }
+    }
+    if out.is_empty() {
+        "(top level)".into()
+    } else {
+        out
     }
 }
 
@@ -660,7 +714,8 @@ fn interpolate_value(value: &mut toml::Value, at: &str, env: &dyn Env, problems:
         },
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                interpolate_value(item, &format!("{at}[{i}]"), env, problems);
+                let label = list_label(item, i);
+                interpolate_value(item, &format!("{at}[{label}]"), env, problems);
             }
         }
         toml::Value::Table(table) => interpolate_table(table, at, env, problems),
@@ -1159,6 +1214,17 @@ fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<SourceConfig>
             Some("use letters, digits, `-` and `_`"),
         );
     }
+    match raw.adapter.as_str() {
+        "rest" | "graphql" | "exec" => {}
+        other => {
+            p.push(
+                format!("{at}.adapter"),
+                format!("`{other}` is not an engine"),
+                Some("an adapter definition's `engine` is \"rest\" (default), \"graphql\" or \"exec\""),
+            );
+            return None;
+        }
+    }
     let kind = match raw.adapter.as_str() {
         "exec" => {
             let command = raw.command.unwrap_or_default();
@@ -1595,6 +1661,16 @@ fn validate_resource(
         );
     }
     let deleted_after = match raw.deleted_after {
+        // Page and offset listings shift when an item is deleted between two requests: the item
+        // after it slides onto a page already fetched and looks deleted. Waiting for a second
+        // complete listing that lacks it keeps that from becoming a false `deleted`.
+        None if matches!(
+            pagination,
+            Pagination::Page { .. } | Pagination::Offset { .. }
+        ) =>
+        {
+            2
+        }
         None => 1,
         Some(0) => {
             p.push(

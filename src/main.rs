@@ -345,10 +345,24 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             let usage = err.downcast_ref::<UsageError>().is_some();
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", chain(&err));
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
+}
+
+/// The error and its causes, each said once: pollhook's own errors already quote their cause,
+/// which `{:#}` would print a second time.
+fn chain(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {

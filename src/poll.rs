@@ -159,7 +159,7 @@ pub async fn poll(
     };
 
     let diff = differ.finish(
-        full,
+        full && fetched.complete,
         DeleteGuard {
             max_ratio: resource.max_delete_ratio,
             accepted: state.accept_deletes,

@@ -95,6 +95,7 @@ impl Source for ExecSource {
         Ok(Fetched {
             pages: 1,
             requests: 0,
+            complete: true,
         })
     }
 }

@@ -58,6 +58,7 @@ impl Source for GraphqlSource {
         let mut fetched = Fetched {
             pages: 0,
             requests: 0,
+            complete: true,
         };
         let mut cursor: Option<String> = None;
         loop {

@@ -71,6 +71,9 @@ pub struct Fetched {
     pub pages: u32,
     /// HTTP requests made, retries included.
     pub requests: u32,
+    /// False when the listing, though walked to its end, may lack items: an empty page that
+    /// still named a next page (an API glitch). Such a listing finds no deletes.
+    pub complete: bool,
 }
 
 /// Fetches listings. `Send + Sync` so a source can be shared by its resources' schedules.

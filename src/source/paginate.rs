@@ -3,9 +3,10 @@
 //! In: the resource's [`Pagination`] style, the first URL, each response's body, `Link` header and
 //! item count. Out: the next URL or `None`; an error if the pager loops.
 //!
-//! Invariant: a listing ends at an empty page or when the response names no next page, never
-//! earlier: stopping at a short page would cut listings short on APIs that cap the page size below
-//! what was asked, and a cut listing would look like deletions. Pure: no I/O.
+//! Invariant: a listing ends at an empty page (page and offset styles) or when the response names
+//! no next page (the others), never earlier: stopping at a short page would cut listings short on
+//! APIs that cap the page size below what was asked, and a cut listing would look like deletions.
+//! Pure: no I/O.
 
 use std::collections::HashSet;
 
@@ -88,7 +89,16 @@ impl<'a> Pager<'a> {
         body: &Value,
         link: Option<&str>,
     ) -> Result<Option<Url>, String> {
-        if items == 0 {
+        // For page and offset styles an empty page is the only sign of the end. Styles whose
+        // responses name the next page end when none is named: an empty page that still names
+        // one (an API glitch, a filtered page) does not cut the listing short, and loop
+        // detection and `max_pages` bound the walk.
+        if items == 0
+            && matches!(
+                self.style,
+                Pagination::None | Pagination::Page { .. } | Pagination::Offset { .. }
+            )
+        {
             return Ok(None);
         }
         let next = match self.style {

@@ -530,6 +530,7 @@ impl Source for RestSource {
         let mut fetched = Fetched {
             pages: 0,
             requests: 0,
+            complete: true,
         };
         loop {
             if fetched.pages >= self.config.max_pages {
@@ -575,6 +576,13 @@ impl Source for RestSource {
                     let next = pager
                         .next(&url, count, &body, link.as_deref())
                         .map_err(shape)?;
+                    if count == 0 && next.is_some() {
+                        tracing::warn!(
+                            source = %self.name, resource = %resource.name, url = %self.redact(&url),
+                            "An empty page names a next page; this listing will not count as complete (no deletes)."
+                        );
+                        fetched.complete = false;
+                    }
                     let items = extract_items(
                         body,
                         resource.items.as_ref(),

@@ -147,14 +147,14 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database file could not be opened or created.
-    #[error(
-        "cannot open database {path}: {source} (hint: check [storage] path and that its directory is writable)"
-    )]
+    #[error("cannot open database {path}: {reason} (hint: {hint})")]
     Open {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: rusqlite::Error,
+        /// Why, in words.
+        reason: String,
+        /// What to do.
+        hint: &'static str,
     },
     /// The database was written by a newer pollhook.
     #[error(
@@ -179,12 +179,12 @@ pub enum StoreError {
         lock: PathBuf,
     },
     /// The lock file could not be created.
-    #[error("cannot create lock file {path}: {source}")]
+    #[error("cannot create lock file {path}: {reason} (hint: check [storage] path)")]
     LockFile {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why, in words.
+        reason: String,
     },
     /// A query failed.
     #[error("database error: {0}")]
@@ -217,9 +217,14 @@ impl RunLock {
             .truncate(false)
             .write(true)
             .open(&lock)
-            .map_err(|source| StoreError::LockFile {
+            .map_err(|e| StoreError::LockFile {
                 path: lock.clone(),
-                source,
+                reason: match db.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    Some(parent) if parent.exists() && !parent.is_dir() => {
+                        format!("{} is not a directory", parent.display())
+                    }
+                    _ => e.to_string(),
+                },
             })?;
         match file.try_lock() {
             Ok(()) => Ok(RunLock { _file: file }),
@@ -391,10 +396,7 @@ pub struct EventFilter {
 impl Store {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        };
+        let open_err = |e: rusqlite::Error| open_error(path, &e);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Best effort: a missing directory is reported by the open below.
             let _ = std::fs::create_dir_all(dir);
@@ -954,6 +956,45 @@ fn resource_has_baseline(
         )
         .optional()?
         .unwrap_or(false))
+}
+
+/// Says why a database could not be opened, in the user's terms rather than SQLite's.
+fn open_error(path: &Path, e: &rusqlite::Error) -> StoreError {
+    let parent = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let (reason, hint) = if path.is_dir() {
+        (
+            "it is a directory".to_owned(),
+            "[storage] path names the database file, e.g. /var/lib/pollhook/pollhook.db",
+        )
+    } else if let Some(parent) = parent.filter(|p| p.exists() && !p.is_dir()) {
+        (
+            format!("{} is not a directory", parent.display()),
+            "point [storage] path (or POLLHOOK_STORAGE_PATH) into a directory",
+        )
+    } else if matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase)
+    ) {
+        (
+            "the file is not a database (it is corrupt, or not a SQLite file)".to_owned(),
+            "restore it from a backup, or move it aside to start with an empty database",
+        )
+    } else if matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::ReadOnly)) {
+        (
+            "the file or its directory is read-only".to_owned(),
+            "pollhook needs to write its database and the -wal file beside it",
+        )
+    } else {
+        (
+            e.to_string(),
+            "check [storage] path and that its directory exists and is writable",
+        )
+    };
+    StoreError::Open {
+        path: path.to_owned(),
+        reason,
+        hint,
+    }
 }
 
 /// Switches the database to WAL. The setting is stored in the file, so only the very first opens

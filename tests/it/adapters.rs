@@ -1808,7 +1808,8 @@ async fn conditional_requests_replay_unchanged_pages_from_the_snapshot() {
     let fake = Fake::start(etag_server(items.clone(), false)).await;
     let setup = Setup::new(&conditional_source(
         &fake.url,
-        r#"{ style = "page", page_param = "page", size = 2 }"#,
+        r#"{ style = "page", page_param = "page", size = 2 }
+  deleted_after = 1"#,
     ));
     let statuses = |fake: &Fake| {
         fake.requests()

@@ -67,7 +67,7 @@ fn refused_in(text: &str, env: &BTreeMap<String, String>, at: &str, what: &str) 
 fn unknown_key() {
     refused(
         &shop("", "every = \"30s\"\n  evry = \"5s\""),
-        "sources[0].resources[0].evry",
+        "sources[shop].resources[orders].evry",
         "unknown field `evry`",
     );
     refused(
@@ -161,7 +161,7 @@ fn missing_environment_variable() {
             r#"auth = { type = "bearer", token = "${NOPE}" }"#,
             r#"every = "30s""#,
         ),
-        "sources[0].auth.token",
+        "sources[shop].auth.token",
         "environment variable `NOPE` is not set",
     );
     assert!(shown.contains("${NOPE:-default}"), "{shown}");
@@ -180,11 +180,11 @@ fn missing_environment_variables_are_reported_together() {
         problems,
         [
             (
-                "sources[0].auth.password".to_owned(),
+                "sources[shop].auth.password".to_owned(),
                 "environment variable `PASS_B` is not set".to_owned()
             ),
             (
-                "sources[0].auth.username".to_owned(),
+                "sources[shop].auth.username".to_owned(),
                 "environment variable `USER_A` is not set".to_owned()
             ),
         ],
@@ -205,7 +205,7 @@ fn every_and_schedule_together() {
 fn bad_pagination_style() {
     refused(
         &shop("", "every = \"30s\"\n  pagination = { style = \"pages\" }"),
-        "sources[0].resources[0].pagination.style",
+        "sources[shop].resources[orders].pagination.style",
         "unknown variant `pages`",
     );
 }
@@ -266,7 +266,7 @@ signing = "jwt"
 fn unknown_adapter() {
     let shown = refused(
         &shop(r#"adapter = "nope""#, r#"every = "30s""#),
-        "sources[0].adapter",
+        "sources[shop].adapter",
         "no adapter definition named `nope`",
     );
     assert!(shown.contains("json-server"), "{shown}");

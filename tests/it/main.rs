@@ -2,9 +2,13 @@
 
 mod adapters;
 mod api;
+mod badinput;
 mod cli;
 mod common;
 mod config;
+mod crash;
 mod deliver;
+mod faults;
 mod poll;
+mod props;
 mod support_deliver;
