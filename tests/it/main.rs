@@ -11,4 +11,5 @@ mod deliver;
 mod faults;
 mod poll;
 mod props;
+mod service;
 mod support_deliver;

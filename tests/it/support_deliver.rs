@@ -380,6 +380,29 @@ impl Child {
         WithLog(what, &self.log)
     }
 
+    /// Sends SIGTERM, as a container runtime does to stop it.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.process.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits up to `patience` for the process to exit by itself; its exit status, or `None`.
+    pub async fn exit_within(&mut self, patience: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            if let Some(status) = self.process.try_wait().unwrap() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILLs the process and reaps it.
     pub fn kill(&mut self) {
         let _ = self.process.kill();

@@ -1,0 +1,258 @@
+//! Running as a service: a clean stop on SIGTERM with deliveries in flight, and the operational
+//! `pollhook.*` events an operator subscribes to.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use pollhook::demo::Received;
+
+use crate::support_deliver::{
+    Hook, Pipeline, Shop, Switch, endpoint, event_ids, eventually, eventually_within,
+    loopback_delivery, shop_source, spawn_run, storage_and_server, write_config,
+};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// SIGTERM stops claiming, lets the requests in flight finish and records them, and exits 0;
+/// what was not sent stays pending and goes out after the next start. Nothing is lost, and
+/// nothing is marked delivered that the receiver did not answer 2xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_deliveries_in_flight_exits_cleanly_and_loses_nothing() {
+    let shop = Shop::start(1..=6).await;
+    let hook = Hook::start(|_| 204).await;
+    hook.hold(true);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}{}{}{}",
+            storage_and_server(),
+            shop_source(&shop.url),
+            loopback_delivery("endpoint_concurrency = 2\nretries = [\"200ms\"]"),
+            endpoint(
+                "app",
+                &format!("{}/hooks", hook.url),
+                "standard-webhooks",
+                SECRET
+            )
+        ),
+    );
+    let mut run = spawn_run(&config, &dir.path().join("run.log"));
+    eventually(run.waiting_for("two requests in flight"), || {
+        (hook.log().len() == 2).then_some(())
+    })
+    .await;
+
+    run.terminate();
+    eventually(run.waiting_for("the shutdown to begin"), || {
+        run.logged("Shutting down").then_some(())
+    })
+    .await;
+    // The two requests in flight are answered now, inside the grace period.
+    hook.hold(false);
+    let status = run
+        .exit_within(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("{}", run.waiting_for("a clean exit after SIGTERM")));
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(hook.log().len(), 2, "nothing new was claimed after SIGTERM");
+
+    let store = pollhook::store::Store::open(&dir.path().join("pollhook.db")).unwrap();
+    let rows = crate::support_deliver::deliveries(&store, "app");
+    assert_eq!(rows.len(), 6);
+    let answered: BTreeSet<String> = event_ids(
+        &hook
+            .log()
+            .iter()
+            .map(|x| x.request.clone())
+            .collect::<Vec<Received>>(),
+    )
+    .into_iter()
+    .collect();
+    let delivered: BTreeSet<String> = rows
+        .iter()
+        .filter(|d| d.status == "delivered")
+        .map(|d| d.event_id.clone())
+        .collect();
+    assert_eq!(
+        delivered, answered,
+        "exactly what the receiver answered is delivered"
+    );
+    assert_eq!(rows.iter().filter(|d| d.status == "pending").count(), 4);
+
+    // The next start sends the rest.
+    let mut again = spawn_run(&config, &dir.path().join("again.log"));
+    eventually_within(
+        Duration::from_secs(30),
+        again.waiting_for("every delivery delivered after the restart"),
+        || {
+            crate::support_deliver::deliveries(&store, "app")
+                .iter()
+                .all(|d| d.status == "delivered")
+                .then_some(())
+        },
+    )
+    .await;
+    again.terminate();
+    assert!(
+        again
+            .exit_within(Duration::from_secs(20))
+            .await
+            .is_some_and(|s| s.success())
+    );
+    let all: BTreeSet<String> = event_ids(
+        &hook
+            .log()
+            .iter()
+            .map(|x| x.request.clone())
+            .collect::<Vec<Received>>(),
+    )
+    .into_iter()
+    .collect();
+    assert_eq!(all.len(), 6, "every event reached the receiver");
+}
+
+/// A source that answers 503 while `down` is on, and one order otherwise.
+async fn flaky_source(down: Switch) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/orders",
+        axum::routing::get(move || {
+            let down = down.clone();
+            async move {
+                if down.is_on() {
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "[]")
+                } else {
+                    (
+                        axum::http::StatusCode::OK,
+                        r#"[{"id": 1, "status": "open"}]"#,
+                    )
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// An endpoint that names `pollhook.*` hears when a resource starts failing and when it recovers,
+/// once each, not at every poll; one subscribed to `*` does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_resource_is_announced_once_and_so_is_its_recovery() {
+    let ops = Hook::start(|_| 204).await;
+    let app = Hook::start(|_| 204).await;
+    let down = Switch::on();
+    let url = flaky_source(down.clone()).await;
+    let mut p = Pipeline::start(&format!(
+        "{}\n[poll]\nalert_after_failures = 3\n{}{}\n  resources = [\"pollhook.*\"]\n{}",
+        shop_source(&url).replace("name = \"shop\"", "name = \"shop\"\nretries = 0"),
+        loopback_delivery(""),
+        endpoint(
+            "ops",
+            &format!("{}/ops", ops.url),
+            "standard-webhooks",
+            SECRET
+        ),
+        endpoint(
+            "app",
+            &format!("{}/app", app.url),
+            "standard-webhooks",
+            SECRET
+        ),
+    ));
+    let failing = eventually("a pollhook.resource.failing webhook", || {
+        ops.log()
+            .iter()
+            .find(|x| x.header("pollhook-event-type") == "pollhook.resource.failing")
+            .map(|x| x.request.clone())
+    })
+    .await;
+    let event: serde_json::Value = serde_json::from_slice(&failing.body).unwrap();
+    assert_eq!(event["resource_id"], "shop.orders");
+    assert_eq!(event["data"]["failed_polls"], 3);
+    assert!(
+        event["data"]["error"].as_str().unwrap().contains("503"),
+        "{event}"
+    );
+    // More failures follow without another alert.
+    eventually("six failed polls", || {
+        let status = p.store.status().unwrap();
+        (status.first()?.consecutive_errors >= 6).then_some(())
+    })
+    .await;
+    let alerts = |kind: &str| {
+        ops.log()
+            .iter()
+            .filter(|x| x.header("pollhook-event-type") == kind)
+            .count()
+    };
+    assert_eq!(alerts("pollhook.resource.failing"), 1);
+
+    // The API comes back: one recovery alert, and the listing's own event goes to `app`.
+    down.off();
+    let recovered = eventually("a pollhook.resource.recovered webhook", || {
+        ops.log()
+            .iter()
+            .find(|x| x.header("pollhook-event-type") == "pollhook.resource.recovered")
+            .map(|x| x.request.clone())
+    })
+    .await;
+    let event: serde_json::Value = serde_json::from_slice(&recovered.body).unwrap();
+    assert!(
+        event["data"]["failed_polls"].as_i64().unwrap() >= 6,
+        "{event}"
+    );
+    eventually("order 1 at the app", || {
+        (app.log().len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(alerts("pollhook.resource.recovered"), 1);
+    assert!(
+        app.log()
+            .iter()
+            .all(|x| !x.header("pollhook-event-type").starts_with("pollhook.")),
+        "`*` does not subscribe to pollhook.* events"
+    );
+    p.stop().await;
+}
+
+/// A `410 Gone` disables the endpoint and tells the operators' endpoint so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_endpoint_is_announced() {
+    let shop = Shop::start(1..=2).await;
+    let ops = Hook::start(|_| 204).await;
+    let gone = Hook::start(|_| 410).await;
+    let mut p = Pipeline::start(&format!(
+        "{}{}{}\n  resources = [\"pollhook.*\"]\n{}\n  resources = [\"shop.*\"]\n",
+        shop_source(&shop.url),
+        loopback_delivery(""),
+        endpoint(
+            "ops",
+            &format!("{}/ops", ops.url),
+            "standard-webhooks",
+            SECRET
+        ),
+        endpoint(
+            "gone",
+            &format!("{}/gone", gone.url),
+            "standard-webhooks",
+            SECRET
+        ),
+    ));
+    let alert = eventually("a pollhook.endpoint.disabled webhook", || {
+        ops.log()
+            .iter()
+            .find(|x| x.header("pollhook-event-type") == "pollhook.endpoint.disabled")
+            .map(|x| x.request.clone())
+    })
+    .await;
+    let event: serde_json::Value = serde_json::from_slice(&alert.body).unwrap();
+    assert_eq!(event["resource_id"], "gone");
+    assert_eq!(event["source"], "pollhook");
+    assert!(
+        event["data"]["reason"].as_str().unwrap().contains("410"),
+        "{event}"
+    );
+    p.stop().await;
+}
