@@ -748,13 +748,7 @@ async fn list_events(
     State(p): State<Shared>,
     query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    let Query(q) = query.map_err(|e| {
-        ApiError::invalid(vec![Problem {
-            at: "(query)".into(),
-            message: e.body_text(),
-            hint: None,
-        }])
-    })?;
+    let Query(q) = query.map_err(query_problem)?;
     if let Some(action) = &q.action
         && action.parse::<crate::event::Action>().is_err()
         && !crate::event::OPERATIONAL_ACTIONS.contains(&action.as_str())
@@ -862,13 +856,7 @@ async fn list_deliveries(
     State(p): State<Shared>,
     query: Result<Query<DeliveryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    let Query(q) = query.map_err(|e| {
-        ApiError::invalid(vec![Problem {
-            at: "(query)".into(),
-            message: e.body_text(),
-            hint: None,
-        }])
-    })?;
+    let Query(q) = query.map_err(query_problem)?;
     if let Some(s) = &q.status
         && !["pending", "delivered", "failed"].contains(&s.as_str())
     {
@@ -886,6 +874,15 @@ async fn list_deliveries(
     };
     let rows = p.store.blocking(move |s| s.deliveries(&filter)).await?;
     ok(json!({ "data": rows }))
+}
+
+/// A query string that does not fit its struct (unknown key, wrong type): 422.
+fn query_problem(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::invalid(vec![Problem {
+        at: "(query)".into(),
+        message: e.body_text(),
+        hint: None,
+    }])
 }
 
 fn delivery_id(id: &str) -> Result<i64, ApiError> {

@@ -403,7 +403,7 @@ async fn send(
             if e.is_timeout() {
                 Outcome::Timeout
             } else {
-                Outcome::Network(error_chain(&e))
+                Outcome::Network(crate::http_error(&e))
             }
         })?;
     let status = response.status().as_u16();
@@ -426,21 +426,6 @@ async fn quote(mut response: reqwest::Response) -> String {
     }
     body.truncate(RESPONSE_QUOTE);
     String::from_utf8_lossy(&body).into_owned()
-}
-
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = if e.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Commits outcomes in groups: whatever has arrived while the previous group was committing.

@@ -75,6 +75,25 @@ pub enum RunError {
     },
 }
 
+/// A `reqwest` error with its sources, which say what actually failed (refused, reset, DNS, TLS):
+/// reqwest's own message alone is only "error sending request".
+pub(crate) fn http_error(e: &reqwest::Error) -> String {
+    let mut text = String::from(if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "the response body was cut short"
+    } else {
+        "request failed"
+    });
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// How long in-flight work may take to finish after shutdown is requested.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 

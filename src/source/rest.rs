@@ -427,7 +427,7 @@ impl RestSource {
         } else {
             SourceError::Network {
                 url: shown.to_owned(),
-                message: error_chain(e),
+                message: crate::http_error(e),
             }
         }
     }
@@ -455,24 +455,6 @@ async fn quote(resp: reqwest::Response) -> String {
     } else {
         text.to_owned()
     }
-}
-
-/// `reqwest`'s error with its sources, which say what actually failed (refused, reset, DNS).
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = String::from(if e.is_connect() {
-        "cannot connect"
-    } else if e.is_body() || e.is_decode() {
-        "the response body was cut short"
-    } else {
-        "request failed"
-    });
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Query parameters whose values are treated as credentials wherever a URL is shown.
