@@ -13,7 +13,7 @@
 //!   [`UrlPolicy`] (a resolver filters DNS answers, so rebinding cannot get around it); redirects
 //!   are not followed; response bodies are read up to [`RESPONSE_QUOTE`] bytes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,13 +147,23 @@ async fn supervise(ctx: &Arc<Ctx>, cancel: &CancellationToken) {
     while tasks.join_next().await.is_some() {}
 }
 
-/// One endpoint's lane: claims what is due for it, keeps up to `endpoint_concurrency` requests
-/// in flight, and ends when the endpoint is paused, disabled or removed.
+/// One endpoint's lane: claims what is due for it a batch ahead, keeps up to
+/// `endpoint_concurrency` requests in flight, and ends when the endpoint is paused, disabled or
+/// removed.
+///
+/// Claiming a batch ahead (not one delivery per freed slot) keeps the database out of the hot
+/// path: one claim transaction serves many deliveries. A batch's lease covers sending all of it
+/// even if every request took its full timeout; a queued delivery whose lease would run out before
+/// its attempt could finish is dropped unsent (it is claimed again later), so no delivery is ever
+/// sent twice by one process.
 async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
     let mut inflight = JoinSet::new();
+    let mut queue: VecDeque<(Due, Instant)> = VecDeque::new();
     let mut wake = ctx.wake.subscribe();
     let mut endpoint: Option<Arc<StoredEndpoint>> = None;
     let mut loaded = Instant::now();
+    let concurrency = ctx.config.endpoint_concurrency;
+    let ahead = (concurrency * CLAIM_AHEAD).min(MAX_CLAIM);
     loop {
         if endpoint.is_none() || loaded.elapsed() > Duration::from_millis(500) {
             endpoint = ctx
@@ -169,31 +179,16 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
         let Some(current) = endpoint.clone() else {
             break;
         };
-        let lease_ms = lease(current.spec.timeout.unwrap_or(ctx.config.timeout)).as_millis() as i64;
-        let free = ctx
-            .config
-            .endpoint_concurrency
-            .saturating_sub(inflight.len());
-        // Global slots are taken before claiming: a delivery is leased only once it can be sent
-        // at once, so its lease cannot run out while it waits for a slot (and be claimed twice).
-        let mut permits = Vec::new();
-        if free > 0 {
-            let first = tokio::select! {
-                () = cancel.cancelled() => break,
-                p = ctx.global.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            };
-            permits.push(first);
-            while permits.len() < free {
-                match ctx.global.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
-                }
-            }
-        }
+        let timeout = current.spec.timeout.unwrap_or(ctx.config.timeout);
+
+        // Top the queue up once it runs low.
         let mut claimed = 0;
-        let asked = permits.len();
-        if asked > 0 {
-            let want = asked;
+        if queue.len() < concurrency {
+            let want = ahead - queue.len();
+            // Long enough to send the whole queue one timeout per round of `concurrency`.
+            let rounds = (queue.len() + want).div_ceil(concurrency) as u32 + 1;
+            let lease = timeout * rounds + LEASE_MARGIN;
+            let lease_ms = lease.as_millis() as i64;
             match ctx
                 .store
                 .blocking(move |s| s.claim(endpoint_id, want, lease_ms))
@@ -201,33 +196,53 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             {
                 Ok(due) => {
                     claimed = due.len();
-                    for (due, permit) in due.into_iter().zip(permits.drain(..)) {
-                        let ctx = ctx.clone();
-                        let endpoint = current.clone();
-                        inflight.spawn(async move {
-                            let recorded = attempt(&ctx, &endpoint, due).await;
-                            drop(permit);
-                            // The recorder outlives every lane; a closed channel means shutdown,
-                            // and the delivery's lease then brings it back at the next start.
-                            let _ = ctx.outcomes.send(recorded).await;
-                        });
-                    }
+                    let expires = Instant::now() + lease;
+                    queue.extend(due.into_iter().map(|d| (d, expires)));
                 }
                 Err(error) => {
                     tracing::error!(endpoint = %current.spec.name, %error, "Cannot claim deliveries.")
                 }
             }
         }
-        // Slots not needed go back before this lane sleeps.
-        drop(permits);
+
+        // Send while there are slots: this endpoint's, then a global one.
+        while inflight.len() < concurrency {
+            let Some((due, expires)) = queue.pop_front() else {
+                break;
+            };
+            if expires.saturating_duration_since(Instant::now()) < timeout + LEASE_MARGIN {
+                // Its lease could run out mid-attempt; leave it to be claimed again.
+                continue;
+            }
+            let permit = tokio::select! {
+                () = cancel.cancelled() => {
+                    queue.push_front((due, expires));
+                    break;
+                }
+                p = ctx.global.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let ctx = ctx.clone();
+            let endpoint = current.clone();
+            inflight.spawn(async move {
+                let recorded = attempt(&ctx, &endpoint, due).await;
+                drop(permit);
+                // The recorder outlives every lane; a closed channel means shutdown, and the
+                // delivery's lease then brings it back at the next start.
+                let _ = ctx.outcomes.send(recorded).await;
+            });
+        }
         if cancel.is_cancelled() {
             break;
         }
-        if claimed > 0 && claimed == asked {
-            // There may be more due right now; only wait for a free slot.
+        if !queue.is_empty() || claimed == ahead {
+            // Work is waiting: only wait for a slot to free (or for more to claim).
             tokio::select! {
                 () = cancel.cancelled() => break,
-                Some(_) = inflight.join_next() => {}
+                Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+                () = std::future::ready(()), if inflight.is_empty() => {}
             }
             continue;
         }
@@ -248,18 +263,25 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             () = tokio::time::sleep(idle.max(Duration::from_millis(5))) => {}
         }
     }
-    // Graceful: requests already sent finish and are recorded.
+    // Graceful: requests already sent finish and are recorded; what was claimed but not sent is
+    // handed back at once, so the next start need not wait for its lease.
+    if !queue.is_empty() {
+        let ids: Vec<i64> = queue.iter().map(|(d, _)| d.delivery_id).collect();
+        if let Err(error) = ctx.store.blocking(move |s| s.release(&ids)).await {
+            tracing::warn!(%error, "Cannot release claimed deliveries; they come back when their lease ends.");
+        }
+    }
     while inflight.join_next().await.is_some() {}
 }
 
-/// A claimed delivery stays leased this long: the request's timeout (which bounds the whole
-/// exchange, body included) plus a margin for the outcome to be committed. A process that dies
-/// mid-attempt therefore delays that delivery by at most this long after its restart.
-fn lease(timeout: Duration) -> Duration {
-    timeout + LEASE_MARGIN
-}
+/// A lane claims this many deliveries per slot of `endpoint_concurrency` ahead.
+const CLAIM_AHEAD: usize = 8;
 
-/// Time allowed beyond a request's timeout for its outcome to be committed.
+/// The most deliveries one claim takes.
+const MAX_CLAIM: usize = 128;
+
+/// Time allowed beyond a request's timeout for its outcome to be committed: a process that dies
+/// mid-attempt delays that delivery by at most its lease after the restart.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Signs and POSTs one delivery, and decides what happens next.

@@ -393,7 +393,8 @@ fn print_webhook(r: &Received, keys: &(Vec<u8>, Vec<u8>)) {
                 _ => String::new(),
             };
             println!(
-                "  → {who:<3} ✓ {scheme:<17} {:<15} id {:<5} {detail}",
+                "  → {who:<3} ✓ {:<17} {:<15} id {:<5} {detail}",
+                scheme.as_str(),
                 e["type"].as_str().unwrap_or("?"),
                 e["resource_id"].as_str().unwrap_or("?"),
             );

@@ -141,6 +141,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (source, resource, url)
     ) WITHOUT ROWID;
     "#,
+    // 3: claims walk one endpoint's pending deliveries in order, without a sort.
+    r#"
+    CREATE INDEX deliveries_pending ON deliveries (endpoint_id, id) WHERE status = 'pending';
+    "#,
 ];
 
 /// A storage failure.

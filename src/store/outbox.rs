@@ -194,6 +194,22 @@ impl Store {
         Ok(due)
     }
 
+    /// Hands claimed deliveries back before their lease ends (a lane stopping with a queue).
+    pub fn release(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        {
+            let mut release = tx.prepare_cached(
+                "UPDATE deliveries SET locked_until = 0 WHERE id = ?1 AND status = 'pending'",
+            )?;
+            for id in ids {
+                release.execute(params![id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// When the endpoint's next pending delivery is due (ms), if it has one.
     pub fn next_due_at(&self, endpoint_id: i64) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();

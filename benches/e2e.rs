@@ -1,0 +1,1137 @@
+//! End-to-end benchmark: the real release binary against a fake API and a receiver on loopback.
+//!
+//! `cargo build --release && cargo bench --bench e2e` (add `-- --quick` for a short run). The fake
+//! API and the receiver run in this process; pollhook runs as a child process, so wall time, CPU
+//! time (user + sys, from `wait4`) and peak RSS (`ru_maxrss`) are pollhook's alone.
+//!
+//! Sections: (1) poll: a baseline poll of N items, then a poll after 1% created/updated/deleted,
+//! each next to the sum of its stages timed in this process on the same data; (2) delivery: events
+//! queued by an `initial = "emit"` poll and delivered by `pollhook run` to 1, 4, 16 endpoints, next
+//! to a bare reqwest client at 16 in flight; (3) latency: `pollhook run` polling every second while
+//! items change, detection → receipt; (4) idle: `pollhook run` with 100 unchanged resources.
+//!
+//! Environment: `E2E_SIZES=10000,100000` (add 1000000 for the 1M run), `E2E_DELIVERIES=20000`
+//! (deliveries per endpoint count), `E2E_ENDPOINTS=1,4,16`, `E2E_LATENCY_SECS=20`,
+//! `E2E_IDLE_SECS=60`, `E2E_IDLE_RESOURCES=100`, `E2E_IDLE_ITEMS=10`, `E2E_SECTIONS=poll,delivery,
+//! latency,idle`, `POLLHOOK_BIN` (default: build and use `<target>/release/pollhook`),
+//! `BENCH_TMPDIR` (where databases go; default the system temp dir, which must be a real disk),
+//! `E2E_KEEP=1` (keep the databases, configs and pollhook logs for a look afterwards).
+//!
+//! Peak RSS is the child's `VmHWM`, sampled every 2 ms: `ru_maxrss` would report this bench's own
+//! size, which Linux carries into a vfork+exec child's high-water mark.
+
+#[path = "support/item.rs"]
+mod item;
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use chrono::Utc;
+use pollhook::diff::{Change, DeleteGuard, Differ};
+use pollhook::event::Event;
+use pollhook::normalize::Normalizer;
+use pollhook::store::{PollCommit, Store};
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const PER_PAGE: u64 = 1_000;
+
+// ─────────────────────────── options ───────────────────────────
+
+struct Opts {
+    sizes: Vec<u64>,
+    deliveries: u64,
+    endpoints: Vec<u64>,
+    latency_secs: u64,
+    idle_secs: u64,
+    idle_resources: u64,
+    idle_items: u64,
+    sections: Vec<String>,
+}
+
+fn env_list(name: &str, default: &str) -> Vec<u64> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .filter_map(|s| s.trim().replace('_', "").parse().ok())
+        .collect()
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+impl Opts {
+    fn get() -> Opts {
+        let quick = std::env::args().any(|a| a == "--quick") || std::env::var("E2E_QUICK").is_ok();
+        Opts {
+            sizes: env_list("E2E_SIZES", if quick { "10000" } else { "10000,100000" }),
+            deliveries: env_num("E2E_DELIVERIES", if quick { 5_000 } else { 20_000 }),
+            endpoints: env_list("E2E_ENDPOINTS", if quick { "1,16" } else { "1,4,16" }),
+            latency_secs: env_num("E2E_LATENCY_SECS", if quick { 8 } else { 20 }),
+            idle_secs: env_num("E2E_IDLE_SECS", if quick { 15 } else { 60 }),
+            idle_resources: env_num("E2E_IDLE_RESOURCES", 100),
+            idle_items: env_num("E2E_IDLE_ITEMS", 10),
+            sections: std::env::var("E2E_SECTIONS")
+                .unwrap_or_else(|_| "poll,delivery,latency,idle".into())
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .collect(),
+        }
+    }
+    fn runs(&self, section: &str) -> bool {
+        self.sections.iter().any(|s| s == section)
+    }
+}
+
+// ─────────────────────────── the fake API ───────────────────────────
+
+/// The listing as a function: ids `0..base` plus `base..base+extra`, minus `deleted`, each at its
+/// version in `versions` (0 if absent). Pages are generated on request, so serving 1M items needs
+/// no memory for them.
+#[derive(Default)]
+struct Listing {
+    base: u64,
+    extra: u64,
+    deleted: HashSet<u64>,
+    versions: HashMap<u64, u32>,
+}
+
+impl Listing {
+    fn new(n: u64) -> Listing {
+        Listing {
+            base: n,
+            ..Listing::default()
+        }
+    }
+
+    /// 1% created (appended), 1% updated (every 100th id from 2), 1% deleted (from 1).
+    fn churn_one_percent(&mut self) {
+        let n = self.base;
+        self.extra += n / 100;
+        for id in (1..n).step_by(100) {
+            self.deleted.insert(id);
+        }
+        for id in (2..n).step_by(100) {
+            *self.versions.entry(id).or_default() += 1;
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.base + self.extra
+    }
+
+    /// Page `page` (1-based) as a JSON array; an empty array past the end.
+    fn write_page(&self, page: u64, per_page: u64, out: &mut Vec<u8>) {
+        out.push(b'[');
+        let start = (page.max(1) - 1) * per_page;
+        let end = (start + per_page).min(self.len());
+        let mut first = true;
+        for id in start..end {
+            if self.deleted.contains(&id) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            item::write_item(out, id, self.versions.get(&id).copied().unwrap_or(0));
+        }
+        out.push(b']');
+    }
+}
+
+#[derive(Clone)]
+struct Api {
+    listing: Arc<RwLock<Listing>>,
+    requests: Arc<AtomicU64>,
+    /// Requests for page 1: one per poll.
+    polls: Arc<AtomicU64>,
+    url: String,
+}
+
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    page: Option<u64>,
+    per_page: Option<u64>,
+}
+
+async fn serve_page(State(api): State<Api>, Query(q): Query<PageQuery>) -> impl IntoResponse {
+    api.requests.fetch_add(1, Ordering::Relaxed);
+    if q.page.unwrap_or(1) <= 1 {
+        api.polls.fetch_add(1, Ordering::Relaxed);
+    }
+    let per_page = q.per_page.unwrap_or(PER_PAGE).clamp(1, 10_000);
+    let mut out = Vec::with_capacity(per_page as usize * 600);
+    api.listing
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .write_page(q.page.unwrap_or(1), per_page, &mut out);
+    ([(header::CONTENT_TYPE, "application/json")], out)
+}
+
+async fn start_api(rt: &tokio::runtime::Runtime, n: u64) -> Api {
+    let _ = rt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind api");
+    let api = Api {
+        listing: Arc::new(RwLock::new(Listing::new(n))),
+        requests: Arc::default(),
+        polls: Arc::default(),
+        url: format!("http://{}", listener.local_addr().expect("addr")),
+    };
+    let app = Router::new()
+        .route("/items", get(serve_page))
+        .with_state(api.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    api
+}
+
+// ─────────────────────────── the receiver ───────────────────────────
+
+/// One request as received.
+#[derive(Clone)]
+struct Hit {
+    /// Receipt, µs since the Unix epoch.
+    at_us: i64,
+    /// `Pollhook-Event-Id`.
+    event_id: Option<String>,
+    /// `Pollhook-Endpoint`.
+    endpoint: Option<String>,
+    /// The event's `detected_at`, µs since the Unix epoch (latency runs only).
+    detected_us: Option<i64>,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    hits: Arc<Mutex<Vec<Hit>>>,
+    count: Arc<AtomicUsize>,
+    parse_bodies: Arc<std::sync::atomic::AtomicBool>,
+    url: String,
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as i64
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let at_us = now_us();
+    let event_id = headers
+        .get("pollhook-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let endpoint = headers
+        .get("pollhook-endpoint")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let detected_us = if r.parse_bodies.load(Ordering::Relaxed) {
+        detected_at_us(&body)
+    } else {
+        None
+    };
+    r.hits.lock().unwrap_or_else(|e| e.into_inner()).push(Hit {
+        at_us,
+        event_id,
+        endpoint,
+        detected_us,
+    });
+    r.count.fetch_add(1, Ordering::Relaxed);
+    StatusCode::NO_CONTENT
+}
+
+/// `detected_at` of an event body, found without parsing the whole body.
+fn detected_at_us(body: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(body).ok()?;
+    let key = r#""detected_at":""#;
+    let start = text.find(key)? + key.len();
+    let end = start + text[start..].find('"')?;
+    let at = chrono::DateTime::parse_from_rfc3339(&text[start..end]).ok()?;
+    Some(at.timestamp_micros())
+}
+
+async fn start_receiver() -> Receiver {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let r = Receiver {
+        hits: Arc::new(Mutex::new(Vec::with_capacity(1 << 16))),
+        count: Arc::default(),
+        parse_bodies: Arc::default(),
+        url: format!("http://{}", listener.local_addr().expect("addr")),
+    };
+    let app = Router::new()
+        .route("/{*path}", post(receive))
+        .with_state(r.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    r
+}
+
+impl Receiver {
+    fn take(&self) -> Vec<Hit> {
+        self.count.store(0, Ordering::Relaxed);
+        std::mem::take(&mut *self.hits.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+// ─────────────────────────── the child process ───────────────────────────
+
+/// What one pollhook process cost.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    wall: Duration,
+    user: Duration,
+    sys: Duration,
+    max_rss_kb: i64,
+    ok: bool,
+}
+
+impl Usage {
+    fn cpu(&self) -> Duration {
+        self.user + self.sys
+    }
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+}
+
+/// Samples a process's peak RSS (`VmHWM`, kB) every 2 ms until it is gone. `ru_maxrss` cannot be
+/// used for this: Linux carries the high-water mark of the pre-exec address space into the child's
+/// `maxrss`, and with vfork+exec that is this (large) bench process's.
+fn watch_hwm(
+    pid: u32,
+) -> (
+    Arc<std::sync::atomic::AtomicI64>,
+    std::thread::JoinHandle<()>,
+) {
+    let peak = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let p = peak.clone();
+    let handle = std::thread::spawn(move || {
+        loop {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                return;
+            };
+            let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            else {
+                // A zombie has no address space left: the last reading stands.
+                return;
+            };
+            p.fetch_max(kb, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    (peak, handle)
+}
+
+/// Waits for `pid` and returns its own CPU time (wait4) and peak RSS (from the watcher).
+fn wait_child(
+    pid: u32,
+    started: Instant,
+    hwm: (
+        Arc<std::sync::atomic::AtomicI64>,
+        std::thread::JoinHandle<()>,
+    ),
+) -> Usage {
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut ru) };
+    let wall = started.elapsed();
+    let _ = hwm.1.join();
+    Usage {
+        wall,
+        user: timeval(ru.ru_utime),
+        sys: timeval(ru.ru_stime),
+        max_rss_kb: hwm.0.load(Ordering::Relaxed),
+        ok: r > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+    }
+}
+
+/// CPU time of a running process from /proc/<pid>/stat (utime + stime).
+fn proc_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the comm field: state is [0], utime is field 14 overall → [11], stime → [12].
+    let ticks: u64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_nanos(ticks * 1_000_000_000 / hz)
+}
+
+/// CPU time of this process (the fake API and receiver), user + sys.
+fn self_cpu() -> Duration {
+    // SAFETY: as above.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    timeval(ru.ru_utime) + timeval(ru.ru_stime)
+}
+
+struct Bench {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Bench {
+    fn command(&self, config: &Path, args: &[&str], log: &str) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(self.dir.path().join(log))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
+            );
+        cmd
+    }
+
+    /// Starts `pollhook <args>`.
+    // Reaped by `wait4` in `wait_child`, which also yields the child's own CPU time.
+    #[allow(clippy::zombie_processes)]
+    fn spawn(&self, config: &Path, args: &[&str], log: &str) -> Child {
+        let started = Instant::now();
+        let child = self
+            .command(config, args, log)
+            .spawn()
+            .expect("spawn pollhook");
+        let pid = child.id();
+        Child {
+            pid,
+            started,
+            hwm: watch_hwm(pid),
+        }
+    }
+
+    /// Runs `pollhook <args>` to completion.
+    fn run_once(&self, config: &Path, args: &[&str], log: &str) -> Usage {
+        let child = self.spawn(config, args, log);
+        let usage = wait_child(child.pid, child.started, child.hwm);
+        if !usage.ok {
+            eprintln!(
+                "pollhook {args:?} failed; its log:\n{}",
+                std::fs::read_to_string(self.dir.path().join(log)).unwrap_or_default()
+            );
+        }
+        usage
+    }
+
+    fn write_config(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+}
+
+/// A running pollhook.
+struct Child {
+    pid: u32,
+    started: Instant,
+    hwm: (
+        Arc<std::sync::atomic::AtomicI64>,
+        std::thread::JoinHandle<()>,
+    ),
+}
+
+/// SIGTERM, then wait.
+fn stop(child: Child) -> Usage {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.pid as libc::pid_t, libc::SIGTERM) };
+    wait_child(child.pid, child.started, child.hwm)
+}
+
+fn config_text(
+    db: &Path,
+    api: &str,
+    resources: &str,
+    receiver: &str,
+    endpoints: u64,
+    extra_source: &str,
+) -> String {
+    let mut text = format!(
+        r#"[storage]
+path = "{db}"
+
+[server]
+listen = "127.0.0.1:0"
+
+[poll]
+concurrency = 4
+
+[[sources]]
+name = "bench"
+adapter = "rest"
+base_url = "{api}"
+timeout = "120s"
+{extra_source}
+{resources}
+
+[delivery]
+allow_http = true
+allow_networks = ["127.0.0.0/8"]
+"#,
+        db = db.display()
+    );
+    for e in 0..endpoints {
+        text.push_str(&format!(
+            r#"
+[[endpoints]]
+name = "app{e}"
+url = "{receiver}/e{e}"
+secret = "{WHSEC}"
+signing = "standard-webhooks"
+resources = ["bench.*"]
+"#
+        ));
+    }
+    text
+}
+
+fn resource(name: &str, when: &str, initial: &str, query: &str) -> String {
+    format!(
+        r#"
+  [[sources.resources]]
+  name = "{name}"
+  path = "/items"
+  {when}
+  id = "id"
+  {query}
+  pagination = {{ style = "page", page_param = "page", size_param = "per_page", size = {PER_PAGE}, first = 1 }}
+  initial = "{initial}"
+  # Page listings default to deleted_after = 2 (shifting pages); 1 makes the 1% deletes events now.
+  deleted_after = 1
+"#
+    )
+}
+
+// ─────────────────────────── stage sum (in process) ───────────────────────────
+
+/// The poll's stages timed in this process on the data the child gets: what the poll would take
+/// with no HTTP, no process start and no orchestration.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stages {
+    load: Duration,
+    parse: Duration,
+    normalize: Duration,
+    diff: Duration,
+    events: Duration,
+    commit: Duration,
+}
+
+impl Stages {
+    fn sum(&self) -> Duration {
+        self.load + self.parse + self.normalize + self.diff + self.events + self.commit
+    }
+}
+
+fn stage_sum(store: &Store, listing: &Listing, emit: bool) -> Stages {
+    let mut st = Stages::default();
+    let t = Instant::now();
+    let version = store
+        .resource_state("bench", "items")
+        .expect("state")
+        .version;
+    let snapshot = store.snapshot_state("bench", "items").expect("snapshot");
+    st.load = t.elapsed();
+    let baseline = snapshot.is_empty() && !emit;
+    let mut differ = Differ::with_missing(snapshot);
+    let mut normalizer = Normalizer::new(vec!["id".parse().expect("path")], Vec::new());
+    let pages = listing.len().div_ceil(PER_PAGE) + 1;
+    let mut buf = Vec::with_capacity(PER_PAGE as usize * 600);
+    for page in 1..=pages {
+        buf.clear();
+        listing.write_page(page, PER_PAGE, &mut buf);
+        let t = Instant::now();
+        let items = match serde_json::from_slice::<Value>(&buf).expect("page") {
+            Value::Array(items) => items,
+            _ => unreachable!(),
+        };
+        st.parse += t.elapsed();
+        let t = Instant::now();
+        let records: Vec<_> = items
+            .into_iter()
+            .map(|v| normalizer.record(v).expect("record"))
+            .collect();
+        st.normalize += t.elapsed();
+        let t = Instant::now();
+        for r in records {
+            differ.push(r);
+        }
+        st.diff += t.elapsed();
+    }
+    let t = Instant::now();
+    let diff = differ.finish(
+        true,
+        DeleteGuard {
+            max_ratio: 0.5,
+            accepted: false,
+            after: 1,
+        },
+    );
+    st.diff += t.elapsed();
+    let now = Utc::now();
+    let t = Instant::now();
+    let events: Vec<Event> = if baseline {
+        Vec::new()
+    } else {
+        let ids: Vec<&str> = diff
+            .changes
+            .iter()
+            .filter(|c| !matches!(c, Change::Created(_)))
+            .map(Change::id)
+            .collect();
+        let mut previous = store
+            .snapshot_bodies("bench", "items", &ids)
+            .expect("bodies");
+        diff.changes
+            .iter()
+            .map(|c| Event::from_change("bench", "items", c, previous.remove(c.id()), now))
+            .collect()
+    };
+    st.events = t.elapsed();
+    let t = Instant::now();
+    let mut upserts = Vec::new();
+    let mut deletes = Vec::new();
+    for c in &diff.changes {
+        match c {
+            Change::Created(r) | Change::Updated(r) => {
+                upserts.push((r.id.as_str(), &r.hash, r.body.to_string()))
+            }
+            Change::Deleted { id } => deletes.push(id.as_str()),
+        }
+    }
+    store
+        .commit_poll(&PollCommit {
+            source: "bench",
+            resource: "items",
+            upserts,
+            deletes,
+            events: &events,
+            listed: diff.listed,
+            held: None,
+            complete: true,
+            duration: Duration::ZERO,
+            at: now,
+            alert_after: 0,
+            missing: Vec::new(),
+            found: Vec::new(),
+            since_cursor: None,
+            pages: None,
+            version,
+        })
+        .expect("commit");
+    st.commit = t.elapsed();
+    st
+}
+
+// ─────────────────────────── report helpers ───────────────────────────
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1e3)
+}
+
+fn secs(d: Duration) -> String {
+    if d >= Duration::from_secs(10) {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
+}
+
+fn rate(n: f64, d: Duration) -> String {
+    let r = n / d.as_secs_f64().max(1e-9);
+    if r >= 1e3 {
+        format!("{:.1}k/s", r / 1e3)
+    } else {
+        format!("{r:.0}/s")
+    }
+}
+
+fn mb(kb: i64) -> String {
+    format!("{:.0} MB", kb as f64 / 1024.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn db_count(db: &Path, sql: &str) -> i64 {
+    rusqlite::Connection::open(db)
+        .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
+        .unwrap_or(-1)
+}
+
+fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    done()
+}
+
+// ─────────────────────────── sections ───────────────────────────
+
+fn poll_section(b: &Bench, opts: &Opts, receiver: &Receiver) {
+    println!("\n## Poll (page style, {PER_PAGE} items per page, ~560-byte items)\n");
+    println!(
+        "| N | poll | wall | CPU (user+sys) | peak RSS | items/s | fake API CPU | stage sum (in process) | wall / stage sum | events |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut details = Vec::new();
+    for &n in &opts.sizes {
+        let api = b.rt.block_on(start_api(&b.rt, n));
+        let db = b.dir.path().join(format!("poll-{n}.db"));
+        let config = b.write_config(
+            &format!("poll-{n}.toml"),
+            &config_text(
+                &db,
+                &api.url,
+                &resource("items", r#"every = "1h""#, "baseline", ""),
+                &receiver.url,
+                1,
+                "",
+            ),
+        );
+        let inproc = Store::open(&b.dir.path().join(format!("inproc-{n}.db"))).expect("store");
+        inproc
+            .reconcile_endpoints(&[])
+            .expect("no endpoints in process");
+        // The in-process store gets the same endpoint the child has, so its commit writes deliveries.
+        {
+            let cfg = pollhook::config::Config::load(&config);
+            if let Ok(cfg) = cfg {
+                inproc
+                    .reconcile_endpoints(&cfg.endpoints)
+                    .expect("endpoints");
+            }
+        }
+        for (label, churn) in [("(a) baseline", false), ("(b) 1%/1%/1% changed", true)] {
+            if churn {
+                api.listing
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .churn_one_percent();
+            }
+            let events_before = db_count(&db, "SELECT count(*) FROM events");
+            let api_cpu = self_cpu();
+            let usage = b.run_once(&config, &["poll", "bench.items"], &format!("poll-{n}.log"));
+            let api_cpu = self_cpu() - api_cpu;
+            let events = db_count(&db, "SELECT count(*) FROM events") - events_before.max(0);
+            let stages = {
+                let listing = api.listing.read().unwrap_or_else(|e| e.into_inner());
+                stage_sum(&inproc, &listing, false)
+            };
+            let items = api.listing.read().map(|l| l.len()).unwrap_or(n);
+            println!(
+                "| {n} | {label} | {} | {} | {} | {} | {} | {} | {:.2}× | {events} |{}",
+                secs(usage.wall),
+                secs(usage.cpu()),
+                mb(usage.max_rss_kb),
+                rate(items as f64, usage.wall),
+                secs(api_cpu),
+                secs(stages.sum()),
+                usage.wall.as_secs_f64() / stages.sum().as_secs_f64(),
+                if usage.ok { "" } else { " FAILED" }
+            );
+            details.push((n, label, stages));
+        }
+    }
+    println!("\nStage sum breakdown (in process, same data, same run):\n");
+    println!(
+        "| N | poll | load snapshot | parse pages | normalize | diff | events (+previous) | commit | sum |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (n, label, s) in details {
+        println!(
+            "| {n} | {label} | {} | {} | {} | {} | {} | {} | {} |",
+            ms(s.load),
+            ms(s.parse),
+            ms(s.normalize),
+            ms(s.diff),
+            ms(s.events),
+            ms(s.commit),
+            ms(s.sum())
+        );
+    }
+}
+
+fn delivery_section(b: &Bench, opts: &Opts, receiver: &Receiver) {
+    println!(
+        "\n## Delivery ({} deliveries per row, standard-webhooks, loopback receiver answering 204)\n",
+        opts.deliveries
+    );
+    println!(
+        "| endpoints | events queued | queue poll wall | run: first→last receipt | deliveries/s | run start→last | run CPU | run peak RSS | received (dupes) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &e in &opts.endpoints {
+        let m = (opts.deliveries / e).max(1);
+        let total = (m * e) as usize;
+        let api = b.rt.block_on(start_api(&b.rt, m));
+        let db = b.dir.path().join(format!("deliver-{e}.db"));
+        let config = b.write_config(
+            &format!("deliver-{e}.toml"),
+            &config_text(
+                &db,
+                &api.url,
+                // Far-off cron: `run` delivers what is queued and does not poll meanwhile.
+                &resource("items", r#"schedule = "0 0 1 1 *""#, "emit", ""),
+                &receiver.url,
+                e,
+                "",
+            ),
+        );
+        let queue = b.run_once(
+            &config,
+            &["poll", "bench.items"],
+            &format!("deliver-{e}-poll.log"),
+        );
+        receiver.take();
+        let spawn_us = now_us();
+        let child = b.spawn(&config, &["run"], &format!("deliver-{e}-run.log"));
+        let done = wait_until(Duration::from_secs(300), || {
+            receiver.count.load(Ordering::Relaxed) >= total
+        });
+        // A moment for outcomes to be committed, so a restart would not redeliver.
+        std::thread::sleep(Duration::from_millis(300));
+        let usage = stop(child);
+        let hits = receiver.take();
+        let start_us = hits.iter().map(|h| h.at_us).min().unwrap_or(0);
+        let end_us = hits.iter().map(|h| h.at_us).max().unwrap_or(0);
+        let span = Duration::from_micros((end_us - start_us).max(1) as u64);
+        let unique: HashSet<(&str, &str)> = hits
+            .iter()
+            .filter_map(|h| Some((h.event_id.as_deref()?, h.endpoint.as_deref()?)))
+            .collect();
+        let run_to_last = Duration::from_micros((end_us - spawn_us).max(0) as u64);
+        println!(
+            "| {e} | {m} | {} | {} | {} | {} | {} | {} | {}{} ({}) |",
+            secs(queue.wall),
+            secs(span),
+            rate(hits.len().saturating_sub(1) as f64, span),
+            secs(run_to_last),
+            secs(usage.cpu()),
+            mb(usage.max_rss_kb),
+            hits.len(),
+            if done { "" } else { " TIMED OUT" },
+            hits.len() - unique.len(),
+        );
+    }
+    // The bare client, same receiver, same run.
+    let n = opts.deliveries as usize;
+    let body = vec![b'x'; 1024];
+    receiver.take();
+    let cpu = self_cpu();
+    let elapsed = b.rt.block_on(bare_reqwest(&receiver.url, n, 16, body));
+    let cpu = self_cpu() - cpu;
+    receiver.take();
+    println!(
+        "\nBare reqwest client, 1 KiB bodies, 16 in flight, same receiver: {n} POSTs in {} = {} (client + receiver CPU {})",
+        secs(elapsed),
+        rate(n as f64, elapsed),
+        secs(cpu)
+    );
+}
+
+async fn bare_reqwest(url: &str, n: usize, inflight: usize, body: Vec<u8>) -> Duration {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client");
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = format!("{url}/bare");
+    let body = Bytes::from(body);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..inflight {
+        let (client, next, url, body) = (client.clone(), next.clone(), url.clone(), body.clone());
+        tasks.spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("post");
+                assert!(r.status().is_success());
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    started.elapsed()
+}
+
+fn latency_section(b: &Bench, opts: &Opts, receiver: &Receiver) {
+    let n = 1_000;
+    println!(
+        "\n## Detection → receipt latency (`pollhook run`, 1 resource of {n} items polled every 1 s, 10 items updated every 500 ms, 1 endpoint, {} s)\n",
+        opts.latency_secs
+    );
+    let api = b.rt.block_on(start_api(&b.rt, n));
+    let db = b.dir.path().join("latency.db");
+    let config = b.write_config(
+        "latency.toml",
+        &config_text(
+            &db,
+            &api.url,
+            &resource("items", "every = \"1s\"\n  jitter = \"0s\"", "baseline", ""),
+            &receiver.url,
+            1,
+            "",
+        ),
+    );
+    receiver.take();
+    receiver.parse_bodies.store(true, Ordering::Relaxed);
+    let child = b.spawn(&config, &["run"], "latency-run.log");
+    // Let the baseline land first.
+    std::thread::sleep(Duration::from_millis(1500));
+    let until = Instant::now() + Duration::from_secs(opts.latency_secs);
+    let mut next_id = 0u64;
+    while Instant::now() < until {
+        {
+            let mut l = api.listing.write().unwrap_or_else(|e| e.into_inner());
+            for _ in 0..10 {
+                *l.versions.entry(next_id % n).or_default() += 1;
+                next_id += 7;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let usage = stop(child);
+    receiver.parse_bodies.store(false, Ordering::Relaxed);
+    let hits = receiver.take();
+    // The events table's detected_at column is stamped inside commit_poll: commit → receipt.
+    let committed: HashMap<String, i64> = rusqlite::Connection::open(&db)
+        .and_then(|c| {
+            let mut s = c.prepare("SELECT id, detected_at FROM events")?;
+            let rows = s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            rows.collect()
+        })
+        .unwrap_or_default();
+    let mut from_detect: Vec<f64> = hits
+        .iter()
+        .filter_map(|h| Some((h.at_us - h.detected_us?) as f64 / 1e3))
+        .collect();
+    let mut from_commit: Vec<f64> = hits
+        .iter()
+        .filter_map(|h| {
+            let c = committed.get(h.event_id.as_deref()?)?;
+            Some((h.at_us - c * 1000) as f64 / 1e3)
+        })
+        .collect();
+    from_detect.sort_by(f64::total_cmp);
+    from_commit.sort_by(f64::total_cmp);
+    println!("| measured from | events | p50 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|");
+    for (label, v) in [
+        ("event `detected_at` (the poll's start)", &from_detect),
+        ("commit (`events.detected_at` column)", &from_commit),
+    ] {
+        println!(
+            "| {label} | {} | {:.1} ms | {:.1} ms | {:.1} ms |",
+            v.len(),
+            percentile(v, 50.0),
+            percentile(v, 99.0),
+            v.last().copied().unwrap_or(f64::NAN)
+        );
+    }
+    println!(
+        "\n`pollhook run` CPU over the run: {} in {} ({:.1}% of one core), peak RSS {}.",
+        secs(usage.cpu()),
+        secs(usage.wall),
+        100.0 * usage.cpu().as_secs_f64() / usage.wall.as_secs_f64(),
+        mb(usage.max_rss_kb)
+    );
+}
+
+fn idle_section(b: &Bench, opts: &Opts, receiver: &Receiver) {
+    let k = opts.idle_resources;
+    println!(
+        "\n## Idle cost (`pollhook run`, nothing changing, {} s window after warm-up)\n",
+        opts.idle_secs
+    );
+    println!(
+        "| configuration | polls (requests) in window | CPU in window | % of one core | CPU per poll | peak RSS |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let api = b.rt.block_on(start_api(&b.rt, opts.idle_items));
+    let cases: Vec<(String, String)> = vec![
+        (
+            format!("{k} resources × {} items, every 5s", opts.idle_items),
+            (0..k)
+                .map(|i| {
+                    resource(
+                        &format!("r{i:03}"),
+                        r#"every = "5s""#,
+                        "baseline",
+                        &format!(r#"query = {{ shard = "{i}" }}"#),
+                    )
+                })
+                .collect(),
+        ),
+        (
+            "floor: 1 resource, never due (cron)".to_owned(),
+            resource("r000", r#"schedule = "0 0 1 1 *""#, "baseline", ""),
+        ),
+    ];
+    for (label, resources) in cases {
+        let db = b.dir.path().join(format!("idle-{}.db", label.len()));
+        let config = b.write_config(
+            "idle.toml",
+            &config_text(&db, &api.url, &resources, &receiver.url, 1, ""),
+        );
+        let child = b.spawn(&config, &["run"], "idle-run.log");
+        // Warm-up: start, baselines, first steady polls.
+        std::thread::sleep(Duration::from_secs(12));
+        let pid = child.pid;
+        let cpu0 = proc_cpu(pid);
+        let req0 = api.requests.load(Ordering::Relaxed);
+        let polls0 = api.polls.load(Ordering::Relaxed);
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_secs(opts.idle_secs));
+        let cpu = proc_cpu(pid) - cpu0;
+        let window = t0.elapsed();
+        let requests = api.requests.load(Ordering::Relaxed) - req0;
+        let polls = api.polls.load(Ordering::Relaxed) - polls0;
+        let usage = stop(child);
+        println!(
+            "| {label} | {polls} ({requests}) | {} | {:.2}% | {} | {} |",
+            secs(cpu),
+            100.0 * cpu.as_secs_f64() / window.as_secs_f64(),
+            if polls > 0 {
+                format!("{:.2} ms", cpu.as_secs_f64() * 1e3 / polls as f64)
+            } else {
+                "–".into()
+            },
+            mb(usage.max_rss_kb)
+        );
+    }
+}
+
+// ─────────────────────────── main ───────────────────────────
+
+fn pollhook_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("POLLHOOK_BIN") {
+        return bin.into();
+    }
+    // target/release/deps/e2e-… → target/release/pollhook
+    let exe = std::env::current_exe().expect("current exe");
+    let release = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/release")
+        .to_owned();
+    let bin = release.join("pollhook");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("e2e: building the release binary (cargo build --release --bin pollhook)…");
+    let built = Command::new(cargo)
+        .args(["build", "--release", "--bin", "pollhook", "--quiet"])
+        .status();
+    if !matches!(built, Ok(s) if s.success()) {
+        eprintln!(
+            "e2e: the build failed; using the binary already at {}",
+            bin.display()
+        );
+    }
+    assert!(
+        bin.exists(),
+        "no pollhook binary at {}: run `cargo build --release` first or set POLLHOOK_BIN",
+        bin.display()
+    );
+    bin
+}
+
+fn main() {
+    let opts = Opts::get();
+    let bin = pollhook_binary();
+    let base = std::env::var_os("BENCH_TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&base).expect("bench dir");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let b = Bench {
+        bin,
+        dir: tempfile::Builder::new()
+            .prefix("pollhook-e2e-")
+            .tempdir_in(base)
+            .expect("tempdir"),
+        rt,
+    };
+    let receiver = b.rt.block_on(start_receiver());
+    let started = Instant::now();
+    println!(
+        "# pollhook e2e ({} cores, binary {}, databases in {})",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        b.bin.display(),
+        b.dir.path().display()
+    );
+    let _ = std::io::stdout().flush();
+    if opts.runs("poll") {
+        poll_section(&b, &opts, &receiver);
+    }
+    if opts.runs("delivery") {
+        delivery_section(&b, &opts, &receiver);
+    }
+    if opts.runs("latency") {
+        latency_section(&b, &opts, &receiver);
+    }
+    if opts.runs("idle") {
+        idle_section(&b, &opts, &receiver);
+    }
+    println!("\n(e2e total {})", secs(started.elapsed()));
+    if std::env::var_os("E2E_KEEP").is_some() {
+        let Bench { dir, .. } = b;
+        println!(
+            "(databases, configs and logs kept in {})",
+            dir.keep().display()
+        );
+    }
+}
