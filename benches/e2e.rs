@@ -15,7 +15,8 @@
 //! `E2E_IDLE_SECS=60`, `E2E_IDLE_RESOURCES=100`, `E2E_IDLE_ITEMS=10`, `E2E_SECTIONS=poll,delivery,
 //! latency,idle`, `POLLHOOK_BIN` (default: build and use `<target>/release/pollhook`),
 //! `BENCH_TMPDIR` (where databases go; default the system temp dir, which must be a real disk),
-//! `E2E_KEEP=1` (keep the databases, configs and pollhook logs for a look afterwards).
+//! `E2E_KEEP=1` (keep the databases, configs and pollhook logs for a look afterwards),
+//! `E2E_IDLE_FLOOR=0` (skip the idle floor measurement).
 //!
 //! Peak RSS is the child's `VmHWM`, sampled every 2 ms: `ru_maxrss` would report this bench's own
 //! size, which Linux carries into a vfork+exec child's high-water mark.
@@ -1018,7 +1019,8 @@ fn idle_section(b: &Bench, opts: &Opts, receiver: &Receiver) {
             resource("r000", r#"schedule = "0 0 1 1 *""#, "baseline", ""),
         ),
     ];
-    for (label, resources) in cases {
+    let floor = std::env::var("E2E_IDLE_FLOOR").as_deref() != Ok("0");
+    for (label, resources) in cases.into_iter().take(if floor { 2 } else { 1 }) {
         let db = b.dir.path().join(format!("idle-{}.db", label.len()));
         let config = b.write_config(
             "idle.toml",
