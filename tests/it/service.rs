@@ -112,6 +112,17 @@ async fn sigterm_with_deliveries_in_flight_exits_cleanly_and_loses_nothing() {
     assert_eq!(all.len(), 6, "every event reached the receiver");
 }
 
+/// The first webhook of event type `kind` the hook gets.
+async fn first_of(hook: &Hook, kind: &str) -> Received {
+    eventually(format!("a {kind} webhook"), || {
+        hook.log()
+            .iter()
+            .find(|x| x.header("pollhook-event-type") == kind)
+            .map(|x| x.request.clone())
+    })
+    .await
+}
+
 /// A source that answers 503 while `down` is on, and one order otherwise.
 async fn flaky_source(down: Switch) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -161,13 +172,7 @@ async fn a_failing_resource_is_announced_once_and_so_is_its_recovery() {
             SECRET
         ),
     ));
-    let failing = eventually("a pollhook.resource.failing webhook", || {
-        ops.log()
-            .iter()
-            .find(|x| x.header("pollhook-event-type") == "pollhook.resource.failing")
-            .map(|x| x.request.clone())
-    })
-    .await;
+    let failing = first_of(&ops, "pollhook.resource.failing").await;
     let event: serde_json::Value = serde_json::from_slice(&failing.body).unwrap();
     assert_eq!(event["resource_id"], "shop.orders");
     assert_eq!(event["data"]["failed_polls"], 3);
@@ -191,13 +196,7 @@ async fn a_failing_resource_is_announced_once_and_so_is_its_recovery() {
 
     // The API comes back: one recovery alert, and the listing's own event goes to `app`.
     down.off();
-    let recovered = eventually("a pollhook.resource.recovered webhook", || {
-        ops.log()
-            .iter()
-            .find(|x| x.header("pollhook-event-type") == "pollhook.resource.recovered")
-            .map(|x| x.request.clone())
-    })
-    .await;
+    let recovered = first_of(&ops, "pollhook.resource.recovered").await;
     let event: serde_json::Value = serde_json::from_slice(&recovered.body).unwrap();
     assert!(
         event["data"]["failed_polls"].as_i64().unwrap() >= 6,
@@ -240,13 +239,7 @@ async fn a_disabled_endpoint_is_announced() {
             SECRET
         ),
     ));
-    let alert = eventually("a pollhook.endpoint.disabled webhook", || {
-        ops.log()
-            .iter()
-            .find(|x| x.header("pollhook-event-type") == "pollhook.endpoint.disabled")
-            .map(|x| x.request.clone())
-    })
-    .await;
+    let alert = first_of(&ops, "pollhook.endpoint.disabled").await;
     let event: serde_json::Value = serde_json::from_slice(&alert.body).unwrap();
     assert_eq!(event["resource_id"], "gone");
     assert_eq!(event["source"], "pollhook");
