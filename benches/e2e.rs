@@ -42,7 +42,7 @@ use chrono::Utc;
 use pollhook::diff::{Change, DeleteGuard, Differ};
 use pollhook::event::Event;
 use pollhook::normalize::Normalizer;
-use pollhook::store::{PollCommit, Store};
+use pollhook::store::{PollCommit, Store, Upsert};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -569,7 +569,7 @@ fn stage_sum(store: &Store, listing: &Listing, emit: bool) -> Stages {
     let snapshot = store.snapshot_state("bench", "items").expect("snapshot");
     st.load = t.elapsed();
     let baseline = snapshot.is_empty() && !emit;
-    let mut differ = Differ::with_missing(snapshot);
+    let mut differ = Differ::<Value>::with_known(snapshot);
     let mut normalizer = Normalizer::new(vec!["id".parse().expect("path")], Vec::new());
     let pages = listing.len().div_ceil(PER_PAGE) + 1;
     let mut buf = Vec::with_capacity(PER_PAGE as usize * 600);
@@ -629,17 +629,21 @@ fn stage_sum(store: &Store, listing: &Listing, emit: bool) -> Stages {
     let mut deletes = Vec::new();
     for c in &diff.changes {
         match c {
-            Change::Created(r) | Change::Updated(r) => {
-                upserts.push((r.id.as_str(), &r.hash, r.body.to_string()))
-            }
+            Change::Created(r) | Change::Updated(r) => upserts.push(Upsert {
+                id: &r.id,
+                hash: &r.hash,
+                raw: None,
+                body: r.body.to_string().into(),
+            }),
             Change::Deleted { id } => deletes.push(id.as_str()),
         }
     }
     store
-        .commit_poll(&PollCommit {
+        .commit_poll(PollCommit {
             source: "bench",
             resource: "items",
-            upserts,
+            upserts: Box::new(upserts.into_iter().map(Ok)),
+            rehashed: &[],
             deletes,
             events: &events,
             listed: diff.listed,

@@ -23,7 +23,7 @@ use pollhook::endpoint::{ActionFilter, EndpointSpec};
 use pollhook::event::{self, Event};
 use pollhook::normalize::{Hash, Normalizer, Record};
 use pollhook::sign::{self, Scheme, SignInput};
-use pollhook::store::{PollCommit, Store};
+use pollhook::store::{PollCommit, Store, Upsert};
 use rusqlite::{Connection, params};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -107,6 +107,7 @@ fn diff_case(n: usize) -> DiffCase {
             id: i.to_string(),
             body: Value::Null,
             hash: hash_of(i, salt),
+            raw: None,
         });
     }
     for i in n..n + n / 100 {
@@ -114,6 +115,7 @@ fn diff_case(n: usize) -> DiffCase {
             id: i.to_string(),
             body: Value::Null,
             hash: hash_of(i, 0),
+            raw: None,
         });
     }
     DiffCase { snapshot, listing }
@@ -126,7 +128,7 @@ const GUARD: DeleteGuard = DeleteGuard {
 };
 
 fn pollhook_diff(case: DiffCase) -> usize {
-    let mut d = Differ::with_missing(case.snapshot);
+    let mut d = Differ::<Value>::with_missing(case.snapshot);
     for r in case.listing {
         d.push(r);
     }
@@ -194,6 +196,7 @@ fn commit_case(k: usize, round: usize) -> CommitCase {
             id: i.to_string(),
             body,
             hash: hash_of(i, round as u8),
+            raw: None,
         };
         rows.push((record.id.clone(), record.hash, record.body.to_string()));
         events.push(Event::from_change(
@@ -216,16 +219,20 @@ fn version(store: &Store) -> i64 {
 }
 
 fn pollhook_commit(store: &Store, (case, version): (CommitCase, i64)) -> usize {
-    let upserts = case
-        .rows
-        .iter()
-        .map(|(id, h, body)| (id.as_str(), h, body.clone()))
-        .collect();
+    let upserts = case.rows.iter().map(|(id, h, body)| {
+        Ok(Upsert {
+            id,
+            hash: h,
+            raw: None,
+            body: body.as_str().into(),
+        })
+    });
     let summary = store
-        .commit_poll(&PollCommit {
+        .commit_poll(PollCommit {
             source: "bench",
             resource: "items",
-            upserts,
+            upserts: Box::new(upserts),
+            rehashed: &[],
             deletes: Vec::new(),
             events: &case.events,
             listed: case.rows.len(),
@@ -313,6 +320,7 @@ fn event_json() -> String {
             id: "42".into(),
             body,
             hash: [0; 32],
+            raw: None,
         }),
         Some(previous),
         Utc::now(),
@@ -576,6 +584,7 @@ mod event_build {
             id: "42".into(),
             body,
             hash: [0; 32],
+            raw: None,
         });
         let now = Utc::now();
         b.with_inputs(|| previous.clone())
@@ -606,7 +615,7 @@ mod unchanged_page {
         let (canonical, _) = page_state(&page);
         let mut n = Normalizer::new(id_path(), Vec::new());
         b.counter(ItemsCount::new(PAGE))
-            .with_inputs(|| Differ::with_missing(canonical.clone()))
+            .with_inputs(|| Differ::<Value>::with_missing(canonical.clone()))
             .bench_local_refs(|differ| page_today(&page, &mut n, differ));
     }
 
@@ -774,7 +783,7 @@ fn ratios() {
         let (s, b) = paired(
             rounds,
             &mut || {
-                let mut differ = Differ::with_missing(canonical.clone());
+                let mut differ = Differ::<Value>::with_missing(canonical.clone());
                 let t = timed(|| page_today(&page, &mut n, &mut differ)).0;
                 drop(differ);
                 t

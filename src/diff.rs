@@ -8,22 +8,25 @@
 //! Invariants (DESIGN.md §4): a new id is `created`, a changed hash `updated`, and an id missing
 //! from a *complete* listing `deleted`; an id listed twice counts once (the last copy wins); a
 //! listing that would delete more than `max_delete_ratio` of a snapshot of at least
-//! [`GUARD_MIN_SNAPSHOT`] items keeps its deletes back. Pure: no I/O.
+//! [`GUARD_MIN_SNAPSHOT`] items keeps its deletes back. Pure: no I/O. Bodies are opaque here (`B`):
+//! the poll decides where a changed body waits for its commit.
 
 use std::collections::HashMap;
 
-use crate::normalize::{Hash, Record};
+use serde_json::Value;
+
+use crate::normalize::{Hash, RawHash, Record};
 
 /// Snapshots smaller than this are never guarded: deleting 2 of 3 items is not suspicious.
 pub const GUARD_MIN_SNAPSHOT: usize = 10;
 
 /// What happened to one item.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Change {
+pub enum Change<B = Value> {
     /// An id the snapshot did not have.
-    Created(Record),
+    Created(Record<B>),
     /// A known id whose hash changed.
-    Updated(Record),
+    Updated(Record<B>),
     /// A known id missing from a complete listing.
     Deleted {
         /// The item's id.
@@ -31,7 +34,7 @@ pub enum Change {
     },
 }
 
-impl Change {
+impl<B> Change<B> {
     /// The item's id.
     pub fn id(&self) -> &str {
         match self {
@@ -52,9 +55,9 @@ pub struct Held {
 
 /// The outcome of comparing a listing with the snapshot.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Diff {
+pub struct Diff<B = Value> {
     /// Changes in listing order, deletes last.
-    pub changes: Vec<Change>,
+    pub changes: Vec<Change<B>>,
     /// Set when the deletes were held back (they are then not in `changes`).
     pub held: Option<Held>,
     /// Distinct items in the listing.
@@ -63,6 +66,9 @@ pub struct Diff {
     pub missing: Vec<String>,
     /// Items listed again after having been missing.
     pub found: Vec<String>,
+    /// Unchanged items whose bytes differ from the stored [`RawHash`] (an API that reorders keys,
+    /// changed `ignore` paths): store the new one so the next poll takes the fast path.
+    pub rehashed: Vec<(String, RawHash)>,
 }
 
 /// How deletes are judged when the listing ends.
@@ -76,26 +82,36 @@ pub struct DeleteGuard {
     pub after: u32,
 }
 
+/// What the snapshot holds of one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    /// Its canonical hash.
+    pub hash: Hash,
+    /// Its bytes' hash when last listed, if known.
+    pub raw: Option<RawHash>,
+    /// Complete listings it has been missing from.
+    pub missing: u32,
+}
+
 /// One snapshot entry during a diff.
 #[derive(Debug, Clone, Copy)]
-struct Known {
-    hash: Hash,
+struct Entry {
+    known: Known,
     seen: bool,
-    /// Complete listings it has been missing from.
-    missing: u32,
 }
 
 /// Compares records with a snapshot as they stream in.
 #[derive(Debug)]
-pub struct Differ {
-    snapshot: HashMap<String, Known>,
-    changes: Vec<Change>,
+pub struct Differ<B = Value> {
+    snapshot: HashMap<String, Entry>,
+    changes: Vec<Change<B>>,
     /// ids seen in this listing that were not in the snapshot, or that changed: index in `changes`.
     pending: HashMap<String, usize>,
+    rehashed: HashMap<String, RawHash>,
     listed: usize,
 }
 
-impl Differ {
+impl<B> Differ<B> {
     /// Starts a diff against `snapshot` (`id → hash`).
     pub fn new(snapshot: impl IntoIterator<Item = (String, Hash)>) -> Self {
         Self::with_missing(snapshot.into_iter().map(|(id, hash)| (id, hash, 0)))
@@ -103,22 +119,28 @@ impl Differ {
 
     /// Starts a diff against `snapshot` (`id → hash, listings missing from`).
     pub fn with_missing(snapshot: impl IntoIterator<Item = (String, Hash, u32)>) -> Self {
+        Self::with_known(snapshot.into_iter().map(|(id, hash, missing)| {
+            (
+                id,
+                Known {
+                    hash,
+                    raw: None,
+                    missing,
+                },
+            )
+        }))
+    }
+
+    /// Starts a diff against `snapshot` as the store keeps it.
+    pub fn with_known(snapshot: impl IntoIterator<Item = (String, Known)>) -> Self {
         Self {
             snapshot: snapshot
                 .into_iter()
-                .map(|(id, hash, missing)| {
-                    (
-                        id,
-                        Known {
-                            hash,
-                            seen: false,
-                            missing,
-                        },
-                    )
-                })
+                .map(|(id, known)| (id, Entry { known, seen: false }))
                 .collect(),
             changes: Vec::new(),
             pending: HashMap::new(),
+            rehashed: HashMap::new(),
             listed: 0,
         }
     }
@@ -127,14 +149,35 @@ impl Differ {
     /// Returns false if the snapshot does not hold it, so the page cannot be replayed.
     pub fn keep(&mut self, id: &str) -> bool {
         match self.snapshot.get_mut(id) {
-            Some(known) => {
-                if !known.seen {
-                    known.seen = true;
+            Some(entry) => {
+                if !entry.seen {
+                    entry.seen = true;
                     self.listed += 1;
                 }
                 true
             }
             None => self.pending.contains_key(id),
+        }
+    }
+
+    /// The fast path: if the snapshot's item `id` was last listed with these very bytes (`raw`),
+    /// marks it listed and unchanged and returns true. Otherwise the caller normalizes the item
+    /// and [`Differ::push`]es it.
+    pub fn unchanged(&mut self, id: &str, raw: &RawHash) -> bool {
+        if self.pending.contains_key(id) {
+            // Listed before in this listing with other content: the later copy must replace it.
+            return false;
+        }
+        match self.snapshot.get_mut(id) {
+            Some(entry) if entry.known.raw.as_ref() == Some(raw) => {
+                if !entry.seen {
+                    entry.seen = true;
+                    self.listed += 1;
+                }
+                self.rehashed.remove(id);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -144,7 +187,7 @@ impl Differ {
     }
 
     /// Takes in one record of the listing.
-    pub fn push(&mut self, record: Record) {
+    pub fn push(&mut self, record: Record<B>) {
         if let Some(&at) = self.pending.get(&record.id) {
             // Listed twice (pages shifted while paging): the later copy replaces the earlier.
             if let Change::Created(r) | Change::Updated(r) = &mut self.changes[at] {
@@ -153,14 +196,18 @@ impl Differ {
             return;
         }
         match self.snapshot.get_mut(&record.id) {
-            Some(known) => {
-                if !known.seen {
-                    known.seen = true;
+            Some(entry) => {
+                if !entry.seen {
+                    entry.seen = true;
                     self.listed += 1;
                 }
-                if known.hash != record.hash {
+                if entry.known.hash != record.hash {
                     self.pending.insert(record.id.clone(), self.changes.len());
                     self.changes.push(Change::Updated(record));
+                } else if let Some(raw) = record.raw
+                    && entry.known.raw != Some(raw)
+                {
+                    self.rehashed.insert(record.id, raw);
                 }
             }
             None => {
@@ -173,11 +220,21 @@ impl Differ {
 
     /// Ends the listing. `complete` is false for listings that cannot show deletions (an
     /// incremental fetch); a failed fetch never reaches here.
-    pub fn finish(mut self, complete: bool, guard: DeleteGuard) -> Diff {
-        // An updated item whose last copy equals the snapshot is not a change after all.
+    pub fn finish(mut self, complete: bool, guard: DeleteGuard) -> Diff<B> {
+        // An updated item whose last copy equals the snapshot is not a change after all; its
+        // bytes' hash is still worth keeping.
         let snapshot = &self.snapshot;
+        let rehashed = &mut self.rehashed;
         self.changes.retain(|c| match c {
-            Change::Updated(r) => snapshot.get(&r.id).is_none_or(|k| k.hash != r.hash),
+            Change::Updated(r) => match snapshot.get(&r.id) {
+                Some(entry) if entry.known.hash == r.hash => {
+                    if let Some(raw) = r.raw.filter(|raw| entry.known.raw != Some(*raw)) {
+                        rehashed.insert(r.id.clone(), raw);
+                    }
+                    false
+                }
+                _ => true,
+            },
             _ => true,
         });
         let mut held = None;
@@ -185,16 +242,16 @@ impl Differ {
         let found: Vec<String> = self
             .snapshot
             .iter()
-            .filter(|(_, k)| k.seen && k.missing > 0)
+            .filter(|(_, e)| e.seen && e.known.missing > 0)
             .map(|(id, _)| id.clone())
             .collect();
         if complete {
             let mut deleted: Vec<&String> = Vec::new();
-            for (id, known) in &self.snapshot {
-                if known.seen {
+            for (id, entry) in &self.snapshot {
+                if entry.seen {
                     continue;
                 }
-                if known.missing + 1 >= guard.after.max(1) {
+                if entry.known.missing + 1 >= guard.after.max(1) {
                     deleted.push(id);
                 } else {
                     missing.push(id.clone());
@@ -218,12 +275,15 @@ impl Differ {
                 );
             }
         }
+        let mut rehashed: Vec<(String, RawHash)> = self.rehashed.into_iter().collect();
+        rehashed.sort_unstable();
         Diff {
             changes: self.changes,
             held,
             listed: self.listed,
             missing,
             found,
+            rehashed,
         }
     }
 }
@@ -238,6 +298,7 @@ mod tests {
             id: id.into(),
             body: json!({"id": id, "h": h}),
             hash: [h; 32],
+            raw: None,
         }
     }
 
@@ -260,7 +321,7 @@ mod tests {
 
     #[test]
     fn created_updated_deleted() {
-        let mut d = Differ::new([
+        let mut d = Differ::<Value>::new([
             ("a".into(), [1; 32]),
             ("b".into(), [2; 32]),
             ("c".into(), [3; 32]),
@@ -276,14 +337,14 @@ mod tests {
 
     #[test]
     fn incomplete_listing_never_deletes() {
-        let mut d = Differ::new([("a".into(), [1; 32])]);
+        let mut d = Differ::<Value>::new([("a".into(), [1; 32])]);
         d.push(rec("b", 2));
         assert_eq!(summary(&d.finish(false, OPEN)), ["+b"]);
     }
 
     #[test]
     fn duplicates_are_merged_last_copy_wins() {
-        let mut d = Differ::new([("a".into(), [1; 32])]);
+        let mut d = Differ::<Value>::new([("a".into(), [1; 32])]);
         d.push(rec("n", 1));
         d.push(rec("a", 2));
         d.push(rec("n", 5));
@@ -298,13 +359,14 @@ mod tests {
     #[test]
     fn deleted_after_waits_for_n_complete_listings() {
         let guard = DeleteGuard { after: 3, ..OPEN };
-        let first = Differ::with_missing([("a".into(), [1; 32], 0), ("b".into(), [2; 32], 1)]);
+        let first =
+            Differ::<Value>::with_missing([("a".into(), [1; 32], 0), ("b".into(), [2; 32], 1)]);
         let diff = first.finish(true, guard);
         assert!(diff.changes.is_empty());
         assert_eq!(diff.missing, ["a", "b"]);
-        let third = Differ::with_missing([("a".into(), [1; 32], 2)]).finish(true, guard);
+        let third = Differ::<Value>::with_missing([("a".into(), [1; 32], 2)]).finish(true, guard);
         assert_eq!(summary(&third), ["-a"]);
-        let mut back = Differ::with_missing([("a".into(), [1; 32], 2)]);
+        let mut back = Differ::<Value>::with_missing([("a".into(), [1; 32], 2)]);
         back.push(rec("a", 1));
         let diff = back.finish(true, guard);
         assert!(diff.changes.is_empty() && diff.missing.is_empty());
@@ -313,7 +375,7 @@ mod tests {
 
     #[test]
     fn kept_pages_count_as_listed_and_unchanged() {
-        let mut d = Differ::new([("a".into(), [1; 32]), ("b".into(), [2; 32])]);
+        let mut d = Differ::<Value>::new([("a".into(), [1; 32]), ("b".into(), [2; 32])]);
         assert!(d.keep("a"));
         assert!(!d.keep("zz"));
         let diff = d.finish(true, OPEN);
@@ -321,10 +383,69 @@ mod tests {
         assert_eq!(diff.listed, 1);
     }
 
+    fn known(h: u8, raw: u8) -> Known {
+        Known {
+            hash: [h; 32],
+            raw: Some([raw; 16]),
+            missing: 0,
+        }
+    }
+
+    #[test]
+    fn same_bytes_are_unchanged_without_a_record() {
+        let mut d =
+            Differ::<Value>::with_known([("a".into(), known(1, 1)), ("b".into(), known(2, 2))]);
+        assert!(d.unchanged("a", &[1; 16]));
+        assert!(d.unchanged("a", &[1; 16]), "listed twice, still one item");
+        assert!(
+            !d.unchanged("b", &[9; 16]),
+            "other bytes: the caller normalizes"
+        );
+        assert!(!d.unchanged("new", &[1; 16]));
+        let diff = d.finish(true, OPEN);
+        assert_eq!(summary(&diff), ["-b"]);
+        assert_eq!(diff.listed, 1);
+    }
+
+    #[test]
+    fn other_bytes_with_the_same_content_are_rehashed_not_updated() {
+        let mut d = Differ::<Value>::with_known([
+            ("a".into(), known(1, 1)),
+            ("b".into(), known(2, 2)),
+            ("c".into(), known(3, 3)),
+        ]);
+        // Keys reordered by the API: same canonical hash, new bytes.
+        d.push(Record {
+            raw: Some([7; 16]),
+            ..rec("a", 1)
+        });
+        // Changed, then changed back within the listing: no event, but the new bytes are kept.
+        d.push(Record {
+            raw: Some([8; 16]),
+            ..rec("b", 9)
+        });
+        assert!(
+            !d.unchanged("b", &[2; 16]),
+            "a pending change needs the later copy"
+        );
+        d.push(Record {
+            raw: Some([2; 16]),
+            ..rec("b", 2)
+        });
+        d.push(Record {
+            raw: Some([5; 16]),
+            ..rec("c", 4)
+        });
+        let diff = d.finish(true, OPEN);
+        assert_eq!(summary(&diff), ["~c"]);
+        assert_eq!(diff.rehashed, [("a".to_owned(), [7; 16])]);
+        assert!(matches!(&diff.changes[0], Change::Updated(r) if r.raw == Some([5; 16])));
+    }
+
     #[test]
     fn mass_delete_is_held_unless_accepted() {
         let snapshot: Vec<(String, Hash)> = (0..100).map(|i| (i.to_string(), [0; 32])).collect();
-        let diff = Differ::new(snapshot.clone()).finish(true, OPEN);
+        let diff = Differ::<Value>::new(snapshot.clone()).finish(true, OPEN);
         assert!(diff.changes.is_empty());
         assert_eq!(
             diff.held,
@@ -333,7 +454,7 @@ mod tests {
                 snapshot: 100
             })
         );
-        let accepted = Differ::new(snapshot.clone()).finish(
+        let accepted = Differ::<Value>::new(snapshot.clone()).finish(
             true,
             DeleteGuard {
                 accepted: true,
@@ -342,11 +463,11 @@ mod tests {
         );
         assert_eq!(accepted.changes.len(), 100);
         // Half exactly is allowed; one more is not.
-        let mut d = Differ::new(snapshot.clone());
+        let mut d = Differ::<Value>::new(snapshot.clone());
         (0..50).for_each(|i| d.push(rec(&i.to_string(), 0)));
         assert_eq!(d.finish(true, OPEN).changes.len(), 50);
         // Small snapshots are not guarded.
-        let small = Differ::new([("a".into(), [0; 32]), ("b".into(), [0; 32])]);
+        let small = Differ::<Value>::new([("a".into(), [0; 32]), ("b".into(), [0; 32])]);
         assert_eq!(small.finish(true, OPEN).changes.len(), 2);
     }
 }

@@ -117,6 +117,28 @@ impl Event {
             Change::Updated(r) => (Action::Updated, r.body.clone()),
             Change::Deleted { .. } => (Action::Deleted, Value::Null),
         };
+        Event::new(
+            source,
+            resource,
+            action,
+            change.id(),
+            data,
+            previous,
+            detected_at,
+        )
+    }
+
+    /// Builds the event for item `id`: `data` is its body now (`null` when deleted), `previous`
+    /// the snapshot's body (for updates and deletes).
+    pub fn new(
+        source: &str,
+        resource: &str,
+        action: Action,
+        id: &str,
+        data: Value,
+        previous: Option<Value>,
+        detected_at: DateTime<Utc>,
+    ) -> Event {
         let previous = match action {
             Action::Created => Value::Null,
             _ => previous.unwrap_or(Value::Null),
@@ -133,7 +155,7 @@ impl Event {
             source: source.to_owned(),
             resource: resource.to_owned(),
             action: action.as_str().to_owned(),
-            resource_id: change.id().to_owned(),
+            resource_id: id.to_owned(),
             detected_at: timestamp(detected_at),
             data,
             previous,
@@ -187,6 +209,7 @@ mod tests {
             id: "1042".into(),
             body: json!({"id": 1042, "status": "shipped"}),
             hash: [0; 32],
+            raw: None,
         });
         let e = Event::from_change(
             "shop",
@@ -222,6 +245,7 @@ mod tests {
             id: "1".into(),
             body: json!({"id": 1}),
             hash: [0; 32],
+            raw: None,
         });
         let e = Event::from_change("s", "r", &created, None, at);
         assert_eq!(

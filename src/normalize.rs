@@ -6,25 +6,42 @@
 //! Invariant: equal content gives an equal hash whatever key order or whitespace the API used, and
 //! whatever Cargo features are on elsewhere: [`canonical_json`] sorts keys itself rather than relying
 //! on `serde_json::Map`'s iteration order (`preserve_order` would change it). Pure: no I/O.
+//!
+//! The fast path: most items of most polls are byte for byte what they were last time. For those,
+//! [`Normalizer::raw_hash`] (SHA-256 of the item's bytes as served, seeded with the id and ignore
+//! paths) and [`Normalizer::peek`] (the id fields only, the rest skimmed without allocating) are
+//! enough to know the item is unchanged, without building its `Value` tree. The canonical hash stays
+//! the only judge of change: equal bytes imply an equal canonical hash, and an item whose bytes
+//! differ is parsed and hashed canonically, so an API that reorders keys emits nothing.
 
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::FieldPath;
 
 /// A normalized item.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Record {
+pub struct Record<B = Value> {
     /// The item's id (composite ids joined with `:`).
     pub id: String,
-    /// The item as the API returned it, ignored fields included.
-    pub body: Value,
+    /// The item as the API returned it, ignored fields included (or where it is kept).
+    pub body: B,
     /// SHA-256 of the canonical JSON of `body` without the ignored fields.
     pub hash: Hash,
+    /// The item's [`RawHash`], when it came as bytes.
+    pub raw: Option<RawHash>,
 }
 
 /// A content hash.
 pub type Hash = [u8; 32];
+
+/// The first 16 bytes of the seeded SHA-256 of an item's bytes as served: a shortcut to "unchanged",
+/// never a reason to emit.
+pub type RawHash = [u8; 16];
 
 /// An item that cannot be normalized; the fetch it came from is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,24 +76,64 @@ pub struct Normalizer {
     id: Vec<FieldPath>,
     ignore: Vec<FieldPath>,
     buf: Vec<u8>,
+    /// SHA-256 already fed the id and ignore paths: a raw hash made under other settings never
+    /// matches, so changing `ignore` re-hashes every item canonically once.
+    raw_seed: Sha256,
+    /// Top-level keys [`Normalizer::peek`] keeps.
+    peek_keys: Vec<String>,
 }
 
 impl Normalizer {
     /// A normalizer with the resource's id and ignore paths.
     pub fn new(id: Vec<FieldPath>, ignore: Vec<FieldPath>) -> Self {
-        Self {
+        let mut raw_seed = Sha256::new();
+        raw_seed.update(b"pollhook raw v1\0");
+        for (section, paths) in [(&b"id\0"[..], &id), (&b"ignore\0"[..], &ignore)] {
+            raw_seed.update(section);
+            for path in paths {
+                raw_seed.update(path.to_string().as_bytes());
+                raw_seed.update(b"\0");
+            }
+        }
+        let mut normalizer = Self {
             id,
             ignore,
             buf: Vec::with_capacity(1024),
+            raw_seed,
+            peek_keys: Vec::new(),
+        };
+        for path in normalizer.id.clone() {
+            normalizer.also_peek(&path);
+        }
+        normalizer
+    }
+
+    /// Makes [`Normalizer::peek`] keep the top-level field `path` starts with, too.
+    pub fn also_peek(&mut self, path: &FieldPath) {
+        if let Some(first) = path.segments().first()
+            && !self.peek_keys.contains(first)
+        {
+            self.peek_keys.push(first.clone());
         }
     }
 
     /// Normalizes one item.
     pub fn record(&mut self, body: Value) -> Result<Record, NormalizeError> {
-        let id = self.id_of(&body)?;
+        let (id, hash) = self.identify(&body)?;
+        Ok(Record {
+            id,
+            body,
+            hash,
+            raw: None,
+        })
+    }
+
+    /// The id and canonical hash of one item.
+    pub fn identify(&mut self, body: &Value) -> Result<(String, Hash), NormalizeError> {
+        let id = self.id_of(body)?;
         self.buf.clear();
         if self.ignore.is_empty() {
-            canonical_json(&body, &mut self.buf);
+            canonical_json(body, &mut self.buf);
         } else {
             let mut stripped = body.clone();
             for path in &self.ignore {
@@ -84,8 +141,30 @@ impl Normalizer {
             }
             canonical_json(&stripped, &mut self.buf);
         }
-        let hash = Sha256::digest(&self.buf).into();
-        Ok(Record { id, body, hash })
+        Ok((id, Sha256::digest(&self.buf).into()))
+    }
+
+    /// The [`RawHash`] of an item's bytes as served.
+    pub fn raw_hash(&self, raw: &str) -> RawHash {
+        let digest = self
+            .raw_seed
+            .clone()
+            .chain_update(raw.as_bytes())
+            .finalize();
+        let mut out = [0; 16];
+        out.copy_from_slice(&digest[..16]);
+        out
+    }
+
+    /// The id of a JSON object given as text, and its peeked fields (the id's and those named
+    /// with [`Normalizer::also_peek`]), without building the rest of it. `None` when that is not
+    /// possible (not an object, no usable id): [`Normalizer::identify`] then says why.
+    pub fn peek(&self, raw: &str) -> Option<(String, Value)> {
+        let mut de = serde_json::Deserializer::from_str(raw);
+        let fields = Peek(&self.peek_keys).deserialize(&mut de).ok()?;
+        let fields = Value::Object(fields);
+        let id = self.id_of(&fields).ok()?;
+        Some((id, fields))
     }
 
     fn id_of(&self, item: &Value) -> Result<String, NormalizeError> {
@@ -124,6 +203,39 @@ impl Normalizer {
             parts.push(part);
         }
         Ok(parts.join(":"))
+    }
+}
+
+/// Reads a JSON object keeping only the listed top-level members; the rest are skimmed.
+struct Peek<'k>(&'k [String]);
+
+/// An object key, borrowed from the input unless it holds escapes.
+#[derive(Deserialize)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> DeserializeSeed<'de> for Peek<'_> {
+    type Value = Map<String, Value>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Peek<'_> {
+    type Value = Map<String, Value>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(Key(key)) = map.next_key()? {
+            if self.0.iter().any(|k| *k == key) {
+                // A repeated key: the last copy wins, as when parsing into a `Value`.
+                out.insert(key.into_owned(), map.next_value()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
     }
 }
 

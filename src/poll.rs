@@ -7,9 +7,17 @@
 //! itself and emits nothing; only a full listing can delete (an incremental one cannot see what
 //! vanished); the first full listing is a silent baseline unless `initial = "emit"`; the snapshot,
 //! the events and their deliveries are committed together. Pages are normalized and diffed as they
-//! arrive, so only `(id, hash)` pairs and changed bodies are held, never the whole listing.
+//! arrive, so only `(id, hash)` pairs are held in memory; the bodies of changed items wait for the
+//! commit in [`Bodies`], which moves to a temporary file once they outgrow [`SPILL_AFTER`].
+//! An item whose bytes are what they were last time is known unchanged without being parsed
+//! ([`Normalizer::peek`], [`Differ::unchanged`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -17,11 +25,14 @@ use serde_json::Value;
 
 use crate::config::{FieldPath, Incremental, Initial, ResourceConfig, SinceFormat};
 use crate::diff::{Change, DeleteGuard, Differ, Held};
-use crate::event::Event;
+use crate::event::{Action, Event};
 use crate::metrics;
-use crate::normalize::{Normalizer, lookup};
+use crate::normalize::{Normalizer, RawHash, Record, lookup};
 use crate::source::{FetchPlan, PageItems, Source, SourceError};
-use crate::store::{PageRecord, PollCommit, ResourceState, Store, StoreError};
+use crate::store::{PageRecord, PollCommit, ResourceState, Store, StoreError, Upsert};
+
+/// Changed bodies beyond this many bytes wait for their commit in a temporary file.
+pub const SPILL_AFTER: usize = 8 << 20;
 
 /// Whether a poll writes what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,22 +119,49 @@ pub async fn poll(
         pages: (conditional && full).then_some(&known_pages),
     };
 
-    let mut differ = Differ::with_missing(snapshot);
+    let mut differ: Differ<BodyRef> = Differ::with_known(snapshot);
     let mut normalizer = Normalizer::new(resource.id.clone(), resource.ignore.clone());
+    if let Some(inc) = &resource.incremental {
+        normalizer.also_peek(&inc.field);
+    }
     let mut newest = Newest::new(resource.incremental.as_ref());
+    let mut bodies = Bodies::beside(store.path(), SPILL_AFTER);
+    let mut spill_error = None;
     let mut records: Vec<PageRecord> = Vec::new();
     let fetched = source
         .fetch(resource, &plan, &mut |page| {
             let mut ids = Vec::new();
             match page.items {
                 PageItems::Fresh(items) => {
-                    for item in items {
-                        newest.see(&item);
-                        let record = normalizer.record(item)?;
+                    for text in items.iter() {
+                        let id = match take(text, &mut normalizer, &mut differ, &mut newest) {
+                            Taken::Unchanged(id) => id,
+                            Taken::Changed(value, raw) => {
+                                let (id, hash) = normalizer.identify(&value)?;
+                                let body = bodies.put(text).map_err(|e| {
+                                    let message = e.to_string();
+                                    spill_error = Some(e);
+                                    SourceError::Exec(message)
+                                })?;
+                                let id_copy = conditional.then(|| id.clone());
+                                differ.push(Record {
+                                    id,
+                                    body,
+                                    hash,
+                                    raw: Some(raw),
+                                });
+                                id_copy.unwrap_or_default()
+                            }
+                            Taken::Invalid(e) => {
+                                return Err(SourceError::Shape {
+                                    url: page.url,
+                                    message: format!("an item is not valid JSON: {e}"),
+                                });
+                            }
+                        };
                         if conditional {
-                            ids.push(record.id.clone());
+                            ids.push(id);
                         }
-                        differ.push(record);
                     }
                 }
                 PageItems::NotModified => {
@@ -148,6 +186,9 @@ pub async fn poll(
             Ok(())
         })
         .await;
+    if let Some(e) = spill_error {
+        return Err(StoreError::Spill(e.to_string()).into());
+    }
     let fetched = match fetched {
         Ok(f) => f,
         Err(error) => {
@@ -184,18 +225,24 @@ pub async fn poll(
                 s.snapshot_bodies(&src, &res, &ids)
             })
             .await?;
-        diff.changes
-            .iter()
-            .map(|c| {
-                Event::from_change(
-                    source_name,
-                    &resource.name,
-                    c,
-                    previous.remove(c.id()),
-                    started_at,
-                )
-            })
-            .collect()
+        let mut events = Vec::with_capacity(diff.changes.len());
+        for change in &diff.changes {
+            let (action, data) = match change {
+                Change::Created(r) => (Action::Created, bodies.value(r.body)?),
+                Change::Updated(r) => (Action::Updated, bodies.value(r.body)?),
+                Change::Deleted { .. } => (Action::Deleted, Value::Null),
+            };
+            events.push(Event::new(
+                source_name,
+                &resource.name,
+                action,
+                change.id(),
+                data,
+                previous.remove(change.id()),
+                started_at,
+            ));
+        }
+        events
     };
 
     let mut report = PollReport {
@@ -222,20 +269,31 @@ pub async fn poll(
     let version = state.version;
     let (summary, events) = store
         .blocking(move |s| {
-            let mut upserts = Vec::new();
+            let mut written: Vec<&Record<BodyRef>> = Vec::new();
             let mut deletes = Vec::new();
             for change in &diff.changes {
                 match change {
-                    Change::Created(r) | Change::Updated(r) => {
-                        upserts.push((r.id.as_str(), &r.hash, r.body.to_string()))
-                    }
+                    Change::Created(r) | Change::Updated(r) => written.push(r),
                     Change::Deleted { id } => deletes.push(id.as_str()),
                 }
             }
-            let summary = s.commit_poll(&PollCommit {
+            // In the table's order: a baseline of a million rows appends to the B-tree rather
+            // than splitting pages all over it.
+            written.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+            let bodies = &bodies;
+            let upserts = written.into_iter().map(move |r| {
+                Ok(Upsert {
+                    id: &r.id,
+                    hash: &r.hash,
+                    raw: r.raw.as_ref(),
+                    body: bodies.text(r.body)?,
+                })
+            });
+            let summary = s.commit_poll(PollCommit {
                 source: &src,
                 resource: &res,
-                upserts,
+                upserts: Box::new(upserts),
+                rehashed: &diff.rehashed,
                 deletes,
                 events: &events,
                 listed: diff.listed,
@@ -270,6 +328,125 @@ pub async fn poll(
         ],
     );
     Ok(report)
+}
+
+/// What became of one item of a page.
+enum Taken {
+    /// Its bytes are what they were: listed and unchanged. Its id.
+    Unchanged(String),
+    /// New or changed bytes, parsed, and their hash: for [`Normalizer::identify`] and
+    /// [`Differ::push`].
+    Changed(Value, RawHash),
+    /// Not JSON (a source handed on something it should not have).
+    Invalid(serde_json::Error),
+}
+
+/// The fast path first: the item's id and bytes' hash, and the snapshot's word that those bytes
+/// are what it holds; otherwise the item parsed.
+fn take(
+    text: &str,
+    normalizer: &mut Normalizer,
+    differ: &mut Differ<BodyRef>,
+    newest: &mut Newest,
+) -> Taken {
+    let raw = normalizer.raw_hash(text);
+    if let Some((id, fields)) = normalizer.peek(text) {
+        newest.see(&fields);
+        if differ.unchanged(&id, &raw) {
+            return Taken::Unchanged(id);
+        }
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => {
+            newest.see(&value);
+            Taken::Changed(value, raw)
+        }
+        Err(e) => Taken::Invalid(e),
+    }
+}
+
+/// Where a changed item's body is kept until the commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyRef {
+    at: u64,
+    len: u64,
+}
+
+/// The bodies of a poll's changed items: in memory up to a limit, then in an unnamed temporary
+/// file beside the database (not in `/tmp`, often a small tmpfs in containers). A baseline of a
+/// million items so costs a few megabytes of memory rather than gigabytes.
+#[derive(Debug)]
+pub struct Bodies {
+    dir: PathBuf,
+    limit: usize,
+    memory: Vec<u8>,
+    file: Option<File>,
+    /// Bytes in `file`; `memory` holds the ones after.
+    flushed: u64,
+}
+
+impl Bodies {
+    /// Bodies kept in memory up to `limit` bytes, then in a file in the directory of `db`.
+    pub fn beside(db: &Path, limit: usize) -> Self {
+        let dir = match db.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        Self {
+            dir,
+            limit,
+            memory: Vec::new(),
+            file: None,
+            flushed: 0,
+        }
+    }
+
+    /// Keeps one body.
+    pub fn put(&mut self, text: &str) -> std::io::Result<BodyRef> {
+        let at = self.flushed + self.memory.len() as u64;
+        self.memory.extend_from_slice(text.as_bytes());
+        if self.memory.len() >= self.limit {
+            let file = match &mut self.file {
+                Some(file) => file,
+                None => self.file.insert(tempfile::tempfile_in(&self.dir)?),
+            };
+            file.write_all(&self.memory)?;
+            self.flushed += self.memory.len() as u64;
+            self.memory.clear();
+        }
+        Ok(BodyRef {
+            at,
+            len: text.len() as u64,
+        })
+    }
+
+    /// A body's text.
+    pub fn text(&self, body: BodyRef) -> Result<Cow<'_, str>, StoreError> {
+        let bad = |what: &str| StoreError::Spill(format!("{what} at byte {}", body.at));
+        if body.at >= self.flushed {
+            let start = usize::try_from(body.at - self.flushed).map_err(|_| bad("no body"))?;
+            let bytes = self
+                .memory
+                .get(start..start + body.len as usize)
+                .ok_or_else(|| bad("no body"))?;
+            return std::str::from_utf8(bytes)
+                .map(Cow::Borrowed)
+                .map_err(|_| bad("a body that is not UTF-8"));
+        }
+        let file = self.file.as_ref().ok_or_else(|| bad("no file"))?;
+        let mut bytes = vec![0; body.len as usize];
+        file.read_exact_at(&mut bytes, body.at)
+            .map_err(|e| StoreError::Spill(e.to_string()))?;
+        String::from_utf8(bytes)
+            .map(Cow::Owned)
+            .map_err(|_| bad("a body that is not UTF-8"))
+    }
+
+    /// A body parsed.
+    pub fn value(&self, body: BodyRef) -> Result<Value, StoreError> {
+        serde_json::from_str(&self.text(body)?)
+            .map_err(|e| StoreError::Spill(format!("a kept body is not JSON: {e}")))
+    }
 }
 
 async fn record_failure(

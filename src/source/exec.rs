@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::process::Command;
 
-use super::{FetchPlan, Fetched, Page, PageItems, PageSink, Source, SourceError};
+use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSink, Source, SourceError};
 use crate::config::{ExecConfig, ResourceConfig};
 
 /// How much of the program's stderr is quoted in an error.
@@ -90,7 +90,7 @@ impl Source for ExecSource {
             etag: None,
             last_modified: None,
             next_url: None,
-            items: PageItems::Fresh(items),
+            items: PageItems::Fresh(Items::from_values(&items)),
         })?;
         Ok(Fetched {
             pages: 1,

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::paginate::extract_items;
 use super::rest::RestSource;
-use super::{FetchPlan, Fetched, Page, PageItems, PageSink, Source, SourceError};
+use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSink, Source, SourceError};
 use crate::config::{Pagination, ResourceConfig, RestConfig};
 
 /// A GraphQL API polled with one query per resource.
@@ -122,7 +122,7 @@ impl Source for GraphqlSource {
                 etag: None,
                 last_modified: None,
                 next_url: None,
-                items: PageItems::Fresh(items),
+                items: PageItems::Fresh(Items::from_values(&items)),
             })?;
             match next {
                 Some(next) if !empty => cursor = Some(next),

@@ -56,9 +56,55 @@ pub struct Page {
 #[derive(Debug)]
 pub enum PageItems {
     /// Items as the API returned them.
-    Fresh(Vec<Value>),
+    Fresh(Items),
     /// The API answered 304 Not Modified: the page holds what [`FetchPlan::pages`] recorded.
     NotModified,
+}
+
+/// The items of one page as JSON text: each the bytes the API sent where the page could be split
+/// without parsing the items, or their compact serialization where the page had to be parsed.
+#[derive(Debug, Default)]
+pub struct Items {
+    text: String,
+    spans: Vec<std::ops::Range<usize>>,
+}
+
+impl Items {
+    /// Items that are slices of `text` (each a complete JSON value).
+    pub fn from_spans(text: String, spans: Vec<std::ops::Range<usize>>) -> Self {
+        debug_assert!(spans.iter().all(|s| text.get(s.clone()).is_some()));
+        Self { text, spans }
+    }
+
+    /// Items already parsed.
+    pub fn from_values(values: &[Value]) -> Self {
+        let (mut text, mut spans) = (Vec::new(), Vec::with_capacity(values.len()));
+        for value in values {
+            let start = text.len();
+            // Serializing a `Value` into memory cannot fail, and writes UTF-8.
+            let _ = serde_json::to_writer(&mut text, value);
+            spans.push(start..text.len());
+        }
+        Self {
+            text: String::from_utf8(text).unwrap_or_default(),
+            spans,
+        }
+    }
+
+    /// The number of items.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether the page holds no items.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Each item's JSON text, in page order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.spans.iter().filter_map(|s| self.text.get(s.clone()))
+    }
 }
 
 /// Receives each page; an `Err` stops the fetch.

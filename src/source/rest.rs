@@ -28,7 +28,7 @@ use url::Url;
 
 use super::auth::TokenCache;
 use super::paginate::{Pager, extract_items};
-use super::{FetchPlan, Fetched, Page, PageItems, PageSink, Source, SourceError};
+use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSink, Source, SourceError};
 use crate::config::{Auth, KeyPlace, Pagination, ResourceConfig, RestConfig};
 use crate::store::PageRecord;
 
@@ -83,9 +83,9 @@ fn host_pacer(host: &str, rate: f64) -> Arc<Pacer> {
 
 /// What one GET brought back.
 enum Got {
-    /// A 2xx with a JSON body.
+    /// A 2xx with a body (UTF-8; whether it is JSON is for the caller to find out).
     Fresh {
-        body: Value,
+        text: String,
         link: Option<String>,
         etag: Option<String>,
         last_modified: Option<String>,
@@ -271,7 +271,10 @@ impl RestSource {
         requests: &mut u32,
     ) -> Result<Value, SourceError> {
         match self.send(url, Some(body), None, requests).await? {
-            Got::Fresh { body, .. } => Ok(body),
+            Got::Fresh { text, .. } => parse_json(&text).map_err(|message| SourceError::Shape {
+                url: self.redact(url),
+                message,
+            }),
             // Only a request with validators can come back 304.
             Got::NotModified => Err(SourceError::Shape {
                 url: self.redact(url),
@@ -350,14 +353,16 @@ impl RestSource {
                             (header(LINK), header(ETAG), header(LAST_MODIFIED));
                         match resp.bytes().await {
                             Ok(bytes) => {
-                                let body = serde_json::from_slice(&bytes).map_err(|e| {
+                                let text = String::from_utf8(Vec::from(bytes)).map_err(|e| {
                                     SourceError::Shape {
                                         url: shown.clone(),
-                                        message: format!("the response is not valid JSON: {e}"),
+                                        message: format!(
+                                            "the response is not valid JSON: it is not UTF-8 ({e})"
+                                        ),
                                     }
                                 })?;
                                 return Ok(Got::Fresh {
-                                    body,
+                                    text,
                                     link,
                                     etag,
                                     last_modified,
@@ -508,6 +513,14 @@ impl Source for RestSource {
             base.query_pairs_mut().extend_pairs(&plan.query);
         }
         let mut pager = Pager::new(&resource.pagination, base);
+        let pager_reads_body = matches!(
+            resource.pagination,
+            Pagination::Cursor { .. } | Pagination::NextUrl { .. }
+        );
+        let chain = match resource.items_text.as_deref() {
+            None => Some(Vec::new()),
+            Some(text) => member_chain(text),
+        };
         let mut url = pager.first_url();
         let mut fetched = Fetched {
             pages: 0,
@@ -545,15 +558,29 @@ impl Source for RestSource {
             };
             let (page, next) = match got {
                 Got::Fresh {
-                    body,
+                    text,
                     link,
                     etag,
                     last_modified,
                 } => {
+                    // Where the pager does not read the body and `items` is a plain member path,
+                    // the items are cut out of the text unparsed; otherwise the page is parsed.
+                    let spans = chain
+                        .as_deref()
+                        .filter(|_| !pager_reads_body)
+                        .and_then(|chain| split_items(&text, chain));
+                    let (items, body) = match spans {
+                        Some(spans) => (Items::from_spans(text, spans), Value::Null),
+                        None => {
+                            let body = parse_json(&text).map_err(shape)?;
+                            (Items::default(), body)
+                        }
+                    };
                     // The pager reads the body (cursors, next URLs) before the items are taken out.
-                    let count = match resource.items.as_ref() {
-                        None => body.as_array().map_or(0, Vec::len),
-                        Some(path) => count_items(&body, path),
+                    let count = match (body.is_null(), resource.items.as_ref()) {
+                        (true, _) => items.len(),
+                        (false, None) => body.as_array().map_or(0, Vec::len),
+                        (false, Some(path)) => count_items(&body, path),
                     };
                     let next = pager
                         .next(&url, count, &body, link.as_deref())
@@ -565,12 +592,18 @@ impl Source for RestSource {
                         );
                         fetched.complete = false;
                     }
-                    let items = extract_items(
-                        body,
-                        resource.items.as_ref(),
-                        resource.items_text.as_deref(),
-                    )
-                    .map_err(shape)?;
+                    let items = if body.is_null() {
+                        items
+                    } else {
+                        Items::from_values(
+                            &extract_items(
+                                body,
+                                resource.items.as_ref(),
+                                resource.items_text.as_deref(),
+                            )
+                            .map_err(shape)?,
+                        )
+                    };
                     let page = Page {
                         url: url.to_string(),
                         etag,
@@ -612,6 +645,65 @@ impl Source for RestSource {
     }
 }
 
+fn parse_json(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("the response is not valid JSON: {e}"))
+}
+
+/// The member names of a JSONPath that is only that (`$`, `$.data`, `$.a.b`, `$['odd key']`).
+fn member_chain(path: &str) -> Option<Vec<String>> {
+    let mut rest = path.trim().strip_prefix('$')?;
+    let mut chain = Vec::new();
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('.') {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            let name = &after[..end];
+            if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+                return None;
+            }
+            chain.push(name.to_owned());
+            rest = &after[end..];
+        } else {
+            let after = rest
+                .strip_prefix("['")
+                .or_else(|| rest.strip_prefix("[\""))?;
+            let quote = if rest.starts_with("['") { "']" } else { "\"]" };
+            let end = after.find(quote)?;
+            let name = &after[..end];
+            if name.contains(['\\', '\'', '"']) {
+                return None;
+            }
+            chain.push(name.to_owned());
+            rest = &after[end + 2..];
+        }
+    }
+    Some(chain)
+}
+
+/// The spans of the items of a page whose list is at `chain` (member names from the root), found
+/// without parsing the items. `None` when the page is not shaped so (then the page is parsed and
+/// [`extract_items`] says what is wrong, or handles what is unusual).
+fn split_items(text: &str, chain: &[String]) -> Option<Vec<std::ops::Range<usize>>> {
+    let mut node: &str = text;
+    for key in chain {
+        let members: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
+            serde_json::from_str(node).ok()?;
+        node = members.get(key)?.get();
+    }
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(node).ok()?;
+    let base = text.as_ptr() as usize;
+    Some(
+        items
+            .iter()
+            .map(|item| {
+                let start = item.get().as_ptr() as usize - base;
+                start..start + item.get().len()
+            })
+            .collect(),
+    )
+}
+
 fn count_items(body: &Value, path: &serde_json_path::JsonPath) -> usize {
     let nodes = path.query(body).all();
     match nodes.as_slice() {
@@ -623,6 +715,49 @@ fn count_items(body: &Value, path: &serde_json_path::JsonPath) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn member_chains_are_recognised_and_anything_else_is_not() {
+        let chain = |p: &str| member_chain(p);
+        assert_eq!(chain("$"), Some(vec![]));
+        assert_eq!(chain("$.data"), Some(vec!["data".to_owned()]));
+        assert_eq!(
+            chain("$.a.b_2"),
+            Some(vec!["a".to_owned(), "b_2".to_owned()])
+        );
+        assert_eq!(
+            chain("$['odd key'][\"x\"]"),
+            Some(vec!["odd key".to_owned(), "x".to_owned()])
+        );
+        for other in ["$.data[*]", "$..id", "$.data[0]", "$.a-b", "data", "$.1"] {
+            assert_eq!(chain(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn items_are_cut_out_of_the_text_as_sent() {
+        let text = r#"{"meta": {"n": 2}, "data": [ {"id": 1, "a": [1, 2]},{"id":"x\"y"} ], "data": [{"id": 3}]}"#;
+        let spans = split_items(text, &["data".to_owned()]).unwrap();
+        let items: Vec<&str> = spans.iter().map(|s| &text[s.clone()]).collect();
+        assert_eq!(
+            items,
+            [r#"{"id": 3}"#],
+            "a repeated key: the last copy wins"
+        );
+        let text = r#"[ {"id": 1, "a": [1, 2]},{"id":"x\"y"} ]"#;
+        let spans = split_items(text, &[]).unwrap();
+        let items: Vec<&str> = spans.iter().map(|s| &text[s.clone()]).collect();
+        assert_eq!(items, [r#"{"id": 1, "a": [1, 2]}"#, r#"{"id":"x\"y"}"#]);
+        assert_eq!(
+            split_items(r#"{"data": {"id": 1}}"#, &["data".to_owned()]),
+            None
+        );
+        assert_eq!(
+            split_items(r#"{"data": [1]} x"#, &["data".to_owned()]),
+            None
+        );
+        assert_eq!(split_items(r#"{"other": []}"#, &["data".to_owned()]), None);
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

@@ -27,9 +27,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Secret;
+use crate::diff::Known;
 use crate::endpoint::{ActionFilter, EndpointSpec};
 use crate::event::Event;
-use crate::normalize::Hash;
+use crate::normalize::{Hash, RawHash};
 use crate::sign::Scheme;
 
 /// Schema versions, oldest first. Append only: never edit a released step.
@@ -145,6 +146,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX deliveries_pending ON deliveries (endpoint_id, id) WHERE status = 'pending';
     "#,
+    // 4: the fast path for unchanged items: the hash of their bytes as last served.
+    r#"
+    ALTER TABLE snapshot ADD COLUMN raw_hash BLOB;
+    "#,
 ];
 
 /// A storage failure.
@@ -202,6 +207,11 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The file a large poll keeps its changed items in until its commit failed.
+    #[error(
+        "cannot use the temporary file beside the database: {0} (hint: check free space and permissions in the [storage] path's directory)"
+    )]
+    Spill(String),
 }
 
 /// Held while `pollhook run` owns a database; released when dropped or when the process dies.
@@ -288,15 +298,33 @@ pub struct PageRecord {
     pub ids: Vec<String>,
 }
 
+/// One snapshot row to write.
+#[derive(Debug, Clone)]
+pub struct Upsert<'a> {
+    /// The item's id.
+    pub id: &'a str,
+    /// Its canonical hash.
+    pub hash: &'a Hash,
+    /// The hash of its bytes as served, if it came as bytes.
+    pub raw: Option<&'a RawHash>,
+    /// Its JSON text.
+    pub body: std::borrow::Cow<'a, str>,
+}
+
+/// Snapshot rows, made one at a time as they are written.
+pub type Upserts<'a> = Box<dyn Iterator<Item = Result<Upsert<'a>, StoreError>> + 'a>;
+
 /// A poll's result, ready to commit in one transaction.
-#[derive(Debug)]
 pub struct PollCommit<'a> {
     /// Source name.
     pub source: &'a str,
     /// Resource name.
     pub resource: &'a str,
-    /// Snapshot rows to write: (id, hash, body).
-    pub upserts: Vec<(&'a str, &'a Hash, String)>,
+    /// Snapshot rows to write, best in id order (the table's): a body is read when its row is
+    /// written, so a large change set is never all in memory.
+    pub upserts: Upserts<'a>,
+    /// Unchanged items whose bytes' hash changed: `(id, raw hash)`.
+    pub rehashed: &'a [(String, RawHash)],
     /// Snapshot rows to remove.
     pub deletes: Vec<&'a str>,
     /// Events to add to the outbox (empty for a baseline).
@@ -456,28 +484,38 @@ impl Store {
 
     // ─────────────────────────── snapshot and polls ───────────────────────────
 
-    /// The snapshot of a resource as `(id, hash, complete listings it has been missing from)`.
+    /// The snapshot of a resource as `(id, what is known of it)`.
     pub fn snapshot_state(
         &self,
         source: &str,
         resource: &str,
-    ) -> Result<Vec<(String, Hash, u32)>, StoreError> {
+    ) -> Result<Vec<(String, Known)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT item_id, hash, missing FROM snapshot WHERE source = ?1 AND resource = ?2",
+            "SELECT item_id, hash, missing, raw_hash FROM snapshot WHERE source = ?1 AND resource = ?2",
         )?;
-        let rows = stmt.query_map(params![source, resource], |row| {
-            let hash: Vec<u8> = row.get(1)?;
-            Ok((row.get::<_, String>(0)?, hash, row.get::<_, u32>(2)?))
-        })?;
-        rows.map(|r| {
-            let (id, hash, missing) = r?;
-            let hash: Hash = hash.try_into().map_err(|_| {
-                StoreError::Corrupt(format!("snapshot hash of {source}.{resource}/{id}"))
-            })?;
-            Ok((id, hash, missing))
-        })
-        .collect()
+        let mut rows = stmt.query(params![source, resource])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let corrupt =
+                || StoreError::Corrupt(format!("snapshot hash of {source}.{resource}/{id}"));
+            let hash: Hash = row
+                .get_ref(1)?
+                .as_blob()
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(corrupt)?;
+            // A missing or odd raw hash only means the slow path.
+            let raw: Option<RawHash> = row
+                .get_ref(3)?
+                .as_blob()
+                .ok()
+                .and_then(|b| b.try_into().ok());
+            let missing: u32 = row.get(2)?;
+            out.push((id, Known { hash, raw, missing }));
+        }
+        Ok(out)
     }
 
     /// The page records of a resource, by URL.
@@ -604,7 +642,9 @@ impl Store {
 
     /// Writes a poll's snapshot changes, events and deliveries, and the poll's outcome, in one
     /// transaction.
-    pub fn commit_poll(&self, commit: &PollCommit<'_>) -> Result<CommitSummary, StoreError> {
+    pub fn commit_poll(&self, mut commit: PollCommit<'_>) -> Result<CommitSummary, StoreError> {
+        let upserts = std::mem::replace(&mut commit.upserts, Box::new(std::iter::empty()));
+        let commit = &commit;
         let mut conn = self.conn();
         let tx = write_tx(&mut conn)?;
         let now = commit.at.timestamp_millis();
@@ -625,21 +665,30 @@ impl Store {
         }
         {
             let mut upsert = tx.prepare_cached(
-                "INSERT INTO snapshot (source, resource, item_id, hash, body, changed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO snapshot (source, resource, item_id, hash, body, changed_at, raw_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (source, resource, item_id)
                  DO UPDATE SET hash = excluded.hash, body = excluded.body,
-                               changed_at = excluded.changed_at, missing = 0",
+                               changed_at = excluded.changed_at, missing = 0,
+                               raw_hash = excluded.raw_hash",
             )?;
-            for (id, hash, body) in &commit.upserts {
+            for row in upserts {
+                let row = row?;
                 upsert.execute(params![
                     commit.source,
                     commit.resource,
-                    id,
-                    &hash[..],
-                    body,
-                    now
+                    row.id,
+                    &row.hash[..],
+                    row.body.as_ref(),
+                    now,
+                    row.raw.map(|r| &r[..]),
                 ])?;
+            }
+            let mut rehash = tx.prepare_cached(
+                "UPDATE snapshot SET raw_hash = ?4 WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+            )?;
+            for (id, raw) in commit.rehashed {
+                rehash.execute(params![commit.source, commit.resource, id, &raw[..]])?;
             }
             let mut delete = tx.prepare_cached(
                 "DELETE FROM snapshot WHERE source = ?1 AND resource = ?2 AND item_id = ?3",

@@ -623,6 +623,7 @@ impl Store {
                         id: id.clone(),
                         body: data,
                         hash: [0; 32],
+                        raw: None,
                     }),
                     None,
                     now,

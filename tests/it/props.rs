@@ -24,6 +24,7 @@ fn record(id: &str, h: u8) -> Record {
         id: id.to_owned(),
         body: serde_json::json!({"id": id, "h": h}),
         hash: hash(h),
+        raw: None,
     }
 }
 
