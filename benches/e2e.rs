@@ -620,7 +620,15 @@ fn stage_sum(store: &Store, listing: &Listing, emit: bool) -> Stages {
             .expect("bodies");
         diff.changes
             .iter()
-            .map(|c| Event::from_change("bench", "items", c, previous.remove(c.id()), now))
+            .map(|c| {
+                Event::from_change(
+                    "bench",
+                    "items",
+                    c,
+                    previous.remove(c.id()).map(|p| p.value()),
+                    now,
+                )
+            })
             .collect()
     };
     st.events = t.elapsed();
@@ -760,7 +768,11 @@ fn poll_section(b: &Bench, opts: &Opts, receiver: &Receiver) {
             }
             let events_before = db_count(&db, "SELECT count(*) FROM events");
             let api_cpu = self_cpu();
-            let usage = b.run_once(&config, &["poll", "bench.items"], &format!("poll-{n}.log"));
+            let usage = b.run_once(
+                &config,
+                &["poll", "bench.items"],
+                &format!("poll-{n}-{}.log", if churn { "b" } else { "a" }),
+            );
             let api_cpu = self_cpu() - api_cpu;
             let events = db_count(&db, "SELECT count(*) FROM events") - events_before.max(0);
             let stages = {

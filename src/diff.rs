@@ -11,8 +11,7 @@
 //! [`GUARD_MIN_SNAPSHOT`] items keeps its deletes back. Pure: no I/O. Bodies are opaque here (`B`):
 //! the poll decides where a changed body waits for its commit.
 
-use std::collections::HashMap;
-
+use foldhash::{HashMap, HashMapExt};
 use serde_json::Value;
 
 use crate::normalize::{Hash, RawHash, Record};
@@ -91,19 +90,30 @@ pub struct Known {
     pub raw: Option<RawHash>,
     /// Complete listings it has been missing from.
     pub missing: u32,
-}
-
-/// One snapshot entry during a diff.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    known: Known,
+    /// Listed in the listing being diffed (the differ's own mark).
     seen: bool,
 }
+
+impl Known {
+    /// A snapshot entry.
+    pub fn new(hash: Hash, raw: Option<RawHash>, missing: u32) -> Self {
+        Self {
+            hash,
+            raw,
+            missing,
+            seen: false,
+        }
+    }
+}
+
+/// A snapshot as the differ takes it: `id → what is known`. Hashed with foldhash (seeded per
+/// process): ids come from a remote API, and a million lookups per poll make SipHash's cost show.
+pub type Snapshot = HashMap<String, Known>;
 
 /// Compares records with a snapshot as they stream in.
 #[derive(Debug)]
 pub struct Differ<B = Value> {
-    snapshot: HashMap<String, Entry>,
+    snapshot: Snapshot,
     changes: Vec<Change<B>>,
     /// ids seen in this listing that were not in the snapshot, or that changed: index in `changes`.
     pending: HashMap<String, usize>,
@@ -119,25 +129,19 @@ impl<B> Differ<B> {
 
     /// Starts a diff against `snapshot` (`id → hash, listings missing from`).
     pub fn with_missing(snapshot: impl IntoIterator<Item = (String, Hash, u32)>) -> Self {
-        Self::with_known(snapshot.into_iter().map(|(id, hash, missing)| {
-            (
-                id,
-                Known {
-                    hash,
-                    raw: None,
-                    missing,
-                },
-            )
-        }))
+        Self::with_known(
+            snapshot
+                .into_iter()
+                .map(|(id, hash, missing)| (id, Known::new(hash, None, missing)))
+                .collect(),
+        )
     }
 
     /// Starts a diff against `snapshot` as the store keeps it.
-    pub fn with_known(snapshot: impl IntoIterator<Item = (String, Known)>) -> Self {
+    pub fn with_known(mut snapshot: Snapshot) -> Self {
+        snapshot.values_mut().for_each(|k| k.seen = false);
         Self {
-            snapshot: snapshot
-                .into_iter()
-                .map(|(id, known)| (id, Entry { known, seen: false }))
-                .collect(),
+            snapshot,
             changes: Vec::new(),
             pending: HashMap::new(),
             rehashed: HashMap::new(),
@@ -149,9 +153,9 @@ impl<B> Differ<B> {
     /// Returns false if the snapshot does not hold it, so the page cannot be replayed.
     pub fn keep(&mut self, id: &str) -> bool {
         match self.snapshot.get_mut(id) {
-            Some(entry) => {
-                if !entry.seen {
-                    entry.seen = true;
+            Some(known) => {
+                if !known.seen {
+                    known.seen = true;
                     self.listed += 1;
                 }
                 true
@@ -164,21 +168,24 @@ impl<B> Differ<B> {
     /// marks it listed and unchanged and returns true. Otherwise the caller normalizes the item
     /// and [`Differ::push`]es it.
     pub fn unchanged(&mut self, id: &str, raw: &RawHash) -> bool {
+        let Some(known) = self.snapshot.get_mut(id) else {
+            return false;
+        };
+        if known.raw.as_ref() != Some(raw) {
+            return false;
+        }
+        if !known.seen {
+            // The common case: first listed now, so neither pending nor rehashed.
+            known.seen = true;
+            self.listed += 1;
+            return true;
+        }
         if self.pending.contains_key(id) {
             // Listed before in this listing with other content: the later copy must replace it.
             return false;
         }
-        match self.snapshot.get_mut(id) {
-            Some(entry) if entry.known.raw.as_ref() == Some(raw) => {
-                if !entry.seen {
-                    entry.seen = true;
-                    self.listed += 1;
-                }
-                self.rehashed.remove(id);
-                true
-            }
-            _ => false,
-        }
+        self.rehashed.remove(id);
+        true
     }
 
     /// Number of items in the snapshot.
@@ -196,16 +203,16 @@ impl<B> Differ<B> {
             return;
         }
         match self.snapshot.get_mut(&record.id) {
-            Some(entry) => {
-                if !entry.seen {
-                    entry.seen = true;
+            Some(known) => {
+                if !known.seen {
+                    known.seen = true;
                     self.listed += 1;
                 }
-                if entry.known.hash != record.hash {
+                if known.hash != record.hash {
                     self.pending.insert(record.id.clone(), self.changes.len());
                     self.changes.push(Change::Updated(record));
                 } else if let Some(raw) = record.raw
-                    && entry.known.raw != Some(raw)
+                    && known.raw != Some(raw)
                 {
                     self.rehashed.insert(record.id, raw);
                 }
@@ -227,8 +234,8 @@ impl<B> Differ<B> {
         let rehashed = &mut self.rehashed;
         self.changes.retain(|c| match c {
             Change::Updated(r) => match snapshot.get(&r.id) {
-                Some(entry) if entry.known.hash == r.hash => {
-                    if let Some(raw) = r.raw.filter(|raw| entry.known.raw != Some(*raw)) {
+                Some(known) if known.hash == r.hash => {
+                    if let Some(raw) = r.raw.filter(|raw| known.raw != Some(*raw)) {
                         rehashed.insert(r.id.clone(), raw);
                     }
                     false
@@ -242,16 +249,16 @@ impl<B> Differ<B> {
         let found: Vec<String> = self
             .snapshot
             .iter()
-            .filter(|(_, e)| e.seen && e.known.missing > 0)
+            .filter(|(_, k)| k.seen && k.missing > 0)
             .map(|(id, _)| id.clone())
             .collect();
         if complete {
             let mut deleted: Vec<&String> = Vec::new();
-            for (id, entry) in &self.snapshot {
-                if entry.seen {
+            for (id, known) in &self.snapshot {
+                if known.seen {
                     continue;
                 }
-                if entry.known.missing + 1 >= guard.after.max(1) {
+                if known.missing + 1 >= guard.after.max(1) {
                     deleted.push(id);
                 } else {
                     missing.push(id.clone());
@@ -384,17 +391,15 @@ mod tests {
     }
 
     fn known(h: u8, raw: u8) -> Known {
-        Known {
-            hash: [h; 32],
-            raw: Some([raw; 16]),
-            missing: 0,
-        }
+        Known::new([h; 32], Some([raw; 16]), 0)
     }
 
     #[test]
     fn same_bytes_are_unchanged_without_a_record() {
-        let mut d =
-            Differ::<Value>::with_known([("a".into(), known(1, 1)), ("b".into(), known(2, 2))]);
+        let mut d = Differ::<Value>::with_known(Snapshot::from_iter([
+            ("a".into(), known(1, 1)),
+            ("b".into(), known(2, 2)),
+        ]));
         assert!(d.unchanged("a", &[1; 16]));
         assert!(d.unchanged("a", &[1; 16]), "listed twice, still one item");
         assert!(
@@ -409,11 +414,11 @@ mod tests {
 
     #[test]
     fn other_bytes_with_the_same_content_are_rehashed_not_updated() {
-        let mut d = Differ::<Value>::with_known([
+        let mut d = Differ::<Value>::with_known(Snapshot::from_iter([
             ("a".into(), known(1, 1)),
             ("b".into(), known(2, 2)),
             ("c".into(), known(3, 3)),
-        ]);
+        ]));
         // Keys reordered by the API: same canonical hash, new bytes.
         d.push(Record {
             raw: Some([7; 16]),

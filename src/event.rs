@@ -14,6 +14,7 @@ use std::str::FromStr;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::diff::Change;
 
@@ -86,11 +87,90 @@ pub struct Event {
     /// When pollhook saw the change (RFC 3339, UTC, milliseconds).
     pub detected_at: String,
     /// The item now; `null` for `deleted`.
-    pub data: Value,
+    pub data: Payload,
     /// The item before; `null` for `created`.
-    pub previous: Value,
+    pub previous: Payload,
     /// RFC 6902 JSON Patch from `previous` to `data`; `null` unless `updated`.
-    pub changes: Value,
+    pub changes: Payload,
+}
+
+/// One JSON part of an event (`data`, `previous`, `changes`), kept as text: the item's bytes as
+/// the API sent them (made compact when they span lines). A parsed `Value` takes about ten times
+/// the text's size, and a poll of a large resource can hold tens of thousands of events.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Payload(Box<RawValue>);
+
+impl Payload {
+    /// `null`.
+    pub fn null() -> Self {
+        Self::from_value(&Value::Null)
+    }
+
+    /// A value's compact JSON.
+    pub fn from_value(value: &Value) -> Self {
+        // Serializing a `Value` cannot fail.
+        Self(
+            serde_json::value::to_raw_value(value)
+                .unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default()),
+        )
+    }
+
+    /// JSON text, checked; text that spans lines (a pretty-printing API) is made compact.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        if text.contains('\n') {
+            let value: Value = serde_json::from_str(text)?;
+            return Ok(Self::from_value(&value));
+        }
+        RawValue::from_string(text.to_owned()).map(Self)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parsed.
+    pub fn value(&self) -> Value {
+        // The text was checked when the payload was made.
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+
+    /// Whether it is `null`.
+    pub fn is_null(&self) -> bool {
+        self.0.get() == "null"
+    }
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Self {
+        Self::from_value(&value)
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+impl fmt::Display for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+/// Equal when the JSON values are, whatever the key order or spacing.
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get() || self.value() == other.value()
+    }
+}
+
+impl PartialEq<Value> for Payload {
+    fn eq(&self, other: &Value) -> bool {
+        self.value() == *other
+    }
 }
 
 /// Mints a new event id.
@@ -113,9 +193,9 @@ impl Event {
         detected_at: DateTime<Utc>,
     ) -> Event {
         let (action, data) = match change {
-            Change::Created(r) => (Action::Created, r.body.clone()),
-            Change::Updated(r) => (Action::Updated, r.body.clone()),
-            Change::Deleted { .. } => (Action::Deleted, Value::Null),
+            Change::Created(r) => (Action::Created, Payload::from_value(&r.body)),
+            Change::Updated(r) => (Action::Updated, Payload::from_value(&r.body)),
+            Change::Deleted { .. } => (Action::Deleted, Payload::null()),
         };
         Event::new(
             source,
@@ -123,7 +203,7 @@ impl Event {
             action,
             change.id(),
             data,
-            previous,
+            previous.map(Payload::from),
             detected_at,
         )
     }
@@ -135,19 +215,20 @@ impl Event {
         resource: &str,
         action: Action,
         id: &str,
-        data: Value,
-        previous: Option<Value>,
+        data: Payload,
+        previous: Option<Payload>,
         detected_at: DateTime<Utc>,
     ) -> Event {
         let previous = match action {
-            Action::Created => Value::Null,
-            _ => previous.unwrap_or(Value::Null),
+            Action::Created => Payload::null(),
+            _ => previous.unwrap_or_else(Payload::null),
         };
         let changes = match action {
-            Action::Updated => {
-                serde_json::to_value(json_patch::diff(&previous, &data)).unwrap_or(Value::Null)
-            }
-            _ => Value::Null,
+            Action::Updated => Payload::from_value(
+                &serde_json::to_value(json_patch::diff(&previous.value(), &data.value()))
+                    .unwrap_or(Value::Null),
+            ),
+            _ => Payload::null(),
         };
         Event {
             id: new_id(),
@@ -181,9 +262,9 @@ impl Event {
             action: action.to_owned(),
             resource_id: id.to_owned(),
             detected_at: timestamp(at),
-            data,
-            previous: Value::Null,
-            changes: Value::Null,
+            data: Payload::from_value(&data),
+            previous: Payload::null(),
+            changes: Payload::null(),
         }
     }
 
@@ -248,15 +329,24 @@ mod tests {
             raw: None,
         });
         let e = Event::from_change("s", "r", &created, None, at);
-        assert_eq!(
-            (e.previous.clone(), e.changes.clone()),
-            (Value::Null, Value::Null)
-        );
+        assert!(e.previous.is_null() && e.changes.is_null());
         let deleted = Change::Deleted { id: "1".into() };
         let e = Event::from_change("s", "r", &deleted, Some(json!({"id": 1})), at);
         assert_eq!(e.data, Value::Null);
         assert_eq!(e.previous, json!({"id": 1}));
         assert_eq!(e.kind, "r.deleted");
+    }
+
+    #[test]
+    fn payloads_keep_the_bytes_and_compact_what_spans_lines() {
+        let one = Payload::from_json(r#"{"b": 1, "a": [1, 2]}"#).unwrap();
+        assert_eq!(one.get(), r#"{"b": 1, "a": [1, 2]}"#);
+        let pretty = Payload::from_json("{\n  \"a\": [1, 2],\n  \"b\": 1\n}").unwrap();
+        assert_eq!(pretty.get(), r#"{"a":[1,2],"b":1}"#);
+        assert_eq!(one, pretty, "equal as JSON values");
+        assert_eq!(one, json!({"a": [1, 2], "b": 1}));
+        assert!(Payload::from_json("{").is_err());
+        assert!(Payload::null().is_null());
     }
 
     #[test]

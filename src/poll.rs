@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::config::{FieldPath, Incremental, Initial, ResourceConfig, SinceFormat};
 use crate::diff::{Change, DeleteGuard, Differ, Held};
-use crate::event::{Action, Event};
+use crate::event::{Action, Event, Payload};
 use crate::metrics;
 use crate::normalize::{Normalizer, RawHash, Record, lookup};
 use crate::source::{FetchPlan, PageItems, Source, SourceError};
@@ -199,6 +199,7 @@ pub async fn poll(
         }
     };
 
+    let fetch_done = started.elapsed();
     let diff = differ.finish(
         full && fetched.complete,
         DeleteGuard {
@@ -228,9 +229,9 @@ pub async fn poll(
         let mut events = Vec::with_capacity(diff.changes.len());
         for change in &diff.changes {
             let (action, data) = match change {
-                Change::Created(r) => (Action::Created, bodies.value(r.body)?),
-                Change::Updated(r) => (Action::Updated, bodies.value(r.body)?),
-                Change::Deleted { .. } => (Action::Deleted, Value::Null),
+                Change::Created(r) => (Action::Created, bodies.payload(r.body)?),
+                Change::Updated(r) => (Action::Updated, bodies.payload(r.body)?),
+                Change::Deleted { .. } => (Action::Deleted, Payload::null()),
             };
             events.push(Event::new(
                 source_name,
@@ -259,6 +260,7 @@ pub async fn poll(
         return Ok(report);
     }
 
+    let events_done = started.elapsed();
     let (src, res) = (source_name.to_owned(), resource.name.clone());
     let events = std::mem::take(&mut report.events);
     let held = diff.held.map(|h| h.deletes);
@@ -267,7 +269,7 @@ pub async fn poll(
     let since_cursor = newest.cursor(state.since_cursor.as_deref());
     let pages = (conditional && full).then_some(records);
     let version = state.version;
-    let (summary, events) = store
+    let (summary, events, spilled) = store
         .blocking(move |s| {
             let mut written: Vec<&Record<BodyRef>> = Vec::new();
             let mut deletes = Vec::new();
@@ -280,6 +282,7 @@ pub async fn poll(
             // In the table's order: a baseline of a million rows appends to the B-tree rather
             // than splitting pages all over it.
             written.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+            let spilled = bodies.flushed;
             let bodies = &bodies;
             let upserts = written.into_iter().map(move |r| {
                 Ok(Upsert {
@@ -308,12 +311,20 @@ pub async fn poll(
                 pages,
                 version,
             })?;
-            Ok::<_, StoreError>((summary, events))
+            Ok::<_, StoreError>((summary, events, spilled))
         })
         .await?;
     report.events = events;
     report.deliveries = summary.deliveries;
     report.elapsed = started.elapsed();
+    tracing::debug!(
+        source = source_name, resource = %resource.name, listed = report.listed,
+        pages = report.pages, changes = report.events.len(), spilled_bytes = spilled,
+        fetch_ms = fetch_done.as_millis() as u64,
+        events_ms = (events_done - fetch_done).as_millis() as u64,
+        commit_ms = (report.elapsed - events_done).as_millis() as u64,
+        "Poll committed."
+    );
     let count = |action: &str| report.events.iter().filter(|e| e.action == action).count();
     metrics::poll(source_name, &resource.name, summary.outcome, report.elapsed);
     metrics::listing(
@@ -350,7 +361,10 @@ fn take(
     newest: &mut Newest,
 ) -> Taken {
     let raw = normalizer.raw_hash(text);
-    if let Some((id, fields)) = normalizer.peek(text) {
+    // Nothing to be unchanged against on a first listing: straight to the parse.
+    if differ.snapshot_len() > 0
+        && let Some((id, fields)) = normalizer.peek(text)
+    {
         newest.see(&fields);
         if differ.unchanged(&id, &raw) {
             return Taken::Unchanged(id);
@@ -442,9 +456,9 @@ impl Bodies {
             .map_err(|_| bad("a body that is not UTF-8"))
     }
 
-    /// A body parsed.
-    pub fn value(&self, body: BodyRef) -> Result<Value, StoreError> {
-        serde_json::from_str(&self.text(body)?)
+    /// A body as an event carries it.
+    pub fn payload(&self, body: BodyRef) -> Result<Payload, StoreError> {
+        Payload::from_json(&self.text(body)?)
             .map_err(|e| StoreError::Spill(format!("a kept body is not JSON: {e}")))
     }
 }

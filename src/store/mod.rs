@@ -24,12 +24,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::config::Secret;
-use crate::diff::Known;
+use crate::diff::{Known, Snapshot};
 use crate::endpoint::{ActionFilter, EndpointSpec};
-use crate::event::Event;
+use crate::event::{Event, Payload};
 use crate::normalize::{Hash, RawHash};
 use crate::sign::Scheme;
 
@@ -484,36 +483,42 @@ impl Store {
 
     // ─────────────────────────── snapshot and polls ───────────────────────────
 
-    /// The snapshot of a resource as `(id, what is known of it)`.
-    pub fn snapshot_state(
-        &self,
-        source: &str,
-        resource: &str,
-    ) -> Result<Vec<(String, Known)>, StoreError> {
+    /// The snapshot of a resource: `id → what is known of it`.
+    pub fn snapshot_state(&self, source: &str, resource: &str) -> Result<Snapshot, StoreError> {
         let conn = self.conn();
+        let count: i64 = conn
+            .prepare_cached("SELECT item_count FROM resources WHERE source = ?1 AND resource = ?2")?
+            .query_row(params![source, resource], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
         let mut stmt = conn.prepare_cached(
             "SELECT item_id, hash, missing, raw_hash FROM snapshot WHERE source = ?1 AND resource = ?2",
         )?;
         let mut rows = stmt.query(params![source, resource])?;
-        let mut out = Vec::new();
+        // Sized once (the count is a hint): growing a million-entry map doubles it in memory.
+        let mut out = Snapshot::with_capacity_and_hasher(
+            usize::try_from(count).unwrap_or(0),
+            Default::default(),
+        );
         while let Some(row) = rows.next()? {
             let id: String = row.get(0)?;
-            let corrupt =
-                || StoreError::Corrupt(format!("snapshot hash of {source}.{resource}/{id}"));
-            let hash: Hash = row
+            let hash: Option<Hash> = row
                 .get_ref(1)?
                 .as_blob()
                 .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(corrupt)?;
+                .and_then(|b| b.try_into().ok());
+            let Some(hash) = hash else {
+                return Err(StoreError::Corrupt(format!(
+                    "snapshot hash of {source}.{resource}/{id}"
+                )));
+            };
             // A missing or odd raw hash only means the slow path.
             let raw: Option<RawHash> = row
                 .get_ref(3)?
                 .as_blob()
                 .ok()
                 .and_then(|b| b.try_into().ok());
-            let missing: u32 = row.get(2)?;
-            out.push((id, Known { hash, raw, missing }));
+            out.insert(id, Known::new(hash, raw, row.get(2)?));
         }
         Ok(out)
     }
@@ -595,7 +600,7 @@ impl Store {
         source: &str,
         resource: &str,
         ids: &[&str],
-    ) -> Result<HashMap<String, Value>, StoreError> {
+    ) -> Result<HashMap<String, Payload>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT body FROM snapshot WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
@@ -606,9 +611,9 @@ impl Store {
                 .query_row(params![source, resource, id], |r| r.get(0))
                 .optional()?;
             if let Some(body) = body {
-                let value = serde_json::from_str(&body)
+                let payload = Payload::from_json(&body)
                     .map_err(|e| StoreError::Corrupt(format!("snapshot body of {id}: {e}")))?;
-                out.insert((*id).to_owned(), value);
+                out.insert((*id).to_owned(), payload);
             }
         }
         Ok(out)

@@ -822,6 +822,7 @@ async fn github_issues_follow_link_headers_then_poll_incrementally() {
     assert!(
         second.events[0]
             .changes
+            .value()
             .as_array()
             .unwrap()
             .contains(&json!({"op": "replace", "path": "/state", "value": "closed"})),

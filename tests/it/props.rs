@@ -428,7 +428,8 @@ base_url = "{}"
     let event = h.events().pop().expect("one updated event");
     assert_eq!(event.action, "updated");
     assert_eq!(
-        event.previous["x"], event.data["x"],
+        event.previous.value()["x"],
+        event.data.value()["x"],
         "x never changed, yet previous and data disagree"
     );
     assert_eq!(
