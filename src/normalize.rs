@@ -385,6 +385,48 @@ mod tests {
     }
 
     #[test]
+    fn peek_finds_the_id_identify_finds_without_the_rest() {
+        let mut n = Normalizer::new(paths(&["order.id", "line"]), vec![]);
+        n.also_peek(&"updated_at".parse().unwrap());
+        let text = r#"{"big": {"deep": [1, {"x": "\u00e9"}]}, "line": 2, "order": {"id": "a\"b"}, "updated_at": 5, "line": 3}"#;
+        let (id, fields) = n.peek(text).unwrap();
+        let value: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(id, n.identify(&value).unwrap().0);
+        assert_eq!(id, "a\"b:3", "a repeated key: the last copy wins");
+        assert_eq!(
+            fields,
+            json!({"line": 3, "order": {"id": "a\"b"}, "updated_at": 5})
+        );
+        // An escaped key is still the key.
+        assert_eq!(
+            n.peek(r#"{"li\u006ee": 1, "order": {"id": 1}}"#).unwrap().0,
+            "1:1"
+        );
+        for no in [
+            "[1]",
+            "7",
+            r#"{"line": 1}"#,
+            r#"{"line": 1, "order": {"id": null}}"#,
+        ] {
+            assert_eq!(n.peek(no), None, "{no}");
+        }
+    }
+
+    #[test]
+    fn raw_hashes_depend_on_the_bytes_and_the_settings() {
+        let plain = Normalizer::new(paths(&["id"]), vec![]);
+        let ignoring = Normalizer::new(paths(&["id"]), paths(&["updated_at"]));
+        let (a, b) = (r#"{"id":1,"x":1}"#, r#"{"x":1,"id":1}"#);
+        assert_eq!(plain.raw_hash(a), plain.raw_hash(a));
+        assert_ne!(plain.raw_hash(a), plain.raw_hash(b));
+        assert_ne!(
+            plain.raw_hash(a),
+            ignoring.raw_hash(a),
+            "new ignore paths, new hashes"
+        );
+    }
+
+    #[test]
     fn ids_simple_nested_and_composite() {
         let mut n = Normalizer::new(paths(&["id"]), vec![]);
         assert_eq!(n.record(json!({"id": 7})).unwrap().id, "7");

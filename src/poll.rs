@@ -573,6 +573,35 @@ mod tests {
     use chrono::TimeZone;
     use std::time::Duration;
 
+    #[test]
+    fn bodies_move_to_a_file_past_the_limit_and_read_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bodies = Bodies::beside(&dir.path().join("x.db"), 20);
+        let texts = [
+            r#"{"id":1}"#,
+            r#"{"id":2,"é":"ü"}"#,
+            "[]",
+            r#"{"id":"four"}"#,
+            "7",
+        ];
+        let refs: Vec<BodyRef> = texts.iter().map(|t| bodies.put(t).unwrap()).collect();
+        assert!(bodies.file.is_some() && bodies.flushed > 0, "spilled");
+        assert!(!bodies.memory.is_empty(), "the tail stays in memory");
+        for (text, body) in texts.iter().zip(&refs) {
+            assert_eq!(bodies.text(*body).unwrap(), *text);
+        }
+        assert_eq!(
+            bodies.payload(refs[1]).unwrap(),
+            serde_json::json!({"id": 2, "é": "ü"})
+        );
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "the file has no name: nothing to clean up after a crash"
+        );
+        let small = Bodies::beside(Path::new("x.db"), 1 << 20);
+        assert_eq!(small.dir, Path::new("."));
+    }
+
     fn inc(format: SinceFormat) -> Incremental {
         Incremental {
             since_param: "updated_since".into(),

@@ -495,6 +495,78 @@ async fn key_order_and_ignored_fields_are_not_changes() {
     );
 }
 
+/// The raw hash of each item, by id.
+fn raw_hashes(h: &crate::common::Harness) -> std::collections::BTreeMap<String, Option<[u8; 16]>> {
+    h.store
+        .snapshot_state(&h.source_name, &h.resource.name)
+        .unwrap()
+        .into_iter()
+        .map(|(id, known)| (id, known.raw))
+        .collect()
+}
+
+/// Same bytes are unchanged without a parse; new bytes are judged by their content, whichever
+/// way the page was read (split unparsed for page style, parsed for cursor style).
+async fn fast_path_case(style: Style) {
+    let api = FakeApi::start(style).await;
+    let first = [
+        r#"{"id":1,"status":"open"}"#,
+        r#"{"id":2,"status":"open"}"#,
+        r#"{"id":3,"status":"open"}"#,
+    ];
+    api.set_raw_items(&first);
+    let h = shop(&api, "", "");
+    h.poll().await.unwrap();
+    let baseline = raw_hashes(&h);
+    assert!(baseline.values().all(Option::is_some), "{baseline:?}");
+    let report = h.poll().await.unwrap();
+    assert!(report.events.is_empty());
+    assert_eq!(raw_hashes(&h), baseline);
+
+    // 1: other key order and spacing, same content. 2: pretty-printed and changed. 3: as before.
+    api.set_raw_items(&[
+        r#"{ "status": "open", "id": 1 }"#,
+        "{\n  \"id\": 2,\n  \"status\": \"paid\"\n}",
+        r#"{"id":3,"status":"open"}"#,
+    ]);
+    let hashes_before = h.snapshot();
+    let report = h.poll().await.unwrap();
+    assert_eq!(actions_of(&report.events), ["updated 2"]);
+    assert_eq!(report.events[0].data, json!({"id": 2, "status": "paid"}));
+    assert!(!report.events[0].data.get().contains('\n'), "compact data");
+    let after = raw_hashes(&h);
+    assert_eq!(after["3"], baseline["3"]);
+    assert_ne!(after["2"], baseline["2"]);
+    if style == Style::Page {
+        assert_ne!(
+            after["1"], baseline["1"],
+            "new bytes: the raw hash follows them"
+        );
+    }
+    assert_eq!(
+        h.snapshot()[0],
+        hashes_before[0],
+        "the canonical hash of 1 stands"
+    );
+    assert!(h.poll().await.unwrap().events.is_empty());
+
+    // Back to the first bytes: still no event for 1; 2 changes back.
+    api.set_raw_items(&first);
+    let report = h.poll().await.unwrap();
+    assert_eq!(actions_of(&report.events), ["updated 2"]);
+    assert_eq!(h.events().len(), 2);
+}
+
+#[tokio::test]
+async fn unchanged_bytes_take_the_fast_path_new_bytes_are_judged_by_content() {
+    fast_path_case(Style::Page).await;
+}
+
+#[tokio::test]
+async fn parsed_pages_judge_items_the_same_way() {
+    fast_path_case(Style::Cursor).await;
+}
+
 // ───────────────────────────── 6. a failed page ─────────────────────────────
 
 #[tokio::test]
