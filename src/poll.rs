@@ -104,6 +104,7 @@ pub async fn poll(
             ))
         })
         .await?;
+    let load_done = started.elapsed();
 
     let since = resource
         .incremental
@@ -320,7 +321,8 @@ pub async fn poll(
     tracing::debug!(
         source = source_name, resource = %resource.name, listed = report.listed,
         pages = report.pages, changes = report.events.len(), spilled_bytes = spilled,
-        fetch_ms = fetch_done.as_millis() as u64,
+        load_ms = load_done.as_millis() as u64,
+        fetch_ms = (fetch_done - load_done).as_millis() as u64,
         events_ms = (events_done - fetch_done).as_millis() as u64,
         commit_ms = (report.elapsed - events_done).as_millis() as u64,
         "Poll committed."
