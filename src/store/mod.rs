@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::Value;
@@ -146,6 +147,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_pending ON deliveries (endpoint_id, id) WHERE status = 'pending';
     "#,
 ];
+
+/// Prepared statements kept per connection: more than the distinct statements pollhook runs.
+const STATEMENT_CACHE: usize = 64;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -413,6 +417,12 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        // The bundled SQLite has STAT4, which re-plans (re-prepares) a statement whenever a bound
+        // value could change its plan; every statement here has one good plan, so keep it.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+            .map_err(open_err)?;
+        // Every statement of the poll and delivery paths stays prepared (rusqlite's default is 16).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Fails fast, naming the file, on something that is not a database.
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
             .map_err(open_err)?;
@@ -584,9 +594,11 @@ impl Store {
     ) -> Result<ResourceState, StoreError> {
         let conn = self.conn();
         let row = conn
-            .query_row(
+            .prepare_cached(
                 "SELECT baseline_at IS NOT NULL, accept_deletes, since_cursor, full_sync_at, version
                  FROM resources WHERE source = ?1 AND resource = ?2",
+            )?
+            .query_row(
                 params![source, resource],
                 |r| {
                     Ok(ResourceState {
@@ -609,11 +621,8 @@ impl Store {
         let tx = write_tx(&mut conn)?;
         let now = commit.at.timestamp_millis();
         let version: i64 = tx
-            .query_row(
-                "SELECT version FROM resources WHERE source = ?1 AND resource = ?2",
-                params![commit.source, commit.resource],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT version FROM resources WHERE source = ?1 AND resource = ?2")?
+            .query_row(params![commit.source, commit.resource], |r| r.get(0))
             .optional()?
             .unwrap_or(0);
         if version != commit.version {
@@ -661,10 +670,8 @@ impl Store {
                 found.execute(params![commit.source, commit.resource, id])?;
             }
             if let Some(pages) = &commit.pages {
-                tx.execute(
-                    "DELETE FROM pages WHERE source = ?1 AND resource = ?2",
-                    params![commit.source, commit.resource],
-                )?;
+                tx.prepare_cached("DELETE FROM pages WHERE source = ?1 AND resource = ?2")?
+                    .execute(params![commit.source, commit.resource])?;
                 let mut page = tx.prepare_cached(
                     "INSERT OR REPLACE INTO pages (source, resource, url, etag, last_modified, next_url, ids)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -689,15 +696,18 @@ impl Store {
             (None, true) => "unchanged",
             (None, false) => "changed",
         };
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO resources (source, resource) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            params![commit.source, commit.resource],
-        )?;
-        let (failures, was_held): (i64, i64) = tx.query_row(
-            "SELECT consecutive_errors, held_deletes FROM resources WHERE source = ?1 AND resource = ?2",
-            params![commit.source, commit.resource],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        )?
+        .execute(params![commit.source, commit.resource])?;
+        let (failures, was_held): (i64, i64) = tx
+            .prepare_cached(
+                "SELECT consecutive_errors, held_deletes FROM resources
+                 WHERE source = ?1 AND resource = ?2",
+            )?
+            .query_row(params![commit.source, commit.resource], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         let key = format!("{}.{}", commit.source, commit.resource);
         let mut alerts = Vec::new();
         if commit.alert_after > 0 && failures >= i64::from(commit.alert_after) {
@@ -727,7 +737,7 @@ impl Store {
         summary.events += ops.events;
         summary.deliveries += ops.deliveries;
         summary.outcome = outcome;
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE resources SET
                  baseline_at = CASE WHEN ?3 AND baseline_at IS NULL THEN ?4 ELSE baseline_at END,
                  full_sync_at = CASE WHEN ?3 THEN ?4 ELSE full_sync_at END,
@@ -740,17 +750,17 @@ impl Store {
                  held_at = CASE WHEN ?7 > 0 THEN coalesce(held_at, ?4) END,
                  accept_deletes = CASE WHEN ?7 > 0 THEN accept_deletes ELSE 0 END
              WHERE source = ?1 AND resource = ?2",
-            params![
-                commit.source,
-                commit.resource,
-                commit.complete,
-                now,
-                commit.duration.as_millis() as i64,
-                outcome,
-                commit.held.unwrap_or(0) as i64,
-                commit.since_cursor,
-            ],
-        )?;
+        )?
+        .execute(params![
+            commit.source,
+            commit.resource,
+            commit.complete,
+            now,
+            commit.duration.as_millis() as i64,
+            outcome,
+            commit.held.unwrap_or(0) as i64,
+            commit.since_cursor,
+        ])?;
         tx.commit()?;
         Ok(summary)
     }
@@ -769,26 +779,26 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let mut conn = self.conn();
         let tx = write_tx(&mut conn)?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO resources (source, resource, last_poll_at, last_duration_ms, last_outcome,
                                     last_error, consecutive_errors)
              VALUES (?1, ?2, ?3, ?4, 'failed', ?5, 1)
              ON CONFLICT (source, resource) DO UPDATE SET
                  last_poll_at = ?3, last_duration_ms = ?4, last_outcome = 'failed', last_error = ?5,
                  consecutive_errors = consecutive_errors + 1",
-            params![
-                source,
-                resource,
-                at.timestamp_millis(),
-                duration.as_millis() as i64,
-                error
-            ],
-        )?;
-        let failures: i64 = tx.query_row(
-            "SELECT consecutive_errors FROM resources WHERE source = ?1 AND resource = ?2",
-            params![source, resource],
-            |r| r.get(0),
-        )?;
+        )?
+        .execute(params![
+            source,
+            resource,
+            at.timestamp_millis(),
+            duration.as_millis() as i64,
+            error
+        ])?;
+        let failures: i64 = tx
+            .prepare_cached(
+                "SELECT consecutive_errors FROM resources WHERE source = ?1 AND resource = ?2",
+            )?
+            .query_row(params![source, resource], |r| r.get(0))?;
         if alert_after > 0 && failures == i64::from(alert_after) {
             let key = format!("{source}.{resource}");
             let alert = Event::operational(
@@ -953,11 +963,10 @@ fn resource_has_baseline(
     commit: &PollCommit<'_>,
 ) -> Result<bool, StoreError> {
     Ok(tx
-        .query_row(
+        .prepare_cached(
             "SELECT baseline_at IS NOT NULL FROM resources WHERE source = ?1 AND resource = ?2",
-            params![commit.source, commit.resource],
-            |r| r.get(0),
-        )
+        )?
+        .query_row(params![commit.source, commit.resource], |r| r.get(0))
         .optional()?
         .unwrap_or(false))
 }
