@@ -6,6 +6,8 @@
 //! - [`Store::commit_poll`] writes a poll's snapshot changes, its events and one delivery per
 //!   matching active endpoint in ONE transaction: a crash leaves all of it or none of it.
 //! - SQLite in WAL mode with `synchronous = FULL`: a committed change survives a machine crash.
+//!   Only a poll's bookkeeping when it found nothing to write commits without the fsync
+//!   ([`Store::commit_poll`]); a crash may forget it, never a change.
 //! - Migrations are an append-only list tracked by `PRAGMA user_version`, applied in one
 //!   transaction; a database from a newer pollhook is refused rather than misread.
 //! - One process runs the pipeline per database ([`RunLock`]); the CLI may read and write
@@ -616,9 +618,39 @@ impl Store {
 
     /// Writes a poll's snapshot changes, events and deliveries, and the poll's outcome, in one
     /// transaction.
+    ///
+    /// A poll that found nothing to write but its own bookkeeping (last poll time, outcome,
+    /// version, page validators) commits without the fsync (`synchronous = NORMAL`): on a machine
+    /// crash SQLite may forget the last few such commits, all or none of each, but never one
+    /// committed before them, so the database only ever goes back to an earlier consistent state
+    /// and a snapshot change or event is never lost. Most polls change nothing; at 20 polls a
+    /// second the fsyncs were most of the cost of an idle pollhook.
     pub fn commit_poll(&self, commit: &PollCommit<'_>) -> Result<CommitSummary, StoreError> {
         let mut conn = self.conn();
-        let tx = write_tx(&mut conn)?;
+        if bookkeeping_only(commit) {
+            let relaxed = Relaxed::enter(&mut conn)?;
+            let written = self.write_poll(relaxed.conn, commit, false);
+            relaxed.leave()?;
+            if let Some(summary) = written? {
+                return Ok(summary);
+            }
+            // It would emit an operational event after all (a recovery): commit it durably.
+        }
+        // A durable commit never declines.
+        Ok(self
+            .write_poll(&mut conn, commit, true)?
+            .unwrap_or_default())
+    }
+
+    /// [`Store::commit_poll`]'s transaction. Without `durable`, declines (writes nothing, returns
+    /// `None`) if it would add an event.
+    fn write_poll(
+        &self,
+        conn: &mut Connection,
+        commit: &PollCommit<'_>,
+        durable: bool,
+    ) -> Result<Option<CommitSummary>, StoreError> {
+        let tx = write_tx(conn)?;
         let now = commit.at.timestamp_millis();
         let version: i64 = tx
             .prepare_cached("SELECT version FROM resources WHERE source = ?1 AND resource = ?2")?
@@ -733,6 +765,10 @@ impl Store {
                 commit.at,
             ));
         }
+        if !durable && !alerts.is_empty() {
+            // Dropping `tx` rolls back.
+            return Ok(None);
+        }
         let ops = insert_events(&tx, &alerts)?;
         summary.events += ops.events;
         summary.deliveries += ops.deliveries;
@@ -744,7 +780,9 @@ impl Store {
                  version = version + 1,
                  since_cursor = coalesce(?8, since_cursor),
                  last_poll_at = ?4, last_duration_ms = ?5, last_outcome = ?6, last_error = NULL,
-                 item_count = (SELECT count(*) FROM snapshot WHERE source = ?1 AND resource = ?2),
+                 item_count = CASE WHEN ?9
+                     THEN (SELECT count(*) FROM snapshot WHERE source = ?1 AND resource = ?2)
+                     ELSE item_count END,
                  consecutive_errors = 0,
                  held_deletes = ?7,
                  held_at = CASE WHEN ?7 > 0 THEN coalesce(held_at, ?4) END,
@@ -760,9 +798,11 @@ impl Store {
             outcome,
             commit.held.unwrap_or(0) as i64,
             commit.since_cursor,
+            // Only upserts and deletes change how many rows the snapshot has.
+            !commit.upserts.is_empty() || !commit.deletes.is_empty(),
         ])?;
         tx.commit()?;
-        Ok(summary)
+        Ok(Some(summary))
     }
 
     /// Records a failed poll; the snapshot is untouched. When the failures in a row reach
@@ -956,6 +996,52 @@ impl Store {
         let conn = self.conn();
         load_endpoints(&conn)
     }
+}
+
+/// Whether a commit writes nothing but the poll's bookkeeping: no snapshot row, no event (so no
+/// delivery), no held deletes.
+fn bookkeeping_only(commit: &PollCommit<'_>) -> bool {
+    commit.upserts.is_empty()
+        && commit.deletes.is_empty()
+        && commit.missing.is_empty()
+        && commit.found.is_empty()
+        && commit.events.is_empty()
+        && commit.held.is_none()
+}
+
+/// The connection with `synchronous = NORMAL` (commits without an fsync) until [`Relaxed::leave`]
+/// or drop (a panic included) puts `FULL` back. SQLite only changes this between transactions.
+struct Relaxed<'a> {
+    conn: &'a mut Connection,
+    left: bool,
+}
+
+impl<'a> Relaxed<'a> {
+    fn enter(conn: &'a mut Connection) -> Result<Self, StoreError> {
+        conn.prepare_cached("PRAGMA synchronous = NORMAL")?
+            .execute([])?;
+        Ok(Self { conn, left: false })
+    }
+
+    fn leave(mut self) -> Result<(), StoreError> {
+        self.left = true;
+        full_sync(self.conn)
+    }
+}
+
+impl Drop for Relaxed<'_> {
+    fn drop(&mut self) {
+        if !self.left {
+            // Best effort on the way out of a panic; `leave` reports a failure.
+            let _ = full_sync(self.conn);
+        }
+    }
+}
+
+fn full_sync(conn: &Connection) -> Result<(), StoreError> {
+    conn.prepare_cached("PRAGMA synchronous = FULL")?
+        .execute([])?;
+    Ok(())
 }
 
 fn resource_has_baseline(
