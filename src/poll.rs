@@ -221,12 +221,16 @@ pub async fn poll(
             .map(|c| c.id().to_owned())
             .collect();
         let (src, res) = (source_name.to_owned(), resource.name.clone());
-        let mut previous = store
-            .blocking(move |s| {
-                let ids: Vec<&str> = needs_previous.iter().map(String::as_str).collect();
-                s.snapshot_bodies(&src, &res, &ids)
-            })
-            .await?;
+        let mut previous = if needs_previous.is_empty() {
+            HashMap::new()
+        } else {
+            store
+                .blocking(move |s| {
+                    let ids: Vec<&str> = needs_previous.iter().map(String::as_str).collect();
+                    s.snapshot_bodies(&src, &res, &ids)
+                })
+                .await?
+        };
         let mut events = Vec::with_capacity(diff.changes.len());
         for change in &diff.changes {
             let (action, data) = match change {

@@ -6,6 +6,8 @@
 //! - [`Store::commit_poll`] writes a poll's snapshot changes, its events and one delivery per
 //!   matching active endpoint in ONE transaction: a crash leaves all of it or none of it.
 //! - SQLite in WAL mode with `synchronous = FULL`: a committed change survives a machine crash.
+//!   Only a poll's bookkeeping when it found nothing to write commits without the fsync
+//!   ([`Store::commit_poll`]); a crash may forget it, never a change.
 //! - Migrations are an append-only list tracked by `PRAGMA user_version`, applied in one
 //!   transaction; a database from a newer pollhook is refused rather than misread.
 //! - One process runs the pipeline per database ([`RunLock`]); the CLI may read and write
@@ -22,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
@@ -150,6 +153,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE snapshot ADD COLUMN raw_hash BLOB;
     "#,
 ];
+
+/// Prepared statements kept per connection: more than the distinct statements pollhook runs.
+const STATEMENT_CACHE: usize = 64;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -440,6 +446,12 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        // The bundled SQLite has STAT4, which re-plans (re-prepares) a statement whenever a bound
+        // value could change its plan; every statement here has one good plan, so keep it.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+            .map_err(open_err)?;
+        // Every statement of the poll and delivery paths stays prepared (rusqlite's default is 16).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Fails fast, naming the file, on something that is not a database.
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
             .map_err(open_err)?;
@@ -627,9 +639,11 @@ impl Store {
     ) -> Result<ResourceState, StoreError> {
         let conn = self.conn();
         let row = conn
-            .query_row(
+            .prepare_cached(
                 "SELECT baseline_at IS NOT NULL, accept_deletes, since_cursor, full_sync_at, version
                  FROM resources WHERE source = ?1 AND resource = ?2",
+            )?
+            .query_row(
                 params![source, resource],
                 |r| {
                     Ok(ResourceState {
@@ -647,18 +661,47 @@ impl Store {
 
     /// Writes a poll's snapshot changes, events and deliveries, and the poll's outcome, in one
     /// transaction.
+    ///
+    /// A poll that found nothing to write but its own bookkeeping (last poll time, outcome,
+    /// version, page validators) commits without the fsync (`synchronous = NORMAL`): on a machine
+    /// crash SQLite may forget the last few such commits, all or none of each, but never one
+    /// committed before them, so the database only ever goes back to an earlier consistent state
+    /// and a snapshot change or event is never lost. Most polls change nothing; at 20 polls a
+    /// second the fsyncs were most of the cost of an idle pollhook.
     pub fn commit_poll(&self, mut commit: PollCommit<'_>) -> Result<CommitSummary, StoreError> {
-        let upserts = std::mem::replace(&mut commit.upserts, Box::new(std::iter::empty()));
+        let mut upserts =
+            std::mem::replace(&mut commit.upserts, Box::new(std::iter::empty())).peekable();
         let commit = &commit;
         let mut conn = self.conn();
-        let tx = write_tx(&mut conn)?;
+        if upserts.peek().is_none() && bookkeeping_only(commit) {
+            let relaxed = Relaxed::enter(&mut conn)?;
+            let written = self.write_poll(relaxed.conn, commit, &mut upserts, false);
+            relaxed.leave()?;
+            if let Some(summary) = written? {
+                return Ok(summary);
+            }
+            // It would emit an operational event after all (a recovery): commit it durably.
+        }
+        // A durable commit never declines.
+        Ok(self
+            .write_poll(&mut conn, commit, &mut upserts, true)?
+            .unwrap_or_default())
+    }
+
+    /// [`Store::commit_poll`]'s transaction. Without `durable`, declines (writes nothing, returns
+    /// `None`) if it would add an event.
+    fn write_poll<'a>(
+        &self,
+        conn: &mut Connection,
+        commit: &PollCommit<'a>,
+        upserts: &mut dyn Iterator<Item = Result<Upsert<'a>, StoreError>>,
+        durable: bool,
+    ) -> Result<Option<CommitSummary>, StoreError> {
+        let tx = write_tx(conn)?;
         let now = commit.at.timestamp_millis();
         let version: i64 = tx
-            .query_row(
-                "SELECT version FROM resources WHERE source = ?1 AND resource = ?2",
-                params![commit.source, commit.resource],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT version FROM resources WHERE source = ?1 AND resource = ?2")?
+            .query_row(params![commit.source, commit.resource], |r| r.get(0))
             .optional()?
             .unwrap_or(0);
         if version != commit.version {
@@ -668,6 +711,7 @@ impl Store {
                 commit.source, commit.resource
             )));
         }
+        let mut upserted = 0_usize;
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO snapshot (source, resource, item_id, hash, body, changed_at, raw_hash)
@@ -679,6 +723,7 @@ impl Store {
             )?;
             for row in upserts {
                 let row = row?;
+                upserted += 1;
                 upsert.execute(params![
                     commit.source,
                     commit.resource,
@@ -715,10 +760,8 @@ impl Store {
                 found.execute(params![commit.source, commit.resource, id])?;
             }
             if let Some(pages) = &commit.pages {
-                tx.execute(
-                    "DELETE FROM pages WHERE source = ?1 AND resource = ?2",
-                    params![commit.source, commit.resource],
-                )?;
+                tx.prepare_cached("DELETE FROM pages WHERE source = ?1 AND resource = ?2")?
+                    .execute(params![commit.source, commit.resource])?;
                 let mut page = tx.prepare_cached(
                     "INSERT OR REPLACE INTO pages (source, resource, url, etag, last_modified, next_url, ids)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -743,15 +786,18 @@ impl Store {
             (None, true) => "unchanged",
             (None, false) => "changed",
         };
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO resources (source, resource) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            params![commit.source, commit.resource],
-        )?;
-        let (failures, was_held): (i64, i64) = tx.query_row(
-            "SELECT consecutive_errors, held_deletes FROM resources WHERE source = ?1 AND resource = ?2",
-            params![commit.source, commit.resource],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        )?
+        .execute(params![commit.source, commit.resource])?;
+        let (failures, was_held): (i64, i64) = tx
+            .prepare_cached(
+                "SELECT consecutive_errors, held_deletes FROM resources
+                 WHERE source = ?1 AND resource = ?2",
+            )?
+            .query_row(params![commit.source, commit.resource], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         let key = format!("{}.{}", commit.source, commit.resource);
         let mut alerts = Vec::new();
         if commit.alert_after > 0 && failures >= i64::from(commit.alert_after) {
@@ -777,36 +823,44 @@ impl Store {
                 commit.at,
             ));
         }
+        if !durable && !alerts.is_empty() {
+            // Dropping `tx` rolls back.
+            return Ok(None);
+        }
         let ops = insert_events(&tx, &alerts)?;
         summary.events += ops.events;
         summary.deliveries += ops.deliveries;
         summary.outcome = outcome;
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE resources SET
                  baseline_at = CASE WHEN ?3 AND baseline_at IS NULL THEN ?4 ELSE baseline_at END,
                  full_sync_at = CASE WHEN ?3 THEN ?4 ELSE full_sync_at END,
                  version = version + 1,
                  since_cursor = coalesce(?8, since_cursor),
                  last_poll_at = ?4, last_duration_ms = ?5, last_outcome = ?6, last_error = NULL,
-                 item_count = (SELECT count(*) FROM snapshot WHERE source = ?1 AND resource = ?2),
+                 item_count = CASE WHEN ?9
+                     THEN (SELECT count(*) FROM snapshot WHERE source = ?1 AND resource = ?2)
+                     ELSE item_count END,
                  consecutive_errors = 0,
                  held_deletes = ?7,
                  held_at = CASE WHEN ?7 > 0 THEN coalesce(held_at, ?4) END,
                  accept_deletes = CASE WHEN ?7 > 0 THEN accept_deletes ELSE 0 END
              WHERE source = ?1 AND resource = ?2",
-            params![
-                commit.source,
-                commit.resource,
-                commit.complete,
-                now,
-                commit.duration.as_millis() as i64,
-                outcome,
-                commit.held.unwrap_or(0) as i64,
-                commit.since_cursor,
-            ],
-        )?;
+        )?
+        .execute(params![
+            commit.source,
+            commit.resource,
+            commit.complete,
+            now,
+            commit.duration.as_millis() as i64,
+            outcome,
+            commit.held.unwrap_or(0) as i64,
+            commit.since_cursor,
+            // Only upserts and deletes change how many rows the snapshot has.
+            upserted > 0 || !commit.deletes.is_empty(),
+        ])?;
         tx.commit()?;
-        Ok(summary)
+        Ok(Some(summary))
     }
 
     /// Records a failed poll; the snapshot is untouched. When the failures in a row reach
@@ -823,26 +877,26 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let mut conn = self.conn();
         let tx = write_tx(&mut conn)?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO resources (source, resource, last_poll_at, last_duration_ms, last_outcome,
                                     last_error, consecutive_errors)
              VALUES (?1, ?2, ?3, ?4, 'failed', ?5, 1)
              ON CONFLICT (source, resource) DO UPDATE SET
                  last_poll_at = ?3, last_duration_ms = ?4, last_outcome = 'failed', last_error = ?5,
                  consecutive_errors = consecutive_errors + 1",
-            params![
-                source,
-                resource,
-                at.timestamp_millis(),
-                duration.as_millis() as i64,
-                error
-            ],
-        )?;
-        let failures: i64 = tx.query_row(
-            "SELECT consecutive_errors FROM resources WHERE source = ?1 AND resource = ?2",
-            params![source, resource],
-            |r| r.get(0),
-        )?;
+        )?
+        .execute(params![
+            source,
+            resource,
+            at.timestamp_millis(),
+            duration.as_millis() as i64,
+            error
+        ])?;
+        let failures: i64 = tx
+            .prepare_cached(
+                "SELECT consecutive_errors FROM resources WHERE source = ?1 AND resource = ?2",
+            )?
+            .query_row(params![source, resource], |r| r.get(0))?;
         if alert_after > 0 && failures == i64::from(alert_after) {
             let key = format!("{source}.{resource}");
             let alert = Event::operational(
@@ -1002,16 +1056,62 @@ impl Store {
     }
 }
 
+/// Whether a commit writes nothing but the poll's bookkeeping: no snapshot row, no event (so no
+/// delivery), no held deletes.
+/// (Its upserts are checked by the caller: they are an iterator.) Refreshed raw hashes count as
+/// bookkeeping: forgetting one only means the slow path for that item next time.
+fn bookkeeping_only(commit: &PollCommit<'_>) -> bool {
+    commit.deletes.is_empty()
+        && commit.missing.is_empty()
+        && commit.found.is_empty()
+        && commit.events.is_empty()
+        && commit.held.is_none()
+}
+
+/// The connection with `synchronous = NORMAL` (commits without an fsync) until [`Relaxed::leave`]
+/// or drop (a panic included) puts `FULL` back. SQLite only changes this between transactions.
+struct Relaxed<'a> {
+    conn: &'a mut Connection,
+    left: bool,
+}
+
+impl<'a> Relaxed<'a> {
+    fn enter(conn: &'a mut Connection) -> Result<Self, StoreError> {
+        conn.prepare_cached("PRAGMA synchronous = NORMAL")?
+            .execute([])?;
+        Ok(Self { conn, left: false })
+    }
+
+    fn leave(mut self) -> Result<(), StoreError> {
+        self.left = true;
+        full_sync(self.conn)
+    }
+}
+
+impl Drop for Relaxed<'_> {
+    fn drop(&mut self) {
+        if !self.left {
+            // Best effort on the way out of a panic; `leave` reports a failure.
+            let _ = full_sync(self.conn);
+        }
+    }
+}
+
+fn full_sync(conn: &Connection) -> Result<(), StoreError> {
+    conn.prepare_cached("PRAGMA synchronous = FULL")?
+        .execute([])?;
+    Ok(())
+}
+
 fn resource_has_baseline(
     tx: &Transaction<'_>,
     commit: &PollCommit<'_>,
 ) -> Result<bool, StoreError> {
     Ok(tx
-        .query_row(
+        .prepare_cached(
             "SELECT baseline_at IS NOT NULL FROM resources WHERE source = ?1 AND resource = ?2",
-            params![commit.source, commit.resource],
-            |r| r.get(0),
-        )
+        )?
+        .query_row(params![commit.source, commit.resource], |r| r.get(0))
         .optional()?
         .unwrap_or(false))
 }
