@@ -16,7 +16,8 @@
 //! latency,idle`, `POLLHOOK_BIN` (default: build and use `<target>/release/pollhook`),
 //! `BENCH_TMPDIR` (where databases go; default the system temp dir, which must be a real disk),
 //! `E2E_KEEP=1` (keep the databases, configs and pollhook logs for a look afterwards),
-//! `E2E_IDLE_FLOOR=0` (skip the idle floor measurement).
+//! `E2E_IDLE_FLOOR=0` (skip the idle floor measurement), `E2E_IDLE_EVERY=5s,1m` (one idle row per
+//! polling interval).
 //!
 //! Peak RSS is the child's `VmHWM`, sampled every 2 ms: `ru_maxrss` would report this bench's own
 //! size, which Linux carries into a vfork+exec child's high-water mark.
@@ -1016,27 +1017,32 @@ fn idle_section(b: &Bench, opts: &Opts, receiver: &Receiver) {
     );
     println!("|---|---:|---:|---:|---:|---:|");
     let api = b.rt.block_on(start_api(&b.rt, opts.idle_items));
-    let cases: Vec<(String, String)> = vec![
-        (
-            format!("{k} resources × {} items, every 5s", opts.idle_items),
-            (0..k)
-                .map(|i| {
-                    resource(
-                        &format!("r{i:03}"),
-                        r#"every = "5s""#,
-                        "baseline",
-                        &format!(r#"query = {{ shard = "{i}" }}"#),
-                    )
-                })
-                .collect(),
-        ),
-        (
+    let everies = std::env::var("E2E_IDLE_EVERY").unwrap_or_else(|_| "5s,1m".into());
+    let mut cases: Vec<(String, String)> = everies
+        .split(',')
+        .map(|every| {
+            (
+                format!("{k} resources × {} items, every {every}", opts.idle_items),
+                (0..k)
+                    .map(|i| {
+                        resource(
+                            &format!("r{i:03}"),
+                            &format!(r#"every = "{every}""#),
+                            "baseline",
+                            &format!(r#"query = {{ shard = "{i}" }}"#),
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    if std::env::var("E2E_IDLE_FLOOR").as_deref() != Ok("0") {
+        cases.push((
             "floor: 1 resource, never due (cron)".to_owned(),
             resource("r000", r#"schedule = "0 0 1 1 *""#, "baseline", ""),
-        ),
-    ];
-    let floor = std::env::var("E2E_IDLE_FLOOR").as_deref() != Ok("0");
-    for (label, resources) in cases.into_iter().take(if floor { 2 } else { 1 }) {
+        ));
+    }
+    for (label, resources) in cases {
         let db = b.dir.path().join(format!("idle-{}.db", label.len()));
         let config = b.write_config(
             "idle.toml",

@@ -18,7 +18,7 @@ use divan::Bencher;
 use divan::counter::{BytesCount, ItemsCount};
 use hmac::{Hmac, KeyInit, Mac};
 use pollhook::config::{FieldPath, Secret};
-use pollhook::diff::{Change, DeleteGuard, Differ};
+use pollhook::diff::{Change, DeleteGuard, Differ, Known, Snapshot};
 use pollhook::endpoint::{ActionFilter, EndpointSpec};
 use pollhook::event::{self, Event};
 use pollhook::normalize::{Hash, Normalizer, Record};
@@ -348,10 +348,10 @@ fn bare_hmac(key: &[u8], input: &SignInput) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// One page of an unchanged steady-state poll as pollhook does it today: parse the page into a
-/// `Value`, normalize every item, push every record into a `Differ` (which drops the bodies of
-/// unchanged items).
-fn page_today(page: &[u8], n: &mut Normalizer, differ: &mut Differ) {
+/// One page of an unchanged poll the slow way (every item's bytes new, or the way pollhook worked
+/// before the fast path): parse the page into a `Value`, normalize every item, push every record
+/// into a `Differ` (which drops the bodies of unchanged items).
+fn page_parsed(page: &[u8], n: &mut Normalizer, differ: &mut Differ) {
     let Value::Array(items) = serde_json::from_slice::<Value>(page).expect("page") else {
         unreachable!()
     };
@@ -360,52 +360,46 @@ fn page_today(page: &[u8], n: &mut Normalizer, differ: &mut Differ) {
     }
 }
 
-/// The same page through a raw-bytes fast path (a prototype, not pollhook code): borrow each item's
-/// bytes (`RawValue`), read only its id, SHA-256 the bytes as sent and compare with the raw hash
-/// kept from the last poll. Only items whose bytes changed would go down today's canonical path.
-fn page_fast_path(
-    page: &[u8],
-    raw_hashes: &std::collections::HashMap<String, Hash>,
-    changed: &mut Vec<String>,
-) {
-    #[derive(serde::Deserialize)]
-    struct IdOnly {
-        id: serde_json::Value,
-    }
+/// The same page as pollhook takes an unchanged page: split into item texts without parsing them,
+/// then per item `Normalizer::peek` (the id), `Normalizer::raw_hash` and `Differ::unchanged`.
+fn page_fast_path(page: &[u8], n: &Normalizer, differ: &mut Differ) -> usize {
     let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(page).expect("page");
+    let mut unchanged = 0;
     for raw in items {
-        let id = match serde_json::from_str::<IdOnly>(raw.get()).expect("id").id {
-            Value::String(s) => s,
-            other => other.to_string(),
-        };
-        let hash: Hash = Sha256::digest(raw.get().as_bytes()).into();
-        if raw_hashes.get(&id) != Some(&hash) {
-            changed.push(id);
-        }
+        let text = raw.get();
+        let hash = n.raw_hash(text);
+        let (id, _) = n.peek(text).expect("id");
+        unchanged += usize::from(differ.unchanged(&id, &hash));
     }
+    unchanged
 }
 
-/// A snapshot as `Differ::with_missing` takes it, and raw-bytes hashes by id.
-type PageState = (
-    Vec<(String, Hash, u32)>,
-    std::collections::HashMap<String, Hash>,
-);
+/// The bare operations under the fast path: split the page into borrowed items and SHA-256 each
+/// item's bytes.
+fn page_split_and_hash(page: &[u8]) -> u8 {
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(page).expect("page");
+    items
+        .iter()
+        .map(|raw| Sha256::digest(raw.get().as_bytes())[0])
+        .fold(0, |a, b| a ^ b)
+}
 
-/// Snapshot state for one page of `PAGE` unchanged items: canonical hashes and raw-bytes hashes.
-fn page_state(page: &[u8]) -> PageState {
+/// Snapshot state for one page of `PAGE` unchanged items, as the store loads it after a poll.
+fn page_state(page: &[u8]) -> Snapshot {
     let Value::Array(items) = serde_json::from_slice::<Value>(page).expect("page") else {
         unreachable!()
     };
     let raws: Vec<&serde_json::value::RawValue> = serde_json::from_slice(page).expect("page");
     let mut n = Normalizer::new(id_path(), Vec::new());
-    let mut canonical = Vec::new();
-    let mut raw = std::collections::HashMap::new();
-    for (item, r) in items.into_iter().zip(raws) {
-        let rec = n.record(item).expect("record");
-        raw.insert(rec.id.clone(), Sha256::digest(r.get().as_bytes()).into());
-        canonical.push((rec.id, rec.hash, 0));
-    }
-    (canonical, raw)
+    items
+        .into_iter()
+        .zip(raws)
+        .map(|(item, r)| {
+            let rec = n.record(item).expect("record");
+            let raw = n.raw_hash(r.get());
+            (rec.id, Known::new(rec.hash, Some(raw), 0))
+        })
+        .collect()
 }
 
 // ─────────────────────────── divan groups ───────────────────────────
@@ -604,30 +598,37 @@ mod event_build {
     }
 }
 
-/// Prototype: one 1,000-item page of an unchanged poll, today's path vs a raw-bytes fast path.
+/// One 1,000-item page of an unchanged poll: the fast path, the parsed path, and the bare split +
+/// SHA-256 under the fast path.
 #[divan::bench_group(sample_count = 40)]
 mod unchanged_page {
     use super::*;
 
     #[divan::bench]
-    fn pollhook_parse_record_push(b: Bencher) {
+    fn pollhook_fast_path(b: Bencher) {
         let page = page_bytes(PAGE);
-        let (canonical, _) = page_state(&page);
-        let mut n = Normalizer::new(id_path(), Vec::new());
+        let snapshot = page_state(&page);
+        let n = Normalizer::new(id_path(), Vec::new());
         b.counter(ItemsCount::new(PAGE))
-            .with_inputs(|| Differ::<Value>::with_missing(canonical.clone()))
-            .bench_local_refs(|differ| page_today(&page, &mut n, differ));
+            .with_inputs(|| Differ::<Value>::with_known(snapshot.clone()))
+            .bench_local_refs(|differ| assert_eq!(page_fast_path(&page, &n, differ), PAGE));
     }
 
     #[divan::bench]
-    fn prototype_raw_hash_fast_path(b: Bencher) {
+    fn pollhook_parse_record_push(b: Bencher) {
         let page = page_bytes(PAGE);
-        let (_, raw) = page_state(&page);
-        b.counter(ItemsCount::new(PAGE)).bench_local(|| {
-            let mut changed = Vec::new();
-            page_fast_path(&page, &raw, &mut changed);
-            assert!(changed.is_empty());
-        });
+        let snapshot = page_state(&page);
+        let mut n = Normalizer::new(id_path(), Vec::new());
+        b.counter(ItemsCount::new(PAGE))
+            .with_inputs(|| Differ::<Value>::with_known(snapshot.clone()))
+            .bench_local_refs(|differ| page_parsed(&page, &mut n, differ));
+    }
+
+    #[divan::bench]
+    fn bare_split_and_sha256(b: Bencher) {
+        let page = page_bytes(PAGE);
+        b.counter(ItemsCount::new(PAGE))
+            .bench_local(|| page_split_and_hash(&page));
     }
 }
 
@@ -775,31 +776,42 @@ fn ratios() {
         });
     }
 
-    // Prototype: an unchanged page, today's path vs a raw-bytes fast path.
+    // An unchanged page: the fast path against its bare operations, and the parsed path.
     {
         let page = page_bytes(PAGE);
-        let (canonical, raw) = page_state(&page);
+        let snapshot = page_state(&page);
+        let fast = Normalizer::new(id_path(), Vec::new());
         let mut n = Normalizer::new(id_path(), Vec::new());
         let (s, b) = paired(
             rounds,
             &mut || {
-                let mut differ = Differ::<Value>::with_missing(canonical.clone());
-                let t = timed(|| page_today(&page, &mut n, &mut differ)).0;
+                let mut differ = Differ::<Value>::with_known(snapshot.clone());
+                let t = timed(|| page_fast_path(&page, &fast, &mut differ)).0;
                 drop(differ);
                 t
             },
-            &mut [&mut || {
-                let mut changed = Vec::new();
-                timed(|| page_fast_path(&page, &raw, &mut changed)).0
+            &mut [&mut || timed(|| page_split_and_hash(&page)).0, &mut || {
+                let mut differ = Differ::<Value>::with_known(snapshot.clone());
+                let t = timed(|| page_parsed(&page, &mut n, &mut differ)).0;
+                drop(differ);
+                t
             }],
         );
         rows.push(Row {
-            stage: "unchanged 1000-item page: parse + record + Differ::push (today)",
+            stage: "unchanged 1000-item page: split + peek + raw hash + Differ::unchanged",
             per: PAGE,
             unit: "item",
             figure: s,
-            bare: "prototype: RawValue + id + SHA-256 of raw bytes",
+            bare: "split into RawValues + SHA-256 of each item's bytes",
             bare_figure: b[0],
+        });
+        rows.push(Row {
+            stage: "″",
+            per: PAGE,
+            unit: "item",
+            figure: s,
+            bare: "the parsed path: page → Value, Normalizer::record, Differ::push",
+            bare_figure: b[1],
         });
     }
 
