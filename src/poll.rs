@@ -18,21 +18,25 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::config::{FieldPath, Incremental, Initial, ResourceConfig, SinceFormat};
-use crate::diff::{Change, DeleteGuard, Differ, Held};
+use crate::diff::{Change, DeleteGuard, Differ, Held, Snapshot};
 use crate::event::{Action, Event, Payload};
 use crate::metrics;
 use crate::normalize::{Normalizer, RawHash, Record, lookup};
-use crate::source::{FetchPlan, PageItems, Source, SourceError};
+use crate::source::{FetchPlan, Page, PageItems, Source, SourceError};
 use crate::store::{PageRecord, PollCommit, ResourceState, Store, StoreError, Upsert};
 
 /// Changed bodies beyond this many bytes wait for their commit in a temporary file.
 pub const SPILL_AFTER: usize = 8 << 20;
+
+/// Pages fetched ahead of the one being diffed.
+const PAGES_AHEAD: usize = 2;
 
 /// Whether a poll writes what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,25 +89,41 @@ pub async fn poll(
 ) -> Result<PollReport, PollError> {
     let started_at = Utc::now();
     let started = Instant::now();
-    let (src, res, conditional) = (
-        source_name.to_owned(),
-        resource.name.clone(),
-        resource.conditional,
-    );
-    let (state, snapshot, known_pages) = store
-        .blocking(move |s| {
-            let pages = if conditional {
-                s.pages(&src, &res)?
+    let conditional = resource.conditional;
+    // Fetch and diff run side by side: pages flow through a short queue to a blocking thread
+    // that loads the snapshot while the first page is on its way, then normalizes and diffs each
+    // page while the next one is fetched.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (page_tx, page_rx) = tokio::sync::mpsc::channel::<Page>(PAGES_AHEAD);
+    let worker = {
+        let (store, src, res) = (store.clone(), source_name.to_owned(), resource.name.clone());
+        let mut intake = Intake::new(resource, &store);
+        tokio::task::spawn_blocking(move || {
+            let state = store.resource_state(&src, &res)?;
+            let pages = Arc::new(if conditional {
+                store.pages(&src, &res)?
             } else {
                 HashMap::new()
-            };
-            Ok::<_, StoreError>((
-                s.resource_state(&src, &res)?,
-                s.snapshot_state(&src, &res)?,
-                pages,
-            ))
+            });
+            let _ = ready_tx.send((state, pages.clone()));
+            intake.start(store.snapshot_state(&src, &res)?, pages);
+            let mut page_rx = page_rx;
+            while let Some(page) = page_rx.blocking_recv() {
+                intake.take_page(page)?;
+            }
+            Ok::<_, PollError>(intake)
         })
-        .await?;
+    };
+    let join = |joined: Result<Result<Intake, PollError>, tokio::task::JoinError>| match joined {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    let Ok((state, known_pages)) = ready_rx.await else {
+        // The worker failed before it could say: its error says why.
+        return Err(join(worker.await).err().unwrap_or_else(|| {
+            StoreError::Corrupt("the poll's worker stopped without a word".into()).into()
+        }));
+    };
     let load_done = started.elapsed();
 
     let since = resource
@@ -117,88 +137,30 @@ pub async fn poll(
             _ => Vec::new(),
         },
         // Incremental URLs change every poll; only full listings are worth validating.
-        pages: (conditional && full).then_some(&known_pages),
+        pages: (conditional && full).then_some(&*known_pages),
     };
-
-    let mut differ: Differ<BodyRef> = Differ::with_known(snapshot);
-    let mut normalizer = Normalizer::new(resource.id.clone(), resource.ignore.clone());
-    if let Some(inc) = &resource.incremental {
-        normalizer.also_peek(&inc.field);
-    }
-    let mut newest = Newest::new(resource.incremental.as_ref());
-    let mut bodies = Bodies::beside(store.path(), SPILL_AFTER);
-    let mut spill_error = None;
-    let mut records: Vec<PageRecord> = Vec::new();
-    let fetched = source
-        .fetch(resource, &plan, &mut |page| {
-            let mut ids = Vec::new();
-            match page.items {
-                PageItems::Fresh(items) => {
-                    for text in items.iter() {
-                        let id = match take(text, &mut normalizer, &mut differ, &mut newest) {
-                            Taken::Unchanged(id) => id,
-                            Taken::Changed(value, raw) => {
-                                let (id, hash) = normalizer.identify(&value)?;
-                                let body = bodies.put(text).map_err(|e| {
-                                    let message = e.to_string();
-                                    spill_error = Some(e);
-                                    SourceError::Exec(message)
-                                })?;
-                                let id_copy = conditional.then(|| id.clone());
-                                differ.push(Record {
-                                    id,
-                                    body,
-                                    hash,
-                                    raw: Some(raw),
-                                });
-                                id_copy.unwrap_or_default()
-                            }
-                            Taken::Invalid(e) => {
-                                return Err(SourceError::Shape {
-                                    url: page.url,
-                                    message: format!("an item is not valid JSON: {e}"),
-                                });
-                            }
-                        };
-                        if conditional {
-                            ids.push(id);
-                        }
-                    }
-                }
-                PageItems::NotModified => {
-                    let known = known_pages.get(&page.url);
-                    for id in known.map(|k| k.ids.as_slice()).unwrap_or_default() {
-                        if !differ.keep(id) {
-                            return Err(SourceError::StalePage { url: page.url });
-                        }
-                    }
-                    ids = known.map(|k| k.ids.clone()).unwrap_or_default();
-                }
-            }
-            if conditional && (page.etag.is_some() || page.last_modified.is_some()) {
-                records.push(PageRecord {
-                    url: page.url,
-                    etag: page.etag,
-                    last_modified: page.last_modified,
-                    next_url: page.next_url,
-                    ids,
-                });
-            }
-            Ok(())
-        })
-        .await;
-    if let Some(e) = spill_error {
-        return Err(StoreError::Spill(e.to_string()).into());
-    }
-    let fetched = match fetched {
-        Ok(f) => f,
-        Err(error) => {
+    let fetched = source.fetch(resource, &plan, &page_tx).await;
+    drop(page_tx);
+    // An error taking a page (an item without its id, a replayed page gone stale) comes first:
+    // the fetch only stopped because of it.
+    let taken = join(worker.await);
+    let (fetched, intake) = match (fetched, taken) {
+        (Ok(fetched), Ok(intake)) => (fetched, intake),
+        (_, Err(PollError::Fetch(error))) | (Err(error), Ok(_)) => {
             if mode == Mode::Commit {
                 record_failure(store, source_name, resource, &error, started_at, started).await?;
             }
             return Err(error.into());
         }
+        (_, Err(error)) => return Err(error),
     };
+    let Intake {
+        differ,
+        newest,
+        bodies,
+        records,
+        ..
+    } = intake;
 
     let fetch_done = started.elapsed();
     let diff = differ.finish(
@@ -347,6 +309,105 @@ pub async fn poll(
     Ok(report)
 }
 
+/// The diff end of a poll: takes the pages in order on a blocking thread.
+struct Intake {
+    differ: Differ<BodyRef>,
+    normalizer: Normalizer,
+    newest: Newest,
+    bodies: Bodies,
+    /// Page records for conditional requests.
+    records: Vec<PageRecord>,
+    /// The page records of the last poll, for pages that answer 304.
+    known_pages: Arc<HashMap<String, PageRecord>>,
+    conditional: bool,
+}
+
+impl Intake {
+    fn new(resource: &ResourceConfig, store: &Store) -> Self {
+        let mut normalizer = Normalizer::new(resource.id.clone(), resource.ignore.clone());
+        if let Some(inc) = &resource.incremental {
+            normalizer.also_peek(&inc.field);
+        }
+        Self {
+            differ: Differ::new([]),
+            normalizer,
+            newest: Newest::new(resource.incremental.as_ref()),
+            bodies: Bodies::beside(store.path(), SPILL_AFTER),
+            records: Vec::new(),
+            known_pages: Arc::default(),
+            conditional: resource.conditional,
+        }
+    }
+
+    /// Sets the snapshot to diff against and the last poll's page records.
+    fn start(&mut self, snapshot: Snapshot, known_pages: Arc<HashMap<String, PageRecord>>) {
+        self.differ = Differ::with_known(snapshot);
+        self.known_pages = known_pages;
+    }
+
+    /// Normalizes and diffs one page.
+    fn take_page(&mut self, page: Page) -> Result<(), PollError> {
+        let mut ids = Vec::new();
+        match page.items {
+            PageItems::Fresh(items) => {
+                for text in items.iter() {
+                    let id = match take(text, &self.normalizer, &mut self.differ, &mut self.newest)
+                    {
+                        Taken::Unchanged(id) => id,
+                        Taken::Changed(value, raw) => {
+                            let (id, hash) = self
+                                .normalizer
+                                .identify(&value)
+                                .map_err(SourceError::from)?;
+                            let body = self
+                                .bodies
+                                .put(text)
+                                .map_err(|e| StoreError::Spill(e.to_string()))?;
+                            let copy = self.conditional.then(|| id.clone());
+                            self.differ.push(Record {
+                                id,
+                                body,
+                                hash,
+                                raw: Some(raw),
+                            });
+                            copy.unwrap_or_default()
+                        }
+                        Taken::Invalid(e) => {
+                            return Err(SourceError::Shape {
+                                url: page.url,
+                                message: format!("an item is not valid JSON: {e}"),
+                            }
+                            .into());
+                        }
+                    };
+                    if self.conditional {
+                        ids.push(id);
+                    }
+                }
+            }
+            PageItems::NotModified => {
+                let known = self.known_pages.get(&page.url);
+                for id in known.map(|k| k.ids.as_slice()).unwrap_or_default() {
+                    if !self.differ.keep(id) {
+                        return Err(SourceError::StalePage { url: page.url }.into());
+                    }
+                }
+                ids = known.map(|k| k.ids.clone()).unwrap_or_default();
+            }
+        }
+        if self.conditional && (page.etag.is_some() || page.last_modified.is_some()) {
+            self.records.push(PageRecord {
+                url: page.url,
+                etag: page.etag,
+                last_modified: page.last_modified,
+                next_url: page.next_url,
+                ids,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// What became of one item of a page.
 enum Taken {
     /// Its bytes are what they were: listed and unchanged. Its id.
@@ -362,7 +423,7 @@ enum Taken {
 /// are what it holds; otherwise the item parsed.
 fn take(
     text: &str,
-    normalizer: &mut Normalizer,
+    normalizer: &Normalizer,
     differ: &mut Differ<BodyRef>,
     newest: &mut Newest,
 ) -> Taken {

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::process::Command;
 
-use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSink, Source, SourceError};
+use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
 use crate::config::{ExecConfig, ResourceConfig};
 
 /// How much of the program's stderr is quoted in an error.
@@ -42,7 +42,7 @@ impl Source for ExecSource {
         &self,
         resource: &ResourceConfig,
         _plan: &FetchPlan<'_>,
-        sink: &mut PageSink<'_>,
+        pages: &PageSender,
     ) -> Result<Fetched, SourceError> {
         let shown = self.config.command.join(" ");
         let (program, args) = self
@@ -85,13 +85,16 @@ impl Source for ExecSource {
         }
         let items = parse_output(&output.stdout)
             .map_err(|e| SourceError::Exec(format!("`{shown}` printed {e}")))?;
-        sink(Page {
-            url: format!("exec:{shown}"),
-            etag: None,
-            last_modified: None,
-            next_url: None,
-            items: PageItems::Fresh(Items::from_values(&items)),
-        })?;
+        pages
+            .send(Page {
+                url: format!("exec:{shown}"),
+                etag: None,
+                last_modified: None,
+                next_url: None,
+                items: PageItems::Fresh(Items::from_values(&items)),
+            })
+            .await
+            .map_err(|_| SourceError::Stopped)?;
         Ok(Fetched {
             pages: 1,
             requests: 0,

@@ -10,7 +10,7 @@
 //! partial `data`: a partial listing must never reach the diff.
 //!
 //! Writing your own source follows the same steps: hold what you need to make requests, implement
-//! [`Source::fetch`] to walk the listing and hand each page to the sink, and return `Err` for
+//! [`Source::fetch`] to walk the listing and send each page to the poll, and return `Err` for
 //! anything short of a complete listing. Reusing [`RestSource`] gives auth, pacing and retries.
 
 use async_trait::async_trait;
@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::paginate::extract_items;
 use super::rest::RestSource;
-use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSink, Source, SourceError};
+use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
 use crate::config::{Pagination, ResourceConfig, RestConfig};
 
 /// A GraphQL API polled with one query per resource.
@@ -43,7 +43,7 @@ impl Source for GraphqlSource {
         &self,
         resource: &ResourceConfig,
         plan: &FetchPlan<'_>,
-        sink: &mut PageSink<'_>,
+        pages: &PageSender,
     ) -> Result<Fetched, SourceError> {
         let url = if resource.path.is_empty() {
             self.endpoint.clone()
@@ -117,13 +117,16 @@ impl Source for GraphqlSource {
             )
             .map_err(shape)?;
             let empty = items.is_empty();
-            sink(Page {
-                url: url.to_string(),
-                etag: None,
-                last_modified: None,
-                next_url: None,
-                items: PageItems::Fresh(Items::from_values(&items)),
-            })?;
+            pages
+                .send(Page {
+                    url: url.to_string(),
+                    etag: None,
+                    last_modified: None,
+                    next_url: None,
+                    items: PageItems::Fresh(Items::from_values(&items)),
+                })
+                .await
+                .map_err(|_| SourceError::Stopped)?;
             match next {
                 Some(next) if !empty => cursor = Some(next),
                 _ => return Ok(fetched),

@@ -1,6 +1,6 @@
 //! Sources: fetch the complete current listing of a resource, page by page.
 //!
-//! In: a resource's settings. Out: every item, handed to a sink one page at a time, then
+//! In: a resource's settings. Out: every item, sent to the poll one page at a time, then
 //! [`Fetched`]; or a [`SourceError`].
 //!
 //! Invariant: a source returns `Ok` only for a *complete* listing. Anything less (a failed page,
@@ -107,8 +107,10 @@ impl Items {
     }
 }
 
-/// Receives each page; an `Err` stops the fetch.
-pub type PageSink<'a> = dyn FnMut(Page) -> Result<(), SourceError> + Send + 'a;
+/// Where a source sends each page, in order. A full queue makes the source wait (the poll diffs
+/// pages while the next is fetched, never more than a few ahead); a closed one means the poll
+/// stopped taking pages, and the fetch ends with [`SourceError::Stopped`].
+pub type PageSender = tokio::sync::mpsc::Sender<Page>;
 
 /// How a fetch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,13 +127,13 @@ pub struct Fetched {
 /// Fetches listings. `Send + Sync` so a source can be shared by its resources' schedules.
 #[async_trait]
 pub trait Source: Send + Sync {
-    /// Hands every page of `resource`'s current listing to `sink` and returns once the listing
+    /// Sends every page of `resource`'s current listing to `pages` and returns once the listing
     /// is complete. Cancellation is by dropping the future.
     async fn fetch(
         &self,
         resource: &ResourceConfig,
         plan: &FetchPlan<'_>,
-        sink: &mut PageSink<'_>,
+        pages: &PageSender,
     ) -> Result<Fetched, SourceError>;
 }
 
@@ -209,6 +211,9 @@ pub enum SourceError {
     /// A client could not be built (bad header value, TLS setup).
     #[error("{0}")]
     Setup(String),
+    /// The poll stopped taking pages (it failed on one and reports that instead).
+    #[error("the poll stopped taking pages")]
+    Stopped,
 }
 
 fn hint_for(status: u16) -> &'static str {

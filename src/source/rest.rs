@@ -1,7 +1,7 @@
 //! The generic REST engine: auth, pagination, items extraction, retries, rate limits.
 //!
 //! In: a source's [`RestConfig`] and a resource's path, query and paging style. Out: the listing,
-//! page by page, to the poll's sink.
+//! page by page, to the poll.
 //!
 //! Invariants: a page that fails after its retries fails the whole fetch; a `429` is waited out
 //! (`Retry-After`, capped by `max_retry_after`); requests are spaced by the source's `rate_limit`
@@ -28,7 +28,7 @@ use url::Url;
 
 use super::auth::TokenCache;
 use super::paginate::{Pager, extract_items};
-use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSink, Source, SourceError};
+use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
 use crate::config::{Auth, KeyPlace, Pagination, ResourceConfig, RestConfig};
 use crate::store::PageRecord;
 
@@ -506,7 +506,7 @@ impl Source for RestSource {
         &self,
         resource: &ResourceConfig,
         plan: &FetchPlan<'_>,
-        sink: &mut PageSink<'_>,
+        pages: &PageSender,
     ) -> Result<Fetched, SourceError> {
         let mut base = self.resource_url(resource)?;
         if !plan.query.is_empty() {
@@ -636,7 +636,7 @@ impl Source for RestSource {
                     (page, next)
                 }
             };
-            sink(page)?;
+            pages.send(page).await.map_err(|_| SourceError::Stopped)?;
             match next {
                 Some(n) => url = n,
                 None => return Ok(fetched),
