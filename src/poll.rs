@@ -38,6 +38,9 @@ pub const SPILL_AFTER: usize = 8 << 20;
 /// Pages fetched ahead of the one being diffed.
 const PAGES_AHEAD: usize = 2;
 
+/// Snapshots up to this size are diffed on the poll's own task; larger ones on a blocking thread.
+const INLINE_ITEMS: i64 = 10_000;
+
 /// Whether a poll writes what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -90,40 +93,26 @@ pub async fn poll(
     let started_at = Utc::now();
     let started = Instant::now();
     let conditional = resource.conditional;
-    // Fetch and diff run side by side: pages flow through a short queue to a blocking thread
-    // that loads the snapshot while the first page is on its way, then normalizes and diffs each
-    // page while the next one is fetched.
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let (page_tx, page_rx) = tokio::sync::mpsc::channel::<Page>(PAGES_AHEAD);
-    let worker = {
-        let (store, src, res) = (store.clone(), source_name.to_owned(), resource.name.clone());
-        let mut intake = Intake::new(resource, &store);
-        tokio::task::spawn_blocking(move || {
-            let state = store.resource_state(&src, &res)?;
+    let (src, res) = (source_name.to_owned(), resource.name.clone());
+    let (state, known_pages, snapshot) = store
+        .blocking(move |s| {
+            let state = s.resource_state(&src, &res)?;
             let pages = Arc::new(if conditional {
-                store.pages(&src, &res)?
+                s.pages(&src, &res)?
             } else {
                 HashMap::new()
             });
-            let _ = ready_tx.send((state, pages.clone()));
-            intake.start(store.snapshot_state(&src, &res)?, pages);
-            let mut page_rx = page_rx;
-            while let Some(page) = page_rx.blocking_recv() {
-                intake.take_page(page)?;
-            }
-            Ok::<_, PollError>(intake)
+            // A small snapshot comes along now; a large one (or an unknown one: a first poll)
+            // is loaded on the worker thread while the first page is fetched.
+            let small = state.has_baseline && state.item_count <= INLINE_ITEMS;
+            let snapshot = if small {
+                Some(s.snapshot_state(&src, &res)?)
+            } else {
+                None
+            };
+            Ok::<_, StoreError>((state, pages, snapshot))
         })
-    };
-    let join = |joined: Result<Result<Intake, PollError>, tokio::task::JoinError>| match joined {
-        Ok(r) => r,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    };
-    let Ok((state, known_pages)) = ready_rx.await else {
-        // The worker failed before it could say: its error says why.
-        return Err(join(worker.await).err().unwrap_or_else(|| {
-            StoreError::Corrupt("the poll's worker stopped without a word".into()).into()
-        }));
-    };
+        .await?;
     let load_done = started.elapsed();
 
     let since = resource
@@ -139,11 +128,40 @@ pub async fn poll(
         // Incremental URLs change every poll; only full listings are worth validating.
         pages: (conditional && full).then_some(&*known_pages),
     };
-    let fetched = source.fetch(resource, &plan, &page_tx).await;
-    drop(page_tx);
+
+    // Fetch and diff run side by side: pages flow through a short queue, and each is normalized
+    // and diffed while the next is fetched.
+    let (page_tx, page_rx) = tokio::sync::mpsc::channel::<Page>(PAGES_AHEAD);
+    let fetch = async move {
+        let fetched = source.fetch(resource, &plan, &page_tx).await;
+        drop(page_tx);
+        fetched
+    };
+    let mut intake = Intake::new(resource, store);
+    let (fetched, taken) = match snapshot {
+        // A small resource: on this task, a few microseconds a page.
+        Some(snapshot) => {
+            intake.start(snapshot, known_pages.clone());
+            tokio::join!(fetch, intake.take_all(page_rx))
+        }
+        // A large one: on a blocking thread, which loads the snapshot first.
+        None => {
+            let (store, src, res) = (store.clone(), source_name.to_owned(), resource.name.clone());
+            let pages = known_pages.clone();
+            let worker = tokio::task::spawn_blocking(move || {
+                intake.start(store.snapshot_state(&src, &res)?, pages);
+                intake.take_all_blocking(page_rx)
+            });
+            let fetched = fetch.await;
+            let taken = match worker.await {
+                Ok(taken) => taken,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            };
+            (fetched, taken)
+        }
+    };
     // An error taking a page (an item without its id, a replayed page gone stale) comes first:
     // the fetch only stopped because of it.
-    let taken = join(worker.await);
     let (fetched, intake) = match (fetched, taken) {
         (Ok(fetched), Ok(intake)) => (fetched, intake),
         (_, Err(PollError::Fetch(error))) | (Err(error), Ok(_)) => {
@@ -343,6 +361,28 @@ impl Intake {
     fn start(&mut self, snapshot: Snapshot, known_pages: Arc<HashMap<String, PageRecord>>) {
         self.differ = Differ::with_known(snapshot);
         self.known_pages = known_pages;
+    }
+
+    /// Takes every page the fetch sends, on the poll's task.
+    async fn take_all(
+        mut self,
+        mut pages: tokio::sync::mpsc::Receiver<Page>,
+    ) -> Result<Self, PollError> {
+        while let Some(page) = pages.recv().await {
+            self.take_page(page)?;
+        }
+        Ok(self)
+    }
+
+    /// Takes every page the fetch sends, on a blocking thread.
+    fn take_all_blocking(
+        mut self,
+        mut pages: tokio::sync::mpsc::Receiver<Page>,
+    ) -> Result<Self, PollError> {
+        while let Some(page) = pages.blocking_recv() {
+            self.take_page(page)?;
+        }
+        Ok(self)
     }
 
     /// Normalizes and diffs one page.

@@ -285,6 +285,8 @@ pub struct ResourceState {
     /// Bumped by every commit: a poll commits only if no other poll committed since it read the
     /// snapshot (another process polling the same resource, say).
     pub version: i64,
+    /// Items in the snapshot.
+    pub item_count: i64,
 }
 
 /// What a page looked like when last fetched, for a conditional request (`If-None-Match`,
@@ -640,7 +642,8 @@ impl Store {
         let conn = self.conn();
         let row = conn
             .prepare_cached(
-                "SELECT baseline_at IS NOT NULL, accept_deletes, since_cursor, full_sync_at, version
+                "SELECT baseline_at IS NOT NULL, accept_deletes, since_cursor, full_sync_at, version,
+                        item_count
                  FROM resources WHERE source = ?1 AND resource = ?2",
             )?
             .query_row(
@@ -652,6 +655,7 @@ impl Store {
                         since_cursor: r.get(2)?,
                         full_sync_at: r.get(3)?,
                         version: r.get(4)?,
+                        item_count: r.get(5)?,
                     })
                 },
             )
