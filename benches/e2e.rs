@@ -563,11 +563,11 @@ impl Stages {
 fn stage_sum(store: &Store, listing: &Listing, emit: bool) -> Stages {
     let mut st = Stages::default();
     let t = Instant::now();
-    let version = store
-        .resource_state("bench", "items")
-        .expect("state")
-        .version;
-    let snapshot = store.snapshot_state("bench", "items").expect("snapshot");
+    let state = store.resource_state("bench", "items").expect("state");
+    let version = state.version;
+    let snapshot = store
+        .snapshot_state("bench", "items", state.item_count)
+        .expect("snapshot");
     st.load = t.elapsed();
     let baseline = snapshot.is_empty() && !emit;
     let mut differ = Differ::<Value>::with_known(snapshot);

@@ -137,9 +137,9 @@ impl<B> Differ<B> {
         )
     }
 
-    /// Starts a diff against `snapshot` as the store keeps it.
-    pub fn with_known(mut snapshot: Snapshot) -> Self {
-        snapshot.values_mut().for_each(|k| k.seen = false);
+    /// Starts a diff against `snapshot` as the store keeps it. ([`Known::new`] is the only way to
+    /// make an entry, so none is marked listed yet.)
+    pub fn with_known(snapshot: Snapshot) -> Self {
         Self {
             snapshot,
             changes: Vec::new(),

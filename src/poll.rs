@@ -106,7 +106,7 @@ pub async fn poll(
             // is loaded on the worker thread while the first page is fetched.
             let small = state.has_baseline && state.item_count <= INLINE_ITEMS;
             let snapshot = if small {
-                Some(s.snapshot_state(&src, &res)?)
+                Some(s.snapshot_state(&src, &res, state.item_count)?)
             } else {
                 None
             };
@@ -147,9 +147,9 @@ pub async fn poll(
         // A large one: on a blocking thread, which loads the snapshot first.
         None => {
             let (store, src, res) = (store.clone(), source_name.to_owned(), resource.name.clone());
-            let pages = known_pages.clone();
+            let (pages, expected) = (known_pages.clone(), state.item_count);
             let worker = tokio::task::spawn_blocking(move || {
-                intake.start(store.snapshot_state(&src, &res)?, pages);
+                intake.start(store.snapshot_state(&src, &res, expected)?, pages);
                 intake.take_all_blocking(page_rx)
             });
             let fetched = fetch.await;

@@ -565,25 +565,24 @@ impl Source for RestSource {
                 } => {
                     // Where the pager does not read the body and `items` is a plain member path,
                     // the items are cut out of the text unparsed; otherwise the page is parsed.
-                    let spans = chain
+                    let body = match chain
                         .as_deref()
                         .filter(|_| !pager_reads_body)
-                        .and_then(|chain| split_items(&text, chain));
-                    let (items, body) = match spans {
-                        Some(spans) => (Items::from_spans(text, spans), Value::Null),
-                        None => {
-                            let body = parse_json(&text).map_err(shape)?;
-                            (Items::default(), body)
-                        }
+                        .and_then(|chain| split_items(&text, chain))
+                    {
+                        Some(spans) => Body::Cut(spans),
+                        None => Body::Parsed(parse_json(&text).map_err(shape)?),
                     };
                     // The pager reads the body (cursors, next URLs) before the items are taken out.
-                    let count = match (body.is_null(), resource.items.as_ref()) {
-                        (true, _) => items.len(),
-                        (false, None) => body.as_array().map_or(0, Vec::len),
-                        (false, Some(path)) => count_items(&body, path),
+                    let (count, parsed) = match &body {
+                        Body::Cut(spans) => (spans.len(), &Value::Null),
+                        Body::Parsed(value) => match resource.items.as_ref() {
+                            None => (value.as_array().map_or(0, Vec::len), value),
+                            Some(path) => (count_items(value, path), value),
+                        },
                     };
                     let next = pager
-                        .next(&url, count, &body, link.as_deref())
+                        .next(&url, count, parsed, link.as_deref())
                         .map_err(shape)?;
                     if count == 0 && next.is_some() {
                         tracing::warn!(
@@ -592,17 +591,16 @@ impl Source for RestSource {
                         );
                         fetched.complete = false;
                     }
-                    let items = if body.is_null() {
-                        items
-                    } else {
-                        Items::from_values(
+                    let items = match body {
+                        Body::Cut(spans) => Items::from_spans(text, spans),
+                        Body::Parsed(value) => Items::from_values(
                             &extract_items(
-                                body,
+                                value,
                                 resource.items.as_ref(),
                                 resource.items_text.as_deref(),
                             )
                             .map_err(shape)?,
-                        )
+                        ),
                     };
                     let page = Page {
                         url: url.to_string(),
@@ -643,6 +641,15 @@ impl Source for RestSource {
             }
         }
     }
+}
+
+/// A page's body as the fetch reads it.
+enum Body {
+    /// Where the pager does not read the body and `items` is a plain member path: the items' spans,
+    /// cut out of the text unparsed.
+    Cut(Vec<std::ops::Range<usize>>),
+    /// Otherwise: parsed.
+    Parsed(Value),
 }
 
 fn parse_json(text: &str) -> Result<Value, String> {

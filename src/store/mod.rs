@@ -497,21 +497,21 @@ impl Store {
 
     // ─────────────────────────── snapshot and polls ───────────────────────────
 
-    /// The snapshot of a resource: `id → what is known of it`.
-    pub fn snapshot_state(&self, source: &str, resource: &str) -> Result<Snapshot, StoreError> {
+    /// The snapshot of a resource: `id → what is known of it`. `expected` (its `item_count`, or 0)
+    /// sizes the map once: growing a million-entry map doubles it in memory.
+    pub fn snapshot_state(
+        &self,
+        source: &str,
+        resource: &str,
+        expected: i64,
+    ) -> Result<Snapshot, StoreError> {
         let conn = self.conn();
-        let count: i64 = conn
-            .prepare_cached("SELECT item_count FROM resources WHERE source = ?1 AND resource = ?2")?
-            .query_row(params![source, resource], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0);
         let mut stmt = conn.prepare_cached(
             "SELECT item_id, hash, missing, raw_hash FROM snapshot WHERE source = ?1 AND resource = ?2",
         )?;
         let mut rows = stmt.query(params![source, resource])?;
-        // Sized once (the count is a hint): growing a million-entry map doubles it in memory.
         let mut out = Snapshot::with_capacity_and_hasher(
-            usize::try_from(count).unwrap_or(0),
+            usize::try_from(expected).unwrap_or(0),
             Default::default(),
         );
         while let Some(row) = rows.next()? {

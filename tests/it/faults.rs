@@ -510,6 +510,17 @@ async fn a_page_that_is_not_a_list_fails_the_fetch() {
     .await;
 }
 
+/// `null` is valid JSON but no listing: it must fail, not read as an empty page.
+#[tokio::test]
+async fn a_null_page_fails_the_fetch() {
+    source_fault(
+        Answer::json(200, "null"),
+        &["is null, not a JSON array"],
+        false,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn an_item_without_an_id_fails_the_fetch() {
     item_fault(

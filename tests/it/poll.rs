@@ -498,7 +498,7 @@ async fn key_order_and_ignored_fields_are_not_changes() {
 /// The raw hash of each item, by id.
 fn raw_hashes(h: &crate::common::Harness) -> std::collections::BTreeMap<String, Option<[u8; 16]>> {
     h.store
-        .snapshot_state(&h.source_name, &h.resource.name)
+        .snapshot_state(&h.source_name, &h.resource.name, 0)
         .unwrap()
         .into_iter()
         .map(|(id, known)| (id, known.raw))
