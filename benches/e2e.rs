@@ -43,7 +43,7 @@ use chrono::Utc;
 use pollhook::diff::{Change, DeleteGuard, Differ};
 use pollhook::event::Event;
 use pollhook::normalize::Normalizer;
-use pollhook::store::{PollCommit, Store, Upsert};
+use pollhook::store::{PollCommit, SnapshotRow, Store};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -563,11 +563,9 @@ impl Stages {
 fn stage_sum(store: &Store, listing: &Listing, emit: bool) -> Stages {
     let mut st = Stages::default();
     let t = Instant::now();
-    let state = store.resource_state("bench", "items").expect("state");
+    let state = block_on(store.resource_state("bench", "items")).expect("state");
     let version = state.version;
-    let snapshot = store
-        .snapshot_state("bench", "items", state.item_count)
-        .expect("snapshot");
+    let snapshot = block_on(store.snapshot("bench", "items", state.item_count)).expect("snapshot");
     st.load = t.elapsed();
     let baseline = snapshot.is_empty() && !emit;
     let mut differ = Differ::<Value>::with_known(snapshot);
@@ -610,15 +608,13 @@ fn stage_sum(store: &Store, listing: &Listing, emit: bool) -> Stages {
     let events: Vec<Event> = if baseline {
         Vec::new()
     } else {
-        let ids: Vec<&str> = diff
+        let ids: Vec<String> = diff
             .changes
             .iter()
             .filter(|c| !matches!(c, Change::Created(_)))
-            .map(Change::id)
+            .map(|c| c.id().to_owned())
             .collect();
-        let mut previous = store
-            .snapshot_bodies("bench", "items", &ids)
-            .expect("bodies");
+        let mut previous = block_on(store.snapshot_bodies("bench", "items", ids)).expect("bodies");
         diff.changes
             .iter()
             .map(|c| {
@@ -638,36 +634,35 @@ fn stage_sum(store: &Store, listing: &Listing, emit: bool) -> Stages {
     let mut deletes = Vec::new();
     for c in &diff.changes {
         match c {
-            Change::Created(r) | Change::Updated(r) => upserts.push(Upsert {
-                id: &r.id,
-                hash: &r.hash,
+            Change::Created(r) | Change::Updated(r) => upserts.push(SnapshotRow {
+                id: r.id.clone(),
+                hash: r.hash,
                 raw: None,
-                body: r.body.to_string().into(),
+                body: r.body.to_string(),
             }),
-            Change::Deleted { id } => deletes.push(id.as_str()),
+            Change::Deleted { id } => deletes.push(id.clone()),
         }
     }
-    store
-        .commit_poll(PollCommit {
-            source: "bench",
-            resource: "items",
-            upserts: Box::new(upserts.into_iter().map(Ok)),
-            rehashed: &[],
-            deletes,
-            events: &events,
-            listed: diff.listed,
-            held: None,
-            complete: true,
-            duration: Duration::ZERO,
-            at: now,
-            alert_after: 0,
-            missing: Vec::new(),
-            found: Vec::new(),
-            since_cursor: None,
-            pages: None,
-            version,
-        })
-        .expect("commit");
+    block_on(store.commit_poll(PollCommit {
+        source: "bench".into(),
+        resource: "items".into(),
+        upserts: Box::new(upserts),
+        rehashed: Vec::new(),
+        deletes,
+        events,
+        listed: diff.listed,
+        held: None,
+        complete: true,
+        duration: Duration::ZERO,
+        at: now,
+        alert_after: 0,
+        missing: Vec::new(),
+        found: Vec::new(),
+        since_cursor: None,
+        pages: None,
+        version,
+    }))
+    .expect("commit");
     st.commit = t.elapsed();
     st
 }
@@ -748,16 +743,12 @@ fn poll_section(b: &Bench, opts: &Opts, receiver: &Receiver) {
             ),
         );
         let inproc = Store::open(&b.dir.path().join(format!("inproc-{n}.db"))).expect("store");
-        inproc
-            .reconcile_endpoints(&[])
-            .expect("no endpoints in process");
+        block_on(inproc.reconcile_endpoints(&[])).expect("no endpoints in process");
         // The in-process store gets the same endpoint the child has, so its commit writes deliveries.
         {
             let cfg = pollhook::config::Config::load(&config);
             if let Ok(cfg) = cfg {
-                inproc
-                    .reconcile_endpoints(&cfg.endpoints)
-                    .expect("endpoints");
+                block_on(inproc.reconcile_endpoints(&cfg.endpoints)).expect("endpoints");
             }
         }
         for (label, churn) in [("(a) baseline", false), ("(b) 1%/1%/1% changed", true)] {
@@ -1158,4 +1149,16 @@ fn main() {
             dir.keep().display()
         );
     }
+}
+
+/// Runs one store call from the bench's synchronous code (the store's facade is async), on one
+/// runtime kept for the whole run.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    })
+    .block_on(f)
 }

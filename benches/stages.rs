@@ -23,7 +23,7 @@ use pollhook::endpoint::{ActionFilter, EndpointSpec};
 use pollhook::event::{self, Event};
 use pollhook::normalize::{Hash, Normalizer, Record};
 use pollhook::sign::{self, Scheme, SignInput};
-use pollhook::store::{PollCommit, Store, Upsert};
+use pollhook::store::{PollCommit, SnapshotRow, Store};
 use rusqlite::{Connection, params};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -162,19 +162,18 @@ fn bare_diff(case: DiffCase) -> usize {
 fn commit_store(dir: &Path) -> Store {
     let store = Store::open(&dir.join("bench.db")).expect("open store");
     for name in ["a", "b"] {
-        store
-            .add_endpoint(&EndpointSpec {
-                name: name.into(),
-                url: format!("http://127.0.0.1:9/{name}"),
-                secret: Secret::new(WHSEC),
-                signing: Scheme::StandardWebhooks,
-                resources: vec!["*".into()],
-                actions: ActionFilter::parse(None).expect("all actions"),
-                active: true,
-                headers: Vec::new(),
-                timeout: None,
-            })
-            .expect("add endpoint");
+        block_on(store.add_endpoint(&EndpointSpec {
+            name: name.into(),
+            url: format!("http://127.0.0.1:9/{name}"),
+            secret: Secret::new(WHSEC),
+            signing: Scheme::StandardWebhooks,
+            resources: vec!["*".into()],
+            actions: ActionFilter::parse(None).expect("all actions"),
+            active: true,
+            headers: Vec::new(),
+            timeout: None,
+        }))
+        .expect("add endpoint");
     }
     store
 }
@@ -212,42 +211,41 @@ fn commit_case(k: usize, round: usize) -> CommitCase {
 
 /// The resource's version, which commit_poll checks (optimistic concurrency) and bumps.
 fn version(store: &Store) -> i64 {
-    store
-        .resource_state("bench", "items")
+    block_on(store.resource_state("bench", "items"))
         .expect("resource state")
         .version
 }
 
 fn pollhook_commit(store: &Store, (case, version): (CommitCase, i64)) -> usize {
-    let upserts = case.rows.iter().map(|(id, h, body)| {
-        Ok(Upsert {
+    let listed = case.rows.len();
+    let upserts: Vec<SnapshotRow> = (case.rows.into_iter())
+        .map(|(id, hash, body)| SnapshotRow {
             id,
-            hash: h,
+            hash,
             raw: None,
-            body: body.as_str().into(),
+            body,
         })
-    });
-    let summary = store
-        .commit_poll(PollCommit {
-            source: "bench",
-            resource: "items",
-            upserts: Box::new(upserts),
-            rehashed: &[],
-            deletes: Vec::new(),
-            events: &case.events,
-            listed: case.rows.len(),
-            held: None,
-            complete: true,
-            duration: Duration::ZERO,
-            at: Utc::now(),
-            alert_after: 0,
-            missing: Vec::new(),
-            found: Vec::new(),
-            since_cursor: None,
-            pages: None,
-            version,
-        })
-        .expect("commit");
+        .collect();
+    let (summary, _) = block_on(store.commit_poll(PollCommit {
+        source: "bench".into(),
+        resource: "items".into(),
+        upserts: Box::new(upserts),
+        rehashed: Vec::new(),
+        deletes: Vec::new(),
+        events: case.events,
+        listed,
+        held: None,
+        complete: true,
+        duration: Duration::ZERO,
+        at: Utc::now(),
+        alert_after: 0,
+        missing: Vec::new(),
+        found: Vec::new(),
+        since_cursor: None,
+        pages: None,
+        version,
+    }))
+    .expect("commit");
     summary.deliveries
 }
 
@@ -982,4 +980,16 @@ fn fmt_rate(r: f64) -> String {
     } else {
         format!("{r:.0}")
     }
+}
+
+/// Runs one store call from the bench's synchronous code (the store's facade is async), on one
+/// runtime kept for the whole run.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    })
+    .block_on(f)
 }

@@ -206,7 +206,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
-            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::Duplicate(m) | StoreError::VersionConflict(m) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", m)
+            }
             other => {
                 tracing::error!(error = %other, "Admin API request failed in the database.");
                 ApiError::new(
@@ -288,7 +290,7 @@ async fn livez() -> Response {
 }
 
 async fn readyz(State(p): State<Shared>) -> Response {
-    let writable = p.store.blocking(|s| s.check_writable()).await;
+    let writable = p.store.check_writable().await;
     let scheduler = p.health.scheduler.load(Ordering::Relaxed);
     let dispatcher = p.health.dispatcher.load(Ordering::Relaxed);
     let ready = writable.is_ok() && scheduler && dispatcher;
@@ -308,10 +310,8 @@ async fn readyz(State(p): State<Shared>) -> Response {
 
 async fn metrics(State(p): State<Shared>) -> Response {
     let handle = crate::metrics::handle();
-    if let Ok((endpoints, counts)) = p
-        .store
-        .blocking(|s| Ok::<_, StoreError>((s.endpoints()?, s.delivery_counts()?)))
-        .await
+    if let (Ok(endpoints), Ok(counts)) =
+        (p.store.endpoints().await, p.store.delivery_counts().await)
     {
         for e in endpoints {
             let count = |status: &str| {
@@ -345,7 +345,7 @@ async fn openapi() -> Response {
 // ───────────────────────────── sources ─────────────────────────────
 
 async fn sources(State(p): State<Shared>) -> ApiResult {
-    let status = p.store.blocking(|s| s.status()).await?;
+    let status = p.store.status().await?;
     let list: Vec<Value> = p
         .sources
         .iter()
@@ -410,6 +410,11 @@ async fn poll_now(
             e.to_string(),
         )),
         Err(crate::poll::PollError::Store(e)) => Err(e.into()),
+        Err(e @ crate::poll::PollError::Spill(_)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
+            e.to_string(),
+        )),
     }
 }
 
@@ -424,10 +429,7 @@ async fn accept_deletes(
             format!("no resource {source}.{resource}"),
         ));
     }
-    let n = p
-        .store
-        .blocking(move |s| s.accept_deletes(&source, &resource))
-        .await?;
+    let n = p.store.accept_deletes(&source, &resource).await?;
     ok(json!({ "accepted_deletes": n, "applied": "at the next poll" }))
 }
 
@@ -450,12 +452,12 @@ fn endpoint_json(e: &StoredEndpoint) -> Value {
 }
 
 async fn list_endpoints(State(p): State<Shared>) -> ApiResult {
-    let list = p.store.blocking(|s| s.endpoints()).await?;
+    let list = p.store.endpoints().await?;
     ok(json!({ "data": list.iter().map(endpoint_json).collect::<Vec<_>>() }))
 }
 
 async fn show_endpoint(State(p): State<Shared>, Path(name): Path<String>) -> ApiResult {
-    let e = p.store.blocking(move |s| s.endpoint_named(&name)).await?;
+    let e = p.store.endpoint_named(&name).await?;
     ok(endpoint_json(&e))
 }
 
@@ -516,19 +518,15 @@ async fn add_endpoint(State(p): State<Shared>, bytes: Bytes) -> ApiResult {
     let name = spec.name.clone();
     let backfilled = {
         let spec = spec.clone();
-        p.store
-            .blocking(move |s| {
-                s.add_endpoint(&spec)?;
-                if new.backfill {
-                    s.backfill(&spec.name).map(Some)
-                } else {
-                    Ok(None)
-                }
-            })
-            .await?
+        p.store.add_endpoint(&spec).await?;
+        if new.backfill {
+            Some(p.store.backfill(&spec.name).await?)
+        } else {
+            None
+        }
     };
     p.wake.notify();
-    let e = p.store.blocking(move |s| s.endpoint_named(&name)).await?;
+    let e = p.store.endpoint_named(&name).await?;
     let mut out = endpoint_json(&e);
     if generated {
         out["secret"] = json!(secret);
@@ -574,7 +572,7 @@ async fn update_endpoint(
     let change: EndpointChange = body(&bytes)?;
     let current = {
         let name = name.clone();
-        p.store.blocking(move |s| s.endpoint_named(&name)).await?
+        p.store.endpoint_named(&name).await?
     };
     let spec = validate_endpoint(
         EndpointInput {
@@ -619,32 +617,25 @@ async fn update_endpoint(
         signing: change.signing.map(|_| spec.signing),
     };
     let name2 = name.clone();
-    p.store
-        .blocking(move |s| {
-            s.update_endpoint(&name2, &patch)?;
-            if let Some(active) = change.active {
-                s.set_endpoint_active(&name2, active)?;
-            }
-            Ok::<_, StoreError>(())
-        })
-        .await?;
+    p.store.update_endpoint(&name2, patch).await?;
+    if let Some(active) = change.active {
+        p.store.set_endpoint_active(&name2, active).await?;
+    }
     p.wake.notify();
-    let e = p.store.blocking(move |s| s.endpoint_named(&name)).await?;
+    let e = p.store.endpoint_named(&name).await?;
     ok(endpoint_json(&e))
 }
 
 async fn remove_endpoint(State(p): State<Shared>, Path(name): Path<String>) -> ApiResult {
-    p.store.blocking(move |s| s.remove_endpoint(&name)).await?;
+    p.store.remove_endpoint(&name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn set_active(p: Shared, name: String, active: bool) -> ApiResult {
     let n = name.clone();
-    p.store
-        .blocking(move |s| s.set_endpoint_active(&n, active))
-        .await?;
+    p.store.set_endpoint_active(&n, active).await?;
     p.wake.notify();
-    let e = p.store.blocking(move |s| s.endpoint_named(&name)).await?;
+    let e = p.store.endpoint_named(&name).await?;
     ok(endpoint_json(&e))
 }
 
@@ -679,7 +670,7 @@ async fn rotate_secret(
         })?;
     let current = {
         let name = name.clone();
-        p.store.blocking(move |s| s.endpoint_named(&name)).await?
+        p.store.endpoint_named(&name).await?
     };
     let secret = sign::generate_secret(current.spec.signing);
     let patch = EndpointPatch {
@@ -687,9 +678,7 @@ async fn rotate_secret(
         rotation_overlap: Some(overlap),
         ..EndpointPatch::default()
     };
-    p.store
-        .blocking(move |s| s.update_endpoint(&name, &patch))
-        .await?;
+    p.store.update_endpoint(&name, patch).await?;
     ok(json!({
         "secret": secret,
         "previous_secret_valid_for_secs": overlap.as_secs(),
@@ -697,7 +686,7 @@ async fn rotate_secret(
 }
 
 async fn backfill(State(p): State<Shared>, Path(name): Path<String>) -> ApiResult {
-    let n = p.store.blocking(move |s| s.backfill(&name)).await?;
+    let n = p.store.backfill(&name).await?;
     p.wake.notify();
     ok(json!({ "queued": n }))
 }
@@ -770,7 +759,7 @@ async fn list_events(
         limit: limit(q.limit)?,
     };
     let want = filter.limit;
-    let events = p.store.blocking(move |s| s.events(&filter)).await?;
+    let events = p.store.events(filter).await?;
     let next = (events.len() == want)
         .then(|| events.last().map(|(seq, _)| *seq))
         .flatten();
@@ -782,7 +771,7 @@ async fn list_events(
 
 async fn show_event(State(p): State<Shared>, Path(id): Path<String>) -> ApiResult {
     let i = id.clone();
-    match p.store.blocking(move |s| s.event(&i)).await? {
+    match p.store.event(&i).await? {
         Some(e) => ok(serde_json::to_value(e).unwrap_or_default()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -793,21 +782,14 @@ async fn show_event(State(p): State<Shared>, Path(id): Path<String>) -> ApiResul
 }
 
 async fn event_deliveries(State(p): State<Shared>, Path(id): Path<String>) -> ApiResult {
-    let i = id.clone();
-    let (event, deliveries, attempts) = p
-        .store
-        .blocking(move |s| {
-            Ok::<_, StoreError>((
-                s.event(&i)?,
-                s.deliveries(&DeliveryFilter {
-                    event_id: Some(i.clone()),
-                    limit: 1000,
-                    ..Default::default()
-                })?,
-                s.attempts(&i)?,
-            ))
-        })
-        .await?;
+    let event = p.store.event(&id).await?;
+    let filter = DeliveryFilter {
+        event_id: Some(id.clone()),
+        limit: 1000,
+        ..Default::default()
+    };
+    let deliveries = p.store.deliveries(filter).await?;
+    let attempts = p.store.attempts(&id).await?;
     if event.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -835,10 +817,7 @@ struct ReplayBody {
 
 async fn replay(State(p): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
     let r: ReplayBody = body(&bytes)?;
-    let queued = p
-        .store
-        .blocking(move |s| s.replay(&id, r.endpoint.as_deref()))
-        .await?;
+    let queued = p.store.replay(&id, r.endpoint.as_deref()).await?;
     p.wake.notify();
     ok(json!({ "queued_for": queued }))
 }
@@ -872,7 +851,7 @@ async fn list_deliveries(
         event_id: q.event_id,
         limit: limit(q.limit)?,
     };
-    let rows = p.store.blocking(move |s| s.deliveries(&filter)).await?;
+    let rows = p.store.deliveries(filter).await?;
     ok(json!({ "data": rows }))
 }
 
@@ -897,12 +876,10 @@ fn delivery_id(id: &str) -> Result<i64, ApiError> {
 
 async fn attempts(State(p): State<Shared>, Path(id): Path<String>) -> ApiResult {
     let n = delivery_id(&id)?;
-    let (rows, exists) = p
-        .store
-        .blocking(move |s| {
-            Ok::<_, StoreError>((s.attempts(&n.to_string())?, s.delivery_exists(n)?))
-        })
-        .await?;
+    let (rows, exists) = (
+        p.store.attempts(&n.to_string()).await?,
+        p.store.delivery_exists(n).await?,
+    );
     if !exists {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -919,7 +896,7 @@ async fn retry_delivery(
     _headers: HeaderMap,
 ) -> ApiResult {
     let n = delivery_id(&id)?;
-    p.store.blocking(move |s| s.retry_delivery(n)).await?;
+    p.store.retry_delivery(n).await?;
     p.wake.notify();
     ok(json!({ "queued": n }))
 }

@@ -119,7 +119,7 @@ async fn supervise(ctx: &Arc<Ctx>, cancel: &CancellationToken) {
     let mut ids: HashMap<tokio::task::Id, i64> = HashMap::new();
     let mut wake = ctx.wake.subscribe();
     loop {
-        let endpoints = ctx.store.blocking(|s| s.endpoints()).await;
+        let endpoints = ctx.store.endpoints().await;
         match endpoints {
             Ok(endpoints) => {
                 for e in endpoints.into_iter().filter(|e| e.spec.active) {
@@ -168,7 +168,7 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
         if endpoint.is_none() || loaded.elapsed() > Duration::from_millis(500) {
             endpoint = ctx
                 .store
-                .blocking(move |s| s.endpoint(endpoint_id))
+                .endpoint(endpoint_id)
                 .await
                 .ok()
                 .flatten()
@@ -189,11 +189,7 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             let rounds = (queue.len() + want).div_ceil(concurrency) as u32 + 1;
             let lease = timeout * rounds + LEASE_MARGIN;
             let lease_ms = lease.as_millis() as i64;
-            match ctx
-                .store
-                .blocking(move |s| s.claim(endpoint_id, want, lease_ms))
-                .await
-            {
+            match ctx.store.claim(endpoint_id, want, lease_ms).await {
                 Ok(due) => {
                     claimed = due.len();
                     let expires = Instant::now() + lease;
@@ -246,11 +242,7 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             }
             continue;
         }
-        let idle = match ctx
-            .store
-            .blocking(move |s| s.next_due_at(endpoint_id))
-            .await
-        {
+        let idle = match ctx.store.next_due_at(endpoint_id).await {
             Ok(Some(at)) => Duration::from_millis(
                 (at - crate::store::now_ms()).clamp(0, IDLE.as_millis() as i64) as u64,
             ),
@@ -267,7 +259,7 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
     // handed back at once, so the next start need not wait for its lease.
     if !queue.is_empty() {
         let ids: Vec<i64> = queue.iter().map(|(d, _)| d.delivery_id).collect();
-        if let Err(error) = ctx.store.blocking(move |s| s.release(&ids)).await {
+        if let Err(error) = ctx.store.release(ids).await {
             tracing::warn!(%error, "Cannot release claimed deliveries; they come back when their lease ends.");
         }
     }
@@ -465,10 +457,7 @@ async fn record(
                 Err(_) => break,
             }
         }
-        match store
-            .blocking(move |s| s.record_outcomes(&batch, disable_after))
-            .await
-        {
+        match store.record_outcomes(batch, disable_after).await {
             Ok(disabled) => {
                 for (endpoint_id, reason) in disabled {
                     tracing::error!(endpoint_id, %reason, "Endpoint disabled.");

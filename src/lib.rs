@@ -29,6 +29,8 @@ pub mod demo;
 pub mod diff;
 pub mod endpoint;
 pub mod event;
+pub mod incremental;
+pub mod intake;
 pub mod metrics;
 pub mod normalize;
 pub mod poll;
@@ -36,6 +38,7 @@ pub mod retry;
 pub mod schedule;
 pub mod sign;
 pub mod source;
+pub mod spill;
 pub mod store;
 
 use std::collections::HashMap;
@@ -193,7 +196,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Installed before anything records, so no early sample is lost.
     metrics::handle();
     let store = Store::open(&config.storage.path)?;
-    store.reconcile_endpoints(&config.endpoints)?;
+    store.reconcile_endpoints(&config.endpoints).await?;
     let pipeline = Arc::new(Pipeline::new(config, store)?);
     let listener = api::bind(&pipeline.config.server).await?;
 

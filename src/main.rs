@@ -431,7 +431,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { json } => {
             let config = load(&path)?;
             let store = Store::open(&config.storage.path)?;
-            print_status(&config, &store, json)?;
+            print_status(&config, &store, json).await?;
         }
         Command::Accept { target } => {
             let config = load(&path)?;
@@ -439,7 +439,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let resource = resource
                 .ok_or_else(|| UsageError(anyhow!("name one resource: source.resource")))?;
             let store = Store::open(&config.storage.path)?;
-            let n = store.accept_deletes(&source, &resource)?;
+            let n = store.accept_deletes(&source, &resource).await?;
             println!(
                 "{n} held-back delete(s) of {source}.{resource} will be applied at its next poll."
             );
@@ -452,12 +452,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => {
             let config = load(&path)?;
             let store = Store::open(&config.storage.path)?;
-            let events = store.events(&EventFilter {
-                resource,
-                action,
-                limit,
-                ..EventFilter::default()
-            })?;
+            let events = store
+                .events(EventFilter {
+                    resource,
+                    action,
+                    limit,
+                    ..EventFilter::default()
+                })
+                .await?;
             let mut out = std::io::stdout().lock();
             if json {
                 let list: Vec<_> = events.into_iter().map(|(_, e)| e).collect();
@@ -486,7 +488,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events(EventsCommand::Show { id }) => {
             let config = load(&path)?;
             let store = Store::open(&config.storage.path)?;
-            let event = store.event(&id)?.ok_or_else(|| anyhow!("no event {id}"))?;
+            let event = store
+                .event(&id)
+                .await?
+                .ok_or_else(|| anyhow!("no event {id}"))?;
             println!("{}", serde_json::to_string_pretty(&event)?);
         }
         // Needs no config: a secret is often made before anything is deployed.
@@ -494,17 +499,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Endpoints(command) => {
             let config = load(&path)?;
             let store = Store::open(&config.storage.path)?;
-            endpoints_command(&config, &store, command)?;
+            endpoints_command(&config, &store, command).await?;
         }
         Command::Deliveries(command) => {
             let config = load(&path)?;
             let store = Store::open(&config.storage.path)?;
-            deliveries_command(&store, command)?;
+            deliveries_command(&store, command).await?;
         }
         Command::Replay { event_id, endpoint } => {
             let config = load(&path)?;
             let store = Store::open(&config.storage.path)?;
-            let targets = store.replay(&event_id, endpoint.as_deref())?;
+            let targets = store.replay(&event_id, endpoint.as_deref()).await?;
             if targets.is_empty() {
                 println!("No active endpoint wants {event_id}; nothing queued.");
             } else {
@@ -590,7 +595,7 @@ fn endpoint_json(e: &StoredEndpoint) -> serde_json::Value {
     })
 }
 
-fn endpoints_command(
+async fn endpoints_command(
     config: &Config,
     store: &Store,
     command: EndpointsCommand,
@@ -605,7 +610,7 @@ fn endpoints_command(
     };
     match command {
         EndpointsCommand::List { json } => {
-            let list = store.endpoints()?;
+            let list = store.endpoints().await?;
             if json {
                 let list: Vec<_> = list.iter().map(endpoint_json).collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -630,7 +635,7 @@ fn endpoints_command(
             }
         }
         EndpointsCommand::Show { name, json } => {
-            let e = store.endpoint_named(&name)?;
+            let e = store.endpoint_named(&name).await?;
             let value = endpoint_json(&e);
             if json {
                 println!("{}", serde_json::to_string_pretty(&value)?);
@@ -666,13 +671,13 @@ fn endpoints_command(
                 timeout: args.timeout,
             };
             let spec = validate_endpoint(input, config).map_err(problems)?;
-            store.add_endpoint(&spec)?;
+            store.add_endpoint(&spec).await?;
             println!("Endpoint {} added.", spec.name);
             if generated {
                 println!("Its secret (shown once; give it to the receiver): {secret}");
             }
             if args.backfill {
-                let n = store.backfill(&spec.name)?;
+                let n = store.backfill(&spec.name).await?;
                 println!(
                     "Backfill: {n} item(s) queued for {} as created events.",
                     spec.name
@@ -681,7 +686,7 @@ fn endpoints_command(
         }
         EndpointsCommand::Update(args) => {
             warn_config(&args.name);
-            let current = store.endpoint_named(&args.name)?;
+            let current = store.endpoint_named(&args.name).await?;
             let mut printed_secret = None;
             let secret = match (args.secret, args.rotate_secret) {
                 (Some(s), _) => Some(s),
@@ -713,17 +718,19 @@ fn endpoints_command(
             let spec = validate_endpoint(input, config).map_err(problems)?;
             let overlap = pollhook::config::parse_duration(&args.overlap)
                 .map_err(|e| usage(format!("--overlap: {e}")))?;
-            store.update_endpoint(
-                &args.name,
-                &EndpointPatch {
-                    url: args.url,
-                    secret: secret.map(pollhook::config::Secret::new),
-                    rotation_overlap: Some(overlap),
-                    resources: (!args.resources.is_empty()).then_some(spec.resources),
-                    actions: (!args.actions.is_empty()).then_some(spec.actions),
-                    signing: None,
-                },
-            )?;
+            store
+                .update_endpoint(
+                    &args.name,
+                    EndpointPatch {
+                        url: args.url,
+                        secret: secret.map(pollhook::config::Secret::new),
+                        rotation_overlap: Some(overlap),
+                        resources: (!args.resources.is_empty()).then_some(spec.resources),
+                        actions: (!args.actions.is_empty()).then_some(spec.actions),
+                        signing: None,
+                    },
+                )
+                .await?;
             println!("Endpoint {} updated.", args.name);
             if let Some(secret) = printed_secret {
                 println!("New secret (shown once): {secret}");
@@ -735,16 +742,16 @@ fn endpoints_command(
         }
         EndpointsCommand::Remove { name } => {
             warn_config(&name);
-            store.remove_endpoint(&name)?;
+            store.remove_endpoint(&name).await?;
             println!("Endpoint {name} removed, with its deliveries.");
         }
         EndpointsCommand::Pause { name } => {
             warn_config(&name);
-            store.set_endpoint_active(&name, false)?;
+            store.set_endpoint_active(&name, false).await?;
             println!("Endpoint {name} paused; its deliveries wait.");
         }
         EndpointsCommand::Resume { name } => {
-            store.set_endpoint_active(&name, true)?;
+            store.set_endpoint_active(&name, true).await?;
             println!("Endpoint {name} resumed.");
         }
         EndpointsCommand::Secret { signing } => print_secret(&signing)?,
@@ -760,7 +767,7 @@ fn print_secret(signing: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn deliveries_command(store: &Store, command: DeliveriesCommand) -> anyhow::Result<()> {
+async fn deliveries_command(store: &Store, command: DeliveriesCommand) -> anyhow::Result<()> {
     match command {
         DeliveriesCommand::List {
             endpoint,
@@ -776,12 +783,14 @@ fn deliveries_command(store: &Store, command: DeliveriesCommand) -> anyhow::Resu
                     "--status `{s}`: use pending, delivered or failed"
                 )));
             }
-            let rows = store.deliveries(&DeliveryFilter {
-                endpoint,
-                status,
-                event_id: event,
-                limit,
-            })?;
+            let rows = store
+                .deliveries(DeliveryFilter {
+                    endpoint,
+                    status,
+                    event_id: event,
+                    limit,
+                })
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if rows.is_empty() {
@@ -811,7 +820,7 @@ fn deliveries_command(store: &Store, command: DeliveriesCommand) -> anyhow::Resu
             }
         }
         DeliveriesCommand::Attempts { id, json } => {
-            let rows = store.attempts(&id)?;
+            let rows = store.attempts(&id).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if rows.is_empty() {
@@ -841,11 +850,11 @@ fn deliveries_command(store: &Store, command: DeliveriesCommand) -> anyhow::Resu
             endpoint,
         } => match (id, failed) {
             (Some(id), _) => {
-                store.retry_delivery(id)?;
+                store.retry_delivery(id).await?;
                 println!("Delivery {id} queued again.");
             }
             (None, true) => {
-                let n = store.retry_failed(endpoint.as_deref())?;
+                let n = store.retry_failed(endpoint.as_deref()).await?;
                 println!("{n} failed delivery(ies) queued again.");
             }
             (None, false) => {
@@ -1078,7 +1087,7 @@ async fn poll_command(
     let store = Store::open(&config.storage.path)?;
     if !dry_run {
         // A running `pollhook run` may poll the same resource; one writer per resource.
-        store.reconcile_endpoints(&config.endpoints)?;
+        store.reconcile_endpoints(&config.endpoints).await?;
     }
     let source = pollhook::source::build(source_config)?;
     let mode = if dry_run { Mode::DryRun } else { Mode::Commit };
@@ -1142,8 +1151,8 @@ async fn poll_command(
     })
 }
 
-fn print_status(config: &Config, store: &Store, json: bool) -> anyhow::Result<()> {
-    let rows = store.status()?;
+async fn print_status(config: &Config, store: &Store, json: bool) -> anyhow::Result<()> {
+    let rows = store.status().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -1174,9 +1183,9 @@ fn print_status(config: &Config, store: &Store, json: bool) -> anyhow::Result<()
             }
         }
     }
-    let endpoints = store.endpoints()?;
+    let endpoints = store.endpoints().await?;
     if !endpoints.is_empty() {
-        let counts = store.delivery_counts()?;
+        let counts = store.delivery_counts().await?;
         let count = |name: &str, status: &str| {
             counts
                 .iter()

@@ -11,6 +11,7 @@
 //! by every source of a host in the process and the strictest wins, so a definition's real limit
 //! would pace every test on 127.0.0.1.
 
+use crate::common::block_on;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -361,9 +362,7 @@ impl Setup {
     /// The snapshot's ids, sorted.
     fn ids(&self, target: &str) -> Vec<String> {
         let (source, resource) = Self::split(target);
-        let mut ids: Vec<String> = self
-            .store
-            .snapshot_hashes(source, resource)
+        let mut ids: Vec<String> = block_on(self.store.snapshot_hashes(source, resource))
             .unwrap()
             .into_iter()
             .map(|(id, _)| id)
@@ -378,9 +377,7 @@ impl Setup {
             limit: 10_000,
             ..Default::default()
         };
-        let mut events: Vec<String> = self
-            .store
-            .events(&filter)
+        let mut events: Vec<String> = block_on(self.store.events(filter))
             .unwrap()
             .into_iter()
             .map(|(_, e)| format!("{} {}", e.action, e.resource_id))

@@ -354,9 +354,7 @@ impl Harness {
             limit: 10_000,
             ..Default::default()
         };
-        let mut events: Vec<Event> = self
-            .store
-            .events(&filter)
+        let mut events: Vec<Event> = block_on(self.store.events(filter))
             .unwrap()
             .into_iter()
             .map(|(_, e)| e)
@@ -367,8 +365,7 @@ impl Harness {
 
     /// The resource's status row.
     pub fn status(&self) -> ResourceStatus {
-        self.store
-            .status()
+        block_on(self.store.status())
             .unwrap()
             .into_iter()
             .find(|s| s.source == self.source_name && s.resource == self.resource.name)
@@ -377,10 +374,11 @@ impl Harness {
 
     /// The snapshot, sorted by id.
     pub fn snapshot(&self) -> Vec<(String, Hash)> {
-        let mut rows = self
-            .store
-            .snapshot_hashes(&self.source_name, &self.resource.name)
-            .unwrap();
+        let mut rows = block_on(
+            self.store
+                .snapshot_hashes(&self.source_name, &self.resource.name),
+        )
+        .unwrap();
         rows.sort();
         rows
     }
@@ -421,4 +419,25 @@ pub fn orders(n: u64) -> Vec<Value> {
     (1..=n)
         .map(|i| serde_json::json!({"id": i, "status": "open"}))
         .collect()
+}
+
+/// Runs a store call to completion from synchronous test code (an `eventually` check, a helper
+/// that reads the database), inside an async test or not: on a thread of its own with its own
+/// runtime, since a runtime cannot block on itself.
+pub fn block_on<F>(future: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for a store call")
+                .block_on(future)
+        })
+        .join()
+        .expect("the store call did not panic")
+    })
 }

@@ -12,6 +12,7 @@
 //! Randomness comes from one seed, `POLLHOOK_CRASH_SEED` (default [`DEFAULT_SEED`]), printed
 //! first; timing is real, so a seed fixes the choices, not the interleaving.
 
+use crate::common::block_on;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -515,17 +516,18 @@ resources = ["shop.items"]
                 log_tail(&log)
             );
         }
-        let status = store.status().unwrap();
+        let status = store.status().await.unwrap();
         let settled = status.iter().any(|s| {
             s.source == "shop"
                 && s.last_outcome.as_deref() == Some("unchanged")
                 && s.last_poll_at.is_some_and(|at| at > settled_at)
         });
         let rows = store
-            .deliveries(&DeliveryFilter {
+            .deliveries(DeliveryFilter {
                 limit: 1_000_000,
                 ..DeliveryFilter::default()
             })
+            .await
             .unwrap();
         let received: HashSet<String> = receiver
             .inbox()
@@ -698,15 +700,14 @@ fn check(
 ) -> Result<Figures, Vec<String>> {
     let mut problems = Vec::new();
     let events: Vec<(i64, Value)> = {
-        let mut list: Vec<(i64, Value)> = store
-            .events(&EventFilter {
-                limit: 1_000_000,
-                ..EventFilter::default()
-            })
-            .unwrap()
-            .into_iter()
-            .map(|(seq, e)| (seq, serde_json::to_value(e).unwrap()))
-            .collect();
+        let mut list: Vec<(i64, Value)> = block_on(store.events(EventFilter {
+            limit: 1_000_000,
+            ..EventFilter::default()
+        }))
+        .unwrap()
+        .into_iter()
+        .map(|(seq, e)| (seq, serde_json::to_value(e).unwrap()))
+        .collect();
         list.reverse();
         list
     };
@@ -761,12 +762,11 @@ fn check(
     }
 
     // 2. delivered at least once, nothing unknown.
-    let rows = store
-        .deliveries(&DeliveryFilter {
-            limit: 1_000_000,
-            ..DeliveryFilter::default()
-        })
-        .unwrap();
+    let rows = block_on(store.deliveries(DeliveryFilter {
+        limit: 1_000_000,
+        ..DeliveryFilter::default()
+    }))
+    .unwrap();
     for d in &rows {
         if d.status != "delivered" {
             problems.push(format!(

@@ -3,6 +3,7 @@
 //! the routing headers, retries and the dead letter, operator retries and replays, per-endpoint
 //! isolation, per-item order, 410 Gone, the URL policy, and a SIGKILL of the real binary.
 
+use crate::common::block_on;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -96,6 +97,7 @@ async fn jwt_body_is_one_token_whose_claims_carry_the_event() {
         let stored = p
             .store
             .event(jti)
+            .await
             .unwrap()
             .expect("jti is a stored event id");
         assert_eq!(claims["data"], serde_json::to_value(&stored).unwrap());
@@ -171,6 +173,7 @@ async fn standard_webhooks_request_is_signed_and_carries_the_routing_headers() {
         let stored = p
             .store
             .event(id)
+            .await
             .unwrap()
             .expect("webhook-id is a stored event id");
         assert_eq!(
@@ -273,7 +276,7 @@ async fn a_rotated_secret_signs_alongside_the_old_one_during_the_overlap() {
         rotation_overlap: Some(Duration::from_secs(3600)),
         ..EndpointPatch::default()
     };
-    p.store.update_endpoint("app", &patch).unwrap();
+    p.store.update_endpoint("app", patch).await.unwrap();
     // The dispatcher caches an endpoint briefly: replays show when it has the new keys.
     replay_until(&p.store, &receiver, &first_id, |r| {
         signatures(r.header("webhook-signature").unwrap()).len() == 2
@@ -322,7 +325,7 @@ async fn a_rotated_secret_signs_alongside_the_old_one_during_the_overlap() {
         rotation_overlap: Some(Duration::ZERO),
         ..EndpointPatch::default()
     };
-    p.store.update_endpoint("app", &patch).unwrap();
+    p.store.update_endpoint("app", patch).await.unwrap();
     let last = replay_until(&p.store, &receiver, &first_id, |r| {
         sign::verify(
             Scheme::StandardWebhooks,
@@ -369,7 +372,7 @@ async fn replay_until(
             .collect::<Vec<_>>()
     };
     let mut seen = sent(receiver).len();
-    store.replay(event_id, Some("app")).unwrap();
+    store.replay(event_id, Some("app")).await.unwrap();
     eventually("a replay that passes the check", || {
         let got = sent(receiver);
         if let Some(hit) = got[seen..].iter().find(|r| check(r)) {
@@ -377,7 +380,7 @@ async fn replay_until(
         }
         if got.len() > seen {
             seen = got.len();
-            store.replay(event_id, Some("app")).unwrap();
+            block_on(store.replay(event_id, Some("app"))).unwrap();
         }
         None
     })
@@ -422,7 +425,7 @@ async fn retries_follow_the_schedule_keep_the_event_id_and_stop_at_success() {
     .await;
     assert_eq!(delivery.attempts, 3);
     assert_eq!(delivery.last_status, Some(204));
-    let attempts = p.store.attempts(&delivery.event_id).unwrap();
+    let attempts = p.store.attempts(&delivery.event_id).await.unwrap();
     let statuses: Vec<Option<u16>> = attempts.iter().map(|a| a.status).collect();
     assert_eq!(statuses, [Some(500), Some(500), Some(204)]);
     assert_eq!(attempts[0].error.as_deref(), Some("HTTP 500"));
@@ -475,7 +478,7 @@ async fn dead_letters_can_be_retried_and_events_replayed_with_the_same_id() {
     for d in &dead {
         assert_eq!(d.attempts, 3, "{d:?}");
         assert_eq!(d.last_status, Some(500));
-        let attempts = p.store.attempts(&d.event_id).unwrap();
+        let attempts = p.store.attempts(&d.event_id).await.unwrap();
         assert_eq!(attempts.len(), 3);
         assert!(
             attempts.iter().all(|a| a.status == Some(500)),
@@ -490,7 +493,7 @@ async fn dead_letters_can_be_retried_and_events_replayed_with_the_same_id() {
 
     receiver.answer(204);
     let (first, second) = (&dead[0], &dead[1]);
-    p.store.retry_delivery(first.id).unwrap();
+    p.store.retry_delivery(first.id).await.unwrap();
     eventually("the retried delivery to succeed", || {
         let rows = p.deliveries("ep");
         let one = rows.iter().find(|d| d.id == first.id)?;
@@ -501,11 +504,11 @@ async fn dead_letters_can_be_retried_and_events_replayed_with_the_same_id() {
     let other = rows.iter().find(|d| d.id == second.id).unwrap();
     assert_eq!(other.status, "failed", "only the one delivery was put back");
     assert!(
-        p.store.retry_delivery(first.id).is_err(),
+        p.store.retry_delivery(first.id).await.is_err(),
         "a delivered delivery is not retried"
     );
 
-    assert_eq!(p.store.retry_failed(Some("ep")).unwrap(), 1);
+    assert_eq!(p.store.retry_failed(Some("ep")).await.unwrap(), 1);
     eventually("every delivery delivered", || {
         p.deliveries("ep")
             .iter()
@@ -519,7 +522,10 @@ async fn dead_letters_can_be_retried_and_events_replayed_with_the_same_id() {
         .filter(|id| **id == first.event_id)
         .count();
     assert_eq!(before, 4, "3 failed attempts and the retry");
-    assert_eq!(p.store.replay(&first.event_id, Some("ep")).unwrap(), ["ep"]);
+    assert_eq!(
+        p.store.replay(&first.event_id, Some("ep")).await.unwrap(),
+        ["ep"]
+    );
     let replayed = eventually("the replayed event to arrive", || {
         let got = receiver.received();
         let same: Vec<_> = got
@@ -749,7 +755,7 @@ async fn gone_disables_the_endpoint_until_it_is_resumed() {
 
     let disabled = eventually("the endpoint to be disabled", || {
         // Not found until `run` has written the config's endpoints.
-        let e = p.store.endpoint_named("gone").ok()?;
+        let e = block_on(p.store.endpoint_named("gone")).ok()?;
         (!e.spec.active).then_some(e)
     })
     .await;
@@ -783,7 +789,7 @@ async fn gone_disables_the_endpoint_until_it_is_resumed() {
     assert!(waiting.contains(&("2", "pending", 0)), "{waiting:?}");
 
     gone.answer(204);
-    p.store.set_endpoint_active("gone", true).unwrap();
+    p.store.set_endpoint_active("gone", true).await.unwrap();
     eventually("the waiting deliveries sent after the resume", || {
         p.deliveries("gone")
             .iter()
@@ -803,6 +809,7 @@ async fn gone_disables_the_endpoint_until_it_is_resumed() {
     assert!(
         p.store
             .endpoint_named("gone")
+            .await
             .unwrap()
             .disabled_reason
             .is_none()
@@ -881,6 +888,7 @@ async fn a_name_resolving_to_loopback_is_never_contacted_unless_allowed() {
             headers: Vec::new(),
             timeout: None,
         })
+        .await
         .unwrap();
     p.run();
 
@@ -890,7 +898,7 @@ async fn a_name_resolving_to_loopback_is_never_contacted_unless_allowed() {
             .find(|d| d.status == "failed")
     })
     .await;
-    let attempts = p.store.attempts(&failed.event_id).unwrap();
+    let attempts = p.store.attempts(&failed.event_id).await.unwrap();
     assert_eq!(attempts.len(), 2);
     for a in &attempts {
         let error = a.error.as_deref().unwrap_or_default();
@@ -946,7 +954,7 @@ async fn redirects_are_failures_and_never_followed() {
     })
     .await;
     assert_eq!(failed.last_status, Some(308));
-    let attempts = p.store.attempts(&failed.event_id).unwrap();
+    let attempts = p.store.attempts(&failed.event_id).await.unwrap();
     assert_eq!(
         attempts.iter().map(|a| a.status).collect::<Vec<_>>(),
         [Some(308), Some(308)]
@@ -978,7 +986,7 @@ async fn an_endpoint_timeout_is_a_failed_attempt() {
             .find(|d| d.status == "failed")
     })
     .await;
-    let attempts = p.store.attempts(&failed.event_id).unwrap();
+    let attempts = p.store.attempts(&failed.event_id).await.unwrap();
     assert_eq!(attempts.len(), 2);
     for a in &attempts {
         assert_eq!(a.status, None);
@@ -1126,6 +1134,7 @@ async fn a_delivery_waiting_for_a_slot_is_sent_once() {
             headers: Vec::new(),
             timeout: Some(Duration::from_secs(2)),
         })
+        .await
         .unwrap();
     shop.set(2, "open");
     // The delivery waits for the slot longer than any lease the dispatcher takes for a 2 s

@@ -12,6 +12,7 @@
 //! Storage faults: a database path that cannot be a file, a corrupt database, and a second
 //! `pollhook run` on a database in use each give a clear message and the documented exit code.
 
+use crate::common::block_on;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -749,12 +750,11 @@ impl Running {
     }
 
     fn deliveries(&self) -> Vec<DeliveryRow> {
-        self.store
-            .deliveries(&DeliveryFilter {
-                limit: 1000,
-                ..DeliveryFilter::default()
-            })
-            .unwrap()
+        block_on(self.store.deliveries(DeliveryFilter {
+            limit: 1000,
+            ..DeliveryFilter::default()
+        }))
+        .unwrap()
     }
 
     async fn stop(mut self) {
@@ -883,7 +883,7 @@ retries = ["100ms", "100ms"]
         let d = by_name[name];
         assert_eq!(d.status, "failed", "{name}: {d:?}");
         assert_eq!(d.attempts, 3, "{name}: {d:?}");
-        let list = p.store.attempts(&d.id.to_string()).unwrap();
+        let list = block_on(p.store.attempts(&d.id.to_string())).unwrap();
         assert_eq!(list.len(), 3, "{name}: every attempt is recorded");
         for pair in list.windows(2) {
             let gap = pair[1].at - pair[0].at;
@@ -938,7 +938,11 @@ retries = ["100ms", "100ms"]
         assert!(e.contains("cannot resolve no-such-host.invalid"), "{e}");
     }
     for name in ["error", "reset", "redirect", "huge", "slow", "tls", "dns"] {
-        let first = p.store.attempts(&by_name[name].id.to_string()).unwrap();
+        let first = p
+            .store
+            .attempts(&by_name[name].id.to_string())
+            .await
+            .unwrap();
         println!(
             "endpoint fault {name}: 3 attempts, then failed; first error: {}",
             first[0].error.as_deref().unwrap_or_default()
@@ -1128,8 +1132,7 @@ async fn a_second_run_on_the_same_database_refuses_and_the_first_keeps_working()
     .await;
     let store = Store::open(&dir.path().join("pollhook.db")).unwrap();
     let polled = || {
-        store
-            .status()
+        block_on(store.status())
             .ok()?
             .into_iter()
             .find(|s| s.last_outcome.is_some())?

@@ -497,8 +497,7 @@ async fn key_order_and_ignored_fields_are_not_changes() {
 
 /// The raw hash of each item, by id.
 fn raw_hashes(h: &crate::common::Harness) -> std::collections::BTreeMap<String, Option<[u8; 16]>> {
-    h.store
-        .snapshot_state(&h.source_name, &h.resource.name, 0)
+    crate::common::block_on(h.store.snapshot(&h.source_name, &h.resource.name, 0))
         .unwrap()
         .into_iter()
         .map(|(id, known)| (id, known.raw))
@@ -677,7 +676,7 @@ async fn an_empty_listing_over_a_full_snapshot_is_held_until_accepted() {
     assert!(h.poll().await.unwrap().held.is_some());
     assert_eq!(h.events().len(), 1);
 
-    assert_eq!(h.store.accept_deletes("shop", "orders").unwrap(), 100);
+    assert_eq!(h.store.accept_deletes("shop", "orders").await.unwrap(), 100);
     let report = h.poll().await.unwrap();
     assert_eq!(report.held, None);
     assert_eq!(report.events.len(), 100);

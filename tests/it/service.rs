@@ -1,6 +1,7 @@
 //! Running as a service: a clean stop on SIGTERM with deliveries in flight, and the operational
 //! `pollhook.*` events an operator subscribes to.
 
+use crate::common::block_on;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -182,7 +183,7 @@ async fn a_failing_resource_is_announced_once_and_so_is_its_recovery() {
     );
     // More failures follow without another alert.
     eventually("six failed polls", || {
-        let status = p.store.status().unwrap();
+        let status = block_on(p.store.status()).unwrap();
         (status.first()?.consecutive_errors >= 6).then_some(())
     })
     .await;

@@ -5,6 +5,7 @@
 //! what they cannot do: change one chosen item (`Shop`), decide each response from the request
 //! and keep a request hanging until the test lets it go (`Hook`).
 
+use crate::common::block_on;
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::path::Path;
@@ -323,8 +324,7 @@ pub fn events(store: &Store) -> Vec<Event> {
         limit: 10_000,
         ..EventFilter::default()
     };
-    let mut events: Vec<Event> = store
-        .events(&filter)
+    let mut events: Vec<Event> = block_on(store.events(filter))
         .unwrap()
         .into_iter()
         .map(|(_, e)| e)
@@ -335,13 +335,12 @@ pub fn events(store: &Store) -> Vec<Event> {
 
 /// The deliveries of one endpoint, oldest first.
 pub fn deliveries(store: &Store, endpoint: &str) -> Vec<DeliveryRow> {
-    let mut rows = store
-        .deliveries(&DeliveryFilter {
-            endpoint: Some(endpoint.to_owned()),
-            limit: 10_000,
-            ..DeliveryFilter::default()
-        })
-        .unwrap();
+    let mut rows = block_on(store.deliveries(DeliveryFilter {
+        endpoint: Some(endpoint.to_owned()),
+        limit: 10_000,
+        ..DeliveryFilter::default()
+    }))
+    .unwrap();
     rows.reverse();
     rows
 }

@@ -1,0 +1,264 @@
+//! The intake of a poll: takes the listing page by page as the source fetches it, and turns each
+//! item into a diffed record, taking the fast path for bytes the snapshot already holds.
+//!
+//! In: the source, the resource's settings, the snapshot (or the word to load it) and the last
+//! poll's page records. Out: a [`Listing`]: the [`Differ`] with every item pushed, the changed
+//! bodies in [`Bodies`], the page records, the newest `since` value; or the fetch's error.
+//!
+//! Invariants:
+//! - Fetch and intake run side by side through a short queue: only `(id, hash)` pairs and the
+//!   changed bodies are held, never the whole listing.
+//! - An item whose bytes hash to what the snapshot holds is unchanged without being parsed
+//!   ([`Normalizer::peek`], [`Differ::unchanged`]); anything else is parsed and hashed
+//!   canonically, so the canonical hash stays the only judge of change.
+//! - An error taking a page (an item without an id, a replayed page gone stale) stops the fetch
+//!   and is the error reported: the fetch only stopped because of it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::config::ResourceConfig;
+use crate::diff::{Differ, Snapshot};
+use crate::incremental::Newest;
+use crate::normalize::{Normalizer, RawHash, Record};
+use crate::poll::PollError;
+use crate::source::{FetchPlan, Fetched, Page, PageItems, Source, SourceError};
+use crate::spill::{Bodies, BodyRef, SPILL_AFTER};
+use crate::store::{PageRecord, Store};
+
+/// Pages fetched ahead of the one being taken.
+const PAGES_AHEAD: usize = 2;
+
+/// A listing, taken whole.
+pub struct Listing {
+    /// What the source said of the fetch.
+    pub fetched: Fetched,
+    /// Every item, pushed.
+    pub differ: Differ<BodyRef>,
+    /// The changed items' bodies.
+    pub bodies: Bodies,
+    /// Page records for conditional requests.
+    pub pages: Vec<PageRecord>,
+    /// The newest modification time seen (incremental polling).
+    pub newest: Newest,
+}
+
+/// Where the snapshot to diff against comes from.
+pub enum Against {
+    /// Already loaded (a small resource): the intake runs on the poll's own task, a few
+    /// microseconds a page, with no thread hand-off.
+    Loaded(Snapshot),
+    /// To be loaded while the first page is fetched (a large resource, or a first poll): the
+    /// intake runs on a blocking thread.
+    Load {
+        /// Source name.
+        source: String,
+        /// Items the snapshot is expected to hold, to size its map once.
+        expected: i64,
+    },
+}
+
+/// Fetches `resource` and takes every page as it arrives.
+pub async fn take_listing(
+    store: &Store,
+    source: &dyn Source,
+    resource: &ResourceConfig,
+    plan: &FetchPlan<'_>,
+    against: Against,
+    known_pages: Arc<HashMap<String, PageRecord>>,
+) -> Result<Listing, PollError> {
+    let (page_tx, page_rx) = tokio::sync::mpsc::channel::<Page>(PAGES_AHEAD);
+    let fetch = async move {
+        let fetched = source.fetch(resource, plan, &page_tx).await;
+        drop(page_tx);
+        fetched
+    };
+    let mut intake = Intake::new(resource, store, known_pages);
+    let (fetched, taken) = match against {
+        Against::Loaded(snapshot) => {
+            intake.differ = Differ::with_known(snapshot);
+            tokio::join!(fetch, intake.take_all(page_rx))
+        }
+        Against::Load { source, expected } => {
+            let take = async {
+                intake.differ =
+                    Differ::with_known(store.snapshot(&source, &resource.name, expected).await?);
+                match tokio::task::spawn_blocking(move || intake.take_all_blocking(page_rx)).await {
+                    Ok(taken) => taken,
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                }
+            };
+            tokio::join!(fetch, take)
+        }
+    };
+    match (fetched, taken) {
+        (Ok(fetched), Ok(intake)) => Ok(intake.into_listing(fetched)),
+        (Err(error), Ok(_)) => Err(PollError::Fetch(error)),
+        (_, Err(error)) => Err(error),
+    }
+}
+
+/// The intake's state while pages arrive.
+struct Intake {
+    differ: Differ<BodyRef>,
+    normalizer: Normalizer,
+    newest: Newest,
+    bodies: Bodies,
+    records: Vec<PageRecord>,
+    /// The page records of the last poll, for pages that answer 304.
+    known_pages: Arc<HashMap<String, PageRecord>>,
+    conditional: bool,
+}
+
+impl Intake {
+    fn new(
+        resource: &ResourceConfig,
+        store: &Store,
+        known_pages: Arc<HashMap<String, PageRecord>>,
+    ) -> Self {
+        let mut normalizer = Normalizer::new(resource.id.clone(), resource.ignore.clone());
+        if let Some(inc) = &resource.incremental {
+            normalizer.also_peek(&inc.field);
+        }
+        Self {
+            differ: Differ::new([]),
+            normalizer,
+            newest: Newest::new(resource.incremental.as_ref()),
+            bodies: Bodies::beside(store.path(), SPILL_AFTER),
+            records: Vec::new(),
+            known_pages,
+            conditional: resource.conditional,
+        }
+    }
+
+    fn into_listing(self, fetched: Fetched) -> Listing {
+        Listing {
+            fetched,
+            differ: self.differ,
+            bodies: self.bodies,
+            pages: self.records,
+            newest: self.newest,
+        }
+    }
+
+    /// Takes every page the fetch sends, on the poll's task.
+    async fn take_all(
+        mut self,
+        mut pages: tokio::sync::mpsc::Receiver<Page>,
+    ) -> Result<Self, PollError> {
+        while let Some(page) = pages.recv().await {
+            self.take_page(page)?;
+        }
+        Ok(self)
+    }
+
+    /// Takes every page the fetch sends, on a blocking thread.
+    fn take_all_blocking(
+        mut self,
+        mut pages: tokio::sync::mpsc::Receiver<Page>,
+    ) -> Result<Self, PollError> {
+        while let Some(page) = pages.blocking_recv() {
+            self.take_page(page)?;
+        }
+        Ok(self)
+    }
+
+    /// Normalizes and diffs one page.
+    fn take_page(&mut self, page: Page) -> Result<(), PollError> {
+        let mut ids = Vec::new();
+        match page.items {
+            PageItems::Fresh(items) => {
+                for text in items.iter() {
+                    let id = match take(text, &self.normalizer, &mut self.differ, &mut self.newest)
+                    {
+                        Taken::Unchanged(id) => id,
+                        Taken::Changed(value, raw) => {
+                            let (id, hash) = self
+                                .normalizer
+                                .identify(&value)
+                                .map_err(SourceError::from)?;
+                            let body = self.bodies.put(text)?;
+                            let copy = self.conditional.then(|| id.clone());
+                            self.differ.push(Record {
+                                id,
+                                body,
+                                hash,
+                                raw: Some(raw),
+                            });
+                            copy.unwrap_or_default()
+                        }
+                        Taken::Invalid(e) => {
+                            return Err(SourceError::Shape {
+                                url: page.url,
+                                message: format!("an item is not valid JSON: {e}"),
+                            }
+                            .into());
+                        }
+                    };
+                    if self.conditional {
+                        ids.push(id);
+                    }
+                }
+            }
+            PageItems::NotModified => {
+                let known = self.known_pages.get(&page.url);
+                for id in known.map(|k| k.ids.as_slice()).unwrap_or_default() {
+                    if !self.differ.keep(id) {
+                        return Err(SourceError::StalePage { url: page.url }.into());
+                    }
+                }
+                ids = known.map(|k| k.ids.clone()).unwrap_or_default();
+            }
+        }
+        if self.conditional && (page.etag.is_some() || page.last_modified.is_some()) {
+            self.records.push(PageRecord {
+                url: page.url,
+                etag: page.etag,
+                last_modified: page.last_modified,
+                next_url: page.next_url,
+                ids,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What became of one item of a page.
+enum Taken {
+    /// Its bytes are what they were: listed and unchanged. Its id.
+    Unchanged(String),
+    /// New or changed bytes, parsed, and their hash: for [`Normalizer::identify`] and
+    /// [`Differ::push`].
+    Changed(Value, RawHash),
+    /// Not JSON (a source handed on something it should not have).
+    Invalid(serde_json::Error),
+}
+
+/// The fast path first: the item's id and bytes' hash, and the snapshot's word that those bytes
+/// are what it holds; otherwise the item parsed.
+fn take(
+    text: &str,
+    normalizer: &Normalizer,
+    differ: &mut Differ<BodyRef>,
+    newest: &mut Newest,
+) -> Taken {
+    let raw = normalizer.raw_hash(text);
+    // Nothing to be unchanged against on a first listing: straight to the parse.
+    if differ.snapshot_len() > 0
+        && let Some((id, fields)) = normalizer.peek(text)
+    {
+        newest.see(&fields);
+        if differ.unchanged(&id, &raw) {
+            return Taken::Unchanged(id);
+        }
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => {
+            newest.see(&value);
+            Taken::Changed(value, raw)
+        }
+        Err(e) => Taken::Invalid(e),
+    }
+}

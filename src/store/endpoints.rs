@@ -1,0 +1,95 @@
+//! Endpoints: those the config file names, reconciled at every start, and those added at run
+//! time through the CLI, the API or the dashboard.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError};
+use crate::config::Secret;
+use crate::endpoint::{ActionFilter, EndpointSpec};
+
+/// An endpoint as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEndpoint {
+    /// Row id.
+    pub id: i64,
+    /// Settings.
+    pub spec: EndpointSpec,
+    /// The previous secret, still signed with until the given time (rotation).
+    pub old_secret: Option<(Secret, DateTime<Utc>)>,
+    /// `config` or `api`.
+    pub origin: String,
+    /// Why it was disabled, if it was.
+    pub disabled_reason: Option<String>,
+    /// Failing without a success since then.
+    pub failing_since: Option<DateTime<Utc>>,
+}
+
+/// A change to an endpoint's settings; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointPatch {
+    /// New URL.
+    pub url: Option<String>,
+    /// New secret (the old one keeps signing until `old_secret_until`).
+    pub secret: Option<Secret>,
+    /// How long the old secret stays valid after a rotation.
+    pub rotation_overlap: Option<std::time::Duration>,
+    /// New resource patterns.
+    pub resources: Option<Vec<String>>,
+    /// New action filter.
+    pub actions: Option<ActionFilter>,
+    /// New signing scheme.
+    pub signing: Option<crate::sign::Scheme>,
+}
+
+impl Store {
+    /// Makes the database's config-origin endpoints match `specs`: adds new ones, updates changed
+    /// ones, and removes config endpoints no longer in the file (with their deliveries).
+    pub async fn reconcile_endpoints(&self, specs: &[EndpointSpec]) -> Result<(), StoreError> {
+        let specs = specs.to_vec();
+        self.run(move |db| db.reconcile_endpoints(&specs)).await
+    }
+    /// Every endpoint, by name.
+    pub async fn endpoints(&self) -> Result<Vec<StoredEndpoint>, StoreError> {
+        self.run(move |db| db.endpoints()).await
+    }
+    /// One endpoint by row id.
+    pub async fn endpoint(&self, id: i64) -> Result<Option<StoredEndpoint>, StoreError> {
+        self.run(move |db| db.endpoint(id)).await
+    }
+    /// One endpoint by name.
+    pub async fn endpoint_named(&self, name: &str) -> Result<StoredEndpoint, StoreError> {
+        let name = name.to_owned();
+        self.run(move |db| db.endpoint_named(&name)).await
+    }
+    /// Registers an endpoint at run time; [`StoreError::Duplicate`] if the name is taken.
+    pub async fn add_endpoint(&self, spec: &EndpointSpec) -> Result<i64, StoreError> {
+        let spec = spec.clone();
+        self.run(move |db| db.add_endpoint(&spec)).await
+    }
+    /// Changes an endpoint's settings.
+    pub async fn update_endpoint(
+        &self,
+        name: &str,
+        patch: EndpointPatch,
+    ) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.run(move |db| db.update_endpoint(&name, &patch)).await
+    }
+    /// Removes an endpoint with its deliveries and attempts.
+    pub async fn remove_endpoint(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.run(move |db| db.remove_endpoint(&name)).await
+    }
+    /// Pauses (`false`) or resumes (`true`) an endpoint; resuming clears a disabled state.
+    pub async fn set_endpoint_active(&self, name: &str, active: bool) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.run(move |db| db.set_endpoint_active(&name, active))
+            .await
+    }
+    /// Queues the current snapshot of every resource an endpoint wants, as `created` events for
+    /// that endpoint alone, so a new consumer starts from full state. Returns how many.
+    pub async fn backfill(&self, name: &str) -> Result<usize, StoreError> {
+        let name = name.to_owned();
+        self.run(move |db| db.backfill(&name)).await
+    }
+}

@@ -1,0 +1,336 @@
+//! Endpoints in SQLite: the file's, reconciled at start, and those added at run time.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Db, json, to_time, write_tx};
+use crate::config::Secret;
+use crate::endpoint::{ActionFilter, EndpointSpec};
+use crate::event::Event;
+use crate::sign::Scheme;
+use crate::store::{EndpointPatch, StoreError, StoredEndpoint, now_ms};
+
+impl Db {
+    /// Makes the database's config-origin endpoints match `specs`: adds new ones, updates changed
+    /// ones, and removes config endpoints no longer in the file (with their deliveries).
+    pub(in crate::store) fn reconcile_endpoints(
+        &self,
+        specs: &[EndpointSpec],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        let now = now_ms();
+        for spec in specs {
+            tx.execute(
+                "INSERT INTO endpoints (name, url, secret, signing, resources, actions, active,
+                                        headers, timeout_ms, origin, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'config', ?10, ?10)
+                 ON CONFLICT (name) DO UPDATE SET
+                     url = excluded.url, secret = excluded.secret, signing = excluded.signing,
+                     resources = excluded.resources, actions = excluded.actions,
+                     active = excluded.active, headers = excluded.headers,
+                     timeout_ms = excluded.timeout_ms, origin = 'config',
+                     updated_at = excluded.updated_at
+                 WHERE url IS NOT excluded.url OR secret IS NOT excluded.secret
+                    OR signing IS NOT excluded.signing OR resources IS NOT excluded.resources
+                    OR actions IS NOT excluded.actions OR active IS NOT excluded.active
+                    OR headers IS NOT excluded.headers OR timeout_ms IS NOT excluded.timeout_ms",
+                params![
+                    spec.name,
+                    spec.url,
+                    spec.secret.expose(),
+                    spec.signing.as_str(),
+                    json(&spec.resources),
+                    json(&spec.actions),
+                    spec.active,
+                    json(&spec.headers),
+                    spec.timeout.map(|t| t.as_millis() as i64),
+                    now
+                ],
+            )?;
+        }
+        // A config endpoint removed from the file is removed here too, with its queue: kept
+        // inactive, it would collect deliveries nobody will ever send.
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        tx.execute(
+            "DELETE FROM endpoints
+             WHERE origin = 'config' AND name NOT IN (SELECT value FROM json_each(?1))",
+            params![json(&names)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every endpoint, by name.
+    pub(in crate::store) fn endpoints(&self) -> Result<Vec<StoredEndpoint>, StoreError> {
+        let conn = self.conn();
+        load_endpoints(&conn)
+    }
+
+    /// Registers an endpoint at run time.
+    pub(in crate::store) fn add_endpoint(&self, spec: &EndpointSpec) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        let now = now_ms();
+        conn.execute(
+            "INSERT INTO endpoints (name, url, secret, signing, resources, actions, active, headers,
+                                    timeout_ms, origin, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'api', ?10, ?10)",
+            params![
+                spec.name,
+                spec.url,
+                spec.secret.expose(),
+                spec.signing.as_str(),
+                json(&spec.resources),
+                json(&spec.actions),
+                spec.active,
+                json(&spec.headers),
+                spec.timeout.map(|t| t.as_millis() as i64),
+                now
+            ],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                StoreError::Duplicate(format!("an endpoint named {} already exists", spec.name))
+            }
+            e => e.into(),
+        })?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Changes an endpoint's settings.
+    pub(in crate::store) fn update_endpoint(
+        &self,
+        name: &str,
+        patch: &EndpointPatch,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        let now = now_ms();
+        let exists: Option<String> = tx
+            .query_row(
+                "SELECT secret FROM endpoints WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(current_secret) = exists else {
+            return Err(StoreError::NotFound(format!("no endpoint {name}")));
+        };
+        if let Some(url) = &patch.url {
+            tx.execute(
+                "UPDATE endpoints SET url = ?2 WHERE name = ?1",
+                params![name, url],
+            )?;
+        }
+        if let Some(secret) = &patch.secret {
+            let until = now + patch.rotation_overlap.unwrap_or_default().as_millis() as i64;
+            tx.execute(
+                "UPDATE endpoints SET secret = ?2, old_secret = ?3, old_secret_until = ?4 WHERE name = ?1",
+                params![name, secret.expose(), current_secret, until],
+            )?;
+        }
+        if let Some(resources) = &patch.resources {
+            tx.execute(
+                "UPDATE endpoints SET resources = ?2 WHERE name = ?1",
+                params![name, json(resources)],
+            )?;
+        }
+        if let Some(actions) = &patch.actions {
+            tx.execute(
+                "UPDATE endpoints SET actions = ?2 WHERE name = ?1",
+                params![name, json(actions)],
+            )?;
+        }
+        if let Some(signing) = patch.signing {
+            tx.execute(
+                "UPDATE endpoints SET signing = ?2 WHERE name = ?1",
+                params![name, signing.as_str()],
+            )?;
+        }
+        tx.execute(
+            "UPDATE endpoints SET updated_at = ?2 WHERE name = ?1",
+            params![name, now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes an endpoint with its deliveries and attempts.
+    pub(in crate::store) fn remove_endpoint(&self, name: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        if conn.execute("DELETE FROM endpoints WHERE name = ?1", params![name])? == 0 {
+            return Err(StoreError::NotFound(format!("no endpoint {name}")));
+        }
+        Ok(())
+    }
+
+    /// Pauses (`false`) or resumes (`true`) an endpoint; resuming clears a disabled state.
+    pub(in crate::store) fn set_endpoint_active(
+        &self,
+        name: &str,
+        active: bool,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE endpoints SET active = ?2, updated_at = ?3,
+                 disabled_reason = CASE WHEN ?2 THEN NULL ELSE disabled_reason END,
+                 failing_since = CASE WHEN ?2 THEN NULL ELSE failing_since END
+             WHERE name = ?1",
+            params![name, active, now_ms()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("no endpoint {name}")));
+        }
+        Ok(())
+    }
+
+    /// Queues the current snapshot of every resource an endpoint wants, as `created` events for
+    /// that endpoint alone, so a new consumer starts from full state. Returns how many.
+    pub(in crate::store) fn backfill(&self, name: &str) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        let endpoint = load_endpoints(&tx)?
+            .into_iter()
+            .find(|e| e.spec.name == name)
+            .ok_or_else(|| StoreError::NotFound(format!("no endpoint {name}")))?;
+        let now = Utc::now();
+        let mut count = 0;
+        {
+            let mut items = tx.prepare(
+                "SELECT source, resource, item_id, body FROM snapshot ORDER BY source, resource, item_id",
+            )?;
+            let mut insert_event = tx.prepare_cached(
+                "INSERT INTO events (id, type, source, resource, action, resource_id, detected_at, payload)
+                 VALUES (?1, ?2, ?3, ?4, 'created', ?5, ?6, ?7)",
+            )?;
+            let mut insert_delivery = tx.prepare_cached(
+                "INSERT INTO deliveries (event_seq, endpoint_id, item_key, next_attempt_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+            )?;
+            let mut rows = items.query([])?;
+            while let Some(row) = rows.next()? {
+                let (source, resource, id, body): (String, String, String, String) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+                if !endpoint.spec.wants(&source, &resource, "created") {
+                    continue;
+                }
+                let data = serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("snapshot body of {id}: {e}")))?;
+                let event = Event::from_change(
+                    &source,
+                    &resource,
+                    &crate::diff::Change::Created(crate::normalize::Record {
+                        id: id.clone(),
+                        body: data,
+                        hash: [0; 32],
+                        raw: None,
+                    }),
+                    None,
+                    now,
+                );
+                insert_event.execute(params![
+                    event.id,
+                    event.kind,
+                    source,
+                    resource,
+                    id,
+                    now.timestamp_millis(),
+                    event.to_json()
+                ])?;
+                let seq = tx.last_insert_rowid();
+                insert_delivery.execute(params![
+                    seq,
+                    endpoint.id,
+                    format!("{source}/{resource}/{id}"),
+                    now.timestamp_millis()
+                ])?;
+                count += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(count)
+    }
+
+    /// One endpoint by row id.
+    pub(in crate::store) fn endpoint(&self, id: i64) -> Result<Option<StoredEndpoint>, StoreError> {
+        let conn = self.conn();
+        Ok(load_endpoints(&conn)?.into_iter().find(|e| e.id == id))
+    }
+
+    /// One endpoint by name.
+    pub(in crate::store) fn endpoint_named(
+        &self,
+        name: &str,
+    ) -> Result<StoredEndpoint, StoreError> {
+        let conn = self.conn();
+        load_endpoints(&conn)?
+            .into_iter()
+            .find(|e| e.spec.name == name)
+            .ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "no endpoint {name} (see `pollhook endpoints list`)"
+                ))
+            })
+    }
+}
+
+pub(super) fn load_endpoints(conn: &Connection) -> Result<Vec<StoredEndpoint>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, url, secret, signing, resources, actions, active, headers, timeout_ms,
+                old_secret, old_secret_until, origin, disabled_reason, failing_since
+         FROM endpoints ORDER BY name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, bool>(7)?,
+            r.get::<_, String>(8)?,
+            r.get::<_, Option<i64>>(9)?,
+            (
+                r.get::<_, Option<String>>(10)?,
+                r.get::<_, Option<i64>>(11)?,
+                r.get::<_, String>(12)?,
+                r.get::<_, Option<String>>(13)?,
+                r.get::<_, Option<i64>>(14)?,
+            ),
+        ))
+    })?;
+    rows.map(|row| {
+        let (id, name, url, secret, signing, resources, actions, active, headers, timeout, rest) =
+            row?;
+        let (old_secret, old_until, origin, disabled_reason, failing_since) = rest;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("endpoint {name}: {what}"));
+        let signing: Scheme = signing.parse().map_err(|_| corrupt("signing"))?;
+        Ok(StoredEndpoint {
+            id,
+            spec: EndpointSpec {
+                url,
+                secret: Secret::new(secret),
+                signing,
+                resources: serde_json::from_str(&resources).map_err(|_| corrupt("resources"))?,
+                actions: serde_json::from_str::<ActionFilter>(&actions)
+                    .map_err(|_| corrupt("actions"))?,
+                active,
+                headers: serde_json::from_str(&headers).map_err(|_| corrupt("headers"))?,
+                timeout: timeout.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+                name: name.clone(),
+            },
+            old_secret: match (old_secret, old_until) {
+                (Some(s), Some(until)) => Some((Secret::new(s), to_time(until))),
+                _ => None,
+            },
+            origin,
+            disabled_reason,
+            failing_since: failing_since.map(to_time),
+        })
+    })
+    .collect()
+}

@@ -1,0 +1,246 @@
+//! The SQLite backend: one file in WAL mode, one connection behind a mutex (one writer), every
+//! statement of the hot paths prepared once.
+//!
+//! In: the facade's calls, on a blocking thread. Out: rows.
+//!
+//! Invariants:
+//! - `synchronous = FULL`: a committed change survives a machine crash. Only a poll's
+//!   bookkeeping when it found nothing to write commits without the fsync ([`Relaxed`]).
+//! - Every write transaction takes the write lock up front (`BEGIN IMMEDIATE`), so a CLI writing
+//!   beside `pollhook run` waits on `busy_timeout` instead of failing to upgrade a read lock.
+//! - One process runs the pipeline per database ([`RunLock`]); the CLI may read and write
+//!   alongside it (WAL readers never block the writer).
+
+mod endpoints;
+mod events;
+mod migrate;
+mod outbox;
+mod snapshot;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, Transaction};
+use serde::Serialize;
+
+use super::StoreError;
+
+/// Prepared statements kept per connection: more than the distinct statements pollhook runs.
+const STATEMENT_CACHE: usize = 64;
+
+/// An open SQLite database.
+pub(super) struct Db {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Unavailable(format!(
+                    "the database stayed locked by another writer: {e}"
+                ))
+            }
+            _ => StoreError::Backend(Box::new(e)),
+        }
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub(super) fn open(path: &Path) -> Result<Db, StoreError> {
+        let open_err = |e: rusqlite::Error| open_error(path, &e);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Best effort: a missing directory is reported by the open below.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
+        enable_wal(&conn).map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        // The bundled SQLite has STAT4, which re-plans (re-prepares) a statement whenever a bound
+        // value could change its plan; every statement here has one good plan, so keep it.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+            .map_err(open_err)?;
+        // Every statement of the poll and delivery paths stays prepared (rusqlite's default is 16).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // Fails fast, naming the file, on something that is not a database.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+            .map_err(open_err)?;
+        migrate::migrate(&mut conn, path)?;
+        Ok(Db {
+            conn: Mutex::new(conn),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-done transaction behind (rusqlite
+        // rolls back on drop), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checks that a write transaction can be taken: the disk is not read-only and no other
+    /// writer holds the database past `busy_timeout`.
+    pub(super) fn check_writable(&self) -> Result<(), StoreError> {
+        self.conn().execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        Ok(())
+    }
+}
+
+/// Held while `pollhook run` owns a database; released when dropped or when the process dies.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    /// Takes the exclusive run lock beside the database at `db`.
+    pub fn acquire(db: &Path) -> Result<RunLock, StoreError> {
+        let mut lock = db.as_os_str().to_owned();
+        lock.push(".lock");
+        let lock = PathBuf::from(lock);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(|e| StoreError::LockFile {
+                path: lock.clone(),
+                reason: match db.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    Some(parent) if parent.exists() && !parent.is_dir() => {
+                        format!("{} is not a directory", parent.display())
+                    }
+                    _ => e.to_string(),
+                },
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(_) => Err(StoreError::Locked {
+                path: db.to_owned(),
+                lock,
+            }),
+        }
+    }
+}
+
+/// The connection with `synchronous = NORMAL` (commits without an fsync) until [`Relaxed::leave`]
+/// or drop (a panic included) puts `FULL` back. SQLite only changes this between transactions.
+struct Relaxed<'a> {
+    conn: &'a mut Connection,
+    left: bool,
+}
+
+impl<'a> Relaxed<'a> {
+    fn enter(conn: &'a mut Connection) -> Result<Self, StoreError> {
+        conn.prepare_cached("PRAGMA synchronous = NORMAL")?
+            .execute([])?;
+        Ok(Self { conn, left: false })
+    }
+
+    fn leave(mut self) -> Result<(), StoreError> {
+        self.left = true;
+        full_sync(self.conn)
+    }
+}
+
+impl Drop for Relaxed<'_> {
+    fn drop(&mut self) {
+        if !self.left {
+            // Best effort on the way out of a panic; `leave` reports a failure.
+            let _ = full_sync(self.conn);
+        }
+    }
+}
+
+fn full_sync(conn: &Connection) -> Result<(), StoreError> {
+    conn.prepare_cached("PRAGMA synchronous = FULL")?
+        .execute([])?;
+    Ok(())
+}
+
+/// Says why a database could not be opened, in the user's terms rather than SQLite's.
+fn open_error(path: &Path, e: &rusqlite::Error) -> StoreError {
+    let parent = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let (reason, hint) = if path.is_dir() {
+        (
+            "it is a directory".to_owned(),
+            "[storage] path names the database file, e.g. /var/lib/pollhook/pollhook.db",
+        )
+    } else if let Some(parent) = parent.filter(|p| p.exists() && !p.is_dir()) {
+        (
+            format!("{} is not a directory", parent.display()),
+            "point [storage] path (or POLLHOOK_STORAGE_PATH) into a directory",
+        )
+    } else if matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase)
+    ) {
+        (
+            "the file is not a database (it is corrupt, or not a SQLite file)".to_owned(),
+            "restore it from a backup, or move it aside to start with an empty database",
+        )
+    } else if matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::ReadOnly)) {
+        (
+            "the file or its directory is read-only".to_owned(),
+            "pollhook needs to write its database and the -wal file beside it",
+        )
+    } else {
+        (
+            e.to_string(),
+            "check [storage] path and that its directory exists and is writable",
+        )
+    };
+    StoreError::Open {
+        path: path.to_owned(),
+        reason,
+        hint,
+    }
+}
+
+/// Switches the database to WAL. The setting is stored in the file, so only the very first opens
+/// of a new file contend for it; SQLite answers that contention with an immediate BUSY rather than
+/// waiting on `busy_timeout`, hence the retries.
+fn enable_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let mut tries = 0;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
+            {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`): with other
+/// processes writing too (the CLI beside `pollhook run`), a deferred transaction could fail to
+/// upgrade its read lock instead of waiting on `busy_timeout`.
+fn write_tx(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
+fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn to_time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}

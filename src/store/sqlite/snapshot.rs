@@ -1,0 +1,521 @@
+//! Snapshot rows and poll state in SQLite: what a poll reads before it fetches, and the one
+//! transaction that commits what it found.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::events::insert_events;
+use super::{Db, Relaxed, json, to_time, write_tx};
+use crate::diff::{Known, Snapshot};
+use crate::event::{Event, Payload};
+use crate::normalize::{Hash, RawHash};
+use crate::store::{
+    CommitSummary, NoUpserts, PageRecord, PollCommit, PollFailure, ResourceState, ResourceStatus,
+    StoreError, Upsert, Upserts,
+};
+
+impl Db {
+    /// The snapshot of a resource: `id → what is known of it`. `expected` (its `item_count`, or 0)
+    /// sizes the map once: growing a million-entry map doubles it in memory.
+    pub(in crate::store) fn snapshot_state(
+        &self,
+        source: &str,
+        resource: &str,
+        expected: i64,
+    ) -> Result<Snapshot, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT item_id, hash, missing, raw_hash FROM snapshot WHERE source = ?1 AND resource = ?2",
+        )?;
+        let mut rows = stmt.query(params![source, resource])?;
+        let mut out = Snapshot::with_capacity_and_hasher(
+            usize::try_from(expected).unwrap_or(0),
+            Default::default(),
+        );
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let hash: Option<Hash> = row
+                .get_ref(1)?
+                .as_blob()
+                .ok()
+                .and_then(|b| b.try_into().ok());
+            let Some(hash) = hash else {
+                return Err(StoreError::Corrupt(format!(
+                    "snapshot hash of {source}.{resource}/{id}"
+                )));
+            };
+            // A missing or odd raw hash only means the slow path.
+            let raw: Option<RawHash> = row
+                .get_ref(3)?
+                .as_blob()
+                .ok()
+                .and_then(|b| b.try_into().ok());
+            out.insert(id, Known::new(hash, raw, row.get(2)?));
+        }
+        Ok(out)
+    }
+
+    /// The page records of a resource, by URL.
+    pub(in crate::store) fn pages(
+        &self,
+        source: &str,
+        resource: &str,
+    ) -> Result<HashMap<String, PageRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT url, etag, last_modified, next_url, ids FROM pages WHERE source = ?1 AND resource = ?2",
+        )?;
+        let rows = stmt.query_map(params![source, resource], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (url, etag, last_modified, next_url, ids) = row?;
+            let ids = serde_json::from_str(&ids)
+                .map_err(|e| StoreError::Corrupt(format!("page record {url}: {e}")))?;
+            Ok((
+                url.clone(),
+                PageRecord {
+                    url,
+                    etag,
+                    last_modified,
+                    next_url,
+                    ids,
+                },
+            ))
+        })
+        .collect()
+    }
+
+    /// Forgets a resource's page records, so its next poll fetches every page in full.
+    pub(in crate::store) fn clear_pages(
+        &self,
+        source: &str,
+        resource: &str,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "DELETE FROM pages WHERE source = ?1 AND resource = ?2",
+            params![source, resource],
+        )?;
+        Ok(())
+    }
+
+    /// The snapshot of a resource as `(id, hash)` pairs.
+    pub(in crate::store) fn snapshot_hashes(
+        &self,
+        source: &str,
+        resource: &str,
+    ) -> Result<Vec<(String, Hash)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT item_id, hash FROM snapshot WHERE source = ?1 AND resource = ?2",
+        )?;
+        let rows = stmt.query_map(params![source, resource], |row| {
+            let hash: Vec<u8> = row.get(1)?;
+            Ok((row.get::<_, String>(0)?, hash))
+        })?;
+        rows.map(|r| {
+            let (id, hash) = r?;
+            let hash: Hash = hash.try_into().map_err(|_| {
+                StoreError::Corrupt(format!("snapshot hash of {source}.{resource}/{id}"))
+            })?;
+            Ok((id, hash))
+        })
+        .collect()
+    }
+
+    /// The stored bodies of some items, for `previous` and `changes`.
+    pub(in crate::store) fn snapshot_bodies(
+        &self,
+        source: &str,
+        resource: &str,
+        ids: &[&str],
+    ) -> Result<HashMap<String, Payload>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT body FROM snapshot WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+        )?;
+        let mut out = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let body: Option<String> = stmt
+                .query_row(params![source, resource, id], |r| r.get(0))
+                .optional()?;
+            if let Some(body) = body {
+                let payload = Payload::from_json(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("snapshot body of {id}: {e}")))?;
+                out.insert((*id).to_owned(), payload);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the store knows of a resource before polling it.
+    pub(in crate::store) fn resource_state(
+        &self,
+        source: &str,
+        resource: &str,
+    ) -> Result<ResourceState, StoreError> {
+        let conn = self.conn();
+        let row = conn
+            .prepare_cached(
+                "SELECT baseline_at IS NOT NULL, accept_deletes, since_cursor, full_sync_at, version,
+                        item_count
+                 FROM resources WHERE source = ?1 AND resource = ?2",
+            )?
+            .query_row(
+                params![source, resource],
+                |r| {
+                    Ok(ResourceState {
+                        has_baseline: r.get(0)?,
+                        accept_deletes: r.get(1)?,
+                        since_cursor: r.get(2)?,
+                        full_sync_at: r.get(3)?,
+                        version: r.get(4)?,
+                        item_count: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(row.unwrap_or_default())
+    }
+
+    /// Writes a poll's snapshot changes, events and deliveries, and the poll's outcome, in one
+    /// transaction.
+    ///
+    /// A poll that found nothing to write but its own bookkeeping (last poll time, outcome,
+    /// version, page validators) commits without the fsync (`synchronous = NORMAL`): on a machine
+    /// crash SQLite may forget the last few such commits, all or none of each, but never one
+    /// committed before them, so the database only ever goes back to an earlier consistent state
+    /// and a snapshot change or event is never lost. Most polls change nothing; at 20 polls a
+    /// second the fsyncs were most of the cost of an idle pollhook.
+    pub(in crate::store) fn commit_poll(
+        &self,
+        commit: &mut PollCommit,
+    ) -> Result<CommitSummary, StoreError> {
+        let mut upserts = std::mem::replace(&mut commit.upserts, Box::new(NoUpserts));
+        let commit = &*commit;
+        let mut conn = self.conn();
+        if upserts.is_empty() && bookkeeping_only(commit) {
+            let relaxed = Relaxed::enter(&mut conn)?;
+            let written = write_poll(relaxed.conn, commit, upserts.as_mut(), false);
+            relaxed.leave()?;
+            if let Some(summary) = written? {
+                return Ok(summary);
+            }
+            // It would emit an operational event after all (a recovery): commit it durably.
+        }
+        // A durable commit never declines.
+        Ok(write_poll(&mut conn, commit, upserts.as_mut(), true)?.unwrap_or_default())
+    }
+}
+
+/// [`Db::commit_poll`]'s transaction. Without `durable`, declines (writes nothing, returns
+/// `None`) if it would add an event.
+fn write_poll(
+    conn: &mut Connection,
+    commit: &PollCommit,
+    upserts: &mut dyn Upserts,
+    durable: bool,
+) -> Result<Option<CommitSummary>, StoreError> {
+    let tx = write_tx(conn)?;
+    let now = commit.at.timestamp_millis();
+    let version: i64 = tx
+        .prepare_cached("SELECT version FROM resources WHERE source = ?1 AND resource = ?2")?
+        .query_row(params![commit.source, commit.resource], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    if version != commit.version {
+        // Dropping `tx` rolls back: nothing of this poll is written.
+        return Err(StoreError::VersionConflict(format!(
+            "another poll of {}.{} committed while this one ran; this one wrote nothing",
+            commit.source, commit.resource
+        )));
+    }
+    let mut upserted = 0_usize;
+    {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO snapshot (source, resource, item_id, hash, body, changed_at, raw_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (source, resource, item_id)
+                 DO UPDATE SET hash = excluded.hash, body = excluded.body,
+                               changed_at = excluded.changed_at, missing = 0,
+                               raw_hash = excluded.raw_hash",
+        )?;
+        upserts.each(&mut |row: Upsert<'_>| {
+            upserted += 1;
+            upsert.execute(params![
+                commit.source,
+                commit.resource,
+                row.id,
+                &row.hash[..],
+                row.body,
+                now,
+                row.raw.map(|r| &r[..]),
+            ])?;
+            Ok(())
+        })?;
+        let mut rehash = tx.prepare_cached(
+                "UPDATE snapshot SET raw_hash = ?4 WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+            )?;
+        for (id, raw) in &commit.rehashed {
+            rehash.execute(params![commit.source, commit.resource, id, &raw[..]])?;
+        }
+        let mut delete = tx.prepare_cached(
+            "DELETE FROM snapshot WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+        )?;
+        for id in &commit.deletes {
+            delete.execute(params![commit.source, commit.resource, id])?;
+        }
+        let mut missing = tx.prepare_cached(
+            "UPDATE snapshot SET missing = missing + 1
+                 WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+        )?;
+        for id in &commit.missing {
+            missing.execute(params![commit.source, commit.resource, id])?;
+        }
+        let mut found = tx.prepare_cached(
+            "UPDATE snapshot SET missing = 0 WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+        )?;
+        for id in &commit.found {
+            found.execute(params![commit.source, commit.resource, id])?;
+        }
+        if let Some(pages) = &commit.pages {
+            tx.prepare_cached("DELETE FROM pages WHERE source = ?1 AND resource = ?2")?
+                .execute(params![commit.source, commit.resource])?;
+            let mut page = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO pages (source, resource, url, etag, last_modified, next_url, ids)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+            for p in pages {
+                page.execute(params![
+                    commit.source,
+                    commit.resource,
+                    p.url,
+                    p.etag,
+                    p.last_modified,
+                    p.next_url,
+                    json(&p.ids)
+                ])?;
+            }
+        }
+    }
+    let mut summary = insert_events(&tx, &commit.events)?;
+    let outcome = match (commit.held, commit.events.is_empty()) {
+        (Some(_), _) => "held",
+        (None, true) if commit.complete && !resource_has_baseline(&tx, commit)? => "baseline",
+        (None, true) => "unchanged",
+        (None, false) => "changed",
+    };
+    tx.prepare_cached(
+        "INSERT INTO resources (source, resource) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![commit.source, commit.resource])?;
+    let (failures, was_held): (i64, i64) = tx
+        .prepare_cached(
+            "SELECT consecutive_errors, held_deletes FROM resources
+                 WHERE source = ?1 AND resource = ?2",
+        )?
+        .query_row(params![commit.source, commit.resource], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let key = format!("{}.{}", commit.source, commit.resource);
+    let mut alerts = Vec::new();
+    if commit.alert_after > 0 && failures >= i64::from(commit.alert_after) {
+        alerts.push(Event::operational(
+            "resource",
+            "recovered",
+            &key,
+            serde_json::json!({ "resource": key, "failed_polls": failures }),
+            commit.at,
+        ));
+    }
+    if let Some(held) = commit.held
+        && was_held == 0
+    {
+        alerts.push(Event::operational(
+            "resource",
+            "deletes_held",
+            &key,
+            serde_json::json!({
+                "resource": key, "deletes": held, "listed": commit.listed,
+                "hint": format!("run `pollhook accept {key}` if the deletions are real"),
+            }),
+            commit.at,
+        ));
+    }
+    if !durable && !alerts.is_empty() {
+        // Dropping `tx` rolls back.
+        return Ok(None);
+    }
+    let ops = insert_events(&tx, &alerts)?;
+    summary.events += ops.events;
+    summary.deliveries += ops.deliveries;
+    summary.outcome = outcome;
+    tx.prepare_cached(
+        "UPDATE resources SET
+                 baseline_at = CASE WHEN ?3 AND baseline_at IS NULL THEN ?4 ELSE baseline_at END,
+                 full_sync_at = CASE WHEN ?3 THEN ?4 ELSE full_sync_at END,
+                 version = version + 1,
+                 since_cursor = coalesce(?8, since_cursor),
+                 last_poll_at = ?4, last_duration_ms = ?5, last_outcome = ?6, last_error = NULL,
+                 item_count = CASE WHEN ?9
+                     THEN (SELECT count(*) FROM snapshot WHERE source = ?1 AND resource = ?2)
+                     ELSE item_count END,
+                 consecutive_errors = 0,
+                 held_deletes = ?7,
+                 held_at = CASE WHEN ?7 > 0 THEN coalesce(held_at, ?4) END,
+                 accept_deletes = CASE WHEN ?7 > 0 THEN accept_deletes ELSE 0 END
+             WHERE source = ?1 AND resource = ?2",
+    )?
+    .execute(params![
+        commit.source,
+        commit.resource,
+        commit.complete,
+        now,
+        commit.duration.as_millis() as i64,
+        outcome,
+        commit.held.unwrap_or(0) as i64,
+        commit.since_cursor,
+        // Only upserts and deletes change how many rows the snapshot has.
+        upserted > 0 || !commit.deletes.is_empty(),
+    ])?;
+    tx.commit()?;
+    Ok(Some(summary))
+}
+
+impl Db {
+    /// Records a failed poll; the snapshot is untouched. When the failures in a row reach
+    /// `alert_after`, a `pollhook.resource.failing` event is emitted (once per streak). Returns the
+    /// failures in a row.
+    pub(in crate::store) fn record_poll_failure(
+        &self,
+        failure: &PollFailure,
+    ) -> Result<i64, StoreError> {
+        let PollFailure {
+            source,
+            resource,
+            error,
+            at,
+            duration,
+            alert_after,
+            ..
+        } = failure;
+        let alert_after = *alert_after;
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        tx.prepare_cached(
+            "INSERT INTO resources (source, resource, last_poll_at, last_duration_ms, last_outcome,
+                                    last_error, consecutive_errors)
+             VALUES (?1, ?2, ?3, ?4, 'failed', ?5, 1)
+             ON CONFLICT (source, resource) DO UPDATE SET
+                 last_poll_at = ?3, last_duration_ms = ?4, last_outcome = 'failed', last_error = ?5,
+                 consecutive_errors = consecutive_errors + 1",
+        )?
+        .execute(params![
+            source,
+            resource,
+            at.timestamp_millis(),
+            duration.as_millis() as i64,
+            error
+        ])?;
+        let failures: i64 = tx
+            .prepare_cached(
+                "SELECT consecutive_errors FROM resources WHERE source = ?1 AND resource = ?2",
+            )?
+            .query_row(params![source, resource], |r| r.get(0))?;
+        if alert_after > 0 && failures == i64::from(alert_after) {
+            let key = format!("{source}.{resource}");
+            let alert = Event::operational(
+                "resource",
+                "failing",
+                &key,
+                serde_json::json!({ "resource": key, "failed_polls": failures, "error": error }),
+                *at,
+            );
+            insert_events(&tx, &[alert])?;
+        }
+        tx.commit()?;
+        Ok(failures)
+    }
+
+    /// Lets the next complete listing of a resource apply deletes it would otherwise hold back.
+    pub(in crate::store) fn accept_deletes(
+        &self,
+        source: &str,
+        resource: &str,
+    ) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        let held: Option<i64> = conn
+            .query_row(
+                "SELECT held_deletes FROM resources WHERE source = ?1 AND resource = ?2",
+                params![source, resource],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match held {
+            Some(n) if n > 0 => {
+                conn.execute(
+                    "UPDATE resources SET accept_deletes = 1 WHERE source = ?1 AND resource = ?2",
+                    params![source, resource],
+                )?;
+                Ok(n)
+            }
+            _ => Err(StoreError::NotFound(format!(
+                "{source}.{resource} has no held-back deletes"
+            ))),
+        }
+    }
+
+    /// Every resource's last poll, for `pollhook status`.
+    pub(in crate::store) fn status(&self) -> Result<Vec<ResourceStatus>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT source, resource, last_poll_at, last_duration_ms, last_outcome, last_error,
+                    item_count, consecutive_errors, held_deletes
+             FROM resources ORDER BY source, resource",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ResourceStatus {
+                source: r.get(0)?,
+                resource: r.get(1)?,
+                last_poll_at: r.get::<_, Option<i64>>(2)?.map(to_time),
+                last_duration_ms: r.get(3)?,
+                last_outcome: r.get(4)?,
+                last_error: r.get(5)?,
+                item_count: r.get(6)?,
+                consecutive_errors: r.get(7)?,
+                held_deletes: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Whether a commit writes nothing but the poll's bookkeeping: no snapshot row, no event (so no
+/// delivery), no held deletes.
+/// (Its upserts are checked by the caller: they are an iterator.) Refreshed raw hashes count as
+/// bookkeeping: forgetting one only means the slow path for that item next time.
+fn bookkeeping_only(commit: &PollCommit) -> bool {
+    commit.deletes.is_empty()
+        && commit.missing.is_empty()
+        && commit.found.is_empty()
+        && commit.events.is_empty()
+        && commit.held.is_none()
+}
+
+fn resource_has_baseline(tx: &Transaction<'_>, commit: &PollCommit) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT baseline_at IS NOT NULL FROM resources WHERE source = ?1 AND resource = ?2",
+        )?
+        .query_row(params![commit.source, commit.resource], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false))
+}
