@@ -323,16 +323,18 @@ pub fn canonical_number(text: &str) -> Option<String> {
         .checked_add(i64::try_from(significant.len() - digits.len()).ok()?)?;
     let len = i64::try_from(digits.len()).ok()?;
     let sign = if negative { "-" } else { "" };
-    Some(if exponent >= 0 && len.checked_add(exponent)? <= PLAIN_DIGITS {
-        format!("{sign}{digits}{}", "0".repeat(exponent as usize))
-    } else if exponent < 0 && -exponent < len {
-        let point = (len + exponent) as usize;
-        format!("{sign}{}.{}", &digits[..point], &digits[point..])
-    } else if exponent < 0 && -exponent - len < PLAIN_DIGITS {
-        format!("{sign}0.{}{digits}", "0".repeat((-exponent - len) as usize))
-    } else {
-        format!("{sign}{digits}e{exponent}")
-    })
+    Some(
+        if exponent >= 0 && len.checked_add(exponent)? <= PLAIN_DIGITS {
+            format!("{sign}{digits}{}", "0".repeat(exponent as usize))
+        } else if exponent < 0 && -exponent < len {
+            let point = (len + exponent) as usize;
+            format!("{sign}{}.{}", &digits[..point], &digits[point..])
+        } else if exponent < 0 && -exponent - len < PLAIN_DIGITS {
+            format!("{sign}0.{}{digits}", "0".repeat((-exponent - len) as usize))
+        } else {
+            format!("{sign}{digits}e{exponent}")
+        },
+    )
 }
 
 /// The JSON text of the value at a dotted path inside the JSON text `raw` (numeric segments index
@@ -650,7 +652,10 @@ mod tests {
             ("-12.50", "-12.5"),
             ("0.001", "0.001"),
             ("1e-3", "0.001"),
-            ("123456789012345678901234567890", "123456789012345678901234567890"),
+            (
+                "123456789012345678901234567890",
+                "123456789012345678901234567890",
+            ),
             ("100000000000000000000001", "100000000000000000000001"),
             ("1e100", "1e100"),
             ("1.5e-100", "15e-101"),
@@ -658,7 +663,19 @@ mod tests {
         ] {
             assert_eq!(canonical_number(text).as_deref(), Some(canonical), "{text}");
         }
-        for not in ["", "-", "01", "1.", ".5", "1e", "1e+", "+1", "1x", "0x10", "1e99999999999999999999"] {
+        for not in [
+            "",
+            "-",
+            "01",
+            "1.",
+            ".5",
+            "1e",
+            "1e+",
+            "+1",
+            "1x",
+            "0x10",
+            "1e99999999999999999999",
+        ] {
             assert_eq!(canonical_number(not), None, "{not:?}");
         }
     }
@@ -669,15 +686,33 @@ mod tests {
         let mut id = |text: &str| {
             let value: Value = serde_json::from_str(text).unwrap();
             let (slow, _) = n.identify_raw(text, &value).unwrap();
-            assert_eq!(n.peek(text).unwrap().0, slow, "peek and identify agree on {text}");
+            assert_eq!(
+                n.peek(text).unwrap().0,
+                slow,
+                "peek and identify agree on {text}"
+            );
             slow
         };
-        assert_eq!(id(r#"{"id": 1}"#), "1", "an integer id reads as it always did");
+        assert_eq!(
+            id(r#"{"id": 1}"#),
+            "1",
+            "an integer id reads as it always did"
+        );
         assert_eq!(id(r#"{"id": 1.0}"#), "1");
         assert_eq!(id(r#"{"id": 10e-1}"#), "1");
-        assert_eq!(id(r#"{"id": "1.0"}"#), "1.0", "strings are taken as they are");
-        assert_eq!(id(r#"{"id": 100000000000000000000001}"#), "100000000000000000000001");
-        assert_eq!(id(r#"{"id": 100000000000000000000002}"#), "100000000000000000000002");
+        assert_eq!(
+            id(r#"{"id": "1.0"}"#),
+            "1.0",
+            "strings are taken as they are"
+        );
+        assert_eq!(
+            id(r#"{"id": 100000000000000000000001}"#),
+            "100000000000000000000001"
+        );
+        assert_eq!(
+            id(r#"{"id": 100000000000000000000002}"#),
+            "100000000000000000000002"
+        );
         let mut nested = Normalizer::new(paths(&["a.1.id", "b"]), vec![]);
         let text = r#"{"a": [{"id": 9}, {"id": 2.50}], "b": true}"#;
         let value: Value = serde_json::from_str(text).unwrap();

@@ -119,9 +119,9 @@ impl Source for ExecSource {
         let run = async {
             tokio::try_join!(
                 async {
-                    let out = read_at_most(stdout, limit)
-                        .await
-                        .map_err(|e| SourceError::Exec(format!("`{shown}`: reading its output: {e}")))?;
+                    let out = read_at_most(stdout, limit).await.map_err(|e| {
+                        SourceError::Exec(format!("`{shown}`: reading its output: {e}"))
+                    })?;
                     if out.len() as u64 > limit {
                         return Err(SourceError::Exec(format!(
                             "`{shown}` printed more than max_page_bytes ({limit} bytes) and was killed (hint: raise the source's `max_page_bytes` if listings this large are expected)"
@@ -185,7 +185,9 @@ async fn read_at_most(
 ) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     if let Some(pipe) = pipe {
-        pipe.take(limit.saturating_add(1)).read_to_end(&mut out).await?;
+        pipe.take(limit.saturating_add(1))
+            .read_to_end(&mut out)
+            .await?;
     }
     Ok(out)
 }

@@ -453,7 +453,11 @@ mod tests {
             );
         }
         let members = JsonPath::parse("$.data.*").unwrap();
-        assert!(extract_items(json!({"data": {}}), Some(&members), Some("$.data.*")).unwrap().is_empty());
+        assert!(
+            extract_items(json!({"data": {}}), Some(&members), Some("$.data.*"))
+                .unwrap()
+                .is_empty()
+        );
         let err = extract_items(json!({"other": []}), Some(&each), Some("$.data[*]")).unwrap_err();
         assert!(err.contains("matches nothing"), "{err}");
         let err = extract_items(json!({"data": 1}), None, None).unwrap_err();

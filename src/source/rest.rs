@@ -228,7 +228,12 @@ impl RestSource {
         if origin == self.own {
             return Ok(true);
         }
-        match self.config.follow_origins.iter().find(|f| f.origin == origin) {
+        match self
+            .config
+            .follow_origins
+            .iter()
+            .find(|f| f.origin == origin)
+        {
             Some(listed) => Ok(listed.credentials),
             None => Err(SourceError::Origin {
                 url: self.redact(url),
@@ -324,11 +329,9 @@ impl RestSource {
         match self.send(url, Some(body), None, requests).await? {
             Got::Fresh {
                 text, content_type, ..
-            } => parse_json(&text, content_type.as_deref()).map_err(|message| {
-                SourceError::Shape {
-                    url: self.redact(url),
-                    message,
-                }
+            } => parse_json(&text, content_type.as_deref()).map_err(|message| SourceError::Shape {
+                url: self.redact(url),
+                message,
             }),
             // Only a request with validators can come back 304.
             Got::NotModified => Err(SourceError::Shape {
@@ -382,15 +385,17 @@ impl RestSource {
                         };
                         let (link, etag, last_modified) =
                             (header(LINK), header(ETAG), header(LAST_MODIFIED));
-                        let (content_type, encoding) = (header(CONTENT_TYPE), header(CONTENT_ENCODING));
+                        let (content_type, encoding) =
+                            (header(CONTENT_TYPE), header(CONTENT_ENCODING));
                         match read_capped(resp, self.config.max_page_bytes).await {
                             Ok(body) => {
-                                let text = utf8_text(body, encoding.as_deref()).map_err(
-                                    |message| SourceError::Shape {
-                                        url: shown.clone(),
-                                        message,
-                                    },
-                                )?;
+                                let text =
+                                    utf8_text(body, encoding.as_deref()).map_err(|message| {
+                                        SourceError::Shape {
+                                            url: shown.clone(),
+                                            message,
+                                        }
+                                    })?;
                                 return Ok(Got::Fresh {
                                     text,
                                     content_type,
@@ -509,11 +514,11 @@ impl RestSource {
                 Err(e) => return Ok((Err(e), token)),
             };
             let status = resp.status();
-            let location = resp
-                .headers()
-                .get(LOCATION)
-                .and_then(|v| v.to_str().ok());
-            let (true, Some(location)) = (status.is_redirection() && status != StatusCode::NOT_MODIFIED, location) else {
+            let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok());
+            let (true, Some(location)) = (
+                status.is_redirection() && status != StatusCode::NOT_MODIFIED,
+                location,
+            ) else {
                 return Ok((Ok(resp), token));
             };
             target = target.join(location).map_err(|e| SourceError::Shape {
@@ -606,7 +611,9 @@ pub(super) async fn quote(mut resp: reqwest::Response) -> String {
     let mut bytes = Vec::with_capacity(BODY_QUOTE);
     while bytes.len() < BODY_QUOTE {
         match resp.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk[..chunk.len().min(BODY_QUOTE - bytes.len())]),
+            Ok(Some(chunk)) => {
+                bytes.extend_from_slice(&chunk[..chunk.len().min(BODY_QUOTE - bytes.len())])
+            }
             _ => break,
         }
     }
@@ -731,9 +738,9 @@ impl Source for RestSource {
                         .and_then(|chain| split_items(&text, chain))
                     {
                         Some(spans) => Body::Cut(spans),
-                        None => Body::Parsed(
-                            parse_json(&text, content_type.as_deref()).map_err(shape)?,
-                        ),
+                        None => {
+                            Body::Parsed(parse_json(&text, content_type.as_deref()).map_err(shape)?)
+                        }
                     };
                     // The pager reads the body (cursors, next URLs) before the items are taken out.
                     let (count, parsed) = match &body {
@@ -835,9 +842,9 @@ fn not_json(text: &str, content_type: Option<&str>, e: &serde_json::Error) -> St
         _ if starts_with_tag => format!(
             "the response looks like HTML or XML (Content-Type: {shown}), not JSON: check base_url and the resource's path (XML sources are not supported yet)"
         ),
-        Some(t) if !(t.ends_with("/json") || t.ends_with("+json")) => format!(
-            "the response is not valid JSON (Content-Type: {shown}): {e}"
-        ),
+        Some(t) if !(t.ends_with("/json") || t.ends_with("+json")) => {
+            format!("the response is not valid JSON (Content-Type: {shown}): {e}")
+        }
         _ => format!("the response is not valid JSON: {e}"),
     }
 }

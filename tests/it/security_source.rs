@@ -72,7 +72,8 @@ impl Server {
         let (h, s, d) = (heads.clone(), sent.clone(), done.clone());
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
-                let (heads, sent, done, respond) = (h.clone(), s.clone(), d.clone(), respond.clone());
+                let (heads, sent, done, respond) =
+                    (h.clone(), s.clone(), d.clone(), respond.clone());
                 tokio::spawn(async move {
                     let mut head = Vec::new();
                     let mut buf = [0u8; 4096];
@@ -184,20 +185,27 @@ async fn a_link_header_to_another_origin_is_refused_and_it_receives_nothing() {
         )
     })
     .await;
-    let h = harness(&api.base, BEARER, r#"pagination = { style = "link-header" }"#);
+    let h = harness(
+        &api.base,
+        BEARER,
+        r#"pagination = { style = "link-header" }"#,
+    );
     let err = h.poll().await.unwrap_err().to_string();
     assert!(err.contains(&other.base), "{err}");
     assert!(err.contains("follow_origins"), "{err}");
     assert!(other.heads().is_empty(), "{:?}", other.heads());
-    assert!(!err.contains("tok-secret") && !err.contains("hdr-secret"), "{err}");
+    assert!(
+        !err.contains("tok-secret") && !err.contains("hdr-secret"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn a_redirect_to_another_origin_is_refused_and_it_receives_nothing() {
     let other = Server::start(|_| json("[]")).await;
     let target = format!("{}/elsewhere", other.base);
-    let api = Server::start(move |_| answer("302 Found", &format!("location: {target}\r\n"), ""))
-        .await;
+    let api =
+        Server::start(move |_| answer("302 Found", &format!("location: {target}\r\n"), "")).await;
     let h = harness(&api.base, BEARER, "");
     let err = h.poll().await.unwrap_err().to_string();
     assert!(err.contains(&other.base), "{err}");
@@ -236,10 +244,9 @@ async fn a_listed_origin_gets_no_query_key_from_a_next_url_and_no_token_on_a_red
     // The query key: a next-url link to a listed origin.
     let other = Server::start(|_| json(r#"{"data": [], "next": null}"#)).await;
     let next = format!("{}/orders?page=2", other.base);
-    let api = Server::start(move |_| {
-        json(&format!(r#"{{"data": [{{"id": 1}}], "next": "{next}"}}"#))
-    })
-    .await;
+    let api =
+        Server::start(move |_| json(&format!(r#"{{"data": [{{"id": 1}}], "next": "{next}"}}"#)))
+            .await;
     let h = harness(
         &api.base,
         &format!(
@@ -259,9 +266,14 @@ async fn a_listed_origin_gets_no_query_key_from_a_next_url_and_no_token_on_a_red
     for (credentials, expect) in [(false, None), (true, Some("Bearer tok-secret"))] {
         let other = Server::start(|_| json("[]")).await;
         let target = format!("{}/moved", other.base);
-        let api =
-            Server::start(move |_| answer("307 Temporary Redirect", &format!("location: {target}\r\n"), ""))
-                .await;
+        let api = Server::start(move |_| {
+            answer(
+                "307 Temporary Redirect",
+                &format!("location: {target}\r\n"),
+                "",
+            )
+        })
+        .await;
         let listed = format!(
             "follow_origins = [{{ origin = \"{}\", credentials = {credentials} }}]",
             other.base
@@ -293,7 +305,10 @@ async fn an_endless_chunked_body_stops_at_max_page_bytes() {
     .await;
     let h = harness(&api.base, &format!("max_page_bytes = {CAP}"), "");
     let err = h.poll().await.unwrap_err().to_string();
-    assert!(err.contains("max_page_bytes") && err.contains(&CAP.to_string()), "{err}");
+    assert!(
+        err.contains("max_page_bytes") && err.contains(&CAP.to_string()),
+        "{err}"
+    );
     let sent = api.sent_when_done().await;
     // Socket buffers hold a few MiB; reading on would have taken all ENDLESS_BOUND.
     assert!(sent < 32 * CAP, "the server wrote {sent} bytes");
@@ -349,7 +364,9 @@ async fn gzip_and_deflate_bodies_are_decoded() {
         let h = harness(&api.base, "", "");
         h.poll().await.unwrap_or_else(|e| panic!("{encoding}: {e}"));
         assert_eq!(h.snapshot_ids(), ["1", "2"], "{encoding}");
-        let asked = header(&api.heads()[0], "accept-encoding").unwrap_or_default().to_owned();
+        let asked = header(&api.heads()[0], "accept-encoding")
+            .unwrap_or_default()
+            .to_owned();
         assert!(asked.contains(encoding), "{asked}");
     }
 }
@@ -372,14 +389,27 @@ async fn a_utf8_byte_order_mark_is_skipped() {
 #[tokio::test]
 async fn an_html_or_xml_answer_names_its_content_type_and_what_to_do() {
     let api = Server::start(|_| {
-        answer("200 OK", "content-type: text/html; charset=utf-8\r\n", "<html><body>Sign in</body></html>")
+        answer(
+            "200 OK",
+            "content-type: text/html; charset=utf-8\r\n",
+            "<html><body>Sign in</body></html>",
+        )
     })
     .await;
-    let err = harness(&api.base, "", "").poll().await.unwrap_err().to_string();
+    let err = harness(&api.base, "", "")
+        .poll()
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("Content-Type: text/html"), "{err}");
     assert!(err.contains("check base_url"), "{err}");
-    let api = Server::start(|_| answer("200 OK", "content-type: application/xml\r\n", "<orders/>")).await;
-    let err = harness(&api.base, "", "").poll().await.unwrap_err().to_string();
+    let api =
+        Server::start(|_| answer("200 OK", "content-type: application/xml\r\n", "<orders/>")).await;
+    let err = harness(&api.base, "", "")
+        .poll()
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("Content-Type: application/xml"), "{err}");
     assert!(err.contains("XML sources are not supported yet"), "{err}");
 }
@@ -388,17 +418,25 @@ async fn an_html_or_xml_answer_names_its_content_type_and_what_to_do() {
 
 #[tokio::test]
 async fn number_ids_are_compared_by_exact_value() {
-    let body = Arc::new(Mutex::new(String::from(r#"[{"id": 1}, {"id": 2}, {"id": 3}]"#)));
+    let body = Arc::new(Mutex::new(String::from(
+        r#"[{"id": 1}, {"id": 2}, {"id": 3}]"#,
+    )));
     let served = body.clone();
     let api = Server::start(move |_| json(&served.lock().unwrap())).await;
     let h = harness(&api.base, "", "");
     h.poll().await.unwrap();
-    assert_eq!(h.snapshot_ids(), ["1", "2", "3"], "integer ids are stored as before");
+    assert_eq!(
+        h.snapshot_ids(),
+        ["1", "2", "3"],
+        "integer ids are stored as before"
+    );
     *body.lock().unwrap() = r#"[{"id": 1.0}, {"id": 2.0}, {"id": 3e0}]"#.into();
     h.poll().await.unwrap();
     let actions: Vec<String> = h.events().iter().map(|e| e.action.to_string()).collect();
     assert!(
-        !actions.iter().any(|a| a.contains("delete") || a.contains("create")),
+        !actions
+            .iter()
+            .any(|a| a.contains("delete") || a.contains("create")),
         "the same items: {actions:?}"
     );
     assert_eq!(h.snapshot_ids(), ["1", "2", "3"]);
@@ -473,7 +511,11 @@ fn gone(pid: i32) -> bool {
     let alive = unsafe { libc::kill(pid, 0) } == 0;
     let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|stat| stat.rsplit(')').next().map(|rest| rest.trim_start().starts_with('Z')))
+        .and_then(|stat| {
+            stat.rsplit(')')
+                .next()
+                .map(|rest| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false);
     !alive || zombie
 }
@@ -488,7 +530,11 @@ async fn an_exec_timeout_kills_what_the_program_started() {
     );
     let err = h.poll().await.unwrap_err().to_string();
     assert!(err.contains("did not finish"), "{err}");
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let mut killed = false;
     for _ in 0..100 {
         if gone(pid) {
@@ -511,7 +557,10 @@ async fn exec_output_past_max_page_bytes_fails_with_the_cap() {
         &format!("max_page_bytes = {CAP}\ntimeout = \"60s\""),
     );
     let err = h.poll().await.unwrap_err().to_string();
-    assert!(err.contains("max_page_bytes") && err.contains(&CAP.to_string()), "{err}");
+    assert!(
+        err.contains("max_page_bytes") && err.contains(&CAP.to_string()),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -526,10 +575,24 @@ async fn an_exec_program_sees_only_the_base_environment_and_its_env_table() {
     assert!(names.contains(&"POLLHOOK_RESOURCE".to_owned()), "{names:?}");
     // What sh adds itself, and the base pollhook passes on.
     let allowed = [
-        "PATH", "HOME", "LANG", "LC_ALL", "TZ", "PWD", "OLDPWD", "SHLVL", "_", "MY_TOKEN",
-        "POLLHOOK_SOURCE", "POLLHOOK_RESOURCE", "POLLHOOK_PATH",
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "PWD",
+        "OLDPWD",
+        "SHLVL",
+        "_",
+        "MY_TOKEN",
+        "POLLHOOK_SOURCE",
+        "POLLHOOK_RESOURCE",
+        "POLLHOOK_PATH",
     ];
-    let extra: Vec<&String> = names.iter().filter(|n| !allowed.contains(&n.as_str())).collect();
+    let extra: Vec<&String> = names
+        .iter()
+        .filter(|n| !allowed.contains(&n.as_str()))
+        .collect();
     assert!(extra.is_empty(), "inherited from pollhook: {extra:?}");
 }
 
