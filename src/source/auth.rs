@@ -5,7 +5,8 @@
 //!
 //! Invariants: one token request at a time per source (concurrent pages wait for the same
 //! token); a token is refreshed [`REFRESH_EARLY`] before its `expires_in` runs out; the client
-//! secret and the token never appear in an error.
+//! secret and the token never appear in an error; a token response is read to at most 1 MiB and an
+//! error response only as far as it is quoted; a token endpoint's redirect is not followed.
 
 use std::time::Duration;
 
