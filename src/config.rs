@@ -183,7 +183,23 @@ pub struct RestConfig {
     pub host_rate_limit: Option<f64>,
     /// A listing longer than this many pages is treated as a runaway and fails.
     pub max_pages: u32,
+    /// A response body larger than this fails the fetch (decompressed size).
+    pub max_page_bytes: u64,
+    /// Origins other than `base_url`'s that next links and redirects may lead to.
+    pub follow_origins: Vec<FollowOrigin>,
 }
+
+/// An origin a source's next links and redirects may lead to besides its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowOrigin {
+    /// Scheme, host and port.
+    pub origin: url::Origin,
+    /// Whether the source's credentials (auth, `headers`) are sent there too.
+    pub credentials: bool,
+}
+
+/// What a `max_page_bytes` left unset means: 64 MiB.
+pub const DEFAULT_MAX_PAGE_BYTES: u64 = 64 << 20;
 
 /// Settings of the exec engine.
 #[derive(Debug, Clone)]
@@ -192,6 +208,10 @@ pub struct ExecConfig {
     pub command: Vec<String>,
     /// The program is killed after this long.
     pub timeout: Duration,
+    /// Environment variables the program gets besides a minimal base (values may be secrets).
+    pub env: Vec<(String, Secret)>,
+    /// Output on stdout larger than this fails the fetch.
+    pub max_output_bytes: u64,
 }
 
 /// Request authentication (DESIGN.md §3).
@@ -836,11 +856,29 @@ struct RawSource {
     rate_limit: Option<f64>,
     host_rate_limit: Option<f64>,
     max_pages: Option<u32>,
+    max_page_bytes: Option<u64>,
+    #[serde(default)]
+    follow_origins: Vec<RawFollowOrigin>,
     command: Option<Vec<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
     #[serde(default)]
     params: BTreeMap<String, String>,
     #[serde(default)]
     resources: Vec<RawResource>,
+}
+
+/// `"https://cdn.example.com"` (no credentials sent) or
+/// `{ origin = "https://cdn.example.com", credentials = true }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawFollowOrigin {
+    Origin(String),
+    Table {
+        origin: String,
+        #[serde(default)]
+        credentials: bool,
+    },
 }
 
 fn default_adapter() -> String {
@@ -1182,6 +1220,53 @@ pub fn parse_network(text: &str) -> Option<IpNet> {
         .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
+fn max_page_bytes(raw: Option<u64>, at: &str, p: &mut Problems) -> u64 {
+    match raw {
+        Some(0) => {
+            p.push(
+                format!("{at}.max_page_bytes"),
+                "must be at least 1 byte",
+                Some("leave it out for the default of 67108864 (64 MiB)"),
+            );
+            DEFAULT_MAX_PAGE_BYTES
+        }
+        Some(bytes) => bytes,
+        None => DEFAULT_MAX_PAGE_BYTES,
+    }
+}
+
+fn follow_origins(raw: Vec<RawFollowOrigin>, at: &str, p: &mut Problems) -> Vec<FollowOrigin> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, entry) in raw.into_iter().enumerate() {
+        let (text, credentials) = match entry {
+            RawFollowOrigin::Origin(text) => (text, false),
+            RawFollowOrigin::Table {
+                origin,
+                credentials,
+            } => (origin, credentials),
+        };
+        match Url::parse(&text) {
+            Ok(url)
+                if matches!(url.scheme(), "http" | "https")
+                    && matches!(url.path(), "" | "/")
+                    && url.query().is_none()
+                    && url.username().is_empty() =>
+            {
+                out.push(FollowOrigin {
+                    origin: url.origin(),
+                    credentials,
+                });
+            }
+            _ => p.push(
+                format!("{at}.follow_origins[{i}]"),
+                format!("`{text}` is not an origin"),
+                Some("write scheme, host and optional port only, e.g. \"https://cdn.example.com\""),
+            ),
+        }
+    }
+    out
+}
+
 fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<SourceConfig> {
     let at = format!("sources[{}]", raw.name);
     // `{name}` placeholders from `params` also fill the URLs a definition cannot know in full
@@ -1247,6 +1332,13 @@ fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<SourceConfig>
                     );
                 }
             }
+            if !raw.follow_origins.is_empty() {
+                p.push(
+                    format!("{at}.follow_origins"),
+                    "an exec source does not make HTTP requests",
+                    Some("remove it, or use adapter = \"rest\""),
+                );
+            }
             SourceKind::Exec(ExecConfig {
                 command,
                 timeout: duration(
@@ -1255,6 +1347,12 @@ fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<SourceConfig>
                     format!("{at}.timeout"),
                     p,
                 ),
+                env: raw
+                    .env
+                    .into_iter()
+                    .map(|(k, v)| (k, Secret::new(v)))
+                    .collect(),
+                max_output_bytes: max_page_bytes(raw.max_page_bytes, &at, p),
             })
         }
         _ => {
@@ -1263,6 +1361,13 @@ fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<SourceConfig>
                     format!("{at}.command"),
                     "only an exec source runs a command",
                     Some("set adapter = \"exec\", or remove command"),
+                );
+            }
+            if !raw.env.is_empty() {
+                p.push(
+                    format!("{at}.env"),
+                    "only an exec source runs a program with an environment",
+                    Some("set adapter = \"exec\", or remove env"),
                 );
             }
             let base_url = match raw.base_url.as_deref().map(Url::parse) {
@@ -1331,6 +1436,8 @@ fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<SourceConfig>
                 rate_limit: raw.rate_limit.filter(|r| *r > 0.0 && r.is_finite()),
                 host_rate_limit: raw.host_rate_limit.filter(|r| *r > 0.0 && r.is_finite()),
                 max_pages: raw.max_pages.unwrap_or(10_000),
+                max_page_bytes: max_page_bytes(raw.max_page_bytes, &at, p),
+                follow_origins: follow_origins(raw.follow_origins, &at, p),
             });
             if raw.adapter == "graphql" {
                 SourceKind::Graphql(rest)

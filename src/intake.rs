@@ -177,7 +177,7 @@ impl Intake {
                         Taken::Changed(value, raw) => {
                             let (id, hash) = self
                                 .normalizer
-                                .identify(&value)
+                                .identify_raw(text, &value)
                                 .map_err(SourceError::from)?;
                             let body = self.bodies.put(text)?;
                             let copy = self.conditional.then(|| id.clone());

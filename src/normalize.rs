@@ -13,11 +13,17 @@
 //! enough to know the item is unchanged, without building its `Value` tree. The canonical hash stays
 //! the only judge of change: equal bytes imply an equal canonical hash, and an item whose bytes
 //! differ is parsed and hashed canonically, so an API that reorders keys emits nothing.
+//!
+//! Ids: a number id is its [`canonical_number`], read from the item's text where there is one
+//! (`1`, `1.0` and `10e-1` are one id; `100000000000000000000001` keeps every digit, which an f64
+//! would not), so equal numbers are one id and distinct numbers never merge. Integer ids read as
+//! they always did (`7` is `"7"`), strings are taken as they are.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -58,7 +64,7 @@ pub enum NormalizeError {
         /// The first bytes of the item.
         preview: String,
     },
-    /// The id field holds an object, array or empty string.
+    /// The id field holds an object, array, empty string or a number too large to write out.
     #[error("item field `{field}` cannot serve as an id: it is {kind} (item starts: {preview})")]
     BadId {
         /// The field.
@@ -131,6 +137,25 @@ impl Normalizer {
     /// The id and canonical hash of one item.
     pub fn identify(&mut self, body: &Value) -> Result<(String, Hash), NormalizeError> {
         let id = self.id_of(body)?;
+        Ok((id, self.hash(body)))
+    }
+
+    /// [`Normalizer::identify`] for an item that came as text (`raw`, parsed into `body`): number
+    /// ids are read from the text, every digit kept.
+    pub fn identify_raw(
+        &mut self,
+        raw: &str,
+        body: &Value,
+    ) -> Result<(String, Hash), NormalizeError> {
+        let id = match self.raw_id(raw) {
+            Some(Ok(id)) => id,
+            // The `Value` path says what is wrong, in its words.
+            Some(Err(())) | None => self.id_of(body)?,
+        };
+        Ok((id, self.hash(body)))
+    }
+
+    fn hash(&mut self, body: &Value) -> Hash {
         self.buf.clear();
         if self.ignore.is_empty() {
             canonical_json(body, &mut self.buf);
@@ -141,7 +166,7 @@ impl Normalizer {
             }
             canonical_json(&stripped, &mut self.buf);
         }
-        Ok((id, Sha256::digest(&self.buf).into()))
+        Sha256::digest(&self.buf).into()
     }
 
     /// The [`RawHash`] of an item's bytes as served.
@@ -161,10 +186,32 @@ impl Normalizer {
     /// possible (not an object, no usable id): [`Normalizer::identify`] then says why.
     pub fn peek(&self, raw: &str) -> Option<(String, Value)> {
         let mut de = serde_json::Deserializer::from_str(raw);
-        let fields = Peek(&self.peek_keys).deserialize(&mut de).ok()?;
-        let fields = Value::Object(fields);
-        let id = self.id_of(&fields).ok()?;
-        Some((id, fields))
+        let members = Peek(&self.peek_keys).deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        let mut parts = Vec::with_capacity(self.id.len());
+        for path in &self.id {
+            let (first, rest) = path.segments().split_first()?;
+            let member = members.iter().find(|(k, _)| k == first)?.1.get();
+            parts.push(id_part(raw_lookup(member, rest)?).ok()?);
+        }
+        let fields = members
+            .into_iter()
+            .map(|(k, v)| serde_json::from_str(v.get()).map(|v| (k.into_owned(), v)))
+            .collect::<Result<Map<String, Value>, _>>()
+            .ok()?;
+        Some((parts.join(":"), Value::Object(fields)))
+    }
+
+    /// The id read from an item's text; `Some(Err(()))` or `None` when it is missing or unusable.
+    fn raw_id(&self, raw: &str) -> Option<Result<String, ()>> {
+        let mut parts = Vec::with_capacity(self.id.len());
+        for path in &self.id {
+            match id_part(raw_lookup(raw, path.segments())?) {
+                Ok(part) => parts.push(part),
+                Err(()) => return Some(Err(())),
+            }
+        }
+        Some(Ok(parts.join(":")))
     }
 
     fn id_of(&self, item: &Value) -> Result<String, NormalizeError> {
@@ -186,7 +233,16 @@ impl Normalizer {
                     });
                 }
                 Some(Value::String(s)) if !s.is_empty() => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::Number(n)) => match canonical_number(&n.to_string()) {
+                    Some(id) => id,
+                    None => {
+                        return Err(NormalizeError::BadId {
+                            field,
+                            kind: "a number too large to serve as an id",
+                            preview: preview(item),
+                        });
+                    }
+                },
                 Some(Value::Bool(b)) => b.to_string(),
                 Some(other) => {
                     return Err(NormalizeError::BadId {
@@ -206,7 +262,156 @@ impl Normalizer {
     }
 }
 
-/// Reads a JSON object keeping only the listed top-level members; the rest are skimmed.
+/// One part of an id from the JSON text of its value: a string's content, a number's
+/// [`canonical_number`], `true`/`false`; `Err` for what cannot serve (null, objects, arrays, `""`).
+fn id_part(raw: &str) -> Result<String, ()> {
+    match raw.as_bytes().first() {
+        Some(b'"') => match serde_json::from_str::<String>(raw) {
+            Ok(s) if !s.is_empty() => Ok(s),
+            _ => Err(()),
+        },
+        Some(b't') if raw == "true" => Ok("true".into()),
+        Some(b'f') if raw == "false" => Ok("false".into()),
+        Some(b'-' | b'0'..=b'9') => canonical_number(raw).ok_or(()),
+        _ => Err(()),
+    }
+}
+
+/// Numbers whose canonical form would need more digits than this are written `{digits}e{exp}`.
+const PLAIN_DIGITS: i64 = 64;
+
+/// The canonical decimal text of a JSON number given as text (RFC 8259 §6 grammar): its exact
+/// value, written without a sign for zero, without leading or trailing zeros, and without an
+/// exponent unless writing it out would take more than [`PLAIN_DIGITS`] digits (then
+/// `{digits}e{exponent}` with no trailing zeros in the digits). Equal values give equal text:
+/// `1`, `1.0`, `1e0`, `10E-1` → `1`; `-0` → `0`; `1.50` → `1.5`; `1e2` → `100`. `None` for text
+/// that is not a JSON number, or whose exponent does not fit an `i64`.
+pub fn canonical_number(text: &str) -> Option<String> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => {
+            let exp = &unsigned[at + 1..];
+            let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            (&unsigned[..at], exp.parse::<i64>().ok()?)
+        }
+        None => (unsigned, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let valid_int = int == "0" || (!int.is_empty() && !int.starts_with('0'));
+    if !valid_int
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || (mantissa.contains('.') && frac.is_empty())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    // value = digits × 10^exponent, with no leading or trailing zeros in digits.
+    let all = format!("{int}{frac}");
+    let significant = all.trim_start_matches('0');
+    let digits = significant.trim_end_matches('0');
+    if digits.is_empty() {
+        return Some("0".into());
+    }
+    let exponent = exponent
+        .checked_sub(i64::try_from(frac.len()).ok()?)?
+        .checked_add(i64::try_from(significant.len() - digits.len()).ok()?)?;
+    let len = i64::try_from(digits.len()).ok()?;
+    let sign = if negative { "-" } else { "" };
+    Some(
+        if exponent >= 0 && len.checked_add(exponent)? <= PLAIN_DIGITS {
+            format!("{sign}{digits}{}", "0".repeat(exponent as usize))
+        } else if exponent < 0 && -exponent < len {
+            let point = (len + exponent) as usize;
+            format!("{sign}{}.{}", &digits[..point], &digits[point..])
+        } else if exponent < 0 && -exponent - len < PLAIN_DIGITS {
+            format!("{sign}0.{}{digits}", "0".repeat((-exponent - len) as usize))
+        } else {
+            format!("{sign}{digits}e{exponent}")
+        },
+    )
+}
+
+/// The JSON text of the value at a dotted path inside the JSON text `raw` (numeric segments index
+/// arrays; a repeated key: the last copy wins), found without building values.
+fn raw_lookup<'a>(raw: &'a str, path: &[String]) -> Option<&'a str> {
+    let Some((first, rest)) = path.split_first() else {
+        return Some(raw.trim());
+    };
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let found = Member(first).deserialize(&mut de).ok()??;
+    raw_lookup(found.get(), rest)
+}
+
+/// Finds one member of an object, or one element of an array, as raw text.
+struct Member<'s>(&'s str);
+
+impl<'de> DeserializeSeed<'de> for Member<'_> {
+    type Value = Option<&'de RawValue>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Member<'_> {
+    type Value = Option<&'de RawValue>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(Key(key)) = map.next_key()? {
+            if key == self.0 {
+                found = Some(map.next_value()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let index = self.0.parse::<usize>().ok();
+        let mut found = None;
+        for i in 0.. {
+            if Some(i) == index {
+                found = seq.next_element()?;
+                if found.is_none() {
+                    break;
+                }
+            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+    // Scalars hold no members.
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// Reads a JSON object keeping only the listed top-level members, as raw text; the rest are
+/// skimmed.
 struct Peek<'k>(&'k [String]);
 
 /// An object key, borrowed from the input unless it holds escapes.
@@ -214,23 +419,27 @@ struct Peek<'k>(&'k [String]);
 struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
 
 impl<'de> DeserializeSeed<'de> for Peek<'_> {
-    type Value = Map<String, Value>;
+    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for Peek<'_> {
-    type Value = Map<String, Value>;
+    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Map::new();
+        let mut out: Self::Value = Vec::with_capacity(self.0.len());
         while let Some(Key(key)) = map.next_key()? {
             if self.0.iter().any(|k| *k == key) {
                 // A repeated key: the last copy wins, as when parsing into a `Value`.
-                out.insert(key.into_owned(), map.next_value()?);
+                let value = map.next_value()?;
+                match out.iter_mut().find(|(k, _)| *k == key) {
+                    Some(slot) => slot.1 = value,
+                    None => out.push((key, value)),
+                }
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -424,6 +633,91 @@ mod tests {
             ignoring.raw_hash(a),
             "new ignore paths, new hashes"
         );
+    }
+
+    #[test]
+    fn canonical_numbers_are_exact_and_one_per_value() {
+        for (text, canonical) in [
+            ("1", "1"),
+            ("1.0", "1"),
+            ("1e0", "1"),
+            ("10E-1", "1"),
+            ("0.1e1", "1"),
+            ("-0", "0"),
+            ("-0.0e5", "0"),
+            ("0", "0"),
+            ("100", "100"),
+            ("1e2", "100"),
+            ("1E+2", "100"),
+            ("-12.50", "-12.5"),
+            ("0.001", "0.001"),
+            ("1e-3", "0.001"),
+            (
+                "123456789012345678901234567890",
+                "123456789012345678901234567890",
+            ),
+            ("100000000000000000000001", "100000000000000000000001"),
+            ("1e100", "1e100"),
+            ("1.5e-100", "15e-101"),
+            ("18446744073709551616", "18446744073709551616"),
+        ] {
+            assert_eq!(canonical_number(text).as_deref(), Some(canonical), "{text}");
+        }
+        for not in [
+            "",
+            "-",
+            "01",
+            "1.",
+            ".5",
+            "1e",
+            "1e+",
+            "+1",
+            "1x",
+            "0x10",
+            "1e99999999999999999999",
+        ] {
+            assert_eq!(canonical_number(not), None, "{not:?}");
+        }
+    }
+
+    #[test]
+    fn number_ids_compare_by_exact_value_on_every_path() {
+        let mut n = Normalizer::new(paths(&["id"]), vec![]);
+        let mut id = |text: &str| {
+            let value: Value = serde_json::from_str(text).unwrap();
+            let (slow, _) = n.identify_raw(text, &value).unwrap();
+            assert_eq!(
+                n.peek(text).unwrap().0,
+                slow,
+                "peek and identify agree on {text}"
+            );
+            slow
+        };
+        assert_eq!(
+            id(r#"{"id": 1}"#),
+            "1",
+            "an integer id reads as it always did"
+        );
+        assert_eq!(id(r#"{"id": 1.0}"#), "1");
+        assert_eq!(id(r#"{"id": 10e-1}"#), "1");
+        assert_eq!(
+            id(r#"{"id": "1.0"}"#),
+            "1.0",
+            "strings are taken as they are"
+        );
+        assert_eq!(
+            id(r#"{"id": 100000000000000000000001}"#),
+            "100000000000000000000001"
+        );
+        assert_eq!(
+            id(r#"{"id": 100000000000000000000002}"#),
+            "100000000000000000000002"
+        );
+        let mut nested = Normalizer::new(paths(&["a.1.id", "b"]), vec![]);
+        let text = r#"{"a": [{"id": 9}, {"id": 2.50}], "b": true}"#;
+        let value: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(nested.identify_raw(text, &value).unwrap().0, "2.5:true");
+        assert_eq!(nested.peek(text).unwrap().0, "2.5:true");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! Invariants: one token request at a time per source (concurrent pages wait for the same
 //! token); a token is refreshed [`REFRESH_EARLY`] before its `expires_in` runs out; the client
-//! secret and the token never appear in an error.
+//! secret and the token never appear in an error; a token response is read to at most 1 MiB and an
+//! error response only as far as it is quoted; a token endpoint's redirect is not followed.
 
 use std::time::Duration;
 
@@ -23,6 +24,9 @@ pub const REFRESH_EARLY: Duration = Duration::from_secs(60);
 
 /// Lifetime assumed when the token response gives no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// A token response larger than this is refused: tokens are a few kilobytes at most.
+const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
 
 /// A cached client-credentials token.
 pub struct TokenCache {
@@ -111,17 +115,22 @@ impl TokenCache {
             .await
             .map_err(|e| fail(format!("cannot reach it: {e}")))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| fail(e.to_string()))?;
         if !status.is_success() {
             // The error body (RFC 6749 §5.2) names the problem (`invalid_client`, …) and holds no
-            // secret of ours.
-            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-                .trim()
-                .to_owned();
+            // secret of ours; only its start is read.
+            let text = super::rest::quote(response).await;
             return Err(fail(format!(
                 "HTTP {status}: {text} (hint: check client_id, client_secret and scope)"
             )));
         }
+        let bytes = super::rest::read_capped(response, MAX_TOKEN_RESPONSE)
+            .await
+            .map_err(|e| match e {
+                super::rest::BodyError::TooLarge => fail(format!(
+                    "the response is larger than {MAX_TOKEN_RESPONSE} bytes, too large for a token response"
+                )),
+                super::rest::BodyError::Transport(e) => fail(crate::http_error(&e)),
+            })?;
         let parsed: TokenResponse = serde_json::from_slice(&bytes)
             .map_err(|e| fail(format!("the response is not a token response: {e}")))?;
         if let Some(kind) = &parsed.token_type

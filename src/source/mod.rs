@@ -186,6 +186,28 @@ pub enum SourceError {
         /// What is wrong.
         message: String,
     },
+    /// A body is larger than the source's cap.
+    #[error(
+        "GET {url}: the response is larger than max_page_bytes ({limit} bytes) and was not read further (hint: raise the source's `max_page_bytes` if pages this large are expected)"
+    )]
+    TooLarge {
+        /// Redacted URL.
+        url: String,
+        /// The cap.
+        limit: u64,
+    },
+    /// A next page or redirect leads to an origin the source does not list.
+    #[error(
+        "GET {url}: refused: {origin} is not the source's own origin ({own}), and the source's credentials and requests stay on it (hint: if the API really serves pages there, list it: follow_origins = [\"{origin}\"]; credentials go there only with {{ origin = \"{origin}\", credentials = true }})"
+    )]
+    Origin {
+        /// Redacted URL of the refused request.
+        url: String,
+        /// Its origin.
+        origin: String,
+        /// The source's own origin.
+        own: String,
+    },
     /// An item could not be normalized.
     #[error("{0}")]
     Item(#[from] NormalizeError),

@@ -258,6 +258,7 @@ pub fn extract_items(
     let text = items_text.unwrap_or("items");
     let nodes = path.query(&body).all();
     match nodes.as_slice() {
+        [] if selects_members_of_empty(&body, text) => Ok(Vec::new()),
         [] => Err(format!(
             "`items = \"{text}\"` matches nothing in the response (hint: check the path against a real response)"
         )),
@@ -273,6 +274,26 @@ pub fn extract_items(
         _ => Err(format!(
             "`items = \"{text}\"` selects several values that are not all objects"
         )),
+    }
+}
+
+/// Whether `items` ends in a wildcard (`[*]`, `.*`) over a list or object that is there and empty:
+/// an empty page, not a path that misses.
+fn selects_members_of_empty(body: &Value, items: &str) -> bool {
+    let items = items.trim();
+    let Some(parent) = items
+        .strip_suffix("[*]")
+        .or_else(|| items.strip_suffix(".*"))
+    else {
+        return false;
+    };
+    let Ok(parent) = JsonPath::parse(parent) else {
+        return false;
+    };
+    match parent.query(body).all().as_slice() {
+        [Value::Array(list)] => list.is_empty(),
+        [Value::Object(map)] => map.is_empty(),
+        _ => false,
     }
 }
 
@@ -423,6 +444,21 @@ mod tests {
             2
         );
         let err = extract_items(json!({"error": "x"}), Some(&data), Some("$.data")).unwrap_err();
+        assert!(err.contains("matches nothing"), "{err}");
+        // A wildcard over a list that is there and empty is an empty page; over nothing, a miss.
+        for empty in [json!({"data": []}), json!({"data": {}})] {
+            assert_eq!(
+                extract_items(empty, Some(&each), Some("$.data[*]")).unwrap(),
+                Vec::<Value>::new()
+            );
+        }
+        let members = JsonPath::parse("$.data.*").unwrap();
+        assert!(
+            extract_items(json!({"data": {}}), Some(&members), Some("$.data.*"))
+                .unwrap()
+                .is_empty()
+        );
+        let err = extract_items(json!({"other": []}), Some(&each), Some("$.data[*]")).unwrap_err();
         assert!(err.contains("matches nothing"), "{err}");
         let err = extract_items(json!({"data": 1}), None, None).unwrap_err();
         assert!(err.contains("not a JSON array"), "{err}");

@@ -7,8 +7,15 @@
 //! (`Retry-After`, capped by `max_retry_after`); requests are spaced by the source's `rate_limit`
 //! and by its host's `host_rate_limit`, shared by every source on that host; an OAuth2 token is
 //! renewed once on a 401; a page whose validators match answers 304 and is replayed from the
-//! snapshot; redirects are followed (at most 5); no system proxy is used; secrets never appear in
-//! an error (credential-like query values are shown as `***`).
+//! snapshot; no system proxy is used; secrets never appear in an error (credential-like query
+//! values are shown as `***`).
+//!
+//! Trust boundary (DESIGN.md §3): every request, first page, next page or redirect hop (at most 5,
+//! followed here rather than by reqwest so each hop is checked), goes to the source's own origin
+//! (`base_url`'s scheme, host and port) or to one it lists in `follow_origins`; anything else fails
+//! the fetch before a byte is sent. Credentials (auth, `headers`, the query key, the OAuth2 token)
+//! go only to the own origin and to listed origins marked `credentials = true`. A body is read as
+//! it arrives and never past `max_page_bytes` (decompressed); an error body only as far as quoted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -18,8 +25,8 @@ use async_trait::async_trait;
 use base64::Engine;
 use reqwest::StatusCode;
 use reqwest::header::{
-    AUTHORIZATION, ETAG, HeaderMap, HeaderName, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED, LINK, RETRY_AFTER,
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, ETAG, HeaderMap, HeaderName, HeaderValue,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LINK, LOCATION, RETRY_AFTER,
 };
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -29,11 +36,14 @@ use url::Url;
 use super::auth::TokenCache;
 use super::paginate::{Pager, extract_items};
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
-use crate::config::{Auth, KeyPlace, Pagination, ResourceConfig, RestConfig};
+use crate::config::{Auth, KeyPlace, Pagination, ResourceConfig, RestConfig, Secret};
 use crate::store::PageRecord;
 
-/// How much of an error response body is quoted in the error.
+/// How much of an error response body is read and quoted in the error.
 const BODY_QUOTE: usize = 300;
+
+/// Redirects followed per request.
+const MAX_REDIRECTS: usize = 5;
 
 /// Spaces requests: at most one per `interval`.
 #[derive(Debug)]
@@ -86,6 +96,8 @@ enum Got {
     /// A 2xx with a body (UTF-8; whether it is JSON is for the caller to find out).
     Fresh {
         text: String,
+        /// Its `Content-Type`, for the error if it is not JSON.
+        content_type: Option<String>,
         link: Option<String>,
         etag: Option<String>,
         last_modified: Option<String>,
@@ -99,6 +111,10 @@ pub struct RestSource {
     name: String,
     config: RestConfig,
     client: reqwest::Client,
+    /// `base_url`'s origin: where credentials go.
+    own: url::Origin,
+    /// The auth header and the source's `headers`, sent only where credentials may go.
+    credentials: HeaderMap,
     pacer: Option<Arc<Pacer>>,
     host_pacer: Option<Arc<Pacer>>,
     token: Option<TokenCache>,
@@ -107,7 +123,7 @@ pub struct RestSource {
 }
 
 impl RestSource {
-    /// Builds the client: timeouts, default headers and auth.
+    /// Builds the client (timeouts, no proxy, no redirects of its own) and the credential headers.
     pub fn new(name: &str, config: &RestConfig) -> Result<Self, SourceError> {
         let mut headers = HeaderMap::new();
         for (key, value) in &config.headers {
@@ -162,13 +178,14 @@ impl RestSource {
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
+        // No default headers: they would go to every origin a redirect reaches (reqwest strips
+        // only `Authorization` across hosts). Redirects are followed in `exchange`, hop by hop.
         let client = reqwest::Client::builder()
-            .default_headers(headers)
             .user_agent(concat!("pollhook/", env!("CARGO_PKG_VERSION")))
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .no_proxy()
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| {
                 SourceError::Setup(format!("source {name}: cannot build HTTP client: {e}"))
@@ -186,17 +203,44 @@ impl RestSource {
                 Auth::OAuth2(settings) => Some(TokenCache::new(settings.clone())),
                 _ => None,
             },
+            // A token endpoint that redirects is answered as an error: a redirect would carry the
+            // client secret on to wherever it points.
             token_client: reqwest::Client::builder()
                 .user_agent(concat!("pollhook/", env!("CARGO_PKG_VERSION")))
                 .timeout(config.timeout)
                 .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| {
                     SourceError::Setup(format!("source {name}: cannot build HTTP client: {e}"))
                 })?,
+            own: config.base_url.origin(),
+            credentials: headers,
             config: config.clone(),
             client,
         })
+    }
+
+    /// Whether a request to `url` may carry the source's credentials; an error if it may not be
+    /// made at all (an origin neither the source's own nor listed in `follow_origins`).
+    fn credentials_for(&self, url: &Url) -> Result<bool, SourceError> {
+        let origin = url.origin();
+        if origin == self.own {
+            return Ok(true);
+        }
+        match self
+            .config
+            .follow_origins
+            .iter()
+            .find(|f| f.origin == origin)
+        {
+            Some(listed) => Ok(listed.credentials),
+            None => Err(SourceError::Origin {
+                url: self.redact(url),
+                origin: origin.ascii_serialization(),
+                own: self.own.ascii_serialization(),
+            }),
+        }
     }
 
     /// The resource's first URL: base URL + path + static query (+ an API key in the query).
@@ -235,15 +279,27 @@ impl RestSource {
     }
 
     /// Sets the query API key, if that is the auth, just before sending (replacing a copy that a
-    /// next link may have carried over).
-    fn with_key(&self, url: &Url) -> Url {
+    /// next link may have carried over); without `credentials`, removes any copy instead.
+    fn with_key(&self, url: &Url, credentials: bool) -> Url {
         let mut url = url.clone();
         if let Auth::ApiKey {
             place: KeyPlace::Query(param),
             value,
         } = &self.config.auth
         {
-            super::paginate::set_param(&mut url, param, value.expose());
+            if credentials {
+                super::paginate::set_param(&mut url, param, value.expose());
+            } else if url.query_pairs().any(|(k, _)| k == param.as_str()) {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .filter(|(k, _)| k != param.as_str())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                url.set_query(None);
+                if !pairs.is_empty() {
+                    url.query_pairs_mut().extend_pairs(pairs);
+                }
+            }
         }
         url
     }
@@ -271,7 +327,9 @@ impl RestSource {
         requests: &mut u32,
     ) -> Result<Value, SourceError> {
         match self.send(url, Some(body), None, requests).await? {
-            Got::Fresh { text, .. } => parse_json(&text).map_err(|message| SourceError::Shape {
+            Got::Fresh {
+                text, content_type, ..
+            } => parse_json(&text, content_type.as_deref()).map_err(|message| SourceError::Shape {
                 url: self.redact(url),
                 message,
             }),
@@ -302,32 +360,8 @@ impl RestSource {
         let mut renewed_token = false;
         loop {
             self.pace().await;
-            *requests += 1;
-            let mut request = match body {
-                Some(body) => self.client.post(self.with_key(url)).json(body),
-                None => self.client.get(self.with_key(url)),
-            };
-            if let Some(known) = known {
-                if let Some(etag) = &known.etag {
-                    request = request.header(IF_NONE_MATCH, etag);
-                }
-                if let Some(date) = &known.last_modified {
-                    request = request.header(IF_MODIFIED_SINCE, date);
-                }
-            }
-            let token = match &self.token {
-                Some(cache) => Some(cache.token(&self.token_client).await?),
-                None => None,
-            };
-            if let Some(token) = &token {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                    .map_err(|_| {
-                        SourceError::Setup("the OAuth2 token is not valid in a header".into())
-                    })?;
-                value.set_sensitive(true);
-                request = request.header(AUTHORIZATION, value);
-            }
-            let failure = match request.send().await {
+            let (sent, token) = self.exchange(url, body, known, requests).await?;
+            let failure = match sent {
                 Ok(resp) => {
                     let status = resp.status();
                     if status == StatusCode::NOT_MODIFIED && known.is_some() {
@@ -351,24 +385,34 @@ impl RestSource {
                         };
                         let (link, etag, last_modified) =
                             (header(LINK), header(ETAG), header(LAST_MODIFIED));
-                        match resp.bytes().await {
-                            Ok(bytes) => {
-                                let text = String::from_utf8(Vec::from(bytes)).map_err(|e| {
-                                    SourceError::Shape {
-                                        url: shown.clone(),
-                                        message: format!(
-                                            "the response is not valid JSON: it is not UTF-8 ({e})"
-                                        ),
-                                    }
-                                })?;
+                        let (content_type, encoding) =
+                            (header(CONTENT_TYPE), header(CONTENT_ENCODING));
+                        match read_capped(resp, self.config.max_page_bytes).await {
+                            Ok(body) => {
+                                let text =
+                                    utf8_text(body, encoding.as_deref()).map_err(|message| {
+                                        SourceError::Shape {
+                                            url: shown.clone(),
+                                            message,
+                                        }
+                                    })?;
                                 return Ok(Got::Fresh {
                                     text,
+                                    content_type,
                                     link,
                                     etag,
                                     last_modified,
                                 });
                             }
-                            Err(e) => Failure::Retry(self.transport_error(&shown, &e)),
+                            Err(BodyError::TooLarge) => {
+                                return Err(SourceError::TooLarge {
+                                    url: shown,
+                                    limit: self.config.max_page_bytes,
+                                });
+                            }
+                            Err(BodyError::Transport(e)) => {
+                                Failure::Retry(self.transport_error(&shown, &e))
+                            }
                         }
                     } else if status.as_u16() == 429 {
                         let wait = resp
@@ -423,6 +467,75 @@ impl RestSource {
         }
     }
 
+    /// Makes one request and follows its redirects (at most [`MAX_REDIRECTS`]), each hop checked
+    /// with [`RestSource::credentials_for`] and given credentials only where they may go. Returns
+    /// the final answer (or the transport error) and the OAuth2 token sent with it, if any.
+    async fn exchange(
+        &self,
+        url: &Url,
+        body: Option<&Value>,
+        known: Option<&PageRecord>,
+        requests: &mut u32,
+    ) -> Result<(Result<reqwest::Response, reqwest::Error>, Option<Secret>), SourceError> {
+        let mut target = url.clone();
+        let mut body = body;
+        for _ in 0..=MAX_REDIRECTS {
+            let credentials = self.credentials_for(&target)?;
+            *requests += 1;
+            let address = self.with_key(&target, credentials);
+            let mut request = match body {
+                Some(body) => self.client.post(address).json(body),
+                None => self.client.get(address),
+            };
+            if let Some(known) = known {
+                if let Some(etag) = &known.etag {
+                    request = request.header(IF_NONE_MATCH, etag);
+                }
+                if let Some(date) = &known.last_modified {
+                    request = request.header(IF_MODIFIED_SINCE, date);
+                }
+            }
+            let mut token = None;
+            if credentials {
+                request = request.headers(self.credentials.clone());
+                if let Some(cache) = &self.token {
+                    let sent = cache.token(&self.token_client).await?;
+                    let mut value = HeaderValue::from_str(&format!("Bearer {}", sent.expose()))
+                        .map_err(|_| {
+                            SourceError::Setup("the OAuth2 token is not valid in a header".into())
+                        })?;
+                    value.set_sensitive(true);
+                    request = request.header(AUTHORIZATION, value);
+                    token = Some(sent);
+                }
+            }
+            let resp = match request.send().await {
+                Ok(resp) => resp,
+                Err(e) => return Ok((Err(e), token)),
+            };
+            let status = resp.status();
+            let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok());
+            let (true, Some(location)) = (
+                status.is_redirection() && status != StatusCode::NOT_MODIFIED,
+                location,
+            ) else {
+                return Ok((Ok(resp), token));
+            };
+            target = target.join(location).map_err(|e| SourceError::Shape {
+                url: self.redact(&target),
+                message: format!("answered {status} with Location `{location}`, not a URL: {e}"),
+            })?;
+            // RFC 9110 §15.4: 303 turns the request into a GET; so do 301 and 302 in practice.
+            if matches!(status.as_u16(), 301..=303) {
+                body = None;
+            }
+        }
+        Err(SourceError::Shape {
+            url: self.redact(url),
+            message: format!("more than {MAX_REDIRECTS} redirects"),
+        })
+    }
+
     fn transport_error(&self, shown: &str, e: &reqwest::Error) -> SourceError {
         if e.is_timeout() {
             SourceError::Timeout {
@@ -451,9 +564,62 @@ fn backoff(attempt: u32) -> Duration {
         .min(Duration::from_secs(30))
 }
 
-async fn quote(resp: reqwest::Response) -> String {
-    let bytes = resp.bytes().await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_QUOTE)]);
+/// Why a body was not read to its end.
+pub(super) enum BodyError {
+    /// It is larger than the cap.
+    TooLarge,
+    /// The transfer failed.
+    Transport(reqwest::Error),
+}
+
+/// A response's body, read chunk by chunk and never past `limit` bytes: a body declared or found
+/// to be larger fails as soon as that is known, and the rest is not read.
+pub(super) async fn read_capped(
+    mut resp: reqwest::Response,
+    limit: u64,
+) -> Result<Vec<u8>, BodyError> {
+    let declared = resp.content_length();
+    if declared.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A body as text: UTF-8 without its byte order mark (RFC 8259 §8.1 lets a parser ignore one).
+fn utf8_text(mut body: Vec<u8>, encoding: Option<&str>) -> Result<String, String> {
+    if body.starts_with(b"\xEF\xBB\xBF") {
+        body.drain(..3);
+    }
+    String::from_utf8(body).map_err(|e| match encoding {
+        // Decoded encodings (gzip, deflate, br) are gone from the headers by now.
+        Some(encoding) => format!(
+            "the response is compressed with Content-Encoding `{encoding}`, which pollhook cannot decode (hint: ask the API for gzip, deflate or br, e.g. headers = {{ Accept-Encoding = \"gzip\" }})"
+        ),
+        None => format!("the response is not valid JSON: it is not UTF-8 ({e})"),
+    })
+}
+
+/// The start of an error response's body, for the error message; only that much is read.
+pub(super) async fn quote(mut resp: reqwest::Response) -> String {
+    let mut bytes = Vec::with_capacity(BODY_QUOTE);
+    while bytes.len() < BODY_QUOTE {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                bytes.extend_from_slice(&chunk[..chunk.len().min(BODY_QUOTE - bytes.len())])
+            }
+            _ => break,
+        }
+    }
+    // Dropping the response closes the connection rather than reading the rest.
+    drop(resp);
+    let text = String::from_utf8_lossy(&bytes);
     let text = text.trim();
     if text.is_empty() {
         "(empty body)".into()
@@ -559,6 +725,7 @@ impl Source for RestSource {
             let (page, next) = match got {
                 Got::Fresh {
                     text,
+                    content_type,
                     link,
                     etag,
                     last_modified,
@@ -571,7 +738,9 @@ impl Source for RestSource {
                         .and_then(|chain| split_items(&text, chain))
                     {
                         Some(spans) => Body::Cut(spans),
-                        None => Body::Parsed(parse_json(&text).map_err(shape)?),
+                        None => {
+                            Body::Parsed(parse_json(&text, content_type.as_deref()).map_err(shape)?)
+                        }
                     };
                     // The pager reads the body (cursors, next URLs) before the items are taken out.
                     let (count, parsed) = match &body {
@@ -652,8 +821,32 @@ enum Body {
     Parsed(Value),
 }
 
-fn parse_json(text: &str) -> Result<Value, String> {
-    serde_json::from_str(text).map_err(|e| format!("the response is not valid JSON: {e}"))
+/// Parses a page; a page that is not JSON gets an error naming what it is and what to do.
+fn parse_json(text: &str, content_type: Option<&str>) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| not_json(text, content_type, &e))
+}
+
+fn not_json(text: &str, content_type: Option<&str>, e: &serde_json::Error) -> String {
+    let media = content_type
+        .and_then(|t| t.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase());
+    let shown = content_type.unwrap_or("none");
+    let starts_with_tag = text.trim_start().starts_with('<');
+    match media.as_deref() {
+        Some("text/html" | "application/xhtml+xml") => format!(
+            "the response is HTML (Content-Type: {shown}), not JSON: check base_url and the resource's path; an HTML page is often a login or error page"
+        ),
+        Some(t) if t.ends_with("/xml") || t.ends_with("+xml") => format!(
+            "the response is XML (Content-Type: {shown}), not JSON: XML sources are not supported yet; check whether the API offers JSON (e.g. headers = {{ Accept = \"application/json\" }})"
+        ),
+        _ if starts_with_tag => format!(
+            "the response looks like HTML or XML (Content-Type: {shown}), not JSON: check base_url and the resource's path (XML sources are not supported yet)"
+        ),
+        Some(t) if !(t.ends_with("/json") || t.ends_with("+json")) => {
+            format!("the response is not valid JSON (Content-Type: {shown}): {e}")
+        }
+        _ => format!("the response is not valid JSON: {e}"),
+    }
 }
 
 /// The member names of a JSONPath that is only that (`$`, `$.data`, `$.a.b`, `$['odd key']`).
