@@ -22,11 +22,11 @@ use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -142,7 +142,10 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Waits for a free place, then for a connection. Accept errors (out of file descriptors, a
 /// connection reset before it was accepted) are logged and retried after a pause, as a busy
 /// loop would only spin.
-async fn accept(listener: &TcpListener, places: &Arc<Semaphore>) -> (OwnedSemaphorePermit, TcpStream) {
+async fn accept(
+    listener: &TcpListener,
+    places: &Arc<Semaphore>,
+) -> (OwnedSemaphorePermit, TcpStream) {
     let Ok(place) = places.clone().acquire_owned().await else {
         unreachable!("the semaphore is never closed")
     };
@@ -207,7 +210,10 @@ pub fn router(pipeline: Shared) -> Router {
                 "no such route (see /api/v1/openapi.json)",
             )
         })
-        .layer(middleware::from_fn_with_state(pipeline.clone(), same_origin))
+        .layer(middleware::from_fn_with_state(
+            pipeline.clone(),
+            same_origin,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     Router::new()
         .route("/livez", get(livez))
@@ -414,14 +420,18 @@ fn check_same_origin(server: &ServerConfig, headers: &HeaderMap) -> Result<(), A
         ));
     }
     if let Some(origin) = text(header::ORIGIN) {
-        let own = ["http://", "https://"]
-            .iter()
-            .any(|scheme| origin.strip_prefix(scheme).is_some_and(|rest| rest.eq_ignore_ascii_case(&host)));
+        let own = ["http://", "https://"].iter().any(|scheme| {
+            origin
+                .strip_prefix(scheme)
+                .is_some_and(|rest| rest.eq_ignore_ascii_case(&host))
+        });
         if !own {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "cross_origin",
-                format!("requests from web pages of another origin are refused (Origin `{origin}`)"),
+                format!(
+                    "requests from web pages of another origin are refused (Origin `{origin}`)"
+                ),
             ));
         }
     }
@@ -431,7 +441,9 @@ fn check_same_origin(server: &ServerConfig, headers: &HeaderMap) -> Result<(), A
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_origin",
-            format!("requests from web pages of another origin are refused (Sec-Fetch-Site `{site}`)"),
+            format!(
+                "requests from web pages of another origin are refused (Sec-Fetch-Site `{site}`)"
+            ),
         ));
     }
     let has_body = headers.contains_key(header::TRANSFER_ENCODING)
@@ -469,7 +481,9 @@ fn host_allowed(server: &ServerConfig, host: &str) -> bool {
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
     name == "localhost"
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip == server.listen.ip())
+        || name
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip == server.listen.ip())
 }
 
 // ───────────────────────────── auth ─────────────────────────────
@@ -890,6 +904,9 @@ async fn resume_endpoint(State(p): State<Shared>, Path(name): Path<String>) -> A
     set_active(p, name, true).await
 }
 
+/// The OpenAPI document's `maxLength` of `Rotation.overlap`.
+const MAX_OVERLAP_CHARS: usize = 32;
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Rotation {
@@ -903,14 +920,22 @@ async fn rotate_secret(
     Path(name): Path<String>,
     OptionalJsonBody(rotation): OptionalJsonBody<Rotation>,
 ) -> ApiResult {
-    let overlap = crate::config::parse_duration(rotation.overlap.as_deref().unwrap_or("24h"))
-        .map_err(|m| {
-            ApiError::invalid(vec![Problem {
-                at: "overlap".into(),
-                message: m,
-                hint: None,
-            }])
-        })?;
+    let overlap_text = rotation.overlap.as_deref().unwrap_or("24h");
+    // As the document says: it also keeps the overlap's milliseconds far from overflowing.
+    if overlap_text.len() > MAX_OVERLAP_CHARS {
+        return Err(ApiError::invalid(vec![Problem {
+            at: "overlap".into(),
+            message: format!("is over {MAX_OVERLAP_CHARS} characters"),
+            hint: Some("e.g. 24h or 7d".into()),
+        }]));
+    }
+    let overlap = crate::config::parse_duration(overlap_text).map_err(|m| {
+        ApiError::invalid(vec![Problem {
+            at: "overlap".into(),
+            message: m,
+            hint: None,
+        }])
+    })?;
     let current = {
         let name = name.clone();
         p.store.blocking(move |s| s.endpoint_named(&name)).await?

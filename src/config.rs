@@ -1056,7 +1056,12 @@ fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
             .filter(|t| !t.is_empty())
             .map(Secret::new),
         allowed_hosts: allowed_hosts(raw.server.allowed_hosts.unwrap_or_default(), p),
-        max_connections: positive(raw.server.max_connections, 1024, "server.max_connections", p),
+        max_connections: positive(
+            raw.server.max_connections,
+            1024,
+            "server.max_connections",
+            p,
+        ),
         header_timeout: duration(
             raw.server.header_timeout.as_deref(),
             Duration::from_secs(10),

@@ -228,9 +228,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let stopped = watch(&mut scheduler, &mut dispatcher, &mut api, shutdown).await;
     pipeline.health.scheduler.store(false, Ordering::Relaxed);
     match &stopped {
-        None => tracing::info!("Shutting down: no new polls or deliveries; finishing in-flight work."),
+        None => {
+            tracing::info!("Shutting down: no new polls or deliveries; finishing in-flight work.")
+        }
         Some(Stopped { task, reason }) => {
-            pipeline.health.dispatcher.store(*task != Task::Dispatcher, Ordering::Relaxed);
+            pipeline
+                .health
+                .dispatcher
+                .store(*task != Task::Dispatcher, Ordering::Relaxed);
             tracing::error!(%task, %reason, "A part of pollhook stopped; shutting the rest down.");
         }
     }
@@ -328,13 +333,25 @@ mod tests {
         let mut scheduler = JoinSet::new();
         scheduler.spawn(std::future::pending());
         let mut dispatcher = tokio::spawn(async { panic!("concurrency must be positive") });
-        let stopped = watch(&mut scheduler, &mut dispatcher, &mut idle(), std::future::pending())
-            .await
-            .expect("the panic ends the watch");
+        let stopped = watch(
+            &mut scheduler,
+            &mut dispatcher,
+            &mut idle(),
+            std::future::pending(),
+        )
+        .await
+        .expect("the panic ends the watch");
         assert_eq!(stopped.task, Task::Dispatcher);
-        assert!(stopped.reason.contains("concurrency must be positive"), "{}", stopped.reason);
+        assert!(
+            stopped.reason.contains("concurrency must be positive"),
+            "{}",
+            stopped.reason
+        );
         let error = RunError::Stopped(stopped).to_string();
-        assert!(error.contains("the dispatcher stopped unexpectedly"), "{error}");
+        assert!(
+            error.contains("the dispatcher stopped unexpectedly"),
+            "{error}"
+        );
     }
 
     #[tokio::test]
@@ -342,9 +359,14 @@ mod tests {
         let mut scheduler = JoinSet::new();
         scheduler.spawn(std::future::pending());
         scheduler.spawn(async {});
-        let stopped = watch(&mut scheduler, &mut idle(), &mut idle(), std::future::pending())
-            .await
-            .expect("the return ends the watch");
+        let stopped = watch(
+            &mut scheduler,
+            &mut idle(),
+            &mut idle(),
+            std::future::pending(),
+        )
+        .await
+        .expect("the return ends the watch");
         assert_eq!(stopped.task, Task::Scheduler);
         assert_eq!(stopped.reason, "returned");
     }
@@ -364,7 +386,12 @@ mod tests {
             let _ = rx.await;
         });
         let mut dispatcher = idle();
-        let watched = watch(&mut scheduler, &mut dispatcher, &mut api, std::future::pending());
+        let watched = watch(
+            &mut scheduler,
+            &mut dispatcher,
+            &mut api,
+            std::future::pending(),
+        );
         drop(tx);
         let stopped = watched.await.expect("only the api ends it");
         assert_eq!(stopped.task, Task::Api);

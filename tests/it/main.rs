@@ -11,5 +11,6 @@ mod deliver;
 mod faults;
 mod poll;
 mod props;
+mod security_api;
 mod service;
 mod support_deliver;
