@@ -5,7 +5,10 @@
 //! `problems` naming each bad field) with the right status.
 //!
 //! Invariants: every `/api/v1` route needs `Authorization: Bearer <admin_token>` (compared in
-//! constant time); with no token configured the API only listens on loopback. Secrets are never
+//! constant time); with no token configured the API only listens on loopback. Every route but
+//! the probes refuses what a web page could send: a foreign `Host` (DNS rebinding), a foreign
+//! `Origin` or `Sec-Fetch-Site`, a body that is not JSON. Connections are capped, headers and
+//! bodies have a deadline and bodies a size limit, so idle clients cannot starve `/livez`. Secrets are never
 //! returned, except a newly generated one, once, in the response that created it. Input is
 //! validated by the same code as the config file. The routes are listed once, in [`ROUTES`], which
 //! a test checks against the OpenAPI document served at `/api/v1/openapi.json`.
