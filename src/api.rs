@@ -5,26 +5,34 @@
 //! `problems` naming each bad field) with the right status.
 //!
 //! Invariants: every `/api/v1` route needs `Authorization: Bearer <admin_token>` (compared in
-//! constant time); with no token configured the API only listens on loopback. Secrets are never
+//! constant time); with no token configured the API only listens on loopback. Every route but
+//! the probes refuses what a web page could send: a foreign `Host` (DNS rebinding), a foreign
+//! `Origin` or `Sec-Fetch-Site`, a body that is not JSON. Connections are capped, headers and
+//! bodies have a deadline and bodies a size limit, so idle clients cannot starve `/livez`. Secrets are never
 //! returned, except a newly generated one, once, in the response that created it. Input is
 //! validated by the same code as the config file. The routes are listed once, in [`ROUTES`], which
 //! a test checks against the OpenAPI document served at `/api/v1/openapi.json`.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EndpointInput, Problem, ServerConfig, validate_endpoint};
@@ -85,20 +93,80 @@ pub async fn bind(server: &ServerConfig) -> Result<TcpListener, RunError> {
 }
 
 /// Serves the admin API until `cancel` fires.
+///
+/// HTTP/1.1 only, with the limits an exposed port needs: at most `[server] max_connections`
+/// connections at once (the rest wait in the kernel's accept queue, so no file descriptor is
+/// spent on them), and `[server] header_timeout` to send the headers of each request, the
+/// first or the next on a kept-alive connection (hyper applies one timer to both), so a
+/// half-sent or idle connection gives its place back within that time and `/livez` gets in.
 pub async fn serve(listener: TcpListener, pipeline: Shared, cancel: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "Admin API listening.");
     }
-    let app = router(pipeline);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await;
-    if let Err(error) = result {
-        tracing::error!(%error, "Admin API stopped.");
+    let server = &pipeline.config.server;
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(server.header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES);
+    let places = Arc::new(Semaphore::new(server.max_connections));
+    let service = TowerToHyperService::new(router(pipeline.clone()));
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = accept(&listener, &places) => accepted,
+        };
+        let (place, stream) = accepted;
+        let connection = http.serve_connection(TokioIo::new(stream), service.clone());
+        let cancel = cancel.clone();
+        connections.spawn(async move {
+            let _place = place;
+            let mut connection = std::pin::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = cancel.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(%error, "Admin API connection closed with an error.");
+            }
+        });
+        // Reap finished connections so the set holds only live ones.
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// The headers of one request may take at most this many bytes (hyper answers 431 beyond).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Waits for a free place, then for a connection. Accept errors (out of file descriptors, a
+/// connection reset before it was accepted) are logged and retried after a pause, as a busy
+/// loop would only spin.
+async fn accept(
+    listener: &TcpListener,
+    places: &Arc<Semaphore>,
+) -> (OwnedSemaphorePermit, TcpStream) {
+    let Ok(place) = places.clone().acquire_owned().await else {
+        unreachable!("the semaphore is never closed")
+    };
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => return (place, stream),
+            Err(error) => {
+                tracing::warn!(%error, "Admin API cannot accept a connection; retrying in 100 ms.");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 
 /// The router, for `serve` and for tests.
+///
+/// The probes answer any `Host` (a kubelet sends the pod IP): they change nothing and reveal
+/// nothing secret. Everything else is behind [`same_origin`], then the token.
 pub fn router(pipeline: Shared) -> Router {
     let api = Router::new()
         .route("/api/v1/sources", get(sources))
@@ -135,11 +203,7 @@ pub fn router(pipeline: Shared) -> Router {
             pipeline.clone(),
             require_token,
         ));
-    Router::new()
-        .route("/livez", get(livez))
-        .route("/healthz", get(livez))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let guarded = Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .merge(api)
         .fallback(|| async {
@@ -149,8 +213,22 @@ pub fn router(pipeline: Shared) -> Router {
                 "no such route (see /api/v1/openapi.json)",
             )
         })
+        .layer(middleware::from_fn_with_state(
+            pipeline.clone(),
+            same_origin,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/healthz", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(guarded)
         .with_state(pipeline)
 }
+
+/// A request body may take at most this many bytes (413 beyond); an endpoint is well under 1 KiB.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 // ───────────────────────────── errors ─────────────────────────────
 
@@ -227,10 +305,71 @@ fn ok(value: Value) -> ApiResult {
     Ok(axum::Json(value).into_response())
 }
 
-/// Parses a JSON body: 400 if it is not JSON (all of it), 422 naming the field if it is the
-/// wrong shape. An empty body counts as `{}`.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };
+/// A JSON request body, required: 400 if it is missing or not JSON (all of it), 422 naming the
+/// field if it is the wrong shape, 413 over [`MAX_BODY_BYTES`], 408 if it is not all sent within
+/// `[server] header_timeout`.
+struct JsonBody<T>(T);
+
+/// The same for routes whose body is optional: an empty body is `T::default()`.
+struct OptionalJsonBody<T>(T);
+
+impl<T: DeserializeOwned> FromRequest<Shared> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &Shared) -> Result<Self, ApiError> {
+        let bytes = read_body(request, state).await?;
+        if bytes.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                "this route needs a JSON body (see /api/v1/openapi.json)",
+            ));
+        }
+        parse(&bytes).map(JsonBody)
+    }
+}
+
+impl<T: DeserializeOwned + Default> FromRequest<Shared> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &Shared) -> Result<Self, ApiError> {
+        let bytes = read_body(request, state).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        parse(&bytes).map(OptionalJsonBody)
+    }
+}
+
+/// The whole body, within the size limit and the time limit.
+async fn read_body(request: Request, state: &Shared) -> Result<Bytes, ApiError> {
+    let timeout = state.config.server.header_timeout;
+    match tokio::time::timeout(timeout, Bytes::from_request(request, state)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body is over {MAX_BODY_BYTES} bytes"),
+            ))
+        }
+        Ok(Err(rejection)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            rejection.body_text(),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the body was not sent within {}",
+                humantime::format_duration(timeout)
+            ),
+        )),
+    }
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -246,6 +385,110 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
             hint: None,
         }])
     })
+}
+
+/// For an optional field that, when present, must hold a value: `null` is refused (422) as the
+/// OpenAPI document says, instead of meaning "absent".
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+// ───────────────────────────── same origin ─────────────────────────────
+
+/// Refuses what a web page in a browser could send to this API, before the token is looked at:
+/// a `Host` that is not this API's (DNS rebinding: 421), an `Origin` that is not this API's or a
+/// `Sec-Fetch-Site` that is not same-origin (403), and a body that is not `application/json`,
+/// the one type a page cannot send cross-origin without a CORS preflight, which gets no CORS
+/// headers here (415).
+async fn same_origin(State(p): State<Shared>, request: Request, next: Next) -> Response {
+    match check_same_origin(&p.config.server, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+fn check_same_origin(server: &ServerConfig, headers: &HeaderMap) -> Result<(), ApiError> {
+    let text = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    // HTTP/1.1 requires Host (RFC 9112 §3.2); hyper refuses a request without one.
+    let host = text(header::HOST).unwrap_or_default().to_ascii_lowercase();
+    if !host_allowed(server, &host) {
+        return Err(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "wrong_host",
+            format!(
+                "this API does not answer for Host `{host}`: use localhost, 127.0.0.1, [::1] or the listen address, or add the name to [server] allowed_hosts"
+            ),
+        ));
+    }
+    if let Some(origin) = text(header::ORIGIN) {
+        let own = ["http://", "https://"].iter().any(|scheme| {
+            origin
+                .strip_prefix(scheme)
+                .is_some_and(|rest| rest.eq_ignore_ascii_case(&host))
+        });
+        if !own {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                format!(
+                    "requests from web pages of another origin are refused (Origin `{origin}`)"
+                ),
+            ));
+        }
+    }
+    if let Some(site) = text(HeaderName::from_static("sec-fetch-site"))
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            format!(
+                "requests from web pages of another origin are refused (Sec-Fetch-Site `{site}`)"
+            ),
+        ));
+    }
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || text(header::CONTENT_LENGTH).is_some_and(|n| n != "0");
+    if has_body && !is_json(text(header::CONTENT_TYPE)) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send request bodies as Content-Type: application/json",
+        ));
+    }
+    Ok(())
+}
+
+/// `application/json`, with parameters or not (RFC 8259 §11 defines none, but `charset` is common).
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Loopback names and the listen address on any port (a port-forward or a local proxy changes
+/// the port, and DNS rebinding needs a name it controls, never one of these), plus
+/// `[server] allowed_hosts` as written. With a token and no `allowed_hosts`, any Host: a page
+/// that rebinds a name to this API has no token to send.
+fn host_allowed(server: &ServerConfig, host: &str) -> bool {
+    if server.allowed_hosts.iter().any(|h| h == host) {
+        return true;
+    }
+    if server.admin_token.is_some() && server.allowed_hosts.is_empty() {
+        return true;
+    }
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(ip, _)| ip),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name == "localhost"
+        || name
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip == server.listen.ip())
 }
 
 // ───────────────────────────── auth ─────────────────────────────
@@ -467,15 +710,19 @@ async fn show_endpoint(State(p): State<Shared>, Path(name): Path<String>) -> Api
 struct NewEndpoint {
     name: String,
     url: String,
+    #[serde(default, deserialize_with = "present")]
     secret: Option<String>,
     #[serde(default = "default_signing")]
     signing: String,
+    #[serde(default, deserialize_with = "present")]
     resources: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     actions: Option<Vec<String>>,
     #[serde(default = "yes")]
     active: bool,
     #[serde(default)]
     headers: std::collections::BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "present")]
     timeout: Option<String>,
     #[serde(default)]
     backfill: bool,
@@ -489,8 +736,7 @@ fn yes() -> bool {
     true
 }
 
-async fn add_endpoint(State(p): State<Shared>, bytes: Bytes) -> ApiResult {
-    let new: NewEndpoint = body(&bytes)?;
+async fn add_endpoint(State(p): State<Shared>, JsonBody(new): JsonBody<NewEndpoint>) -> ApiResult {
     let scheme: sign::Scheme = new.signing.parse().map_err(|e: sign::SignError| {
         ApiError::invalid(vec![Problem {
             at: "signing".into(),
@@ -556,20 +802,25 @@ fn strip_prefix(problems: Vec<Problem>) -> Vec<Problem> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EndpointChange {
+    #[serde(default, deserialize_with = "present")]
     url: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     resources: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     actions: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     signing: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     secret: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     active: Option<bool>,
 }
 
 async fn update_endpoint(
     State(p): State<Shared>,
     Path(name): Path<String>,
-    bytes: Bytes,
+    JsonBody(change): JsonBody<EndpointChange>,
 ) -> ApiResult {
-    let change: EndpointChange = body(&bytes)?;
     let current = {
         let name = name.clone();
         p.store.endpoint_named(&name).await?
@@ -647,27 +898,38 @@ async fn resume_endpoint(State(p): State<Shared>, Path(name): Path<String>) -> A
     set_active(p, name, true).await
 }
 
-#[derive(Deserialize)]
+/// The OpenAPI document's `maxLength` of `Rotation.overlap`.
+const MAX_OVERLAP_CHARS: usize = 32;
+
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Rotation {
     /// How long the old secret keeps signing too.
+    #[serde(default, deserialize_with = "present")]
     overlap: Option<String>,
 }
 
 async fn rotate_secret(
     State(p): State<Shared>,
     Path(name): Path<String>,
-    bytes: Bytes,
+    OptionalJsonBody(rotation): OptionalJsonBody<Rotation>,
 ) -> ApiResult {
-    let rotation: Rotation = body(&bytes)?;
-    let overlap = crate::config::parse_duration(rotation.overlap.as_deref().unwrap_or("24h"))
-        .map_err(|m| {
-            ApiError::invalid(vec![Problem {
-                at: "overlap".into(),
-                message: m,
-                hint: None,
-            }])
-        })?;
+    let overlap_text = rotation.overlap.as_deref().unwrap_or("24h");
+    // As the document says: it also keeps the overlap's milliseconds far from overflowing.
+    if overlap_text.len() > MAX_OVERLAP_CHARS {
+        return Err(ApiError::invalid(vec![Problem {
+            at: "overlap".into(),
+            message: format!("is over {MAX_OVERLAP_CHARS} characters"),
+            hint: Some("e.g. 24h or 7d".into()),
+        }]));
+    }
+    let overlap = crate::config::parse_duration(overlap_text).map_err(|m| {
+        ApiError::invalid(vec![Problem {
+            at: "overlap".into(),
+            message: m,
+            hint: None,
+        }])
+    })?;
     let current = {
         let name = name.clone();
         p.store.endpoint_named(&name).await?
@@ -809,14 +1071,18 @@ async fn event_deliveries(State(p): State<Shared>, Path(id): Path<String>) -> Ap
     ok(json!({ "data": data }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ReplayBody {
+    #[serde(default, deserialize_with = "present")]
     endpoint: Option<String>,
 }
 
-async fn replay(State(p): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
-    let r: ReplayBody = body(&bytes)?;
+async fn replay(
+    State(p): State<Shared>,
+    Path(id): Path<String>,
+    OptionalJsonBody(r): OptionalJsonBody<ReplayBody>,
+) -> ApiResult {
     let queued = p.store.replay(&id, r.endpoint.as_deref()).await?;
     p.wake.notify();
     ok(json!({ "queued_for": queued }))

@@ -97,6 +97,14 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Bearer token the admin API requires.
     pub admin_token: Option<Secret>,
+    /// Host names (`name` or `name:port`) the admin API answers besides loopback names and
+    /// `listen`, e.g. the name an ingress forwards. With a token and none listed, any Host.
+    pub allowed_hosts: Vec<String>,
+    /// Connections the admin API serves at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (and to start the next request
+    /// on a kept-alive connection) or its body.
+    pub header_timeout: Duration,
 }
 
 /// `[poll]`: limits across all sources.
@@ -817,6 +825,9 @@ struct RawStorage {
 struct RawServer {
     listen: Option<String>,
     admin_token: Option<String>,
+    allowed_hosts: Option<Vec<String>>,
+    max_connections: Option<usize>,
+    header_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1082,6 +1093,19 @@ fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
             .admin_token
             .filter(|t| !t.is_empty())
             .map(Secret::new),
+        allowed_hosts: allowed_hosts(raw.server.allowed_hosts.unwrap_or_default(), p),
+        max_connections: positive(
+            raw.server.max_connections,
+            1024,
+            "server.max_connections",
+            p,
+        ),
+        header_timeout: duration(
+            raw.server.header_timeout.as_deref(),
+            Duration::from_secs(10),
+            "server.header_timeout",
+            p,
+        ),
     };
     let poll = PollConfig {
         concurrency: positive(raw.poll.concurrency, 4, "poll.concurrency", p),
@@ -1140,6 +1164,20 @@ fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
         sources,
         endpoints,
     }
+}
+
+/// `[server] allowed_hosts`: bare authorities, compared case-insensitively with `Host`.
+fn allowed_hosts(hosts: Vec<String>, p: &mut Problems) -> Vec<String> {
+    for (i, host) in hosts.iter().enumerate() {
+        if host.is_empty() || host.contains(['/', '@', ' ', '*']) {
+            p.push(
+                format!("server.allowed_hosts[{i}]"),
+                format!("`{host}` is not a host name"),
+                Some("write the name clients use, e.g. `pollhook.example.com` or `pollhook.example.com:8443`, without scheme or path"),
+            );
+        }
+    }
+    hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect()
 }
 
 fn positive(value: Option<usize>, default: usize, at: &str, p: &mut Problems) -> usize {

@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ResourceConfig, SourceConfig};
@@ -76,6 +76,9 @@ pub enum RunError {
         /// Why.
         source: std::io::Error,
     },
+    /// A long-running part ended before shutdown.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
 }
 
 /// A `reqwest` error with its sources, which say what actually failed (refused, reset, DNS, TLS):
@@ -100,7 +103,8 @@ pub(crate) fn http_error(e: &reqwest::Error) -> String {
 /// How long in-flight work may take to finish after shutdown is requested.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Whether the long-running parts are up, for `/readyz`.
+/// Whether the long-running parts are up, for `/readyz`. `run` sets both when it starts them and
+/// clears them at shutdown or when one of them ends early.
 #[derive(Debug, Default)]
 pub struct Health {
     /// The scheduler is running.
@@ -191,6 +195,11 @@ impl Pipeline {
 
 /// Runs the pipeline until `shutdown` completes, then stops scheduling, lets in-flight work finish
 /// within [`SHUTDOWN_GRACE`] and returns.
+///
+/// If the scheduler, the dispatcher or the admin API ends before that (a panic, or a return it
+/// should not make), `/readyz` turns not ready, everything else stops the same way, and `run`
+/// returns [`RunError::Stopped`]: a half-running pollhook that looks alive is worse than one
+/// that exits and gets restarted.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let _lock = RunLock::acquire(&config.storage.path)?;
     // Installed before anything records, so no early sample is lost.
@@ -201,25 +210,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let listener = api::bind(&pipeline.config.server).await?;
 
     let cancel = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-    schedule::spawn(&mut tasks, &pipeline, &cancel);
+    let mut scheduler = JoinSet::new();
+    schedule::spawn(&mut scheduler, &pipeline, &cancel);
     pipeline.health.scheduler.store(true, Ordering::Relaxed);
-    {
-        let pipeline = pipeline.clone();
-        let cancel = cancel.clone();
-        tasks.spawn(async move {
-            pipeline.health.dispatcher.store(true, Ordering::Relaxed);
-            deliver::run(
-                pipeline.store.clone(),
-                pipeline.config.delivery.clone(),
-                pipeline.wake.clone(),
-                cancel,
-            )
-            .await;
-            pipeline.health.dispatcher.store(false, Ordering::Relaxed);
-        });
-    }
-    let api = tokio::spawn(api::serve(listener, pipeline.clone(), cancel.clone()));
+    pipeline.health.dispatcher.store(true, Ordering::Relaxed);
+    let mut dispatcher = tokio::spawn(deliver::run(
+        pipeline.store.clone(),
+        pipeline.config.delivery.clone(),
+        pipeline.wake.clone(),
+        cancel.clone(),
+    ));
+    let mut api = tokio::spawn(api::serve(listener, pipeline.clone(), cancel.clone()));
     tracing::info!(
         database = %pipeline.config.storage.path.display(),
         resources = pipeline.sources.iter().map(|(s, _)| s.resources.len()).sum::<usize>(),
@@ -227,21 +228,175 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "pollhook running."
     );
 
-    shutdown.await;
-    tracing::info!("Shutting down: no new polls or deliveries; finishing in-flight work.");
+    let stopped = watch(&mut scheduler, &mut dispatcher, &mut api, shutdown).await;
     pipeline.health.scheduler.store(false, Ordering::Relaxed);
+    match &stopped {
+        None => {
+            tracing::info!("Shutting down: no new polls or deliveries; finishing in-flight work.")
+        }
+        Some(Stopped { task, reason }) => {
+            pipeline
+                .health
+                .dispatcher
+                .store(*task != Task::Dispatcher, Ordering::Relaxed);
+            tracing::error!(%task, %reason, "A part of pollhook stopped; shutting the rest down.");
+        }
+    }
     cancel.cancel();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
+        while scheduler.join_next().await.is_some() {}
+        if !dispatcher.is_finished() {
+            let _ = (&mut dispatcher).await;
+        }
     })
     .await;
+    pipeline.health.dispatcher.store(false, Ordering::Relaxed);
     if drained.is_err() {
         tracing::warn!(
             grace_secs = SHUTDOWN_GRACE.as_secs(),
             "In-flight work did not finish in time; it stays pending for the next start."
         );
-        tasks.abort_all();
+        scheduler.abort_all();
+        dispatcher.abort();
     }
     api.abort();
-    Ok(())
+    match stopped {
+        None => Ok(()),
+        Some(stopped) => Err(RunError::Stopped(stopped)),
+    }
+}
+
+/// A long-running part of `run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// One of the per-resource poll loops.
+    Scheduler,
+    /// The delivery loop.
+    Dispatcher,
+    /// The admin API's accept loop.
+    Api,
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Task::Scheduler => "scheduler",
+            Task::Dispatcher => "dispatcher",
+            Task::Api => "admin API",
+        })
+    }
+}
+
+/// A part that ended before shutdown, and how.
+#[derive(Debug, thiserror::Error)]
+#[error("the {task} stopped unexpectedly ({reason}); pollhook exits so that it can be restarted")]
+pub struct Stopped {
+    /// Which part.
+    pub task: Task,
+    /// `returned`, or the panic as tokio reports it.
+    pub reason: String,
+}
+
+impl Stopped {
+    fn new(task: Task, ended: Result<(), tokio::task::JoinError>) -> Stopped {
+        let reason = match ended {
+            Ok(()) => "returned".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        Stopped { task, reason }
+    }
+}
+
+/// Waits for `shutdown` (`None`) or for the first task to end before it (`Some`). A scheduler
+/// with no resources has no tasks and never ends.
+async fn watch(
+    scheduler: &mut JoinSet<()>,
+    dispatcher: &mut JoinHandle<()>,
+    api: &mut JoinHandle<()>,
+    shutdown: impl Future<Output = ()>,
+) -> Option<Stopped> {
+    tokio::select! {
+        () = shutdown => None,
+        Some(ended) = scheduler.join_next() => Some(Stopped::new(Task::Scheduler, ended)),
+        ended = dispatcher => Some(Stopped::new(Task::Dispatcher, ended)),
+        ended = api => Some(Stopped::new(Task::Api, ended)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle() -> JoinHandle<()> {
+        tokio::spawn(std::future::pending())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_dispatcher_is_reported_with_its_panic() {
+        let mut scheduler = JoinSet::new();
+        scheduler.spawn(std::future::pending());
+        let mut dispatcher = tokio::spawn(async { panic!("concurrency must be positive") });
+        let stopped = watch(
+            &mut scheduler,
+            &mut dispatcher,
+            &mut idle(),
+            std::future::pending(),
+        )
+        .await
+        .expect("the panic ends the watch");
+        assert_eq!(stopped.task, Task::Dispatcher);
+        assert!(
+            stopped.reason.contains("concurrency must be positive"),
+            "{}",
+            stopped.reason
+        );
+        let error = RunError::Stopped(stopped).to_string();
+        assert!(
+            error.contains("the dispatcher stopped unexpectedly"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_scheduler_task_that_returns_is_reported() {
+        let mut scheduler = JoinSet::new();
+        scheduler.spawn(std::future::pending());
+        scheduler.spawn(async {});
+        let stopped = watch(
+            &mut scheduler,
+            &mut idle(),
+            &mut idle(),
+            std::future::pending(),
+        )
+        .await
+        .expect("the return ends the watch");
+        assert_eq!(stopped.task, Task::Scheduler);
+        assert_eq!(stopped.reason, "returned");
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_the_watch_quietly_even_with_no_resources() {
+        let mut scheduler = JoinSet::new();
+        let stopped = watch(&mut scheduler, &mut idle(), &mut idle(), async {}).await;
+        assert!(stopped.is_none(), "{stopped:?}");
+    }
+
+    #[tokio::test]
+    async fn an_empty_scheduler_does_not_end_the_watch() {
+        let mut scheduler = JoinSet::new();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let mut api = tokio::spawn(async move {
+            let _ = rx.await;
+        });
+        let mut dispatcher = idle();
+        let watched = watch(
+            &mut scheduler,
+            &mut dispatcher,
+            &mut api,
+            std::future::pending(),
+        );
+        drop(tx);
+        let stopped = watched.await.expect("only the api ends it");
+        assert_eq!(stopped.task, Task::Api);
+    }
 }

@@ -11,6 +11,7 @@ mod deliver;
 mod faults;
 mod poll;
 mod props;
+mod security_api;
 mod security_source;
 mod service;
 mod support_deliver;
