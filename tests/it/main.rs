@@ -11,5 +11,6 @@ mod deliver;
 mod faults;
 mod poll;
 mod props;
+mod security_config;
 mod service;
 mod support_deliver;
