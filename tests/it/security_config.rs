@@ -601,3 +601,43 @@ async fn endpoint_lists_mask_a_password_in_the_url() {
     let stored = store.endpoint_named("app").unwrap();
     assert!(stored.spec.url.contains("pa55word"));
 }
+
+#[tokio::test]
+async fn a_stored_framing_header_is_never_sent() {
+    // An endpoint stored before `check` refused `Content-Length` (here: written straight to the
+    // store) must not cut the body its receiver reads.
+    let shop = FakeShop::start(1).await.unwrap();
+    let hook = Hook::start(|_| 200).await;
+    let mut pipeline = Pipeline::new(&format!(
+        "{}{}",
+        shop_source(&shop.url),
+        loopback_delivery("")
+    ));
+    let input = EndpointInput {
+        name: "app".into(),
+        url: format!("{}/hook", hook.url),
+        secret: JWT_KEY.into(),
+        signing: "jwt".into(),
+        resources: None,
+        actions: None,
+        active: true,
+        headers: Default::default(),
+        timeout: None,
+    };
+    let mut spec = validate_endpoint(input, &pipeline.config).unwrap();
+    spec.headers.push(("Content-Length".into(), "0".into()));
+    spec.headers.push(("X-Env".into(), "prod".into()));
+    pipeline.store.add_endpoint(&spec).unwrap();
+    pipeline.run();
+    eventually("a delivery", || (!hook.log().is_empty()).then_some(())).await;
+    let first = hook.log()[0].request.clone();
+    assert!(!first.body.is_empty(), "the receiver got an empty body");
+    let header = |name: &str| first.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(header("x-env").as_deref(), Some("prod"));
+    assert_eq!(
+        header("content-length"),
+        Some(first.body.len().to_string())
+    );
+    pipeline.stop().await;
+    drop(shop);
+}
