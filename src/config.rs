@@ -5,7 +5,10 @@
 //! has been checked, or a [`ConfigError`] listing *every* problem with its key path and a hint.
 //!
 //! Invariant: nothing downstream re-validates. A `Config` that exists is one `pollhook run` can
-//! start from; secrets inside it are [`Secret`]s that print as `***`.
+//! start from: every number and duration within its documented range (`limits`), every header
+//! one HTTP can send (and none an endpoint may not set), every endpoint URL outside the
+//! special-purpose address ranges unless allowed. Secrets inside it are [`Secret`]s that print
+//! as `***`.
 //!
 //! Interpolation runs over the parsed TOML's string values rather than the raw text, so a secret
 //! holding a quote or a newline cannot change the file's structure, and a `${VAR}` in a comment is
@@ -1063,7 +1066,11 @@ where
     } else {
         format!("must be at least {start}")
     };
-    p.push(at, message, Some(&format!("write a number from {start} to {end}")));
+    p.push(
+        at,
+        message,
+        Some(&format!("write a number from {start} to {end}")),
+    );
     default
 }
 
@@ -1075,32 +1082,33 @@ fn duration_in(
     at: impl Into<String>,
     p: &mut Problems,
 ) -> Duration {
+    value
+        .and_then(|text| checked_duration(text, range, at, p))
+        .unwrap_or(default)
+}
+
+/// `text` as a duration within `range`; `None` once the problem is recorded.
+fn checked_duration(
+    text: &str,
+    range: RangeInclusive<Duration>,
+    at: impl Into<String>,
+    p: &mut Problems,
+) -> Option<Duration> {
     let at = at.into();
-    let parsed = match value.map(parse_duration) {
-        None => return default,
-        Some(Ok(d)) => d,
-        Some(Err(message)) => {
-            p.push(at, message, None);
-            return default;
-        }
-    };
+    let parsed = parse_duration(text)
+        .map_err(|m| p.push(&at, m, None))
+        .ok()?;
     let (start, end) = (Span(*range.start()), Span(*range.end()));
+    let hint = format!("write a duration from {start} to {end}");
     if parsed > end.0 {
-        p.push(
-            at,
-            format!("`{}` is too long: must be at most {end}", value.unwrap_or_default()),
-            Some(&format!("write a duration from {start} to {end}")),
-        );
-        default
+        let message = format!("`{text}` is too long: must be at most {end}");
+        p.push(at, message, Some(&hint));
+        None
     } else if parsed < start.0 {
-        p.push(
-            at,
-            format!("must be at least {start}"),
-            Some(&format!("write a duration from {start} to {end}")),
-        );
-        default
+        p.push(at, format!("must be at least {start}"), Some(&hint));
+        None
     } else {
-        parsed
+        Some(parsed)
     }
 }
 
@@ -1110,8 +1118,16 @@ struct Span(Duration);
 impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        let units = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")];
-        match units.iter().find(|(unit, _)| ms > 0 && ms % unit == 0) {
+        let units = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1000, "s"),
+        ];
+        match units
+            .iter()
+            .find(|(unit, _)| ms > 0 && ms.is_multiple_of(*unit))
+        {
             Some((unit, name)) => write!(f, "{}{name}", ms / unit),
             None => write!(f, "{ms}ms"),
         }
@@ -1137,11 +1153,13 @@ mod limits {
     pub const ALERT_AFTER_FAILURES: RangeInclusive<u32> = 0..=10_000;
     pub const DELIVERY_CONCURRENCY: RangeInclusive<usize> = 1..=4096;
     pub const ENDPOINT_CONCURRENCY: RangeInclusive<usize> = 1..=1024;
-    pub const DELIVERY_TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(100)..=secs(10 * MINUTE);
+    pub const DELIVERY_TIMEOUT: RangeInclusive<Duration> =
+        Duration::from_millis(100)..=secs(10 * MINUTE);
     pub const RETRY_WAIT: RangeInclusive<Duration> = secs(0)..=secs(30 * DAY);
     pub const RETRIES_LEN: usize = 100;
     pub const DISABLE_AFTER: RangeInclusive<Duration> = secs(MINUTE)..=secs(365 * DAY);
-    pub const SOURCE_TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(100)..=secs(10 * MINUTE);
+    pub const SOURCE_TIMEOUT: RangeInclusive<Duration> =
+        Duration::from_millis(100)..=secs(10 * MINUTE);
     pub const EXEC_TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(100)..=secs(HOUR);
     pub const SOURCE_RETRIES: RangeInclusive<u32> = 0..=20;
     pub const MAX_RETRY_AFTER: RangeInclusive<Duration> = secs(0)..=secs(HOUR);
@@ -1669,9 +1687,7 @@ fn validate_resource(
             None
         }
         (Some(every), None) => {
-            let before = p.0.len();
-            let d = duration_in(Some(every), Duration::ZERO, limits::EVERY, format!("{at}.every"), p);
-            (p.0.len() == before).then_some(When::Every(d))
+            checked_duration(every, limits::EVERY, format!("{at}.every"), p).map(When::Every)
         }
         (None, Some(schedule)) => {
             let tz = match raw.tz.as_deref().map(str::parse::<chrono_tz::Tz>) {
@@ -2135,13 +2151,10 @@ fn check_endpoint(
             return None;
         }
     };
-    let timeout = raw
-        .timeout
-        .as_deref()
-        .map(|t| {
-            let at = format!("{at}.timeout");
-            duration_in(Some(t), secs(5), limits::DELIVERY_TIMEOUT, at, p)
-        });
+    let timeout = raw.timeout.as_deref().map(|t| {
+        let at = format!("{at}.timeout");
+        duration_in(Some(t), secs(5), limits::DELIVERY_TIMEOUT, at, p)
+    });
     let headers = raw
         .headers
         .into_iter()

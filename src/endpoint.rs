@@ -135,8 +135,8 @@ pub struct UrlPolicy {
 impl UrlPolicy {
     /// Checks scheme and, for a literal IP host, the address.
     pub fn check_url(&self, url: &str) -> Result<Url, String> {
-        let parsed = Url::parse(url)
-            .map_err(|e| format!("`{}` is not a URL: {e}", shown_url_text(url)))?;
+        let parsed =
+            Url::parse(url).map_err(|e| format!("`{}` is not a URL: {e}", shown_url_text(url)))?;
         let shown = shown_url(&parsed);
         match parsed.scheme() {
             "https" => {}
@@ -172,7 +172,9 @@ impl UrlPolicy {
         match classify(ip) {
             AddrClass::Public => Ok(()),
             AddrClass::Special(kind) => {
-                let via = embedded.map(|v4| format!(" (it embeds {v4})")).unwrap_or_default();
+                let via = embedded
+                    .map(|v4| format!(" (it embeds {v4})"))
+                    .unwrap_or_default();
                 Err(format!(
                     "{ip} is a special-purpose address: {kind}{via}; add it to [delivery] allow_networks to allow it"
                 ))
@@ -237,7 +239,11 @@ const fn v6(a: u16, b: u16, c: u16, d: u16, e: u16, f: u16, g: u16, h: u16) -> u
 
 /// IPv4 special-purpose ranges that are not globally reachable; the most specific first.
 const SPECIAL_V4: &[(u32, u32, &str)] = &[
-    (v4(169, 254, 169, 254), 32, "cloud metadata (169.254.169.254)"),
+    (
+        v4(169, 254, 169, 254),
+        32,
+        "cloud metadata (169.254.169.254)",
+    ),
     (v4(255, 255, 255, 255), 32, "broadcast (255.255.255.255)"),
     (v4(0, 0, 0, 0), 8, "\"this network\" (0.0.0.0/8)"),
     (v4(10, 0, 0, 0), 8, "private (10.0.0.0/8)"),
@@ -245,13 +251,33 @@ const SPECIAL_V4: &[(u32, u32, &str)] = &[
     (v4(127, 0, 0, 0), 8, "loopback (127.0.0.0/8)"),
     (v4(169, 254, 0, 0), 16, "link-local (169.254.0.0/16)"),
     (v4(172, 16, 0, 0), 12, "private (172.16.0.0/12)"),
-    (v4(192, 0, 0, 0), 24, "IETF protocol assignments (192.0.0.0/24)"),
-    (v4(192, 0, 2, 0), 24, "documentation TEST-NET-1 (192.0.2.0/24)"),
-    (v4(192, 88, 99, 0), 24, "deprecated 6to4 relay anycast (192.88.99.0/24)"),
+    (
+        v4(192, 0, 0, 0),
+        24,
+        "IETF protocol assignments (192.0.0.0/24)",
+    ),
+    (
+        v4(192, 0, 2, 0),
+        24,
+        "documentation TEST-NET-1 (192.0.2.0/24)",
+    ),
+    (
+        v4(192, 88, 99, 0),
+        24,
+        "deprecated 6to4 relay anycast (192.88.99.0/24)",
+    ),
     (v4(192, 168, 0, 0), 16, "private (192.168.0.0/16)"),
     (v4(198, 18, 0, 0), 15, "benchmarking (198.18.0.0/15)"),
-    (v4(198, 51, 100, 0), 24, "documentation TEST-NET-2 (198.51.100.0/24)"),
-    (v4(203, 0, 113, 0), 24, "documentation TEST-NET-3 (203.0.113.0/24)"),
+    (
+        v4(198, 51, 100, 0),
+        24,
+        "documentation TEST-NET-2 (198.51.100.0/24)",
+    ),
+    (
+        v4(203, 0, 113, 0),
+        24,
+        "documentation TEST-NET-3 (203.0.113.0/24)",
+    ),
     (v4(224, 0, 0, 0), 4, "multicast (224.0.0.0/4)"),
     (v4(240, 0, 0, 0), 4, "reserved (240.0.0.0/4)"),
 ];
@@ -262,16 +288,56 @@ const SPECIAL_V4: &[(u32, u32, &str)] = &[
 const SPECIAL_V6: &[(u128, u32, &str)] = &[
     (v6(0, 0, 0, 0, 0, 0, 0, 0), 128, "unspecified (::/128)"),
     (v6(0, 0, 0, 0, 0, 0, 0, 1), 128, "loopback (::1/128)"),
-    (v6(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254), 128, "cloud metadata (fd00:ec2::254)"),
-    (v6(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48, "local-use NAT64 (64:ff9b:1::/48)"),
-    (v6(0x100, 0, 0, 0, 0, 0, 0, 0), 64, "discard-only (100::/64)"),
-    (v6(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32, "documentation (2001:db8::/32)"),
-    (v6(0x2001, 0, 0, 0, 0, 0, 0, 0), 23, "IETF protocol assignments, ORCHID and benchmarking (2001::/23)"),
-    (v6(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20, "documentation (3fff::/20)"),
-    (v6(0x5f00, 0, 0, 0, 0, 0, 0, 0), 16, "segment routing SIDs (5f00::/16)"),
-    (v6(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7, "unique local (fc00::/7)"),
-    (v6(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10, "link-local (fe80::/10)"),
-    (v6(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10, "deprecated site-local (fec0::/10)"),
+    (
+        v6(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254),
+        128,
+        "cloud metadata (fd00:ec2::254)",
+    ),
+    (
+        v6(0x64, 0xff9b, 1, 0, 0, 0, 0, 0),
+        48,
+        "local-use NAT64 (64:ff9b:1::/48)",
+    ),
+    (
+        v6(0x100, 0, 0, 0, 0, 0, 0, 0),
+        64,
+        "discard-only (100::/64)",
+    ),
+    (
+        v6(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0),
+        32,
+        "documentation (2001:db8::/32)",
+    ),
+    (
+        v6(0x2001, 0, 0, 0, 0, 0, 0, 0),
+        23,
+        "IETF protocol assignments, ORCHID and benchmarking (2001::/23)",
+    ),
+    (
+        v6(0x3fff, 0, 0, 0, 0, 0, 0, 0),
+        20,
+        "documentation (3fff::/20)",
+    ),
+    (
+        v6(0x5f00, 0, 0, 0, 0, 0, 0, 0),
+        16,
+        "segment routing SIDs (5f00::/16)",
+    ),
+    (
+        v6(0xfc00, 0, 0, 0, 0, 0, 0, 0),
+        7,
+        "unique local (fc00::/7)",
+    ),
+    (
+        v6(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+        10,
+        "link-local (fe80::/10)",
+    ),
+    (
+        v6(0xfec0, 0, 0, 0, 0, 0, 0, 0),
+        10,
+        "deprecated site-local (fec0::/10)",
+    ),
     (v6(0xff00, 0, 0, 0, 0, 0, 0, 0), 8, "multicast (ff00::/8)"),
 ];
 
@@ -466,12 +532,22 @@ mod tests {
             allow_http: true,
             allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
         };
-        for ip in ["127.0.0.1", "::ffff:127.0.0.1", "64:ff9b::7f00:1", "::127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::7f00:1",
+            "::127.0.0.1",
+        ] {
             assert!(open.check_addr(ip.parse().unwrap()).is_ok(), "{ip} refused");
         }
         assert!(open.check_addr("::1".parse().unwrap()).is_err());
-        let err = open.check_addr("64:ff9b::a9fe:a9fe".parse().unwrap()).unwrap_err();
-        assert!(err.contains("cloud metadata") && err.contains("169.254.169.254"), "{err}");
+        let err = open
+            .check_addr("64:ff9b::a9fe:a9fe".parse().unwrap())
+            .unwrap_err();
+        assert!(
+            err.contains("cloud metadata") && err.contains("169.254.169.254"),
+            "{err}"
+        );
         assert!(open.check_url("http://[::ffff:10.0.0.1]/").is_err());
     }
 

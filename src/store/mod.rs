@@ -334,7 +334,10 @@ fn create_private(db: &Path) -> std::io::Result<()> {
         Err(e) => return Err(e),
     }
     for file in [db.to_owned(), sibling(db, "-wal"), sibling(db, "-shm")] {
-        let Some(meta) = std::fs::metadata(&file).ok().filter(std::fs::Metadata::is_file) else {
+        let Some(meta) = std::fs::metadata(&file)
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+        else {
             continue;
         };
         let mode = meta.permissions().mode() & 0o777;

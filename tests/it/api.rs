@@ -671,7 +671,10 @@ async fn endpoint_crud_never_shows_a_secret_twice_and_survives_a_restart() {
     assert!(new_secret.starts_with("whsec_"), "{rotated}");
     assert_ne!(new_secret, secret);
     assert_eq!(rotated["previous_secret_valid_for_secs"], 86_400);
-    let new_tail: String = new_secret.chars().skip(new_secret.chars().count() - 4).collect();
+    let new_tail: String = new_secret
+        .chars()
+        .skip(new_secret.chars().count() - 4)
+        .collect();
     secrets.push(new_secret);
     let rotated = http
         .post(

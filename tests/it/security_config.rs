@@ -52,8 +52,7 @@ fn refused(text: &str, at: &str, says: &str) {
     };
     let line = format!("{at}: ");
     assert!(
-        err.lines()
-            .any(|l| l.contains(&line) && l.contains(says)),
+        err.lines().any(|l| l.contains(&line) && l.contains(says)),
         "expected `{at}: …{says}…` in:\n{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
@@ -70,18 +69,27 @@ fn every_number_and_duration_outside_its_range_is_refused_with_its_place() {
     let cases: Vec<(String, &str, &str)> = vec![
         // [poll]
         (
-            format!("[poll]\nconcurrency = 9223372036854775807\n{}", config("", every, "")),
+            format!(
+                "[poll]\nconcurrency = 9223372036854775807\n{}",
+                config("", every, "")
+            ),
             "poll.concurrency",
             "at most 1024",
         ),
         (
-            format!("[poll]\nalert_after_failures = 4000000000\n{}", config("", every, "")),
+            format!(
+                "[poll]\nalert_after_failures = 4000000000\n{}",
+                config("", every, "")
+            ),
             "poll.alert_after_failures",
             "at most 10000",
         ),
         // [delivery]
         (
-            format!("[delivery]\nconcurrency = 9223372036854775807\n{}", config("", every, "")),
+            format!(
+                "[delivery]\nconcurrency = 9223372036854775807\n{}",
+                config("", every, "")
+            ),
             "delivery.concurrency",
             "at most 4096",
         ),
@@ -99,12 +107,18 @@ fn every_number_and_duration_outside_its_range_is_refused_with_its_place() {
             "at least 100ms",
         ),
         (
-            format!("[delivery]\ntimeout = \"{huge}s\"\n{}", config("", every, "")),
+            format!(
+                "[delivery]\ntimeout = \"{huge}s\"\n{}",
+                config("", every, "")
+            ),
             "delivery.timeout",
             "at most 10m",
         ),
         (
-            format!("[delivery]\nretries = [\"5s\", \"{huge}s\"]\n{}", config("", every, "")),
+            format!(
+                "[delivery]\nretries = [\"5s\", \"{huge}s\"]\n{}",
+                config("", every, "")
+            ),
             "delivery.retries[1]",
             "at most 30d",
         ),
@@ -118,12 +132,18 @@ fn every_number_and_duration_outside_its_range_is_refused_with_its_place() {
             "at most 100",
         ),
         (
-            format!("[delivery]\ndisable_after = \"{huge}s\"\n{}", config("", every, "")),
+            format!(
+                "[delivery]\ndisable_after = \"{huge}s\"\n{}",
+                config("", every, "")
+            ),
             "delivery.disable_after",
             "at most 365d",
         ),
         (
-            format!("[delivery]\ndisable_after = \"1s\"\n{}", config("", every, "")),
+            format!(
+                "[delivery]\ndisable_after = \"1s\"\n{}",
+                config("", every, "")
+            ),
             "delivery.disable_after",
             "at least 1m",
         ),
@@ -235,7 +255,11 @@ fn every_number_and_duration_outside_its_range_is_refused_with_its_place() {
     // The edges themselves are allowed.
     accepted(&format!(
         "[poll]\nconcurrency = 1024\n[delivery]\nconcurrency = 4096\nendpoint_concurrency = 1024\ntimeout = \"10m\"\n{}",
-        config("rate_limit = 0.001\nmax_pages = 1", "every = \"365d\"\n  jitter = \"1d\"", "")
+        config(
+            "rate_limit = 0.001\nmax_pages = 1",
+            "every = \"365d\"\n  jitter = \"1d\"",
+            ""
+        )
     ));
 }
 
@@ -334,7 +358,11 @@ fn endpoint_headers_pollhook_sets_itself_are_refused_in_every_case() {
         "pollhook-anything",
     ] {
         refused(
-            &config("", "every = \"30s\"", &format!("headers = {{ {name:?} = \"0\" }}")),
+            &config(
+                "",
+                "every = \"30s\"",
+                &format!("headers = {{ {name:?} = \"0\" }}"),
+            ),
             &format!("endpoints[app].headers.{name}"),
             "set by pollhook",
         );
@@ -399,8 +427,7 @@ fn endpoint_addresses_are_classified_by_the_ipv4_address_they_embed() {
     // A public address in an embedding form is fine; so is an allowed network, matched by the
     // embedded IPv4 address too.
     accepted(
-        &config("", "every = \"30s\"", "")
-            .replace("hooks.example.com", "[64:ff9b::5db8:d822]"),
+        &config("", "every = \"30s\"", "").replace("hooks.example.com", "[64:ff9b::5db8:d822]"),
     );
     accepted(&format!(
         "[delivery]\nallow_networks = [\"127.0.0.0/8\"]\n{}",
@@ -453,7 +480,10 @@ async fn a_name_resolving_to_loopback_is_refused_at_connect_time_unless_allowed(
         error.contains("refused to connect to localhost") && error.contains("loopback"),
         "{error}"
     );
-    assert!(hook.log().is_empty(), "a request reached the loopback receiver");
+    assert!(
+        hook.log().is_empty(),
+        "a request reached the loopback receiver"
+    );
     refused.stop().await;
 
     let (hook, mut allowed) = deliver_to(
@@ -462,7 +492,11 @@ async fn a_name_resolving_to_loopback_is_refused_at_connect_time_unless_allowed(
     )
     .await;
     eventually("the delivery through localhost", || {
-        (allowed.deliveries("app").iter().any(|d| d.status == "delivered")).then_some(())
+        (allowed
+            .deliveries("app")
+            .iter()
+            .any(|d| d.status == "delivered"))
+        .then_some(())
     })
     .await;
     assert!(!hook.log().is_empty());
@@ -506,7 +540,10 @@ async fn an_ip_literal_is_refused_at_connect_time_too() {
     })
     .await;
     assert!(error.contains("loopback"), "{error}");
-    assert!(hook.log().is_empty(), "a request reached the loopback receiver");
+    assert!(
+        hook.log().is_empty(),
+        "a request reached the loopback receiver"
+    );
     pipeline.stop().await;
     drop(shop);
 }
@@ -519,11 +556,7 @@ fn mode(path: &Path) -> u32 {
 
 #[tokio::test]
 async fn the_database_and_its_wal_and_shm_are_readable_by_their_owner_only() {
-    let (hook, mut pipeline) = deliver_to(
-        |h| format!("{h}/hook"),
-        &loopback_delivery(""),
-    )
-    .await;
+    let (hook, mut pipeline) = deliver_to(|h| format!("{h}/hook"), &loopback_delivery("")).await;
     eventually("a delivery", || (!hook.log().is_empty()).then_some(())).await;
     let db = pipeline.config.storage.path.clone();
     for suffix in ["", "-wal", "-shm"] {
@@ -572,13 +605,20 @@ async fn endpoint_lists_mask_a_password_in_the_url() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[storage]\npath = \"pollhook.db\"\n{}\n[[endpoints]]\nname = \"app\"\nurl = \"https://hook:pa55word@hooks.example.com/in\"\nsecret = \"{JWT_KEY}\"\n",
-        config("", "every = \"30s\"", "").split("[[endpoints]]").next().unwrap()
+        config("", "every = \"30s\"", "")
+            .split("[[endpoints]]")
+            .next()
+            .unwrap()
     );
     let file = crate::support_deliver::write_config(dir.path(), &text);
     let config = Config::load(&file).unwrap();
     let store = Store::open(&config.storage.path).unwrap();
     store.reconcile_endpoints(&config.endpoints).unwrap();
-    for args in [&["endpoints", "list"][..], &["endpoints", "list", "--json"], &["endpoints", "show", "app"]] {
+    for args in [
+        &["endpoints", "list"][..],
+        &["endpoints", "list", "--json"],
+        &["endpoints", "show", "app"],
+    ] {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollhook"))
             .args(args)
             .arg("--config")
@@ -593,8 +633,15 @@ async fn endpoint_lists_mask_a_password_in_the_url() {
             .expect("the command finishes")
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{args:?}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
-        assert!(stdout.contains("hook:***@hooks.example.com"), "{args:?}: {stdout}");
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("hook:***@hooks.example.com"),
+            "{args:?}: {stdout}"
+        );
         assert!(!stdout.contains("pa55word"), "{args:?}: {stdout}");
     }
     // The stored URL, used to deliver, keeps the password.
@@ -632,12 +679,15 @@ async fn a_stored_framing_header_is_never_sent() {
     eventually("a delivery", || (!hook.log().is_empty()).then_some(())).await;
     let first = hook.log()[0].request.clone();
     assert!(!first.body.is_empty(), "the receiver got an empty body");
-    let header = |name: &str| first.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let header = |name: &str| {
+        first
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
     assert_eq!(header("x-env").as_deref(), Some("prod"));
-    assert_eq!(
-        header("content-length"),
-        Some(first.body.len().to_string())
-    );
+    assert_eq!(header("content-length"), Some(first.body.len().to_string()));
     pipeline.stop().await;
     drop(shop);
 }
