@@ -28,7 +28,7 @@ use serde_json_path::JsonPath;
 use url::Url;
 
 use crate::adapters;
-use crate::endpoint::{ActionFilter, EndpointSpec};
+use crate::endpoint::{ActionFilter, EndpointSpec, reserved_endpoint_header};
 use crate::sign::{self, Scheme};
 
 /// Where `pollhook` looks for its config when neither `--config` nor `POLLHOOK_CONFIG` is given.
@@ -2026,37 +2026,6 @@ fn check_header(name: &str, value: &str, at: &str, p: &mut Problems) -> bool {
     } else {
         true
     }
-}
-
-/// Headers an endpoint's `headers` may not set, lower case: pollhook frames the request
-/// (`content-length`, `transfer-encoding`, `host`, the hop-by-hop headers of RFC 9110 §7.6.1 and
-/// `expect`), describes the signed body (`content-type`, `content-encoding`), signs it
-/// (`webhook-*`, Standard Webhooks) and routes it (`pollhook-*`). Overriding any of them loses or
-/// misrepresents a webhook; `Content-Length: 0` made a receiver read an empty body and answer
-/// 2xx. Anything else (`Authorization`, `User-Agent`, `X-…`) is the operator's to choose.
-pub const RESERVED_ENDPOINT_HEADERS: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "expect",
-    "content-type",
-    "content-encoding",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-];
-
-/// Whether pollhook sets header `name` itself on every delivery ([`RESERVED_ENDPOINT_HEADERS`],
-/// and anything starting `pollhook-`), whatever its case.
-pub fn reserved_endpoint_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name.starts_with("pollhook-") || RESERVED_ENDPOINT_HEADERS.contains(&name.as_str())
 }
 
 /// Replaces each `{name}` in a resource path with the source's `params` value.

@@ -387,7 +387,7 @@ async fn send(
     let extra = spec
         .headers
         .iter()
-        .filter(|(name, _)| !crate::config::reserved_endpoint_header(name));
+        .filter(|(name, _)| !crate::endpoint::reserved_endpoint_header(name));
     for (name, value) in extra {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),

@@ -1,7 +1,8 @@
 //! Endpoints: where events go, which events each one wants, and which URLs may receive them.
 //!
 //! In: an endpoint's settings (from config or the operator) and an event's source, resource and
-//! action. Out: whether the endpoint wants the event; whether a URL or a resolved address is allowed.
+//! action. Out: whether the endpoint wants the event; whether a URL or a resolved address is
+//! allowed; which headers an endpoint may not set.
 //!
 //! Invariant: an endpoint only ever receives events its filters select, and only at an address the
 //! [`UrlPolicy`] allows (https, an address outside every special-purpose range, see [`classify`])
@@ -68,6 +69,37 @@ impl EndpointSpec {
             _ => Err(format!("`{shown}` is not an http(s) URL")),
         }
     }
+}
+
+/// Headers an endpoint's `headers` may not set, lower case: pollhook frames the request
+/// (`content-length`, `transfer-encoding`, `host`, the hop-by-hop headers of RFC 9110 §7.6.1 and
+/// `expect`), describes the signed body (`content-type`, `content-encoding`), signs it
+/// (`webhook-*`, Standard Webhooks) and routes it (`pollhook-*`). Overriding any of them loses or
+/// misrepresents a webhook; `Content-Length: 0` made a receiver read an empty body and answer
+/// 2xx. Anything else (`Authorization`, `User-Agent`, `X-…`) is the operator's to choose.
+pub const RESERVED_ENDPOINT_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "content-type",
+    "content-encoding",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+/// Whether pollhook sets header `name` itself on every delivery ([`RESERVED_ENDPOINT_HEADERS`],
+/// and anything starting `pollhook-`), whatever its case.
+pub fn reserved_endpoint_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with("pollhook-") || RESERVED_ENDPOINT_HEADERS.contains(&name.as_str())
 }
 
 /// The actions an endpoint subscribes to; empty means all.
