@@ -229,7 +229,7 @@ pub enum StoreError {
 /// the POSIX `fcntl` locks SQLite takes on the same file, so neither disturbs the other. The
 /// descriptor is never closed: closing *any* descriptor of a file drops every POSIX lock the
 /// process holds on it, SQLite's own included (sqlite.org/howtocorrupt.html §2.2). It stays in
-/// [`HELD`] for the life of the process, one per database, and dropping the lock unlocks it.
+/// `HELD` for the life of the process, one per database, and dropping the lock unlocks it.
 #[derive(Debug)]
 pub struct RunLock {
     key: FileKey,
