@@ -1,7 +1,7 @@
 //! Schedule: when each resource is polled.
 //!
 //! In: every resource's `every` or cron `schedule` (+ `tz`, `jitter`), the poll concurrency bound
-//! and a cancellation token. Out: calls to [`poll::poll`], one resource at a time each.
+//! and a cancellation token. Out: calls to [`crate::poll::poll`], one resource at a time each.
 //!
 //! Invariants: one task per resource awaits its own poll before planning the next, so two polls
 //! of the same resource never overlap, however slow one is; a poll that overran its interval is
@@ -24,7 +24,7 @@ use crate::config::When;
 use crate::poll::PollError;
 
 /// When the poll after one that started at `started` is due, `now` being the moment it ended.
-/// Never panics: a sum past what an `Instant` holds is [`far_future`] (config bounds `every` and
+/// Never panics: a sum past what an `Instant` holds is about thirty years ahead (config bounds `every` and
 /// `jitter`, so only a bug could get there).
 pub fn next_due(when: &When, jitter: Duration, started: Instant, now: Instant) -> Instant {
     let jitter = random_jitter(jitter);
