@@ -24,8 +24,8 @@ use crate::config::When;
 use crate::poll::PollError;
 
 /// When the poll after one that started at `started` is due, `now` being the moment it ended.
-/// Never panics: a sum past what an `Instant` holds is about thirty years ahead (config bounds `every` and
-/// `jitter`, so only a bug could get there).
+/// Never panics: a sum past what an `Instant` holds becomes about thirty years ahead (config
+/// bounds `every` and `jitter`, so only a bug could get there).
 pub fn next_due(when: &When, jitter: Duration, started: Instant, now: Instant) -> Instant {
     let jitter = random_jitter(jitter);
     let due = match when {
