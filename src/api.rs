@@ -681,7 +681,7 @@ async fn accept_deletes(
 fn endpoint_json(e: &StoredEndpoint) -> Value {
     json!({
         "name": e.spec.name,
-        "url": e.spec.url,
+        "url": crate::endpoint::shown_url_text(&e.spec.url),
         "signing": e.spec.signing.as_str(),
         "secret_hint": e.spec.secret.hint(),
         "resources": e.spec.resources,

@@ -5,7 +5,10 @@
 //! has been checked, or a [`ConfigError`] listing *every* problem with its key path and a hint.
 //!
 //! Invariant: nothing downstream re-validates. A `Config` that exists is one `pollhook run` can
-//! start from; secrets inside it are [`Secret`]s that print as `***`.
+//! start from: every number and duration within its documented range (`limits`), every header
+//! one HTTP can send (and none an endpoint may not set), every endpoint URL outside the
+//! special-purpose address ranges unless allowed. Secrets inside it are [`Secret`]s that print
+//! as `***`.
 //!
 //! Interpolation runs over the parsed TOML's string values rather than the raw text, so a secret
 //! holding a quote or a newline cannot change the file's structure, and a `${VAR}` in a comment is
@@ -14,6 +17,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,7 +28,7 @@ use serde_json_path::JsonPath;
 use url::Url;
 
 use crate::adapters;
-use crate::endpoint::{ActionFilter, EndpointSpec};
+use crate::endpoint::{ActionFilter, EndpointSpec, reserved_endpoint_header};
 use crate::sign::{self, Scheme};
 
 /// Where `pollhook` looks for its config when neither `--config` nor `POLLHOOK_CONFIG` is given.
@@ -43,10 +47,21 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
-    /// `abcd…` style hint safe to show an operator: at most the first four characters.
+    /// A hint safe to show an operator: `…wxyz`, the last four characters at most (a key's
+    /// start is often a fixed header, a JWT's `eyJh`), behind `whsec_` for a Standard Webhooks
+    /// secret; a secret shorter than 12 characters shows none.
     pub fn hint(&self) -> String {
-        let head: String = self.0.chars().take(4).collect();
-        format!("{head}…")
+        let (prefix, key) = match self.0.strip_prefix(sign::WHSEC_PREFIX) {
+            Some(key) => (sign::WHSEC_PREFIX, key),
+            None => ("", self.0.as_str()),
+        };
+        let chars = key.chars().count();
+        let tail: String = if chars < 12 {
+            String::new()
+        } else {
+            key.chars().skip(chars - 4).collect()
+        };
+        format!("{prefix}…{tail}")
     }
 }
 
@@ -730,13 +745,20 @@ fn interpolate_value(value: &mut toml::Value, at: &str, env: &dyn Env, problems:
     match value {
         toml::Value::String(s) => match interpolate(s, env) {
             Ok(out) => *s = out,
-            Err(missing) => {
-                for var in missing {
-                    problems.push(
-                        at,
-                        format!("environment variable `{var}` is not set"),
-                        Some(&format!("export {var}=… or write ${{{var}:-default}}")),
-                    );
+            Err(unfilled) => {
+                for problem in unfilled {
+                    match problem {
+                        Unfilled::Missing(var) => problems.push(
+                            at,
+                            format!("environment variable `{var}` is not set"),
+                            Some(&format!("export {var}=… or write ${{{var}:-default}}")),
+                        ),
+                        Unfilled::Unclosed => problems.push(
+                            at,
+                            "a `${` is never closed by `}`",
+                            Some("write ${VAR}, or $${ for a literal ${"),
+                        ),
+                    }
                 }
             }
         },
@@ -751,11 +773,20 @@ fn interpolate_value(value: &mut toml::Value, at: &str, env: &dyn Env, problems:
     }
 }
 
+/// Why a string's `${…}` could not be filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unfilled {
+    /// `${NAME}` names an unset variable and gives no default.
+    Missing(String),
+    /// A `${` with no `}` after it.
+    Unclosed,
+}
+
 /// Replaces `${VAR}` and `${VAR:-default}` in `text`; `$${` stands for a literal `${`.
-/// Returns the names of every unset variable without a default.
-pub fn interpolate(text: &str, env: &dyn Env) -> Result<String, Vec<String>> {
+/// Returns every unset variable without a default, and an unclosed `${`.
+pub fn interpolate(text: &str, env: &dyn Env) -> Result<String, Vec<Unfilled>> {
     let mut out = String::with_capacity(text.len());
-    let mut missing = Vec::new();
+    let mut unfilled = Vec::new();
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
@@ -776,20 +807,23 @@ pub fn interpolate(text: &str, env: &dyn Env) -> Result<String, Vec<String>> {
                     out.push_str(&value)
                 }
                 (_, Some(default)) => out.push_str(default),
-                (None, None) => missing.push(name.to_owned()),
+                (None, None) => unfilled.push(Unfilled::Missing(name.to_owned())),
                 (Some(value), None) => out.push_str(&value),
             }
             rest = &body[end + 1..];
+        } else if after.starts_with('{') {
+            unfilled.push(Unfilled::Unclosed);
+            break;
         } else {
             out.push('$');
             rest = after;
         }
     }
     out.push_str(rest);
-    if missing.is_empty() {
+    if unfilled.is_empty() {
         Ok(out)
     } else {
-        Err(missing)
+        Err(unfilled)
     }
 }
 
@@ -1057,20 +1091,139 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. `30s`, `5m` or `2h`"))
 }
 
-fn duration(
+/// A number checked against its documented range (README, "Limits"): a value outside it is a
+/// problem and the default stands in, so validation goes on to report the rest.
+fn number<T>(
+    value: Option<T>,
+    default: T,
+    range: RangeInclusive<T>,
+    at: impl Into<String>,
+    p: &mut Problems,
+) -> T
+where
+    T: PartialOrd + Copy + fmt::Display,
+{
+    let Some(value) = value else {
+        return default;
+    };
+    if range.contains(&value) {
+        return value;
+    }
+    let (start, end) = (range.start(), range.end());
+    let message = if value > *end {
+        format!("{value} is too large: must be at most {end}")
+    } else {
+        format!("must be at least {start}")
+    };
+    p.push(
+        at,
+        message,
+        Some(&format!("write a number from {start} to {end}")),
+    );
+    default
+}
+
+/// A duration parsed and checked against its documented range, as [`number`] does.
+fn duration_in(
     value: Option<&str>,
     default: Duration,
+    range: RangeInclusive<Duration>,
     at: impl Into<String>,
     p: &mut Problems,
 ) -> Duration {
-    match value.map(parse_duration) {
-        None => default,
-        Some(Ok(d)) => d,
-        Some(Err(message)) => {
-            p.push(at, message, None);
-            default
+    value
+        .and_then(|text| checked_duration(text, range, at, p))
+        .unwrap_or(default)
+}
+
+/// `text` as a duration within `range`; `None` once the problem is recorded.
+fn checked_duration(
+    text: &str,
+    range: RangeInclusive<Duration>,
+    at: impl Into<String>,
+    p: &mut Problems,
+) -> Option<Duration> {
+    let at = at.into();
+    let parsed = parse_duration(text)
+        .map_err(|m| p.push(&at, m, None))
+        .ok()?;
+    let (start, end) = (Span(*range.start()), Span(*range.end()));
+    let hint = format!("write a duration from {start} to {end}");
+    if parsed > end.0 {
+        let message = format!("`{text}` is too long: must be at most {end}");
+        p.push(at, message, Some(&hint));
+        None
+    } else if parsed < start.0 {
+        p.push(at, format!("must be at least {start}"), Some(&hint));
+        None
+    } else {
+        Some(parsed)
+    }
+}
+
+/// A duration as a bound is written: in its largest whole unit (`100ms`, `10m`, `365d`).
+struct Span(Duration);
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        let units = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1000, "s"),
+        ];
+        match units
+            .iter()
+            .find(|(unit, _)| ms > 0 && ms.is_multiple_of(*unit))
+        {
+            Some((unit, name)) => write!(f, "{}{name}", ms / unit),
+            None => write!(f, "{ms}ms"),
         }
     }
+}
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+const MINUTE: u64 = 60;
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
+/// The documented ranges (README, "Limits"). Each keeps arithmetic downstream (semaphores,
+/// `Instant` and `chrono` sums, `1 / rate`) far from overflow, and each is wide enough for any
+/// real API or endpoint.
+mod limits {
+    use super::{DAY, Duration, HOUR, MINUTE, secs};
+    use std::ops::RangeInclusive;
+
+    pub const POLL_CONCURRENCY: RangeInclusive<usize> = 1..=1024;
+    pub const ALERT_AFTER_FAILURES: RangeInclusive<u32> = 0..=10_000;
+    pub const DELIVERY_CONCURRENCY: RangeInclusive<usize> = 1..=4096;
+    pub const ENDPOINT_CONCURRENCY: RangeInclusive<usize> = 1..=1024;
+    pub const DELIVERY_TIMEOUT: RangeInclusive<Duration> =
+        Duration::from_millis(100)..=secs(10 * MINUTE);
+    pub const RETRY_WAIT: RangeInclusive<Duration> = secs(0)..=secs(30 * DAY);
+    pub const RETRIES_LEN: usize = 100;
+    pub const DISABLE_AFTER: RangeInclusive<Duration> = secs(MINUTE)..=secs(365 * DAY);
+    pub const SOURCE_TIMEOUT: RangeInclusive<Duration> =
+        Duration::from_millis(100)..=secs(10 * MINUTE);
+    pub const EXEC_TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(100)..=secs(HOUR);
+    pub const SOURCE_RETRIES: RangeInclusive<u32> = 0..=20;
+    pub const MAX_RETRY_AFTER: RangeInclusive<Duration> = secs(0)..=secs(HOUR);
+    pub const RATE_LIMIT: RangeInclusive<f64> = 0.001..=10_000.0;
+    pub const MAX_PAGES: RangeInclusive<u32> = 1..=1_000_000;
+    pub const EVERY: RangeInclusive<Duration> = Duration::from_millis(100)..=secs(365 * DAY);
+    pub const JITTER: RangeInclusive<Duration> = secs(0)..=secs(DAY);
+    pub const PAGE_SIZE: RangeInclusive<u32> = 1..=100_000;
+    pub const FIRST_PAGE: RangeInclusive<u64> = 0..=1_000_000;
+    pub const DELETED_AFTER: RangeInclusive<u32> = 1..=1000;
+    pub const OVERLAP: RangeInclusive<Duration> = secs(0)..=secs(7 * DAY);
+    pub const FULL_SYNC: RangeInclusive<Duration> = secs(1)..=secs(365 * DAY);
+    pub const MAX_CONNECTIONS: RangeInclusive<usize> = 1..=65_536;
+    pub const HEADER_TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(100)..=secs(HOUR);
+    pub const MAX_PAGE_BYTES: RangeInclusive<u64> = 1024..=(4 << 30);
 }
 
 fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
@@ -1094,22 +1247,36 @@ fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
             .filter(|t| !t.is_empty())
             .map(Secret::new),
         allowed_hosts: allowed_hosts(raw.server.allowed_hosts.unwrap_or_default(), p),
-        max_connections: positive(
+        max_connections: number(
             raw.server.max_connections,
             1024,
+            limits::MAX_CONNECTIONS,
             "server.max_connections",
             p,
         ),
-        header_timeout: duration(
+        header_timeout: duration_in(
             raw.server.header_timeout.as_deref(),
             Duration::from_secs(10),
+            limits::HEADER_TIMEOUT,
             "server.header_timeout",
             p,
         ),
     };
     let poll = PollConfig {
-        concurrency: positive(raw.poll.concurrency, 4, "poll.concurrency", p),
-        alert_after_failures: raw.poll.alert_after_failures.unwrap_or(3),
+        concurrency: number(
+            raw.poll.concurrency,
+            4,
+            limits::POLL_CONCURRENCY,
+            "poll.concurrency",
+            p,
+        ),
+        alert_after_failures: number(
+            raw.poll.alert_after_failures,
+            3,
+            limits::ALERT_AFTER_FAILURES,
+            "poll.alert_after_failures",
+            p,
+        ),
     };
     let delivery = validate_delivery(raw.delivery, p);
 
@@ -1180,34 +1347,32 @@ fn allowed_hosts(hosts: Vec<String>, p: &mut Problems) -> Vec<String> {
     hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect()
 }
 
-fn positive(value: Option<usize>, default: usize, at: &str, p: &mut Problems) -> usize {
-    match value {
-        None => default,
-        Some(0) => {
-            p.push(at, "must be at least 1", None);
-            default
-        }
-        Some(n) => n,
-    }
-}
-
 fn validate_delivery(raw: RawDelivery, p: &mut Problems) -> DeliveryConfig {
     let retries = match raw.retries {
         None => DEFAULT_RETRIES
             .iter()
             .filter_map(|d| parse_duration(d).ok())
             .collect(),
-        Some(list) => list
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| match parse_duration(d) {
-                Ok(d) => Some(d),
-                Err(m) => {
-                    p.push(format!("delivery.retries[{i}]"), m, None);
-                    None
-                }
-            })
-            .collect(),
+        Some(list) => {
+            if list.len() > limits::RETRIES_LEN {
+                p.push(
+                    "delivery.retries",
+                    format!(
+                        "{} waits is too many: at most {}",
+                        list.len(),
+                        limits::RETRIES_LEN
+                    ),
+                    Some("the default seven waits span about 28 hours"),
+                );
+            }
+            list.iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let at = format!("delivery.retries[{i}]");
+                    duration_in(Some(d), Duration::ZERO, limits::RETRY_WAIT, at, p)
+                })
+                .collect()
+        }
     };
     let allow_networks = raw
         .allow_networks
@@ -1226,25 +1391,34 @@ fn validate_delivery(raw: RawDelivery, p: &mut Problems) -> DeliveryConfig {
         })
         .collect();
     DeliveryConfig {
-        timeout: duration(
+        timeout: duration_in(
             raw.timeout.as_deref(),
-            Duration::from_secs(5),
+            secs(5),
+            limits::DELIVERY_TIMEOUT,
             "delivery.timeout",
             p,
         ),
         retries,
         allow_http: raw.allow_http,
         allow_networks,
-        concurrency: positive(raw.concurrency, 64, "delivery.concurrency", p),
-        endpoint_concurrency: positive(
+        concurrency: number(
+            raw.concurrency,
+            64,
+            limits::DELIVERY_CONCURRENCY,
+            "delivery.concurrency",
+            p,
+        ),
+        endpoint_concurrency: number(
             raw.endpoint_concurrency,
             16,
+            limits::ENDPOINT_CONCURRENCY,
             "delivery.endpoint_concurrency",
             p,
         ),
-        disable_after: duration(
+        disable_after: duration_in(
             raw.disable_after.as_deref(),
-            Duration::from_secs(5 * 24 * 3600),
+            secs(5 * DAY),
+            limits::DISABLE_AFTER,
             "delivery.disable_after",
             p,
         ),
@@ -1259,18 +1433,13 @@ pub fn parse_network(text: &str) -> Option<IpNet> {
 }
 
 fn max_page_bytes(raw: Option<u64>, at: &str, p: &mut Problems) -> u64 {
-    match raw {
-        Some(0) => {
-            p.push(
-                format!("{at}.max_page_bytes"),
-                "must be at least 1 byte",
-                Some("leave it out for the default of 67108864 (64 MiB)"),
-            );
-            DEFAULT_MAX_PAGE_BYTES
-        }
-        Some(bytes) => bytes,
-        None => DEFAULT_MAX_PAGE_BYTES,
-    }
+    number(
+        raw,
+        DEFAULT_MAX_PAGE_BYTES,
+        limits::MAX_PAGE_BYTES,
+        format!("{at}.max_page_bytes"),
+        p,
+    )
 }
 
 fn follow_origins(raw: Vec<RawFollowOrigin>, at: &str, p: &mut Problems) -> Vec<FollowOrigin> {
@@ -1351,12 +1520,18 @@ fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<SourceConfig>
     let kind = match raw.adapter.as_str() {
         "exec" => {
             let command = raw.command.unwrap_or_default();
-            if command.is_empty() {
-                p.push(
+            match command.first() {
+                None => p.push(
                     format!("{at}.command"),
                     "an exec source needs a command",
                     Some(r#"command = ["python3", "list.py"]"#),
-                );
+                ),
+                Some(program) if program.trim().is_empty() => p.push(
+                    format!("{at}.command[0]"),
+                    "the program name is empty",
+                    Some(r#"name the program first: command = ["python3", "list.py"]"#),
+                ),
+                Some(_) => {}
             }
             for key in [
                 ("base_url", raw.base_url.is_some()),
@@ -1379,9 +1554,10 @@ fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<SourceConfig>
             }
             SourceKind::Exec(ExecConfig {
                 command,
-                timeout: duration(
+                timeout: duration_in(
                     raw.timeout.as_deref(),
-                    Duration::from_secs(30),
+                    secs(30),
+                    limits::EXEC_TIMEOUT,
                     format!("{at}.timeout"),
                     p,
                 ),
@@ -1436,44 +1612,56 @@ fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<SourceConfig>
                 }
             };
             let auth = validate_auth(raw.auth, &format!("{at}.auth"), p);
-            for (key, rate) in [
-                ("rate_limit", raw.rate_limit),
-                ("host_rate_limit", raw.host_rate_limit),
-            ] {
-                if let Some(rate) = rate
-                    && !(rate > 0.0 && rate.is_finite())
-                {
-                    p.push(
-                        format!("{at}.{key}"),
-                        "must be a positive number of requests per second",
-                        Some("e.g. 5, or 0.5 for one request every two seconds"),
-                    );
+            let mut rate = |key: &str, rate: Option<f64>| {
+                let rate = rate?;
+                let (start, end) = (limits::RATE_LIMIT.start(), limits::RATE_LIMIT.end());
+                if limits::RATE_LIMIT.contains(&rate) {
+                    return Some(rate);
                 }
-            }
+                p.push(
+                    format!("{at}.{key}"),
+                    format!("{rate} is not a number of requests per second from {start} to {end}"),
+                    Some("e.g. 5, or 0.5 for one request every two seconds"),
+                );
+                None
+            };
+            let rate_limit = rate("rate_limit", raw.rate_limit);
+            let host_rate_limit = rate("host_rate_limit", raw.host_rate_limit);
+            let headers = source_headers(raw.headers, &at, p);
             let rest = Box::new(RestConfig {
                 base_url,
                 auth,
-                headers: raw
-                    .headers
-                    .into_iter()
-                    .map(|(k, v)| (k, Secret::new(v)))
-                    .collect(),
-                timeout: duration(
+                headers,
+                timeout: duration_in(
                     raw.timeout.as_deref(),
-                    Duration::from_secs(30),
+                    secs(30),
+                    limits::SOURCE_TIMEOUT,
                     format!("{at}.timeout"),
                     p,
                 ),
-                retries: raw.retries.unwrap_or(3),
-                max_retry_after: duration(
+                retries: number(
+                    raw.retries,
+                    3,
+                    limits::SOURCE_RETRIES,
+                    format!("{at}.retries"),
+                    p,
+                ),
+                max_retry_after: duration_in(
                     raw.max_retry_after.as_deref(),
-                    Duration::from_secs(120),
+                    secs(120),
+                    limits::MAX_RETRY_AFTER,
                     format!("{at}.max_retry_after"),
                     p,
                 ),
-                rate_limit: raw.rate_limit.filter(|r| *r > 0.0 && r.is_finite()),
-                host_rate_limit: raw.host_rate_limit.filter(|r| *r > 0.0 && r.is_finite()),
-                max_pages: raw.max_pages.unwrap_or(10_000),
+                rate_limit,
+                host_rate_limit,
+                max_pages: number(
+                    raw.max_pages,
+                    10_000,
+                    limits::MAX_PAGES,
+                    format!("{at}.max_pages"),
+                    p,
+                ),
                 max_page_bytes: max_page_bytes(raw.max_page_bytes, &at, p),
                 follow_origins: follow_origins(raw.follow_origins, &at, p),
             });
@@ -1643,17 +1831,9 @@ fn validate_resource(
             );
             None
         }
-        (Some(every), None) => match parse_duration(every) {
-            Ok(d) if d >= Duration::from_millis(100) => Some(When::Every(d)),
-            Ok(_) => {
-                p.push(format!("{at}.every"), "must be at least 100ms", None);
-                None
-            }
-            Err(m) => {
-                p.push(format!("{at}.every"), m, None);
-                None
-            }
-        },
+        (Some(every), None) => {
+            checked_duration(every, limits::EVERY, format!("{at}.every"), p).map(When::Every)
+        }
         (None, Some(schedule)) => {
             let tz = match raw.tz.as_deref().map(str::parse::<chrono_tz::Tz>) {
                 None => Some(chrono_tz::UTC),
@@ -1669,10 +1849,22 @@ fn validate_resource(
             };
             let cron = parse_cron(schedule).map_err(|m| p.push(format!("{at}.schedule"), m, Some("write a crontab line: minute hour day-of-month month day-of-week, e.g. \"0 9 * * 1-5\"")));
             match (cron, tz) {
-                (Ok(cron), Some(tz)) => Some(When::Cron {
-                    cron: Box::new(cron),
-                    tz,
-                }),
+                (Ok(cron), Some(tz)) => {
+                    let now = chrono::Utc::now().with_timezone(&tz);
+                    if cron.find_next_occurrence(&now, false).is_ok() {
+                        Some(When::Cron {
+                            cron: Box::new(cron),
+                            tz,
+                        })
+                    } else {
+                        p.push(
+                            format!("{at}.schedule"),
+                            format!("`{schedule}` never fires: no date matches it"),
+                            Some("check the day-of-month and month fields (February has no 30th)"),
+                        );
+                        None
+                    }
+                }
                 _ => None,
             }
         }
@@ -1685,7 +1877,13 @@ fn validate_resource(
         );
     }
     let jitter = match (&when, raw.jitter.as_deref()) {
-        (_, Some(text)) => duration(Some(text), Duration::ZERO, format!("{at}.jitter"), p),
+        (_, Some(text)) => duration_in(
+            Some(text),
+            Duration::ZERO,
+            limits::JITTER,
+            format!("{at}.jitter"),
+            p,
+        ),
         // Default: a tenth of the interval, at most five seconds, so many resources started
         // together do not hit an API in the same instant.
         (Some(When::Every(every)), None) => (*every / 10).min(Duration::from_secs(5)),
@@ -1751,7 +1949,13 @@ fn validate_resource(
             page_param: page_param.unwrap_or_else(|| "page".into()),
             size_param,
             size: page_size(size, &at, p),
-            first: first.unwrap_or(1),
+            first: number(
+                first,
+                1,
+                limits::FIRST_PAGE,
+                format!("{at}.pagination.first"),
+                p,
+            ),
         },
         Some(RawPagination::Offset {
             offset_param,
@@ -1817,15 +2021,13 @@ fn validate_resource(
             2
         }
         None => 1,
-        Some(0) => {
-            p.push(
-                format!("{at}.deleted_after"),
-                "must be at least 1",
-                Some("1 deletes an item the first time a complete listing lacks it"),
-            );
-            1
-        }
-        Some(n) => n,
+        Some(n) => number(
+            Some(n),
+            1,
+            limits::DELETED_AFTER,
+            format!("{at}.deleted_after"),
+            p,
+        ),
     };
     let incremental = raw.incremental.and_then(|inc| {
         let iat = format!("{at}.incremental");
@@ -1853,15 +2055,17 @@ fn validate_resource(
         Some(Incremental {
             since_param: inc.since_param,
             field,
-            overlap: duration(
+            overlap: duration_in(
                 inc.overlap.as_deref(),
-                Duration::from_secs(60),
+                secs(MINUTE),
+                limits::OVERLAP,
                 format!("{iat}.overlap"),
                 p,
             ),
-            full_sync: duration(
+            full_sync: duration_in(
                 inc.full_sync.as_deref(),
-                Duration::from_secs(3600),
+                secs(HOUR),
+                limits::FULL_SYNC,
                 format!("{iat}.full_sync"),
                 p,
             ),
@@ -1932,6 +2136,43 @@ fn validate_resource(
     })
 }
 
+/// A source's extra request headers, each name and value checked as HTTP allows them (RFC 9110
+/// §5): a CR or LF in a value could otherwise start a header of its own.
+fn source_headers(
+    headers: BTreeMap<String, String>,
+    at: &str,
+    p: &mut Problems,
+) -> Vec<(String, Secret)> {
+    headers
+        .into_iter()
+        .filter(|(name, value)| check_header(name, value, &format!("{at}.headers"), p))
+        .map(|(name, value)| (name, Secret::new(value)))
+        .collect()
+}
+
+/// Whether `name: value` is a header HTTP can send; if not, says so at `at.name`. The value is
+/// never quoted: it may be a secret.
+fn check_header(name: &str, value: &str, at: &str, p: &mut Problems) -> bool {
+    use reqwest::header::{HeaderName, HeaderValue};
+    if HeaderName::from_bytes(name.as_bytes()).is_err() {
+        p.push(
+            format!("{at}.{}", name.escape_debug()),
+            format!("`{}` is not a header name", name.escape_debug()),
+            Some("a header name is letters, digits and `-`, e.g. X-Api-Version"),
+        );
+        false
+    } else if HeaderValue::from_str(value).is_err() {
+        p.push(
+            format!("{at}.{name}"),
+            "the value holds a control character (CR, LF, NUL…) or a non-ASCII one",
+            Some("write the value on one line, in visible ASCII"),
+        );
+        false
+    } else {
+        true
+    }
+}
+
 /// Replaces each `{name}` in a resource path with the source's `params` value.
 fn fill_params(path: &str, params: &BTreeMap<String, String>) -> Result<String, String> {
     let mut out = String::with_capacity(path.len());
@@ -1951,14 +2192,13 @@ fn fill_params(path: &str, params: &BTreeMap<String, String>) -> Result<String, 
 }
 
 fn page_size(size: Option<u32>, at: &str, p: &mut Problems) -> u32 {
-    match size {
-        None => 100,
-        Some(0) => {
-            p.push(format!("{at}.pagination.size"), "must be at least 1", None);
-            100
-        }
-        Some(n) => n,
-    }
+    number(
+        size,
+        100,
+        limits::PAGE_SIZE,
+        format!("{at}.pagination.size"),
+        p,
+    )
 }
 
 /// Parses a crontab line: 5 fields, or 6 with seconds first; weekdays 0–7 with 0 and 7 Sunday,
@@ -2025,10 +2265,25 @@ fn check_endpoint(
             return None;
         }
     };
-    let timeout = raw
-        .timeout
-        .as_deref()
-        .map(|t| duration(Some(t), Duration::from_secs(5), format!("{at}.timeout"), p));
+    let timeout = raw.timeout.as_deref().map(|t| {
+        let at = format!("{at}.timeout");
+        duration_in(Some(t), secs(5), limits::DELIVERY_TIMEOUT, at, p)
+    });
+    let headers = raw
+        .headers
+        .into_iter()
+        .filter(|(name, value)| {
+            if reserved_endpoint_header(name) {
+                p.push(
+                    format!("{at}.headers.{name}"),
+                    format!("`{name}` is set by pollhook on every delivery"),
+                    Some("remove it: pollhook frames, signs and labels each request itself"),
+                );
+                return false;
+            }
+            check_header(name, value, &format!("{at}.headers"), p)
+        })
+        .collect();
     let spec = EndpointSpec {
         name: raw.name,
         url: raw.url,
@@ -2037,7 +2292,7 @@ fn check_endpoint(
         resources,
         actions,
         active: raw.active,
-        headers: raw.headers.into_iter().collect(),
+        headers,
         timeout,
     };
     let policy = crate::endpoint::UrlPolicy {
@@ -2070,7 +2325,11 @@ mod tests {
         assert_eq!(interpolate("$${TOKEN} $5", &e).unwrap(), "${TOKEN} $5");
         assert_eq!(
             interpolate("${A}${B}", &e).unwrap_err(),
-            vec!["A".to_string(), "B".to_string()]
+            vec![Unfilled::Missing("A".into()), Unfilled::Missing("B".into())]
+        );
+        assert_eq!(
+            interpolate("x ${TOKEN", &e).unwrap_err(),
+            vec![Unfilled::Unclosed]
         );
     }
 
@@ -2117,6 +2376,11 @@ mod tests {
     fn secret_never_prints() {
         let s = Secret::new("hunter2-very-secret");
         assert_eq!(format!("{s} {s:?}"), "*** ***");
-        assert_eq!(s.hint(), "hunt…");
+        assert_eq!(s.hint(), "…cret");
+        assert_eq!(Secret::new("short").hint(), "…");
+        assert_eq!(
+            Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").hint(),
+            "whsec_…LaSw"
+        );
     }
 }

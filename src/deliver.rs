@@ -375,7 +375,12 @@ async fn send(
     .map_err(|e| Outcome::Network(format!("cannot sign: {e}")))?;
 
     let mut headers = HeaderMap::new();
-    for (name, value) in &spec.headers {
+    // `check` refuses reserved names; one stored by an older pollhook is still never sent.
+    let extra = spec
+        .headers
+        .iter()
+        .filter(|(name, _)| !crate::endpoint::reserved_endpoint_header(name));
+    for (name, value) in extra {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),

@@ -1,10 +1,12 @@
 //! Endpoints: where events go, which events each one wants, and which URLs may receive them.
 //!
 //! In: an endpoint's settings (from config or the operator) and an event's source, resource and
-//! action. Out: whether the endpoint wants the event; whether a URL or a resolved address is allowed.
+//! action. Out: whether the endpoint wants the event; whether a URL or a resolved address is
+//! allowed; which headers an endpoint may not set.
 //!
 //! Invariant: an endpoint only ever receives events its filters select, and only at an address the
-//! [`UrlPolicy`] allows (https, public address) unless the operator opened it up explicitly.
+//! [`UrlPolicy`] allows (https, an address outside every special-purpose range, see [`classify`])
+//! unless the operator opened it up explicitly; a URL is shown with its password masked.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -60,12 +62,44 @@ impl EndpointSpec {
 
     /// Checks that the URL parses as http(s); the policy checks come at delivery time.
     pub fn check_url(&self) -> Result<Url, String> {
-        let url = Url::parse(&self.url).map_err(|e| format!("`{}` is not a URL: {e}", self.url))?;
+        let shown = shown_url_text(&self.url);
+        let url = Url::parse(&self.url).map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
         match url.scheme() {
             "http" | "https" if url.host().is_some() => Ok(url),
-            _ => Err(format!("`{}` is not an http(s) URL", self.url)),
+            _ => Err(format!("`{shown}` is not an http(s) URL")),
         }
     }
+}
+
+/// Headers an endpoint's `headers` may not set, lower case: pollhook frames the request
+/// (`content-length`, `transfer-encoding`, `host`, the hop-by-hop headers of RFC 9110 §7.6.1 and
+/// `expect`), describes the signed body (`content-type`, `content-encoding`), signs it
+/// (`webhook-*`, Standard Webhooks) and routes it (`pollhook-*`). Overriding any of them loses or
+/// misrepresents a webhook; `Content-Length: 0` made a receiver read an empty body and answer
+/// 2xx. Anything else (`Authorization`, `User-Agent`, `X-…`) is the operator's to choose.
+pub const RESERVED_ENDPOINT_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "content-type",
+    "content-encoding",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+/// Whether pollhook sets header `name` itself on every delivery ([`RESERVED_ENDPOINT_HEADERS`],
+/// and anything starting `pollhook-`), whatever its case.
+pub fn reserved_endpoint_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with("pollhook-") || RESERVED_ENDPOINT_HEADERS.contains(&name.as_str())
 }
 
 /// The actions an endpoint subscribes to; empty means all.
@@ -126,90 +160,258 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 pub struct UrlPolicy {
     /// Plain http allowed.
     pub allow_http: bool,
-    /// Networks allowed although private.
+    /// Networks allowed although special-purpose (loopback, private, …).
     pub allow_networks: Vec<IpNet>,
 }
 
 impl UrlPolicy {
     /// Checks scheme and, for a literal IP host, the address.
     pub fn check_url(&self, url: &str) -> Result<Url, String> {
-        let parsed = Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        let parsed =
+            Url::parse(url).map_err(|e| format!("`{}` is not a URL: {e}", shown_url_text(url)))?;
+        let shown = shown_url(&parsed);
         match parsed.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
             "http" => {
                 return Err(format!(
-                    "`{url}` is plain http; endpoints must use https unless [delivery] allow_http = true"
+                    "`{shown}` is plain http; endpoints must use https unless [delivery] allow_http = true"
                 ));
             }
-            other => return Err(format!("`{url}` has scheme {other}; use https")),
+            other => return Err(format!("`{shown}` has scheme {other}; use https")),
         }
         match parsed.host() {
             Some(url::Host::Ipv4(ip)) => self.check_addr(IpAddr::V4(ip))?,
             Some(url::Host::Ipv6(ip)) => self.check_addr(IpAddr::V6(ip))?,
             Some(url::Host::Domain(_)) => {}
-            None => return Err(format!("`{url}` has no host")),
+            None => return Err(format!("`{shown}` has no host")),
         }
         Ok(parsed)
     }
 
-    /// Refuses loopback, private, link-local, CGNAT, multicast and metadata addresses unless
-    /// inside `allow_networks`.
+    /// Refuses every special-purpose address ([`classify`]) unless `allow_networks` holds it or
+    /// the IPv4 address it embeds: `::ffff:127.0.0.1` is allowed by `127.0.0.0/8`, since that is
+    /// where a connection to it goes.
     pub fn check_addr(&self, ip: IpAddr) -> Result<(), String> {
-        if self.allow_networks.iter().any(|n| n.contains(&ip)) {
+        let embedded = match ip {
+            IpAddr::V6(v6) => embedded_v4(v6).map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        let allowed = |ip: &IpAddr| self.allow_networks.iter().any(|n| n.contains(ip));
+        if allowed(&ip) || embedded.as_ref().is_some_and(allowed) {
             return Ok(());
         }
-        match forbidden(ip) {
-            None => Ok(()),
-            Some(kind) => Err(format!(
-                "{ip} is a {kind} address; add it to [delivery] allow_networks to allow it"
-            )),
+        match classify(ip) {
+            AddrClass::Public => Ok(()),
+            AddrClass::Special(kind) => {
+                let via = embedded
+                    .map(|v4| format!(" (it embeds {v4})"))
+                    .unwrap_or_default();
+                Err(format!(
+                    "{ip} is a special-purpose address: {kind}{via}; add it to [delivery] allow_networks to allow it"
+                ))
+            }
         }
     }
 }
 
-fn forbidden(ip: IpAddr) -> Option<&'static str> {
+/// An endpoint URL as it may be shown (CLI, API, logs, errors): a password in it is `***`.
+/// The stored URL, used to deliver, keeps it.
+pub fn shown_url(url: &Url) -> String {
+    if url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    // Only fails for URLs that cannot have credentials, and this one has them.
+    let _ = shown.set_password(Some("***"));
+    shown.to_string()
+}
+
+/// [`shown_url`] for URL text that may not parse: unparsable text is shown as it is, since a URL
+/// parser that cannot find a password cannot strip one either; `user:pass@` is cut by hand.
+pub fn shown_url_text(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(parsed) => shown_url(&parsed),
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***@{}", &url[..scheme + 3], &url[at + 1..])
+            }
+            _ => url.to_owned(),
+        },
+    }
+}
+
+/// Where an address sits in the IANA special-purpose address registries (RFC 6890 and
+/// successors, for IPv4 and IPv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrClass {
+    /// Globally reachable: an endpoint may live here.
+    Public,
+    /// In a special-purpose range, named with its prefix: never an endpoint unless allowed.
+    Special(&'static str),
+}
+
+/// Classifies `ip`. An IPv6 form that carries an IPv4 address (mapped, translated, compatible,
+/// NAT64, 6to4, Teredo) is classified by that IPv4 address, since that is where it leads.
+pub fn classify(ip: IpAddr) -> AddrClass {
     match ip {
-        IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return forbidden_v4(v4);
-            }
-            let seg = v6.segments();
-            if v6.is_loopback() {
-                Some("loopback")
-            } else if v6.is_unspecified() {
-                Some("unspecified")
-            } else if v6.is_multicast() {
-                Some("multicast")
-            } else if seg[0] & 0xfe00 == 0xfc00 {
-                Some("private (unique local)")
-            } else if seg[0] & 0xffc0 == 0xfe80 {
-                Some("link-local")
-            } else if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
-                Some("cloud metadata")
-            } else {
-                None
-            }
-        }
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
     }
 }
 
-fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let o = ip.octets();
-    if ip.is_loopback() {
-        Some("loopback")
-    } else if ip.is_private() {
-        Some("private")
-    } else if ip.is_link_local() {
-        // Includes 169.254.169.254, the cloud metadata service.
-        Some("link-local or cloud metadata")
-    } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
-        Some("CGNAT (100.64.0.0/10)")
-    } else if ip.is_multicast() || ip.is_broadcast() {
-        Some("multicast or broadcast")
-    } else if ip.is_unspecified() || o[0] == 0 {
-        Some("unspecified")
+const fn v4(a: u8, b: u8, c: u8, d: u8) -> u32 {
+    Ipv4Addr::new(a, b, c, d).to_bits()
+}
+
+#[allow(clippy::too_many_arguments)]
+const fn v6(a: u16, b: u16, c: u16, d: u16, e: u16, f: u16, g: u16, h: u16) -> u128 {
+    Ipv6Addr::new(a, b, c, d, e, f, g, h).to_bits()
+}
+
+/// IPv4 special-purpose ranges that are not globally reachable; the most specific first.
+const SPECIAL_V4: &[(u32, u32, &str)] = &[
+    (
+        v4(169, 254, 169, 254),
+        32,
+        "cloud metadata (169.254.169.254)",
+    ),
+    (v4(255, 255, 255, 255), 32, "broadcast (255.255.255.255)"),
+    (v4(0, 0, 0, 0), 8, "\"this network\" (0.0.0.0/8)"),
+    (v4(10, 0, 0, 0), 8, "private (10.0.0.0/8)"),
+    (v4(100, 64, 0, 0), 10, "shared CGNAT (100.64.0.0/10)"),
+    (v4(127, 0, 0, 0), 8, "loopback (127.0.0.0/8)"),
+    (v4(169, 254, 0, 0), 16, "link-local (169.254.0.0/16)"),
+    (v4(172, 16, 0, 0), 12, "private (172.16.0.0/12)"),
+    (
+        v4(192, 0, 0, 0),
+        24,
+        "IETF protocol assignments (192.0.0.0/24)",
+    ),
+    (
+        v4(192, 0, 2, 0),
+        24,
+        "documentation TEST-NET-1 (192.0.2.0/24)",
+    ),
+    (
+        v4(192, 88, 99, 0),
+        24,
+        "deprecated 6to4 relay anycast (192.88.99.0/24)",
+    ),
+    (v4(192, 168, 0, 0), 16, "private (192.168.0.0/16)"),
+    (v4(198, 18, 0, 0), 15, "benchmarking (198.18.0.0/15)"),
+    (
+        v4(198, 51, 100, 0),
+        24,
+        "documentation TEST-NET-2 (198.51.100.0/24)",
+    ),
+    (
+        v4(203, 0, 113, 0),
+        24,
+        "documentation TEST-NET-3 (203.0.113.0/24)",
+    ),
+    (v4(224, 0, 0, 0), 4, "multicast (224.0.0.0/4)"),
+    (v4(240, 0, 0, 0), 4, "reserved (240.0.0.0/4)"),
+];
+
+/// IPv6 special-purpose ranges that are not globally reachable and embed no IPv4 address; the
+/// most specific first. The forms [`embedded_v4`] reads (Teredo's 2001::/32 among them) are
+/// classified by their IPv4 address before these.
+const SPECIAL_V6: &[(u128, u32, &str)] = &[
+    (v6(0, 0, 0, 0, 0, 0, 0, 0), 128, "unspecified (::/128)"),
+    (v6(0, 0, 0, 0, 0, 0, 0, 1), 128, "loopback (::1/128)"),
+    (
+        v6(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254),
+        128,
+        "cloud metadata (fd00:ec2::254)",
+    ),
+    (
+        v6(0x64, 0xff9b, 1, 0, 0, 0, 0, 0),
+        48,
+        "local-use NAT64 (64:ff9b:1::/48)",
+    ),
+    (
+        v6(0x100, 0, 0, 0, 0, 0, 0, 0),
+        64,
+        "discard-only (100::/64)",
+    ),
+    (
+        v6(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0),
+        32,
+        "documentation (2001:db8::/32)",
+    ),
+    (
+        v6(0x2001, 0, 0, 0, 0, 0, 0, 0),
+        23,
+        "IETF protocol assignments, ORCHID and benchmarking (2001::/23)",
+    ),
+    (
+        v6(0x3fff, 0, 0, 0, 0, 0, 0, 0),
+        20,
+        "documentation (3fff::/20)",
+    ),
+    (
+        v6(0x5f00, 0, 0, 0, 0, 0, 0, 0),
+        16,
+        "segment routing SIDs (5f00::/16)",
+    ),
+    (
+        v6(0xfc00, 0, 0, 0, 0, 0, 0, 0),
+        7,
+        "unique local (fc00::/7)",
+    ),
+    (
+        v6(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+        10,
+        "link-local (fe80::/10)",
+    ),
+    (
+        v6(0xfec0, 0, 0, 0, 0, 0, 0, 0),
+        10,
+        "deprecated site-local (fec0::/10)",
+    ),
+    (v6(0xff00, 0, 0, 0, 0, 0, 0, 0), 8, "multicast (ff00::/8)"),
+];
+
+fn classify_v4(ip: Ipv4Addr) -> AddrClass {
+    let bits = ip.to_bits();
+    SPECIAL_V4
+        .iter()
+        .find(|(net, len, _)| bits >> (32 - len) == net >> (32 - len))
+        .map_or(AddrClass::Public, |(_, _, kind)| AddrClass::Special(kind))
+}
+
+fn classify_v6(ip: Ipv6Addr) -> AddrClass {
+    if let Some(v4) = embedded_v4(ip) {
+        return classify_v4(v4);
+    }
+    let bits = ip.to_bits();
+    SPECIAL_V6
+        .iter()
+        .find(|(net, len, _)| bits >> (128 - len) == net >> (128 - len))
+        .map_or(AddrClass::Public, |(_, _, kind)| AddrClass::Special(kind))
+}
+
+/// The IPv4 address an IPv6 address leads to, for the forms that carry one: IPv4-mapped
+/// `::ffff:0:0/96`, translated `::ffff:0:0:0/96` (RFC 2765), IPv4-compatible `::/96` (deprecated,
+/// RFC 4291), NAT64 `64:ff9b::/96` (RFC 6052), 6to4 `2002::/16` (bits 16..48, RFC 3056) and Teredo
+/// `2001::/32` (the client address, bit-inverted in the last 32 bits, RFC 4380). `::` and `::1`
+/// carry none.
+pub fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let bits = ip.to_bits();
+    let low = Ipv4Addr::from_bits(bits as u32);
+    let prefix = |net: u128, len: u32| bits >> (128 - len) == net >> (128 - len);
+    if prefix(v6(0, 0, 0, 0, 0, 0xffff, 0, 0), 96)
+        || prefix(v6(0, 0, 0, 0, 0xffff, 0, 0, 0), 96)
+        || prefix(v6(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96)
+    {
+        Some(low)
+    } else if prefix(0, 96) {
+        (bits > 1).then_some(low)
+    } else if prefix(v6(0x2002, 0, 0, 0, 0, 0, 0, 0), 16) {
+        Some(Ipv4Addr::from_bits((bits >> 80) as u32))
+    } else if prefix(v6(0x2001, 0, 0, 0, 0, 0, 0, 0), 32) {
+        Some(Ipv4Addr::from_bits(!(bits as u32)))
     } else {
         None
     }
@@ -259,5 +461,139 @@ mod tests {
         };
         assert!(open.check_url("http://127.0.0.1:9/hook").is_ok());
         assert!(open.check_url("http://10.0.0.1/hook").is_err());
+    }
+
+    #[test]
+    fn classify_knows_every_special_purpose_range() {
+        let special = [
+            // IPv4
+            ("0.0.0.0", "this network"),
+            ("0.1.2.3", "this network"),
+            ("10.0.0.1", "private"),
+            ("100.64.0.1", "CGNAT"),
+            ("100.127.255.255", "CGNAT"),
+            ("127.0.0.1", "loopback"),
+            ("127.255.0.9", "loopback"),
+            ("169.254.169.254", "cloud metadata"),
+            ("169.254.1.1", "link-local"),
+            ("172.16.0.1", "private"),
+            ("172.31.255.255", "private"),
+            ("192.0.0.8", "IETF protocol assignments"),
+            ("192.0.2.1", "TEST-NET-1"),
+            ("192.88.99.1", "6to4 relay"),
+            ("192.168.1.1", "private"),
+            ("198.18.0.1", "benchmarking"),
+            ("198.19.255.255", "benchmarking"),
+            ("198.51.100.7", "TEST-NET-2"),
+            ("203.0.113.9", "TEST-NET-3"),
+            ("224.0.0.1", "multicast"),
+            ("239.255.255.250", "multicast"),
+            ("240.0.0.1", "reserved"),
+            ("255.255.255.255", "broadcast"),
+            // IPv6 without an embedded IPv4 address
+            ("::", "unspecified"),
+            ("::1", "loopback"),
+            ("64:ff9b:1::1", "local-use NAT64"),
+            ("100::1", "discard-only"),
+            ("2001:db8::1", "documentation"),
+            ("2001:2::1", "2001::/23"),
+            ("2001:10::1", "2001::/23"),
+            ("3fff::1", "documentation"),
+            ("5f00::1", "segment routing"),
+            ("fc00::1", "unique local"),
+            ("fd00::1", "unique local"),
+            ("fd00:ec2::254", "cloud metadata"),
+            ("fe80::1", "link-local"),
+            ("febf::1", "link-local"),
+            ("fec0::1", "site-local"),
+            ("ff02::1", "multicast"),
+            // IPv6 forms classified by the IPv4 address they embed
+            ("::ffff:127.0.0.1", "loopback"),
+            ("::ffff:169.254.169.254", "cloud metadata"),
+            ("::ffff:0:a9fe:a9fe", "cloud metadata"),
+            ("::ffff:0:10.0.0.1", "private"),
+            ("::a9fe:a9fe", "cloud metadata"),
+            ("::127.0.0.1", "loopback"),
+            ("::10.0.0.1", "private"),
+            ("::0.0.0.2", "this network"),
+            ("64:ff9b::a9fe:a9fe", "cloud metadata"),
+            ("64:ff9b::7f00:1", "loopback"),
+            ("2002:a9fe:a9fe::", "cloud metadata"),
+            ("2002:7f00:1::1", "loopback"),
+            ("2002:c0a8:101:1::1", "private"),
+            // Teredo: server 65.54.227.120, client 127.0.0.1 inverted (80ff:fffe).
+            ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"),
+        ];
+        for (text, kind) in special {
+            let ip: IpAddr = text.parse().unwrap();
+            match classify(ip) {
+                AddrClass::Special(found) => {
+                    assert!(found.contains(kind), "{ip}: {found}, expected {kind}")
+                }
+                AddrClass::Public => panic!("{ip} classified as public, expected {kind}"),
+            }
+            assert!(UrlPolicy::default().check_addr(ip).is_err(), "{ip} allowed");
+        }
+        let public = [
+            "93.184.216.34",
+            "1.1.1.1",
+            "8.8.8.8",
+            "100.63.255.255",
+            "100.128.0.0",
+            "172.32.0.1",
+            "198.20.0.1",
+            "223.255.255.255",
+            "2606:4700:4700::1111",
+            "2a00:1450:4001:82b::200e",
+            "::ffff:93.184.216.34",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+            // Teredo with client 93.184.216.34 (inverted: a247:27dd).
+            "2001:0:4136:e378:8000:63bf:a247:27dd",
+        ];
+        for text in public {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(classify(ip), AddrClass::Public, "{ip}");
+            assert!(UrlPolicy::default().check_addr(ip).is_ok(), "{ip} refused");
+        }
+    }
+
+    #[test]
+    fn an_embedded_ipv4_address_is_allowed_by_its_ipv4_network() {
+        let open = UrlPolicy {
+            allow_http: true,
+            allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
+        };
+        for ip in [
+            "127.0.0.1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::7f00:1",
+            "::127.0.0.1",
+        ] {
+            assert!(open.check_addr(ip.parse().unwrap()).is_ok(), "{ip} refused");
+        }
+        assert!(open.check_addr("::1".parse().unwrap()).is_err());
+        let err = open
+            .check_addr("64:ff9b::a9fe:a9fe".parse().unwrap())
+            .unwrap_err();
+        assert!(
+            err.contains("cloud metadata") && err.contains("169.254.169.254"),
+            "{err}"
+        );
+        assert!(open.check_url("http://[::ffff:10.0.0.1]/").is_err());
+    }
+
+    #[test]
+    fn a_password_in_a_url_is_never_shown() {
+        let url = Url::parse("https://hook:s3cret@example.com/in?x=1").unwrap();
+        assert_eq!(shown_url(&url), "https://hook:***@example.com/in?x=1");
+        assert_eq!(url.password(), Some("s3cret"));
+        let plain = Url::parse("https://example.com/in").unwrap();
+        assert_eq!(shown_url(&plain), "https://example.com/in");
+        assert_eq!(shown_url_text("https://u:pw@[bad/x"), "https://***@[bad/x");
+        let err = UrlPolicy::default()
+            .check_url("http://u:pw@example.com/")
+            .unwrap_err();
+        assert!(!err.contains("pw@"), "{err}");
     }
 }

@@ -582,7 +582,7 @@ fn endpoint_state(e: &StoredEndpoint) -> String {
 fn endpoint_json(e: &StoredEndpoint) -> serde_json::Value {
     serde_json::json!({
         "name": e.spec.name,
-        "url": e.spec.url,
+        "url": pollhook::endpoint::shown_url_text(&e.spec.url),
         "signing": e.spec.signing.as_str(),
         "secret": e.spec.secret.hint(),
         "resources": e.spec.resources,
@@ -627,7 +627,7 @@ async fn endpoints_command(
                         e.spec.name,
                         e.spec.signing.as_str(),
                         e.origin,
-                        e.spec.url,
+                        pollhook::endpoint::shown_url_text(&e.spec.url),
                         e.spec.resources.join(","),
                         endpoint_state(e)
                     );

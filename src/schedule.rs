@@ -1,7 +1,7 @@
 //! Schedule: when each resource is polled.
 //!
 //! In: every resource's `every` or cron `schedule` (+ `tz`, `jitter`), the poll concurrency bound
-//! and a cancellation token. Out: calls to [`poll::poll`], one resource at a time each.
+//! and a cancellation token. Out: calls to [`crate::poll::poll`], one resource at a time each.
 //!
 //! Invariants: one task per resource awaits its own poll before planning the next, so two polls
 //! of the same resource never overlap, however slow one is; a poll that overran its interval is
@@ -24,10 +24,12 @@ use crate::config::When;
 use crate::poll::PollError;
 
 /// When the poll after one that started at `started` is due, `now` being the moment it ended.
+/// Never panics: a sum past what an `Instant` holds becomes about thirty years ahead (config
+/// bounds `every` and `jitter`, so only a bug could get there).
 pub fn next_due(when: &When, jitter: Duration, started: Instant, now: Instant) -> Instant {
     let jitter = random_jitter(jitter);
-    match when {
-        When::Every(every) => (started + *every).max(now) + jitter,
+    let due = match when {
+        When::Every(every) => started.checked_add(*every).map(|at| at.max(now)),
         When::Cron { cron, tz } => {
             let wall = Utc::now().with_timezone(tz);
             match cron.find_next_occurrence(&wall, false) {
@@ -35,13 +37,21 @@ pub fn next_due(when: &When, jitter: Duration, started: Instant, now: Instant) -
                     let wait = (next.with_timezone(&Utc) - wall.with_timezone(&Utc))
                         .to_std()
                         .unwrap_or_default();
-                    now + wait + jitter
+                    now.checked_add(wait)
                 }
-                // A pattern with no future occurrence (Feb 30th) never runs again.
-                Err(_) => now + Duration::from_secs(365 * 24 * 3600),
+                // A pattern with no future occurrence never runs again (`check` refuses one
+                // with none at all, but a pattern can run out of dates while running).
+                Err(_) => None,
             }
         }
-    }
+    };
+    due.and_then(|at| at.checked_add(jitter))
+        .unwrap_or_else(far_future)
+}
+
+/// About thirty years from now, as tokio's own "never" is: a wait that never ends in practice.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(30 * 365 * 24 * 3600)
 }
 
 fn random_jitter(max: Duration) -> Duration {
@@ -80,9 +90,9 @@ async fn run_resource(
     let key = resource.key(source_name);
     // The first poll of an interval resource comes soon after start; a cron one waits its turn.
     let mut due = match &resource.when {
-        When::Every(_) => {
-            Instant::now() + random_jitter(resource.jitter.min(Duration::from_secs(1)))
-        }
+        When::Every(_) => Instant::now()
+            .checked_add(random_jitter(resource.jitter.min(Duration::from_secs(1))))
+            .unwrap_or_else(far_future),
         cron => next_due(cron, resource.jitter, Instant::now(), Instant::now()),
     };
     loop {
@@ -163,5 +173,13 @@ mod tests {
             jittered >= start + Duration::from_secs(10)
                 && jittered <= start + Duration::from_secs(12)
         );
+    }
+
+    #[test]
+    fn an_interval_past_what_an_instant_holds_never_panics() {
+        let start = Instant::now();
+        let every = When::Every(Duration::from_secs(u64::MAX));
+        let due = next_due(&every, Duration::from_secs(u64::MAX / 2), start, start);
+        assert!(due > start + Duration::from_secs(365 * 24 * 3600));
     }
 }

@@ -33,7 +33,8 @@ const JWT_EXP_LEEWAY_SECS: i64 = 60;
 const JWT_MIN_KEY_BYTES: usize = 32;
 /// Standard Webhooks: "Random. At least 24 bytes".
 const WHSEC_MIN_KEY_BYTES: usize = 24;
-const WHSEC_PREFIX: &str = "whsec_";
+/// How a Standard Webhooks secret starts.
+pub const WHSEC_PREFIX: &str = "whsec_";
 
 const WEBHOOK_ID: &str = "webhook-id";
 const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";

@@ -69,16 +69,14 @@ pub enum StoreError {
     },
     /// Another `pollhook run` holds the database.
     #[error(
-        "another `pollhook run` is already using {path} (lock file {lock}); stop it first, or point this one at another [storage] path"
+        "another `pollhook run` is already using {path} (the same file, perhaps under another name through a link); stop it first, or point this one at another [storage] path"
     )]
     Locked {
         /// The database.
         path: PathBuf,
-        /// The lock file.
-        lock: PathBuf,
     },
-    /// The lock file could not be created.
-    #[error("cannot create lock file {path}: {reason} (hint: check [storage] path)")]
+    /// The database file could not be opened or created to lock it.
+    #[error("cannot open database file {path} to lock it: {reason} (hint: check [storage] path)")]
     LockFile {
         /// The file.
         path: PathBuf,

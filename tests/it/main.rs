@@ -12,6 +12,7 @@ mod faults;
 mod poll;
 mod props;
 mod security_api;
+mod security_config;
 mod security_source;
 mod service;
 mod support_deliver;

@@ -13,11 +13,11 @@
 
 mod endpoints;
 mod events;
+mod lock;
 mod migrate;
 mod outbox;
 mod snapshot;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -26,6 +26,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, Transaction};
 use serde::Serialize;
+
+pub use lock::RunLock;
 
 use super::StoreError;
 
@@ -55,9 +57,10 @@ impl Db {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub(super) fn open(path: &Path) -> Result<Db, StoreError> {
         let open_err = |e: rusqlite::Error| open_error(path, &e);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // Best effort: a missing directory is reported by the open below.
-            let _ = std::fs::create_dir_all(dir);
+        // Created readable by its owner only; best effort: a path that cannot be created is
+        // reported by SQLite's open below.
+        if !path.is_dir() {
+            let _ = lock::create_private(path);
         }
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(10))
@@ -99,42 +102,6 @@ impl Db {
     pub(super) fn check_writable(&self) -> Result<(), StoreError> {
         self.conn().execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
         Ok(())
-    }
-}
-
-/// Held while `pollhook run` owns a database; released when dropped or when the process dies.
-#[derive(Debug)]
-pub struct RunLock {
-    _file: File,
-}
-
-impl RunLock {
-    /// Takes the exclusive run lock beside the database at `db`.
-    pub fn acquire(db: &Path) -> Result<RunLock, StoreError> {
-        let mut lock = db.as_os_str().to_owned();
-        lock.push(".lock");
-        let lock = PathBuf::from(lock);
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock)
-            .map_err(|e| StoreError::LockFile {
-                path: lock.clone(),
-                reason: match db.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    Some(parent) if parent.exists() && !parent.is_dir() => {
-                        format!("{} is not a directory", parent.display())
-                    }
-                    _ => e.to_string(),
-                },
-            })?;
-        match file.try_lock() {
-            Ok(()) => Ok(RunLock { _file: file }),
-            Err(_) => Err(StoreError::Locked {
-                path: db.to_owned(),
-                lock,
-            }),
-        }
     }
 }
 
@@ -243,4 +210,34 @@ fn json<T: Serialize + ?Sized>(value: &T) -> String {
 
 fn to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        Db::open(&path).unwrap();
+        Db::open(&path).unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", 99).unwrap();
+        }
+        let err = Db::open(&path).err().unwrap();
+        assert!(err.to_string().contains("upgrade pollhook"), "{err}");
+    }
+
+    #[test]
+    fn a_second_run_lock_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let first = RunLock::acquire(&path).unwrap();
+        let err = RunLock::acquire(&path).unwrap_err();
+        assert!(err.to_string().contains("already using"), "{err}");
+        drop(first);
+        let _again = RunLock::acquire(&path).unwrap();
+    }
 }
