@@ -36,6 +36,7 @@ pub mod normalize;
 pub mod poll;
 pub mod retry;
 pub mod schedule;
+pub mod secret;
 pub mod sign;
 pub mod source;
 pub mod spill;

@@ -27,7 +27,38 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::FieldPath;
+use std::fmt;
+use std::str::FromStr;
+
+/// A dotted path into an item (`customer.id`, `lines.*.sku`, `tags.0`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FieldPath(Vec<String>);
+
+impl FieldPath {
+    /// The path's segments.
+    pub fn segments(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl FromStr for FieldPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let segments: Vec<String> = s.split('.').map(str::to_owned).collect();
+        if s.is_empty() || segments.iter().any(String::is_empty) {
+            return Err(format!(
+                "`{s}` is not a field path; write dotted names such as `id` or `customer.id`"
+            ));
+        }
+        Ok(Self(segments))
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
+}
 
 /// A normalized item.
 #[derive(Debug, Clone, PartialEq)]

@@ -34,7 +34,7 @@ const JWT_MIN_KEY_BYTES: usize = 32;
 /// Standard Webhooks: "Random. At least 24 bytes".
 const WHSEC_MIN_KEY_BYTES: usize = 24;
 /// How a Standard Webhooks secret starts.
-pub const WHSEC_PREFIX: &str = "whsec_";
+pub use crate::secret::WHSEC_PREFIX;
 
 const WEBHOOK_ID: &str = "webhook-id";
 const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";

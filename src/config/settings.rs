@@ -1,0 +1,213 @@
+//! The process-wide settings: `[storage]`, `[server]`, `[poll]`, `[delivery]`, and the walk over
+//! the whole file that validates everything else.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::endpoint::check_endpoint;
+use super::problem::Problems;
+use super::raw::*;
+use super::source::validate_source;
+use super::values::*;
+use super::*;
+
+pub(super) fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
+    let storage = StorageConfig {
+        path: resolve(file, raw.storage.path.as_deref().unwrap_or("pollhook.db")),
+    };
+    let listen_text = raw.server.listen.as_deref().unwrap_or("127.0.0.1:8787");
+    let listen = listen_text.parse().unwrap_or_else(|_| {
+        p.push(
+            "server.listen",
+            format!("`{listen_text}` is not an address"),
+            Some("write host:port, e.g. 127.0.0.1:8787 or 0.0.0.0:8787"),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 8787))
+    });
+    let server = ServerConfig {
+        listen,
+        admin_token: raw
+            .server
+            .admin_token
+            .filter(|t| !t.is_empty())
+            .map(Secret::new),
+        allowed_hosts: allowed_hosts(raw.server.allowed_hosts.unwrap_or_default(), p),
+        max_connections: number(
+            raw.server.max_connections,
+            1024,
+            limits::MAX_CONNECTIONS,
+            "server.max_connections",
+            p,
+        ),
+        header_timeout: duration_in(
+            raw.server.header_timeout.as_deref(),
+            Duration::from_secs(10),
+            limits::HEADER_TIMEOUT,
+            "server.header_timeout",
+            p,
+        ),
+    };
+    let poll = PollConfig {
+        concurrency: number(
+            raw.poll.concurrency,
+            4,
+            limits::POLL_CONCURRENCY,
+            "poll.concurrency",
+            p,
+        ),
+        alert_after_failures: number(
+            raw.poll.alert_after_failures,
+            3,
+            limits::ALERT_AFTER_FAILURES,
+            "poll.alert_after_failures",
+            p,
+        ),
+    };
+    let delivery = validate_delivery(raw.delivery, p);
+
+    let mut names = HashSet::new();
+    let mut sources = Vec::new();
+    for (i, source) in raw.sources.into_iter().enumerate() {
+        if !names.insert(source.name.clone()) {
+            p.push(
+                format!("sources[{i}].name"),
+                format!("a source named `{}` is already defined", source.name),
+                Some("source names must be unique"),
+            );
+        }
+        if let Some(source) = validate_source(source, p) {
+            sources.push(source);
+        }
+    }
+
+    for resource in sources.iter_mut().flat_map(|s| s.resources.iter_mut()) {
+        resource.alert_after = poll.alert_after_failures;
+    }
+
+    let mut endpoint_names = HashSet::new();
+    let mut endpoints = Vec::new();
+    for endpoint in raw.endpoints {
+        let at = format!("endpoints[{}]", endpoint.name);
+        if !valid_name(&endpoint.name) {
+            p.push(
+                format!("{at}.name"),
+                format!("`{}` is not a usable name", endpoint.name),
+                Some("use letters, digits, `-` and `_`"),
+            );
+        }
+        if !endpoint_names.insert(endpoint.name.clone()) {
+            p.push(
+                format!("{at}.name"),
+                "an endpoint with this name is already defined",
+                Some("endpoint names must be unique"),
+            );
+        }
+        if let Some(endpoint) = check_endpoint(endpoint, &sources, &delivery, &at, p) {
+            endpoints.push(endpoint);
+        }
+    }
+
+    Config {
+        file: file.to_owned(),
+        storage,
+        server,
+        poll,
+        delivery,
+        sources,
+        endpoints,
+    }
+}
+
+/// `[server] allowed_hosts`: bare authorities, compared case-insensitively with `Host`.
+pub(super) fn allowed_hosts(hosts: Vec<String>, p: &mut Problems) -> Vec<String> {
+    for (i, host) in hosts.iter().enumerate() {
+        if host.is_empty() || host.contains(['/', '@', ' ', '*']) {
+            p.push(
+                format!("server.allowed_hosts[{i}]"),
+                format!("`{host}` is not a host name"),
+                Some("write the name clients use, e.g. `pollhook.example.com` or `pollhook.example.com:8443`, without scheme or path"),
+            );
+        }
+    }
+    hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect()
+}
+
+pub(super) fn validate_delivery(raw: RawDelivery, p: &mut Problems) -> DeliveryConfig {
+    let retries = match raw.retries {
+        None => DEFAULT_RETRIES
+            .iter()
+            .filter_map(|d| parse_duration(d).ok())
+            .collect(),
+        Some(list) => {
+            if list.len() > limits::RETRIES_LEN {
+                p.push(
+                    "delivery.retries",
+                    format!(
+                        "{} waits is too many: at most {}",
+                        list.len(),
+                        limits::RETRIES_LEN
+                    ),
+                    Some("the default seven waits span about 28 hours"),
+                );
+            }
+            list.iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let at = format!("delivery.retries[{i}]");
+                    duration_in(Some(d), Duration::ZERO, limits::RETRY_WAIT, at, p)
+                })
+                .collect()
+        }
+    };
+    let allow_networks = raw
+        .allow_networks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, net)| match parse_network(net) {
+            Some(net) => Some(net),
+            None => {
+                p.push(
+                    format!("delivery.allow_networks[{i}]"),
+                    format!("`{net}` is not a network"),
+                    Some("write a CIDR such as 127.0.0.0/8 or 10.1.2.3/32"),
+                );
+                None
+            }
+        })
+        .collect();
+    DeliveryConfig {
+        timeout: duration_in(
+            raw.timeout.as_deref(),
+            secs(5),
+            limits::DELIVERY_TIMEOUT,
+            "delivery.timeout",
+            p,
+        ),
+        retries,
+        allow_http: raw.allow_http,
+        allow_networks,
+        concurrency: number(
+            raw.concurrency,
+            64,
+            limits::DELIVERY_CONCURRENCY,
+            "delivery.concurrency",
+            p,
+        ),
+        endpoint_concurrency: number(
+            raw.endpoint_concurrency,
+            16,
+            limits::ENDPOINT_CONCURRENCY,
+            "delivery.endpoint_concurrency",
+            p,
+        ),
+        disable_after: duration_in(
+            raw.disable_after.as_deref(),
+            secs(5 * DAY),
+            limits::DISABLE_AFTER,
+            "delivery.disable_after",
+            p,
+        ),
+    }
+}
