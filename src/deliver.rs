@@ -14,7 +14,6 @@
 //!   are not followed; response bodies are read up to [`RESPONSE_QUOTE`] bytes.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -422,7 +421,7 @@ async fn send(
             if e.is_timeout() {
                 Outcome::Timeout
             } else {
-                Outcome::Network(crate::http_error(&e))
+                Outcome::Network(crate::http::error_text(&e))
             }
         })?;
     let status = response.status().as_u16();
@@ -478,48 +477,11 @@ async fn record(
     }
 }
 
-/// The delivery client: no redirects, no proxy, and a resolver that drops forbidden addresses.
+/// The delivery client: no redirects, no proxy, and only addresses the policy allows.
 fn client(policy: &UrlPolicy) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .user_agent(concat!("pollhook/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
+    crate::http::client()
         .connect_timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(64)
-        .dns_resolver(Arc::new(PolicyResolver(policy.clone())))
+        .dns_resolver(Arc::new(crate::http::PolicyResolver::new(policy.clone())))
         .build()
-}
-
-/// Resolves with the system resolver, then keeps only the addresses the policy allows.
-struct PolicyResolver(UrlPolicy);
-
-impl reqwest::dns::Resolve for PolicyResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.0.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> {
-                    format!("cannot resolve {host}: {e}").into()
-                })?
-                .collect();
-            let mut refused = None;
-            let allowed: Vec<SocketAddr> = addrs
-                .into_iter()
-                .filter(|a| match policy.check_addr(a.ip()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        refused = Some(e);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let why = refused.unwrap_or_else(|| "no addresses".into());
-                return Err(format!("refused to connect to {host}: {why}").into());
-            }
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
 }

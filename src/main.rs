@@ -528,9 +528,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     .replace("[::]", "[::1]");
                 format!("http://{listen}/healthz")
             });
-            let client = reqwest::Client::builder()
+            let client = pollhook::http::client()
                 .timeout(std::time::Duration::from_secs(3))
-                .no_proxy()
                 .build()?;
             return match client.get(&url).send().await {
                 Ok(r) if r.status().is_success() => Ok(ExitCode::SUCCESS),

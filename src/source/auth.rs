@@ -129,7 +129,7 @@ impl TokenCache {
                 super::rest::BodyError::TooLarge => fail(format!(
                     "the response is larger than {MAX_TOKEN_RESPONSE} bytes, too large for a token response"
                 )),
-                super::rest::BodyError::Transport(e) => fail(crate::http_error(&e)),
+                super::rest::BodyError::Transport(e) => fail(crate::http::error_text(&e)),
             })?;
         let parsed: TokenResponse = serde_json::from_slice(&bytes)
             .map_err(|e| fail(format!("the response is not a token response: {e}")))?;

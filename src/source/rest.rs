@@ -180,12 +180,9 @@ impl RestSource {
         }
         // No default headers: they would go to every origin a redirect reaches (reqwest strips
         // only `Authorization` across hosts). Redirects are followed in `exchange`, hop by hop.
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("pollhook/", env!("CARGO_PKG_VERSION")))
+        let client = crate::http::client()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| {
                 SourceError::Setup(format!("source {name}: cannot build HTTP client: {e}"))
@@ -205,11 +202,8 @@ impl RestSource {
             },
             // A token endpoint that redirects is answered as an error: a redirect would carry the
             // client secret on to wherever it points.
-            token_client: reqwest::Client::builder()
-                .user_agent(concat!("pollhook/", env!("CARGO_PKG_VERSION")))
+            token_client: crate::http::client()
                 .timeout(config.timeout)
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| {
                     SourceError::Setup(format!("source {name}: cannot build HTTP client: {e}"))
@@ -545,7 +539,7 @@ impl RestSource {
         } else {
             SourceError::Network {
                 url: shown.to_owned(),
-                message: crate::http_error(e),
+                message: crate::http::error_text(e),
             }
         }
     }
