@@ -15,8 +15,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::config::Secret;
 use crate::event::Action;
+use crate::secret::Secret;
 use crate::sign::Scheme;
 
 /// An endpoint's settings, as written in config or registered by an operator.

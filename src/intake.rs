@@ -23,10 +23,23 @@ use crate::config::ResourceConfig;
 use crate::diff::{Differ, Snapshot};
 use crate::incremental::Newest;
 use crate::normalize::{Normalizer, RawHash, Record};
-use crate::poll::PollError;
 use crate::source::{FetchPlan, Fetched, Page, PageItems, Source, SourceError};
-use crate::spill::{Bodies, BodyRef, SPILL_AFTER};
-use crate::store::{PageRecord, Store};
+use crate::spill::{Bodies, BodyRef, SPILL_AFTER, SpillError};
+use crate::store::{PageRecord, Store, StoreError};
+
+/// Why a listing could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeError {
+    /// The fetch failed, or a page could not be taken (an item without an id, a stale page).
+    #[error(transparent)]
+    Fetch(#[from] SourceError),
+    /// A changed body could not be kept until the commit.
+    #[error(transparent)]
+    Spill(#[from] SpillError),
+    /// The snapshot could not be loaded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// Pages fetched ahead of the one being taken.
 const PAGES_AHEAD: usize = 2;
@@ -68,7 +81,7 @@ pub async fn take_listing(
     plan: &FetchPlan<'_>,
     against: Against,
     known_pages: Arc<HashMap<String, PageRecord>>,
-) -> Result<Listing, PollError> {
+) -> Result<Listing, TakeError> {
     let (page_tx, page_rx) = tokio::sync::mpsc::channel::<Page>(PAGES_AHEAD);
     let fetch = async move {
         let fetched = source.fetch(resource, plan, &page_tx).await;
@@ -95,7 +108,7 @@ pub async fn take_listing(
     };
     match (fetched, taken) {
         (Ok(fetched), Ok(intake)) => Ok(intake.into_listing(fetched)),
-        (Err(error), Ok(_)) => Err(PollError::Fetch(error)),
+        (Err(error), Ok(_)) => Err(TakeError::Fetch(error)),
         (_, Err(error)) => Err(error),
     }
 }
@@ -147,7 +160,7 @@ impl Intake {
     async fn take_all(
         mut self,
         mut pages: tokio::sync::mpsc::Receiver<Page>,
-    ) -> Result<Self, PollError> {
+    ) -> Result<Self, TakeError> {
         while let Some(page) = pages.recv().await {
             self.take_page(page)?;
         }
@@ -158,7 +171,7 @@ impl Intake {
     fn take_all_blocking(
         mut self,
         mut pages: tokio::sync::mpsc::Receiver<Page>,
-    ) -> Result<Self, PollError> {
+    ) -> Result<Self, TakeError> {
         while let Some(page) = pages.blocking_recv() {
             self.take_page(page)?;
         }
@@ -166,7 +179,7 @@ impl Intake {
     }
 
     /// Normalizes and diffs one page.
-    fn take_page(&mut self, page: Page) -> Result<(), PollError> {
+    fn take_page(&mut self, page: Page) -> Result<(), TakeError> {
         let mut ids = Vec::new();
         match page.items {
             PageItems::Fresh(items) => {

@@ -24,7 +24,7 @@ use crate::config::{Initial, ResourceConfig};
 use crate::diff::{Change, DeleteGuard, Diff, Held};
 use crate::event::{Action, Event, Payload};
 use crate::incremental::incremental_since;
-use crate::intake::{Against, take_listing};
+use crate::intake::{Against, TakeError, take_listing};
 use crate::metrics;
 use crate::source::{FetchPlan, Source, SourceError};
 use crate::spill::{Bodies, BodyRef, ChangedRows, SpillError};
@@ -77,6 +77,16 @@ pub enum PollError {
     Store(#[from] StoreError),
 }
 
+impl From<TakeError> for PollError {
+    fn from(e: TakeError) -> Self {
+        match e {
+            TakeError::Fetch(e) => PollError::Fetch(e),
+            TakeError::Spill(e) => PollError::Spill(e),
+            TakeError::Store(e) => PollError::Store(e),
+        }
+    }
+}
+
 /// Polls `resource` of `source_name` once.
 pub async fn poll(
     store: &Store,
@@ -103,8 +113,8 @@ pub async fn poll(
     let taken = take_listing(store, source, resource, &plan, against, known_pages.clone()).await;
     let listing = match taken {
         Ok(listing) => listing,
-        Err(PollError::Fetch(error)) if mode == Mode::Commit => return Err(p.failed(error).await),
-        Err(error) => return Err(error),
+        Err(TakeError::Fetch(error)) if mode == Mode::Commit => return Err(p.failed(error).await),
+        Err(error) => return Err(error.into()),
     };
     p.lap();
     let state = &prior.state;

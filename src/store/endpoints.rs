@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError};
-use crate::config::Secret;
 use crate::endpoint::{ActionFilter, EndpointSpec};
+use crate::secret::Secret;
 
 /// An endpoint as stored.
 #[derive(Debug, Clone)]

@@ -91,7 +91,7 @@ impl Upserts for NoUpserts {
 }
 
 /// A snapshot row held in memory (tests, benches, tools; a poll streams its rows from
-/// [`crate::spill`] instead).
+/// the spill file instead).
 #[derive(Debug, Clone)]
 pub struct SnapshotRow {
     /// The item's id.

@@ -6,9 +6,9 @@ use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Db, json, to_time, write_tx};
-use crate::config::Secret;
 use crate::endpoint::{ActionFilter, EndpointSpec};
 use crate::event::Event;
+use crate::secret::Secret;
 use crate::sign::Scheme;
 use crate::store::{EndpointPatch, StoreError, StoredEndpoint, now_ms};
 
