@@ -21,6 +21,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::Sha256;
 use thiserror::Error;
 
@@ -205,13 +206,17 @@ fn sign_jwt(key: &[u8], input: &SignInput) -> Result<Signed, SignError> {
     if key.len() < JWT_MIN_KEY_BYTES {
         return Err(SignError::JwtKeyTooShort(key.len()));
     }
-    let claims = Claims {
-        webhook: input.endpoint_name.into(),
-        url: input.url.into(),
-        data: serde_json::from_str(input.event_json).map_err(SignError::EventNotJson)?,
+    // The stored event goes into the `data` claim as it is, made compact: no parse and
+    // re-serialization per attempt, and the keys keep the order every other body has.
+    let data =
+        RawValue::from_string(compact_json(input.event_json)).map_err(SignError::EventNotJson)?;
+    let claims = SignedClaims {
+        webhook: input.endpoint_name,
+        url: input.url,
+        data: &data,
         iat: input.timestamp,
         exp: input.timestamp + JWT_LIFETIME_SECS,
-        jti: input.event_id.into(),
+        jti: input.event_id,
     };
     let token = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -256,8 +261,42 @@ fn whsec_mac(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> 
     mac
 }
 
-/// The JWT claims, in the order they are serialized. `Cow` lets signing borrow and verifying own.
-#[derive(Debug, Serialize, Deserialize)]
+/// The JWT claims as signed, in the order they are serialized; `data` is the stored event.
+#[derive(Serialize)]
+struct SignedClaims<'a> {
+    webhook: &'a str,
+    url: &'a str,
+    data: &'a RawValue,
+    iat: i64,
+    exp: i64,
+    jti: &'a str,
+}
+
+/// `text` (one JSON value) without the whitespace between its tokens: the same value, its keys
+/// in the same order, every string and number byte for byte. RFC 8259 §2 allows whitespace only
+/// between tokens, so dropping what lies outside strings changes nothing else.
+pub fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The JWT claims as verified. `Cow` lets them own what they decode.
+#[derive(Debug, Deserialize)]
 struct Claims<'a> {
     webhook: Cow<'a, str>,
     url: Cow<'a, str>,
@@ -656,6 +695,26 @@ mod tests {
             json,
             r#"{"webhook":"erp","url":"https://erp.example.com/hooks/pollhook","data":{"test":2432232314},"iat":1614265330,"exp":1614265630,"jti":"msg_p5jXN8AQM9LWM0D4loKWxJek"}"#
         );
+    }
+
+    #[test]
+    fn the_jwt_data_claim_is_the_stored_event_compact_in_its_own_key_order() {
+        let event = "{\"id\":\"evt_1\",\"data\": {\"z\": 1, \"a\":\"x \\\" y\",\n \"n\": 1.50, \"big\": 100000000000000000000001}}";
+        let input = SignInput {
+            event_json: event,
+            ..spec_input()
+        };
+        let signed = sign(Scheme::Jwt, &[JWT_KEY], &input).unwrap();
+        let body: Value = serde_json::from_slice(&signed.body).unwrap();
+        let token = body["data"].as_str().unwrap();
+        let payload = token.split('.').nth(1).unwrap();
+        let json = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"webhook":"erp","url":"https://erp.example.com/hooks/pollhook","data":{"id":"evt_1","data":{"z":1,"a":"x \" y","n":1.50,"big":100000000000000000000001}},"iat":1614265330,"exp":1614265630,"jti":"msg_p5jXN8AQM9LWM0D4loKWxJek"}"#
+        );
+        assert_eq!(compact_json(" [ 1 , \"a b\" ] "), r#"[1,"a b"]"#);
+        assert_eq!(compact_json(r#"{"k":"\\"}"#), r#"{"k":"\\"}"#);
     }
 
     #[test]
