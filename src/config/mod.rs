@@ -145,17 +145,73 @@ pub enum SourceKind {
     Exec(ExecConfig),
     /// A GraphQL endpoint, one query per resource (`adapter = "graphql"`); REST's settings apply.
     Graphql(Box<RestConfig>),
+    /// RSS, Atom or JSON Feed documents, one entry per item (`adapter = "feed"`); REST's settings
+    /// apply.
+    Feed(Box<RestConfig>),
 }
 
 impl SourceKind {
-    /// The engine's name: `rest`, `exec` or `graphql`.
+    /// The engine's name: `rest`, `exec`, `graphql` or `feed`.
     pub fn engine(&self) -> &'static str {
         match self {
             SourceKind::Rest(_) => "rest",
             SourceKind::Exec(_) => "exec",
             SourceKind::Graphql(_) => "graphql",
+            SourceKind::Feed(_) => "feed",
         }
     }
+}
+
+/// How a body is written: a source's pages, an endpoint's webhooks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// JSON (RFC 8259).
+    #[default]
+    Json,
+    /// XML 1.0, mapped to and from the JSON tree by the xmltodict convention (`source::decode`,
+    /// `encode`).
+    Xml,
+}
+
+impl Format {
+    /// `json` or `xml`, as written in config and stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Xml => "xml",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "json" => Ok(Format::Json),
+            "xml" => Ok(Format::Xml),
+            other => Err(format!(
+                "`{other}` is not a format; use \"json\" or \"xml\""
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a resource's listing is requested: GET, or a POST carrying a body (SOAP, search APIs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// POST rather than GET.
+    pub post: bool,
+    /// The body sent with each page's request; `{page}`, `{offset}`, `{size}` and `{cursor}` are
+    /// filled in per page (escaped for XML or JSON, as `content_type` says).
+    pub body: Option<String>,
+    /// The body's media type.
+    pub content_type: String,
 }
 
 /// Settings of the generic REST engine, shared by a source's resources.
@@ -307,6 +363,12 @@ pub struct ResourceConfig {
     pub conditional: bool,
     /// Fetch only what changed since the last poll, with periodic full syncs.
     pub incremental: Option<Incremental>,
+    /// How pages are written; `None`: by each response's `Content-Type`, JSON when it names none.
+    pub format: Option<Format>,
+    /// GET, or POST with a body.
+    pub request: Request,
+    /// The listing is a window onto the newest items (a feed): an item leaving it is not deleted.
+    pub window: bool,
 }
 
 /// Incremental polling: `?<since_param>=<newest value of field seen, minus overlap>`; only a full
