@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::config::Secret;
+use crate::config::{Format, Secret};
 use crate::event::Action;
 use crate::sign::Scheme;
 
@@ -40,6 +40,8 @@ pub struct EndpointSpec {
     pub headers: Vec<(String, String)>,
     /// Overrides `[delivery] timeout`.
     pub timeout: Option<Duration>,
+    /// How the event is written: JSON, or XML (standard-webhooks signing only).
+    pub format: Format,
 }
 
 impl EndpointSpec {

@@ -96,8 +96,9 @@ pub struct SignInput<'a> {
     pub url: &'a str,
     /// The event id: `webhook-id` / `jti`, the receiver's idempotency key.
     pub event_id: &'a str,
-    /// The event, serialized compact.
-    pub event_json: &'a str,
+    /// The body as the endpoint gets it ([`crate::encode`]): the event's compact JSON, or its
+    /// XML. Standard Webhooks signs these bytes; JWT embeds them as a claim, so they must be JSON.
+    pub body: &'a str,
     /// When this attempt is signed, in unix seconds; fresh for every attempt.
     pub timestamp: i64,
 }
@@ -130,7 +131,7 @@ pub enum SignError {
     /// Signing was asked for with no key.
     #[error("no signing key given")]
     NoKey,
-    /// `event_json` did not parse (JWT embeds the event as an object).
+    /// `body` did not parse as JSON (JWT embeds the event as an object).
     #[error("the event is not valid JSON")]
     EventNotJson(#[source] serde_json::Error),
     /// The JWT library refused to sign.
@@ -178,6 +179,9 @@ pub enum VerifyError {
     /// A Standard Webhooks body that is not JSON.
     #[error("the body is not JSON")]
     BodyNotJson(#[source] serde_json::Error),
+    /// A Standard Webhooks body that opens like XML but is not a pollhook `<event>`.
+    #[error("the body is not a well-formed XML <event>: {0}")]
+    BodyNotXml(String),
     /// A JWT-scheme body that is not `{"data": "<JWT>"}`.
     #[error(r#"the body is not {{"data": "<JWT>"}}"#)]
     NotJwtEnvelope(#[source] serde_json::Error),
@@ -208,7 +212,7 @@ fn sign_jwt(key: &[u8], input: &SignInput) -> Result<Signed, SignError> {
     let claims = Claims {
         webhook: input.endpoint_name.into(),
         url: input.url.into(),
-        data: serde_json::from_str(input.event_json).map_err(SignError::EventNotJson)?,
+        data: serde_json::from_str(input.body).map_err(SignError::EventNotJson)?,
         iat: input.timestamp,
         exp: input.timestamp + JWT_LIFETIME_SECS,
         jti: input.event_id.into(),
@@ -228,7 +232,7 @@ fn sign_jwt(key: &[u8], input: &SignInput) -> Result<Signed, SignError> {
 }
 
 fn sign_standard_webhooks(keys: &[&[u8]], input: &SignInput) -> Signed {
-    let body = input.event_json.as_bytes();
+    let body = input.body.as_bytes();
     let signatures = keys
         .iter()
         .map(|key| {
@@ -387,8 +391,27 @@ fn verify_standard_webhooks(
     Ok(Verified {
         id: id.to_owned(),
         timestamp,
-        event: serde_json::from_slice(body).map_err(VerifyError::BodyNotJson)?,
+        event: event_of(body)?,
     })
+}
+
+/// The event a verified body carries: its JSON, or (a body that opens with `<`, an endpoint with
+/// `format = "xml"`) the `<event>` read back by the xmltodict convention, all values strings.
+fn event_of(body: &[u8]) -> Result<Value, VerifyError> {
+    let xml = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'<');
+    if !xml {
+        return serde_json::from_slice(body).map_err(VerifyError::BodyNotJson);
+    }
+    let text = std::str::from_utf8(body).map_err(|e| VerifyError::BodyNotXml(e.to_string()))?;
+    match crate::source::decode::xml(text).map_err(VerifyError::BodyNotXml)? {
+        Value::Object(mut root) => root
+            .remove("event")
+            .ok_or_else(|| VerifyError::BodyNotXml("its root element is not <event>".into())),
+        _ => Err(VerifyError::BodyNotXml("no root element".into())),
+    }
 }
 
 fn verify_jwt(keys: &[&[u8]], body: &[u8], now: i64) -> Result<Verified, VerifyError> {
@@ -454,7 +477,7 @@ mod tests {
             endpoint_name: "erp",
             url: "https://erp.example.com/hooks/pollhook",
             event_id: SPEC_ID,
-            event_json: SPEC_BODY,
+            body: SPEC_BODY,
             timestamp: SPEC_TIMESTAMP,
         }
     }
@@ -489,6 +512,44 @@ mod tests {
                 ("webhook-signature", SPEC_SIGNATURE.to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn an_xml_body_is_signed_over_its_bytes_and_verifies() {
+        let key = decode_secret(Scheme::StandardWebhooks, SPEC_SECRET).unwrap();
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?><event><id>evt_1</id><type>orders.created</type><data id="7"/></event>"#;
+        let input = SignInput {
+            body: xml,
+            ..spec_input()
+        };
+        let signed = sign(Scheme::StandardWebhooks, &[&key], &input).unwrap();
+        assert_eq!(signed.body, xml.as_bytes());
+        let headers: Vec<(String, String)> = signed
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
+        let verified = verify(
+            Scheme::StandardWebhooks,
+            &[&key],
+            &headers,
+            &signed.body,
+            SPEC_TIMESTAMP,
+            300,
+        )
+        .unwrap();
+        assert_eq!(verified.event["type"], "orders.created");
+        assert_eq!(verified.event["data"]["@id"], "7");
+        let err = verify(
+            Scheme::StandardWebhooks,
+            &[&key],
+            &headers,
+            b"<event><id>evt_1</id></event>",
+            SPEC_TIMESTAMP,
+            300,
+        )
+        .unwrap_err();
+        assert!(matches!(err, VerifyError::NoSignatureMatched), "{err}");
     }
 
     #[test]
@@ -604,7 +665,7 @@ mod tests {
         let now = chrono::Utc::now().timestamp();
         let event = r#"{"id":"evt_1","type":"orders.created","data":{"n":1}}"#;
         let input = SignInput {
-            event_json: event,
+            body: event,
             event_id: "evt_1",
             timestamp: now,
             ..spec_input()
