@@ -573,6 +573,64 @@ mod tests {
     }
 
     #[test]
+    fn a_post_body_carries_the_page_and_the_url_loses_it() {
+        let style = Pagination::Page {
+            page_param: "page".into(),
+            size_param: Some("size".into()),
+            size: 2,
+            first: 1,
+        };
+        let request = Request {
+            post: true,
+            body: Some("<List><Page>{page}</Page><Size>{size}</Size></List>".into()),
+            content_type: "text/xml".into(),
+        };
+        let page = Url::parse("http://h/svc?x=1&page=3&size=2").unwrap();
+        let (sent, body) = request_for(&request, &style, &page);
+        assert_eq!(sent.as_str(), "http://h/svc?x=1");
+        assert_eq!(body.unwrap(), "<List><Page>3</Page><Size>2</Size></List>");
+        let cursor = Pagination::Cursor {
+            cursor_param: "cursor".into(),
+            next_cursor: JsonPath::parse("$.next").unwrap(),
+            has_more: None,
+        };
+        let json = Request {
+            post: true,
+            body: Some(r#"{"after": "{cursor}"}"#.into()),
+            content_type: "application/json".into(),
+        };
+        let (_, body) = request_for(&json, &cursor, &Url::parse("http://h/s").unwrap());
+        assert_eq!(body.unwrap(), r#"{"after": ""}"#);
+        let page = Url::parse("http://h/s?cursor=a%22b%3Cc").unwrap();
+        assert_eq!(
+            request_for(&json, &cursor, &page).1.unwrap(),
+            r#"{"after": "a\"b<c"}"#
+        );
+        let get = Request::default();
+        assert_eq!(request_for(&get, &cursor, &page), (page.clone(), None));
+    }
+
+    #[test]
+    fn xml_items_one_element_is_a_list_and_an_empty_parent_an_empty_page() {
+        let path = JsonPath::parse("$.orders.order").unwrap();
+        let text = Some("$.orders.order");
+        let one = json!({"orders": {"order": {"@id": "1"}}});
+        assert_eq!(extract_xml_items(one, Some(&path), text).unwrap().len(), 1);
+        for empty in [json!({"orders": null}), json!({"orders": {"@count": "0"}})] {
+            assert!(
+                extract_xml_items(empty, Some(&path), text)
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        let wrong = json!({"orders": {"ordr": {"@id": "1"}}});
+        let err = extract_xml_items(wrong, Some(&path), text).unwrap_err();
+        assert!(err.contains("matches nothing"), "{err}");
+        let err = extract_xml_items(json!({"orders": null}), None, None).unwrap_err();
+        assert!(err.contains("<orders>") && err.contains("items"), "{err}");
+    }
+
+    #[test]
     fn items_extraction() {
         let data = JsonPath::parse("$.data").unwrap();
         assert_eq!(
