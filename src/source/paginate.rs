@@ -386,7 +386,7 @@ pub fn extract_xml_items(
             .map(String::as_str)
             .unwrap_or("root");
         return Err(format!(
-            "the response is XML, whose root element <{root}> is an object, not a list (hint: set `items` to the JSONPath of the entries, e.g. items = \"$['{root}'].entry\")"
+            "the response is XML; its root element <{root}> is not a list (hint: set `items` to the JSONPath of the entries, e.g. items = \"$['{root}'].entry\")"
         ));
     };
     let text = items_text.unwrap_or("items");

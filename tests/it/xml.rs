@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -202,6 +202,10 @@ async fn the_soap_example_lists_by_post_with_its_envelope() {
     // `erp:FetchedAt` changes with the page but is ignored; a status change is an update.
     orders.lock().unwrap().insert(12, "open".into());
     orders.lock().unwrap().remove(&10);
+    h.poll().await.unwrap();
+    let updated = actions(&h.events());
+    assert_eq!(updated, [("updated".to_owned(), "12".to_owned())]);
+    // A paged listing deletes after two complete listings without the item (`deleted_after`).
     h.poll().await.unwrap();
     assert_eq!(
         h.snapshot_ids(),
