@@ -172,6 +172,7 @@ fn commit_store(dir: &Path) -> Store {
             active: true,
             headers: Vec::new(),
             timeout: None,
+            format: Default::default(),
         }))
         .expect("add endpoint");
     }
@@ -331,7 +332,7 @@ fn sign_input<'a>(event_json: &'a str) -> SignInput<'a> {
         endpoint_name: "bench",
         url: "http://127.0.0.1:9/hook",
         event_id: "evt_0193aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-        event_json,
+        body: event_json,
         timestamp: 1_790_000_000,
     }
 }
@@ -342,7 +343,7 @@ fn bare_hmac(key: &[u8], input: &SignInput) -> [u8; 32] {
     mac.update(b".");
     mac.update(input.timestamp.to_string().as_bytes());
     mac.update(b".");
-    mac.update(input.event_json.as_bytes());
+    mac.update(input.body.as_bytes());
     mac.finalize().into_bytes().into()
 }
 

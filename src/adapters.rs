@@ -8,7 +8,7 @@
 //! Invariant: a user value always wins over a definition value; tables merge key by key.
 //!
 //! A definition file holds source keys at its top level (`base_url`, `auth`, `rate_limit`, …),
-//! `engine` (`"rest"`, the default, or `"exec"`), `description`, a `[resource_defaults]` table applied
+//! `engine` (`"rest"`, the default, `"graphql"`, `"feed"` or `"exec"`), `description`, a `[resource_defaults]` table applied
 //! to every resource, and `[resources.NAME]` tables for the resources it knows.
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use std::path::Path;
 
 include!(concat!(env!("OUT_DIR"), "/adapters.rs"));
 
-const ENGINES: [&str; 3] = ["rest", "exec", "graphql"];
+const ENGINES: [&str; 4] = ["rest", "exec", "graphql", "feed"];
 
 /// A problem merging a definition into a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +141,10 @@ impl Catalog {
                     message: format!(
                         "adapter definition `{name}` has engine = {other}, which is not an engine"
                     ),
-                    hint: Some("engine is \"rest\" (the default), \"graphql\" or \"exec\"".into()),
+                    hint: Some(
+                        "engine is \"rest\" (the default), \"graphql\", \"feed\" or \"exec\""
+                            .into(),
+                    ),
                 });
             }
         };

@@ -724,6 +724,8 @@ struct NewEndpoint {
     headers: std::collections::BTreeMap<String, String>,
     #[serde(default, deserialize_with = "present")]
     timeout: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    format: Option<String>,
     #[serde(default)]
     backfill: bool,
 }
@@ -757,6 +759,7 @@ async fn add_endpoint(State(p): State<Shared>, JsonBody(new): JsonBody<NewEndpoi
             active: new.active,
             headers: new.headers,
             timeout: new.timeout,
+            format: new.format,
         },
         &p.config,
     )
@@ -855,6 +858,7 @@ async fn update_endpoint(
             active: current.spec.active,
             headers: current.spec.headers.iter().cloned().collect(),
             timeout: None,
+            format: Some(current.spec.format.as_str().to_owned()),
         },
         &p.config,
     )

@@ -1,7 +1,8 @@
 //! Deliver: claim due deliveries → per-endpoint lanes → sign → POST → record → reschedule.
 //!
 //! In: the outbox (deliveries written by `store.commit_poll`), the endpoints, `[delivery]`
-//! settings and a cancellation token. Out: HTTP POSTs, and every attempt recorded.
+//! settings and a cancellation token. Out: HTTP POSTs (each event encoded as its endpoint's
+//! `format` asks, JSON or XML, by [`encode`]), and every attempt recorded.
 //!
 //! Invariants (DESIGN.md §7):
 //! - At least once: a delivery is marked delivered only after a 2xx; outcomes are committed in
@@ -25,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DeliveryConfig;
+use crate::encode;
 use crate::endpoint::UrlPolicy;
 use crate::retry::{self, Next, Outcome, Policy};
 use crate::sign::{self, SignInput};
@@ -360,6 +362,8 @@ async fn send(
         keys.push(old);
     }
     let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let encoded = encode::encode(spec.format, &due.payload)
+        .map_err(|e| Outcome::Network(format!("cannot encode the event: {e}")))?;
     let signed = sign::sign(
         spec.signing,
         &keys,
@@ -367,7 +371,7 @@ async fn send(
             endpoint_name: &spec.name,
             url: &spec.url,
             event_id: &due.event_id,
-            event_json: &due.payload,
+            body: &encoded.body,
             timestamp: Utc::now().timestamp(),
         },
     )
@@ -387,7 +391,7 @@ async fn send(
             headers.insert(n, v);
         }
     }
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(encoded.content_type));
     let routing = [
         ("pollhook-event-id", due.event_id.as_str()),
         ("pollhook-event-type", due.event_type.as_str()),

@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::encode::Format;
 use crate::event::Action;
 use crate::secret::Secret;
 use crate::sign::Scheme;
@@ -40,6 +41,8 @@ pub struct EndpointSpec {
     pub headers: Vec<(String, String)>,
     /// Overrides `[delivery] timeout`.
     pub timeout: Option<Duration>,
+    /// How the event is written: JSON, or XML (standard-webhooks signing only).
+    pub format: Format,
 }
 
 impl EndpointSpec {

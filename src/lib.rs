@@ -4,7 +4,8 @@
 //! The spine, one room per box, in the order a change travels:
 //!
 //! ```text
-//! config ──▶ schedule ──▶ poll ─┬─▶ intake ◀── source/ (rest | exec | graphql): every page, in turn
+//! config ──▶ schedule ──▶ poll ─┬─▶ intake ◀── source/ (rest | exec | graphql | feed): every page,
+//!                               │     │          JSON or XML (source/decode), in turn
 //!                               │     ├─▶ normalize: item → Record { id, body, hash }
 //!                               │     ├─▶ diff: snapshot + records → created / updated / deleted
 //!                               │     └─▶ spill: changed bodies kept until the commit
@@ -12,7 +13,8 @@
 //!                               └─▶ store.commit_poll: snapshot + events + deliveries, ONE transaction
 //!                                        │
 //!            deliver ◀── claims due deliveries ◀──┘
-//!              ├─▶ sign (jwt | standard-webhooks) ─▶ POST ─▶ retry: outcome → next attempt / dead letter
+//!              ├─▶ encode (JSON | XML) ─▶ sign (jwt | standard-webhooks) ─▶ POST
+//!              ├─▶ retry: outcome → next attempt / dead letter
 //!              └─▶ store: attempts and outcomes, committed in small groups
 //! ```
 //!
@@ -28,9 +30,11 @@
 pub mod adapters;
 pub mod api;
 pub mod config;
+pub mod decode;
 pub mod deliver;
 pub mod demo;
 pub mod diff;
+pub mod encode;
 pub mod endpoint;
 pub mod event;
 pub mod http;

@@ -668,6 +668,7 @@ async fn endpoints_command(
                 active: !args.paused,
                 headers: parse_headers(&args.headers)?,
                 timeout: args.timeout,
+                format: None,
             };
             let spec = validate_endpoint(input, config).map_err(problems)?;
             store.add_endpoint(&spec).await?;
@@ -713,6 +714,7 @@ async fn endpoints_command(
                 active: current.spec.active,
                 headers: current.spec.headers.iter().cloned().collect(),
                 timeout: None,
+                format: Some(current.spec.format.as_str().to_owned()),
             };
             let spec = validate_endpoint(input, config).map_err(problems)?;
             let overlap = pollhook::config::parse_duration(&args.overlap)
@@ -975,6 +977,10 @@ fn adapters_command(config_file: &Path, command: AdaptersCommand) -> anyhow::Res
                 ),
                 ("exec", "a program that prints the listing as JSON"),
                 ("graphql", "a GraphQL endpoint, one query per resource"),
+                (
+                    "feed",
+                    "an RSS, Atom or JSON Feed document, one item per entry",
+                ),
             ] {
                 println!("{name:<20} {:<8} {description}", "-");
             }

@@ -118,7 +118,9 @@ pub async fn poll(
     };
     p.lap();
     let state = &prior.state;
-    let diff = (listing.differ).finish(full && listing.fetched.complete, p.guard(state));
+    // A window (a feed) shows only the newest items: one missing from it is not gone.
+    let deletes = full && listing.fetched.complete && !resource.window;
+    let diff = (listing.differ).finish(deletes, p.guard(state));
     let baseline = !state.has_baseline && resource.initial == Initial::Baseline;
     let events = match baseline {
         true => Vec::new(),

@@ -97,8 +97,9 @@ pub struct SignInput<'a> {
     pub url: &'a str,
     /// The event id: `webhook-id` / `jti`, the receiver's idempotency key.
     pub event_id: &'a str,
-    /// The event, serialized compact.
-    pub event_json: &'a str,
+    /// The body as the endpoint gets it ([`crate::encode`]): the event's compact JSON, or its
+    /// XML. Standard Webhooks signs these bytes; JWT embeds them as a claim, so they must be JSON.
+    pub body: &'a str,
     /// When this attempt is signed, in unix seconds; fresh for every attempt.
     pub timestamp: i64,
 }
@@ -131,7 +132,7 @@ pub enum SignError {
     /// Signing was asked for with no key.
     #[error("no signing key given")]
     NoKey,
-    /// `event_json` did not parse (JWT embeds the event as an object).
+    /// `body` did not parse as JSON (JWT embeds the event as an object).
     #[error("the event is not valid JSON")]
     EventNotJson(#[source] serde_json::Error),
     /// The JWT library refused to sign.
@@ -179,6 +180,9 @@ pub enum VerifyError {
     /// A Standard Webhooks body that is not JSON.
     #[error("the body is not JSON")]
     BodyNotJson(#[source] serde_json::Error),
+    /// A Standard Webhooks body that opens like XML but is not a pollhook `<event>`.
+    #[error("the body is not a well-formed XML <event>: {0}")]
+    BodyNotXml(String),
     /// A JWT-scheme body that is not `{"data": "<JWT>"}`.
     #[error(r#"the body is not {{"data": "<JWT>"}}"#)]
     NotJwtEnvelope(#[source] serde_json::Error),
@@ -208,8 +212,7 @@ fn sign_jwt(key: &[u8], input: &SignInput) -> Result<Signed, SignError> {
     }
     // The stored event goes into the `data` claim as it is, made compact: no parse and
     // re-serialization per attempt, and the keys keep the order every other body has.
-    let data =
-        RawValue::from_string(compact_json(input.event_json)).map_err(SignError::EventNotJson)?;
+    let data = RawValue::from_string(compact_json(input.body)).map_err(SignError::EventNotJson)?;
     let claims = SignedClaims {
         webhook: input.endpoint_name,
         url: input.url,
@@ -233,7 +236,7 @@ fn sign_jwt(key: &[u8], input: &SignInput) -> Result<Signed, SignError> {
 }
 
 fn sign_standard_webhooks(keys: &[&[u8]], input: &SignInput) -> Signed {
-    let body = input.event_json.as_bytes();
+    let body = input.body.as_bytes();
     let signatures = keys
         .iter()
         .map(|key| {
@@ -424,8 +427,27 @@ fn verify_standard_webhooks(
     Ok(Verified {
         id: id.to_owned(),
         timestamp,
-        event: serde_json::from_slice(body).map_err(VerifyError::BodyNotJson)?,
+        event: event_of(body)?,
     })
+}
+
+/// The event a verified body carries: its JSON, or (a body that opens with `<`, an endpoint with
+/// `format = "xml"`) the `<event>` read back by the xmltodict convention, all values strings.
+fn event_of(body: &[u8]) -> Result<Value, VerifyError> {
+    let xml = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'<');
+    if !xml {
+        return serde_json::from_slice(body).map_err(VerifyError::BodyNotJson);
+    }
+    let text = std::str::from_utf8(body).map_err(|e| VerifyError::BodyNotXml(e.to_string()))?;
+    match crate::decode::xml(text).map_err(VerifyError::BodyNotXml)? {
+        Value::Object(mut root) => root
+            .remove("event")
+            .ok_or_else(|| VerifyError::BodyNotXml("its root element is not <event>".into())),
+        _ => Err(VerifyError::BodyNotXml("no root element".into())),
+    }
 }
 
 fn verify_jwt(keys: &[&[u8]], body: &[u8], now: i64) -> Result<Verified, VerifyError> {
@@ -491,7 +513,7 @@ mod tests {
             endpoint_name: "erp",
             url: "https://erp.example.com/hooks/pollhook",
             event_id: SPEC_ID,
-            event_json: SPEC_BODY,
+            body: SPEC_BODY,
             timestamp: SPEC_TIMESTAMP,
         }
     }
@@ -526,6 +548,44 @@ mod tests {
                 ("webhook-signature", SPEC_SIGNATURE.to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn an_xml_body_is_signed_over_its_bytes_and_verifies() {
+        let key = decode_secret(Scheme::StandardWebhooks, SPEC_SECRET).unwrap();
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?><event><id>evt_1</id><type>orders.created</type><data id="7"/></event>"#;
+        let input = SignInput {
+            body: xml,
+            ..spec_input()
+        };
+        let signed = sign(Scheme::StandardWebhooks, &[&key], &input).unwrap();
+        assert_eq!(signed.body, xml.as_bytes());
+        let headers: Vec<(String, String)> = signed
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
+        let verified = verify(
+            Scheme::StandardWebhooks,
+            &[&key],
+            &headers,
+            &signed.body,
+            SPEC_TIMESTAMP,
+            300,
+        )
+        .unwrap();
+        assert_eq!(verified.event["type"], "orders.created");
+        assert_eq!(verified.event["data"]["@id"], "7");
+        let err = verify(
+            Scheme::StandardWebhooks,
+            &[&key],
+            &headers,
+            b"<event><id>evt_1</id></event>",
+            SPEC_TIMESTAMP,
+            300,
+        )
+        .unwrap_err();
+        assert!(matches!(err, VerifyError::NoSignatureMatched), "{err}");
     }
 
     #[test]
@@ -641,7 +701,7 @@ mod tests {
         let now = chrono::Utc::now().timestamp();
         let event = r#"{"id":"evt_1","type":"orders.created","data":{"n":1}}"#;
         let input = SignInput {
-            event_json: event,
+            body: event,
             event_id: "evt_1",
             timestamp: now,
             ..spec_input()
@@ -699,7 +759,7 @@ mod tests {
     fn the_jwt_data_claim_is_the_stored_event_compact_in_its_own_key_order() {
         let event = "{\"id\":\"evt_1\",\"data\": {\"z\": 1, \"a\":\"x \\\" y\",\n \"n\": 1.50, \"big\": 100000000000000000000001}}";
         let input = SignInput {
-            event_json: event,
+            body: event,
             ..spec_input()
         };
         let signed = sign(Scheme::Jwt, &[JWT_KEY], &input).unwrap();

@@ -38,6 +38,8 @@ pub struct EndpointInput {
     pub headers: BTreeMap<String, String>,
     /// Request timeout, e.g. `10s`.
     pub timeout: Option<String>,
+    /// `json` (default) or `xml`.
+    pub format: Option<String>,
 }
 
 /// Validates endpoint settings given outside the config file exactly as the file's are.
@@ -85,6 +87,25 @@ pub(super) fn check_endpoint(
             format!("{at}.secret"),
             e.to_string(),
             Some("generate one with `pollhook endpoints secret`"),
+        );
+    }
+    let format = match raw.format.as_deref().map(str::parse::<Format>) {
+        None => Format::Json,
+        Some(Ok(format)) => format,
+        Some(Err(message)) => {
+            p.push(
+                format!("{at}.format"),
+                message,
+                Some(r#"format = "json" (default) or "xml""#),
+            );
+            Format::Json
+        }
+    };
+    if format == Format::Xml && scheme == Scheme::Jwt {
+        p.push(
+            format!("{at}.format"),
+            "an XML body cannot be signed with jwt: a JWT carries the event as JSON claims",
+            Some(r#"use signing = "standard-webhooks", which signs the raw XML bytes"#),
         );
     }
     let resources = raw.resources.unwrap_or_else(|| vec!["*".into()]);
@@ -138,6 +159,7 @@ pub(super) fn check_endpoint(
         active: raw.active,
         headers,
         timeout,
+        format,
     };
     let policy = crate::endpoint::UrlPolicy {
         allow_http: delivery.allow_http,

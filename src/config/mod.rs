@@ -25,6 +25,7 @@ mod source;
 mod tests;
 mod values;
 
+pub use crate::encode::Format;
 pub use crate::normalize::FieldPath;
 pub use crate::secret::Secret;
 pub use endpoint::{EndpointInput, validate_endpoint};
@@ -145,17 +146,39 @@ pub enum SourceKind {
     Exec(ExecConfig),
     /// A GraphQL endpoint, one query per resource (`adapter = "graphql"`); REST's settings apply.
     Graphql(Box<RestConfig>),
+    /// RSS, Atom or JSON Feed documents, one entry per item (`adapter = "feed"`); REST's settings
+    /// apply.
+    Feed(Box<RestConfig>),
 }
 
 impl SourceKind {
-    /// The engine's name: `rest`, `exec` or `graphql`.
+    /// The engine's name: `rest`, `exec`, `graphql` or `feed`.
     pub fn engine(&self) -> &'static str {
         match self {
             SourceKind::Rest(_) => "rest",
             SourceKind::Exec(_) => "exec",
             SourceKind::Graphql(_) => "graphql",
+            SourceKind::Feed(_) => "feed",
         }
     }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a resource's listing is requested: GET, or a POST carrying a body (SOAP, search APIs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// POST rather than GET.
+    pub post: bool,
+    /// The body sent with each page's request; `{page}`, `{offset}`, `{size}` and `{cursor}` are
+    /// filled in per page (escaped for XML or JSON, as `content_type` says).
+    pub body: Option<String>,
+    /// The body's media type.
+    pub content_type: String,
 }
 
 /// Settings of the generic REST engine, shared by a source's resources.
@@ -307,6 +330,12 @@ pub struct ResourceConfig {
     pub conditional: bool,
     /// Fetch only what changed since the last poll, with periodic full syncs.
     pub incremental: Option<Incremental>,
+    /// How pages are written; `None`: by each response's `Content-Type`, JSON when it names none.
+    pub format: Option<Format>,
+    /// GET, or POST with a body.
+    pub request: Request,
+    /// The listing is a window onto the newest items (a feed): an item leaving it is not deleted.
+    pub window: bool,
 }
 
 /// Incremental polling: `?<since_param>=<newest value of field seen, minus overlap>`; only a full

@@ -160,6 +160,11 @@ pub(super) struct RawResource {
     pub(super) conditional: bool,
     pub(super) document: Option<String>,
     pub(super) incremental: Option<RawIncremental>,
+    pub(super) format: Option<String>,
+    pub(super) method: Option<String>,
+    pub(super) body: Option<String>,
+    pub(super) content_type: Option<String>,
+    pub(super) window: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -10,7 +10,7 @@ use super::values::*;
 use super::*;
 
 pub(super) fn validate_resource(
-    raw: RawResource,
+    mut raw: RawResource,
     source_at: &str,
     kind: &SourceKind,
     params: &BTreeMap<String, String>,
@@ -18,6 +18,7 @@ pub(super) fn validate_resource(
 ) -> Option<ResourceConfig> {
     let exec = matches!(kind, SourceKind::Exec(_));
     let graphql = matches!(kind, SourceKind::Graphql(_));
+    let feed = matches!(kind, SourceKind::Feed(_));
     let at = format!("{source_at}.resources[{}]", raw.name);
     if !valid_name(&raw.name) {
         p.push(
@@ -27,6 +28,8 @@ pub(super) fn validate_resource(
         );
     }
     let (when, jitter) = when(&raw, &at, p);
+    let pagination = pagination(raw.pagination.take(), &at, p);
+    let (format, request) = request(&raw, kind, pagination.as_ref(), &at, p);
     let items = raw
         .items
         .as_deref()
@@ -75,7 +78,7 @@ pub(super) fn validate_resource(
             }
         })
         .collect();
-    let pagination = pagination(raw.pagination, &at, p)?;
+    let pagination = pagination?;
     if exec && !matches!(pagination, Pagination::None) {
         p.push(
             format!("{at}.pagination"),
@@ -123,7 +126,7 @@ pub(super) fn validate_resource(
             p,
         ),
     };
-    let incremental = (raw.incremental).and_then(|inc| incremental(inc, exec, &at, p));
+    let incremental = (raw.incremental.take()).and_then(|inc| incremental(inc, exec, &at, p));
     let path = match raw.path {
         Some(path) => fill_params(&path, params).unwrap_or_else(|missing| {
             p.push(
@@ -159,6 +162,20 @@ pub(super) fn validate_resource(
         ),
         _ => {}
     }
+    if feed && raw.items.is_some() {
+        p.push(
+            format!("{at}.items"),
+            "a feed's items are its entries",
+            Some("remove items"),
+        );
+    }
+    if feed && !matches!(pagination, Pagination::None) {
+        p.push(
+            format!("{at}.pagination"),
+            "a feed is one document; it has no pages",
+            Some("remove pagination"),
+        );
+    }
     if graphql && raw.items.is_none() {
         p.push(
             format!("{at}.items"),
@@ -185,7 +202,124 @@ pub(super) fn validate_resource(
         deleted_after,
         conditional: raw.conditional,
         incremental,
+        format,
+        request,
+        // A feed lists its newest entries: an entry leaving it has aged out, not gone.
+        window: raw.window.unwrap_or(feed),
     })
+}
+
+/// How a REST resource's pages are written and requested: `format`, `method`, `body`,
+/// `content_type`. Only the REST engine reads them.
+fn request(
+    raw: &RawResource,
+    kind: &SourceKind,
+    pagination: Option<&Pagination>,
+    at: &str,
+    p: &mut Problems,
+) -> (Option<Format>, Request) {
+    let rest = matches!(kind, SourceKind::Rest(_));
+    for (key, set) in [
+        ("format", raw.format.is_some()),
+        ("method", raw.method.is_some()),
+        ("body", raw.body.is_some()),
+        ("content_type", raw.content_type.is_some()),
+    ] {
+        if set && !rest {
+            p.push(
+                format!("{at}.{key}"),
+                format!(
+                    "only a REST source reads `{key}`; {} sources do not",
+                    kind.engine()
+                ),
+                Some("remove it"),
+            );
+        }
+    }
+    let format = raw.format.as_deref().and_then(|text| {
+        text.parse()
+            .map_err(|m: String| {
+                p.push(
+                    format!("{at}.format"),
+                    m,
+                    Some("leave it out to go by each response's Content-Type"),
+                )
+            })
+            .ok()
+    });
+    let post = match raw
+        .method
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        None | Some("GET") => false,
+        Some("POST") => true,
+        Some(_) => {
+            p.push(
+                format!("{at}.method"),
+                format!(
+                    "`{}` is not a method pollhook lists with",
+                    raw.method.as_deref().unwrap_or_default()
+                ),
+                Some(r#"method = "GET" (default) or "POST""#),
+            );
+            false
+        }
+    };
+    if raw.body.is_some() && !post {
+        p.push(
+            format!("{at}.body"),
+            "a GET request carries no body",
+            Some(r#"method = "POST""#),
+        );
+    }
+    if let Some(body) = &raw.body {
+        for token in ["{page}", "{offset}", "{cursor}"] {
+            if body.contains(token) && pagination.and_then(placeholder_of) != Some(token) {
+                p.push(
+                    format!("{at}.body"),
+                    format!("`{token}` is filled in only under its own pagination style"),
+                    Some("set the matching pagination, or remove the placeholder"),
+                );
+            }
+        }
+    }
+    let content_type = match (&raw.content_type, &raw.body) {
+        (Some(t), _) => {
+            if reqwest::header::HeaderValue::from_str(t).is_err() {
+                p.push(
+                    format!("{at}.content_type"),
+                    "not a value a Content-Type header can carry",
+                    Some(r#"content_type = "text/xml; charset=utf-8""#),
+                );
+            }
+            t.clone()
+        }
+        // SOAP 1.1 wants text/xml; a body that opens with a tag is XML, anything else JSON.
+        (None, Some(body)) if body.trim_start().starts_with('<') => {
+            "text/xml; charset=utf-8".into()
+        }
+        _ => "application/json".into(),
+    };
+    (
+        format,
+        Request {
+            post,
+            body: raw.body.clone(),
+            content_type,
+        },
+    )
+}
+
+/// The body placeholder a pagination style fills in.
+fn placeholder_of(pagination: &Pagination) -> Option<&'static str> {
+    match pagination {
+        Pagination::Page { .. } => Some("{page}"),
+        Pagination::Offset { .. } => Some("{offset}"),
+        Pagination::Cursor { .. } => Some("{cursor}"),
+        _ => None,
+    }
 }
 
 /// Replaces each `{name}` in a resource path with the source's `params` value.

@@ -90,12 +90,12 @@ pub(super) fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<So
         );
     }
     match raw.adapter.as_str() {
-        "rest" | "graphql" | "exec" => {}
+        "rest" | "graphql" | "exec" | "feed" => {}
         other => {
             p.push(
                 format!("{at}.adapter"),
                 format!("`{other}` is not an engine"),
-                Some("an adapter definition's `engine` is \"rest\" (default), \"graphql\" or \"exec\""),
+                Some("an adapter definition's `engine` is \"rest\" (default), \"graphql\", \"feed\" or \"exec\""),
             );
             return None;
         }
@@ -248,10 +248,10 @@ pub(super) fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<So
                 max_page_bytes: max_page_bytes(raw.max_page_bytes, &at, p),
                 follow_origins: follow_origins(raw.follow_origins, &at, p),
             });
-            if raw.adapter == "graphql" {
-                SourceKind::Graphql(rest)
-            } else {
-                SourceKind::Rest(rest)
+            match raw.adapter.as_str() {
+                "graphql" => SourceKind::Graphql(rest),
+                "feed" => SourceKind::Feed(rest),
+                _ => SourceKind::Rest(rest),
             }
         }
     };

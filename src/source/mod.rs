@@ -7,13 +7,14 @@
 //! a timeout, a body cut short, a runaway pager) is an `Err`, because the caller treats an item
 //! missing from a complete listing as deleted. Ids, hashing, diffing and events belong to the core.
 //!
-//! Implementations: [`rest::RestSource`] (the generic engine behind every adapter definition),
-//! [`exec::ExecSource`] (an external program printing JSON) and [`graphql::GraphqlSource`] (the
-//! worked example of a Rust source). A Rust `Source` is the extension point for what none of them
-//! fits (SOAP, odd auth).
+//! Implementations: [`rest::RestSource`] (the generic engine behind every adapter definition; its
+//! pages JSON or XML, see [`decode`]), [`exec::ExecSource`] (an external program printing JSON),
+//! [`graphql::GraphqlSource`] (the worked example of a Rust source) and [`feed::FeedSource`]
+//! (RSS, Atom, JSON Feed). A Rust `Source` is the extension point for what none of them fits.
 
 pub mod auth;
 pub mod exec;
+pub mod feed;
 pub mod graphql;
 pub mod paginate;
 pub mod rest;
@@ -252,5 +253,6 @@ pub fn build(config: &SourceConfig) -> Result<Arc<dyn Source>, SourceError> {
         SourceKind::Rest(rest) => Arc::new(rest::RestSource::new(&config.name, rest)?),
         SourceKind::Exec(exec) => Arc::new(exec::ExecSource::new(&config.name, exec.clone())),
         SourceKind::Graphql(rest) => Arc::new(graphql::GraphqlSource::new(&config.name, rest)?),
+        SourceKind::Feed(rest) => Arc::new(feed::FeedSource::new(&config.name, rest)?),
     })
 }

@@ -6,7 +6,8 @@
 //! Invariant: a listing ends at an empty page (page and offset styles) or when the response names
 //! no next page (the others), never earlier: stopping at a short page would cut listings short on
 //! APIs that cap the page size below what was asked, and a cut listing would look like deletions.
-//! Pure: no I/O.
+//! A listing fetched with a body (`method = "POST"`) may carry its place in the body instead of the
+//! query: [`request_for`] moves it there. Pure: no I/O.
 
 use std::collections::HashSet;
 
@@ -14,7 +15,7 @@ use serde_json::Value;
 use serde_json_path::JsonPath;
 use url::Url;
 
-use crate::config::Pagination;
+use crate::config::{Pagination, Request};
 
 /// Walks the pages of one listing.
 #[derive(Debug)]
@@ -208,6 +209,98 @@ pub fn set_param(url: &mut Url, name: &str, value: &str) {
     }
 }
 
+/// Removes every copy of one query parameter.
+fn remove_param(url: &mut Url, name: &str) {
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.set_query(None);
+    if !pairs.is_empty() {
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
+}
+
+/// The URL to send and the body to send with it, for the page the pager calls `page`.
+///
+/// A GET sends `page` as it is. A POST sends the resource's body with `{page}`, `{offset}`,
+/// `{size}` and `{cursor}` filled in from `page`'s query (where its pagination style puts them),
+/// and those parameters taken out of the URL it sends; a placeholder the body does not hold
+/// leaves its parameter in the query. A value is escaped for the body's `content_type`: XML
+/// escapes, or JSON string escapes (the placeholder is written inside quotes, `"{cursor}"`).
+/// Before the first cursor, `{cursor}` is empty.
+pub fn request_for(
+    request: &Request,
+    pagination: &Pagination,
+    page: &Url,
+) -> (Url, Option<String>) {
+    if !request.post {
+        return (page.clone(), None);
+    }
+    let mut body = request.body.clone().unwrap_or_default();
+    let mut sent = page.clone();
+    let value = |name: &str| {
+        page.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let mut fills: Vec<(&str, &str)> = Vec::new();
+    match pagination {
+        Pagination::Page {
+            page_param,
+            size_param,
+            ..
+        } => {
+            fills.push(("{page}", page_param));
+            if let Some(size_param) = size_param {
+                fills.push(("{size}", size_param));
+            }
+        }
+        Pagination::Offset {
+            offset_param,
+            limit_param,
+            ..
+        } => fills.extend([("{offset}", offset_param.as_str()), ("{size}", limit_param)]),
+        Pagination::Cursor { cursor_param, .. } => fills.push(("{cursor}", cursor_param)),
+        _ => {}
+    }
+    let media = request.content_type.to_ascii_lowercase();
+    for (token, param) in fills {
+        if body.contains(token) {
+            let raw = value(param);
+            let escaped = if media.contains("xml") {
+                xml_escape(&raw)
+            } else if media.contains("json") {
+                let quoted = serde_json::Value::String(raw).to_string();
+                quoted[1..quoted.len() - 1].to_owned()
+            } else {
+                raw
+            };
+            body = body.replace(token, &escaped);
+            remove_param(&mut sent, param);
+        }
+    }
+    (sent, Some(body))
+}
+
+/// Text made safe inside an XML element or attribute value.
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The `rel="next"` target of an RFC 8288 `Link` header value.
 pub fn next_link(header: &str) -> Option<String> {
     let mut rest = header;
@@ -274,6 +367,56 @@ pub fn extract_items(
         _ => Err(format!(
             "`items = \"{text}\"` selects several values that are not all objects"
         )),
+    }
+}
+
+/// Takes the items out of an XML page's tree ([`super::decode::xml`]). As [`extract_items`], and:
+/// one matched element is a one-item list (the xmltodict convention cannot tell it from a list),
+/// and a path whose last step misses under an element that is there (`$.orders.order` in
+/// `<orders/>`) is an empty page, since XML writes an empty list as an element without children.
+pub fn extract_xml_items(
+    body: Value,
+    items: Option<&JsonPath>,
+    items_text: Option<&str>,
+) -> Result<Vec<Value>, String> {
+    let Some(path) = items else {
+        let root = body
+            .as_object()
+            .and_then(|o| o.keys().next())
+            .map(String::as_str)
+            .unwrap_or("root");
+        return Err(format!(
+            "the response is XML; its root element <{root}> is not a list (hint: set `items` to the JSONPath of the entries, e.g. items = \"$['{root}'].entry\")"
+        ));
+    };
+    let text = items_text.unwrap_or("items");
+    if path.query(&body).all().is_empty() && parent_is_there(&body, text) {
+        return Ok(Vec::new());
+    }
+    extract_items(body, Some(path), Some(text))
+}
+
+/// Whether the path `items` without its last member step (`.name` or `['name']`) selects an
+/// element without children (`null`, or an object of attributes only): the element that would
+/// hold the list, empty. An element with other children means the path is wrong, not the page
+/// empty.
+fn parent_is_there(body: &Value, items: &str) -> bool {
+    let items = items.trim();
+    let cut = if items.ends_with(']') {
+        items.rfind("['").or_else(|| items.rfind("[\""))
+    } else {
+        items.rfind('.')
+    };
+    let Some(parent) = cut.map(|at| &items[..at]).filter(|p| !p.is_empty()) else {
+        return false;
+    };
+    let Ok(parent) = JsonPath::parse(parent) else {
+        return false;
+    };
+    match parent.query(body).all().as_slice() {
+        [Value::Null] => true,
+        [Value::Object(map)] => map.keys().all(|k| k.starts_with('@') || k == "#text"),
+        _ => false,
     }
 }
 
@@ -427,6 +570,64 @@ mod tests {
         );
         let last = json!({"object": "list", "data": [{"id": "cus_3"}], "has_more": false});
         assert!(pager.next(&next, 1, &last, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_post_body_carries_the_page_and_the_url_loses_it() {
+        let style = Pagination::Page {
+            page_param: "page".into(),
+            size_param: Some("size".into()),
+            size: 2,
+            first: 1,
+        };
+        let request = Request {
+            post: true,
+            body: Some("<List><Page>{page}</Page><Size>{size}</Size></List>".into()),
+            content_type: "text/xml".into(),
+        };
+        let page = Url::parse("http://h/svc?x=1&page=3&size=2").unwrap();
+        let (sent, body) = request_for(&request, &style, &page);
+        assert_eq!(sent.as_str(), "http://h/svc?x=1");
+        assert_eq!(body.unwrap(), "<List><Page>3</Page><Size>2</Size></List>");
+        let cursor = Pagination::Cursor {
+            cursor_param: "cursor".into(),
+            next_cursor: JsonPath::parse("$.next").unwrap(),
+            has_more: None,
+        };
+        let json = Request {
+            post: true,
+            body: Some(r#"{"after": "{cursor}"}"#.into()),
+            content_type: "application/json".into(),
+        };
+        let (_, body) = request_for(&json, &cursor, &Url::parse("http://h/s").unwrap());
+        assert_eq!(body.unwrap(), r#"{"after": ""}"#);
+        let page = Url::parse("http://h/s?cursor=a%22b%3Cc").unwrap();
+        assert_eq!(
+            request_for(&json, &cursor, &page).1.unwrap(),
+            r#"{"after": "a\"b<c"}"#
+        );
+        let get = Request::default();
+        assert_eq!(request_for(&get, &cursor, &page), (page.clone(), None));
+    }
+
+    #[test]
+    fn xml_items_one_element_is_a_list_and_an_empty_parent_an_empty_page() {
+        let path = JsonPath::parse("$.orders.order").unwrap();
+        let text = Some("$.orders.order");
+        let one = json!({"orders": {"order": {"@id": "1"}}});
+        assert_eq!(extract_xml_items(one, Some(&path), text).unwrap().len(), 1);
+        for empty in [json!({"orders": null}), json!({"orders": {"@count": "0"}})] {
+            assert!(
+                extract_xml_items(empty, Some(&path), text)
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        let wrong = json!({"orders": {"ordr": {"@id": "1"}}});
+        let err = extract_xml_items(wrong, Some(&path), text).unwrap_err();
+        assert!(err.contains("matches nothing"), "{err}");
+        let err = extract_xml_items(json!({"orders": null}), None, None).unwrap_err();
+        assert!(err.contains("<orders>") && err.contains("items"), "{err}");
     }
 
     #[test]

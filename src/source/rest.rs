@@ -34,9 +34,10 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::auth::TokenCache;
-use super::paginate::{Pager, extract_items};
+use super::paginate::{Pager, extract_items, extract_xml_items, request_for};
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
-use crate::config::{Auth, KeyPlace, Pagination, ResourceConfig, RestConfig, Secret};
+use crate::config::{Auth, Format, KeyPlace, Pagination, ResourceConfig, RestConfig, Secret};
+use crate::decode;
 use crate::store::PageRecord;
 
 /// How much of an error response body is read and quoted in the error.
@@ -91,12 +92,21 @@ fn host_pacer(host: &str, rate: f64) -> Arc<Pacer> {
     pacer.clone()
 }
 
-/// What one GET brought back.
+/// A request body: what a POST carries.
+#[derive(Debug, Clone)]
+pub(super) struct Outgoing {
+    /// The bytes sent.
+    pub(super) bytes: Vec<u8>,
+    /// Their media type.
+    pub(super) content_type: String,
+}
+
+/// What one request brought back.
 enum Got {
-    /// A 2xx with a body (UTF-8; whether it is JSON is for the caller to find out).
+    /// A 2xx with a body (UTF-8; whether it is JSON or XML is for the caller to find out).
     Fresh {
         text: String,
-        /// Its `Content-Type`, for the error if it is not JSON.
+        /// Its `Content-Type`: how to read it, when the resource does not say.
         content_type: Option<String>,
         link: Option<String>,
         etag: Option<String>,
@@ -320,14 +330,38 @@ impl RestSource {
         body: &Value,
         requests: &mut u32,
     ) -> Result<Value, SourceError> {
-        match self.send(url, Some(body), None, requests).await? {
+        let body = Outgoing {
+            bytes: serde_json::to_vec(body).unwrap_or_default(),
+            content_type: "application/json".into(),
+        };
+        match self.send(url, Some(&body), None, requests).await? {
             Got::Fresh {
                 text, content_type, ..
-            } => parse_json(&text, content_type.as_deref()).map_err(|message| SourceError::Shape {
-                url: self.redact(url),
-                message,
+            } => parse_json(&text, content_type.as_deref(), None).map_err(|message| {
+                SourceError::Shape {
+                    url: self.redact(url),
+                    message,
+                }
             }),
             // Only a request with validators can come back 304.
+            Got::NotModified => Err(SourceError::Shape {
+                url: self.redact(url),
+                message: "answered 304 to a request without validators".into(),
+            }),
+        }
+    }
+
+    /// GETs `url` with this source's auth, pacing, retries and byte cap, and returns the body's
+    /// text and its `Content-Type`, for engines that read documents other than listings.
+    pub(super) async fn get_text(
+        &self,
+        url: &Url,
+        requests: &mut u32,
+    ) -> Result<(String, Option<String>), SourceError> {
+        match self.send(url, None, None, requests).await? {
+            Got::Fresh {
+                text, content_type, ..
+            } => Ok((text, content_type)),
             Got::NotModified => Err(SourceError::Shape {
                 url: self.redact(url),
                 message: "answered 304 to a request without validators".into(),
@@ -345,7 +379,7 @@ impl RestSource {
     async fn send(
         &self,
         url: &Url,
-        body: Option<&Value>,
+        body: Option<&Outgoing>,
         known: Option<&PageRecord>,
         requests: &mut u32,
     ) -> Result<Got, SourceError> {
@@ -467,7 +501,7 @@ impl RestSource {
     async fn exchange(
         &self,
         url: &Url,
-        body: Option<&Value>,
+        body: Option<&Outgoing>,
         known: Option<&PageRecord>,
         requests: &mut u32,
     ) -> Result<(Result<reqwest::Response, reqwest::Error>, Option<Secret>), SourceError> {
@@ -478,7 +512,11 @@ impl RestSource {
             *requests += 1;
             let address = self.with_key(&target, credentials);
             let mut request = match body {
-                Some(body) => self.client.post(address).json(body),
+                Some(body) => self
+                    .client
+                    .post(address)
+                    .header(CONTENT_TYPE, &body.content_type)
+                    .body(body.bytes.clone()),
                 None => self.client.get(address),
             };
             if let Some(known) = known {
@@ -587,17 +625,14 @@ pub(super) async fn read_capped(
 }
 
 /// A body as text: UTF-8 without its byte order mark (RFC 8259 §8.1 lets a parser ignore one).
-fn utf8_text(mut body: Vec<u8>, encoding: Option<&str>) -> Result<String, String> {
-    if body.starts_with(b"\xEF\xBB\xBF") {
-        body.drain(..3);
-    }
-    String::from_utf8(body).map_err(|e| match encoding {
+fn utf8_text(body: Vec<u8>, encoding: Option<&str>) -> Result<String, String> {
+    match encoding {
         // Decoded encodings (gzip, deflate, br) are gone from the headers by now.
-        Some(encoding) => format!(
+        Some(encoding) if std::str::from_utf8(&body).is_err() => Err(format!(
             "the response is compressed with Content-Encoding `{encoding}`, which pollhook cannot decode (hint: ask the API for gzip, deflate or br, e.g. headers = {{ Accept-Encoding = \"gzip\" }})"
-        ),
-        None => format!("the response is not valid JSON: it is not UTF-8 ({e})"),
-    })
+        )),
+        _ => decode::text(body),
+    }
 }
 
 /// The start of an error response's body, for the error message; only that much is read.
@@ -710,7 +745,16 @@ impl Source for RestSource {
                             Pagination::None | Pagination::Page { .. } | Pagination::Offset { .. }
                         )
                 });
-            let got = self.send(&url, None, known, &mut fetched.requests).await?;
+            // A listing fetched with a body carries the page's place in the body where the body
+            // names it; the page is still known by the pager's URL.
+            let (sent, body) = request_for(&resource.request, &resource.pagination, &url);
+            let body = body.map(|bytes| Outgoing {
+                bytes: bytes.into_bytes(),
+                content_type: resource.request.content_type.clone(),
+            });
+            let got = self
+                .send(&sent, body.as_ref(), known, &mut fetched.requests)
+                .await?;
             fetched.pages += 1;
             let shape = |message| SourceError::Shape {
                 url: self.redact(&url),
@@ -724,17 +768,23 @@ impl Source for RestSource {
                     etag,
                     last_modified,
                 } => {
-                    // Where the pager does not read the body and `items` is a plain member path,
-                    // the items are cut out of the text unparsed; otherwise the page is parsed.
+                    // Where the page is JSON, the pager does not read the body and `items` is a
+                    // plain member path, the items are cut out of the text unparsed; otherwise
+                    // the page is parsed (XML into the same tree, by the xmltodict convention).
+                    let format = decode::format_of(resource.format, content_type.as_deref());
                     let body = match chain
                         .as_deref()
-                        .filter(|_| !pager_reads_body)
+                        .filter(|_| !pager_reads_body && format == Format::Json)
                         .and_then(|chain| split_items(&text, chain))
                     {
                         Some(spans) => Body::Cut(spans),
-                        None => {
-                            Body::Parsed(parse_json(&text, content_type.as_deref()).map_err(shape)?)
+                        None if format == Format::Xml => {
+                            Body::Parsed(decode::xml(&text).map_err(shape)?)
                         }
+                        None => Body::Parsed(
+                            parse_json(&text, content_type.as_deref(), resource.format)
+                                .map_err(shape)?,
+                        ),
                     };
                     // The pager reads the body (cursors, next URLs) before the items are taken out.
                     let (count, parsed) = match &body {
@@ -756,14 +806,17 @@ impl Source for RestSource {
                     }
                     let items = match body {
                         Body::Cut(spans) => Items::from_spans(text, spans),
-                        Body::Parsed(value) => Items::from_values(
-                            &extract_items(
-                                value,
-                                resource.items.as_ref(),
-                                resource.items_text.as_deref(),
+                        Body::Parsed(value) => {
+                            let (items, text) =
+                                (resource.items.as_ref(), resource.items_text.as_deref());
+                            Items::from_values(
+                                &match format {
+                                    Format::Json => extract_items(value, items, text),
+                                    Format::Xml => extract_xml_items(value, items, text),
+                                }
+                                .map_err(shape)?,
                             )
-                            .map_err(shape)?,
-                        ),
+                        }
                     };
                     let page = Page {
                         url: url.to_string(),
@@ -815,12 +868,21 @@ enum Body {
     Parsed(Value),
 }
 
-/// Parses a page; a page that is not JSON gets an error naming what it is and what to do.
-fn parse_json(text: &str, content_type: Option<&str>) -> Result<Value, String> {
-    serde_json::from_str(text).map_err(|e| not_json(text, content_type, &e))
+/// Parses a JSON page; a page that is not JSON gets an error naming what it is and what to do.
+fn parse_json(
+    text: &str,
+    content_type: Option<&str>,
+    configured: Option<Format>,
+) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| not_json(text, content_type, configured, &e))
 }
 
-fn not_json(text: &str, content_type: Option<&str>, e: &serde_json::Error) -> String {
+fn not_json(
+    text: &str,
+    content_type: Option<&str>,
+    configured: Option<Format>,
+    e: &serde_json::Error,
+) -> String {
     let media = content_type
         .and_then(|t| t.split(';').next())
         .map(|t| t.trim().to_ascii_lowercase());
@@ -830,11 +892,16 @@ fn not_json(text: &str, content_type: Option<&str>, e: &serde_json::Error) -> St
         Some("text/html" | "application/xhtml+xml") => format!(
             "the response is HTML (Content-Type: {shown}), not JSON: check base_url and the resource's path; an HTML page is often a login or error page"
         ),
+        // Only reached when the resource says `format = "json"`: an XML Content-Type is read
+        // as XML otherwise.
         Some(t) if t.ends_with("/xml") || t.ends_with("+xml") => format!(
-            "the response is XML (Content-Type: {shown}), not JSON: XML sources are not supported yet; check whether the API offers JSON (e.g. headers = {{ Accept = \"application/json\" }})"
+            "the response is XML (Content-Type: {shown}), but the resource sets format = \"json\" (hint: set format = \"xml\", or leave format out to go by Content-Type)"
+        ),
+        _ if starts_with_tag && configured.is_none() => format!(
+            "the response looks like HTML or XML (Content-Type: {shown}), not JSON: check base_url and the resource's path; if the API sends XML under that Content-Type, set format = \"xml\""
         ),
         _ if starts_with_tag => format!(
-            "the response looks like HTML or XML (Content-Type: {shown}), not JSON: check base_url and the resource's path (XML sources are not supported yet)"
+            "the response looks like HTML or XML (Content-Type: {shown}), but the resource sets format = \"json\": check base_url and the resource's path, or set format = \"xml\""
         ),
         Some(t) if !(t.ends_with("/json") || t.ends_with("+json")) => {
             format!("the response is not valid JSON (Content-Type: {shown}): {e}")

@@ -328,7 +328,7 @@ impl Setup {
             .find(|s| s.name == source)
             .unwrap();
         match &source.kind {
-            SourceKind::Rest(rest) | SourceKind::Graphql(rest) => rest,
+            SourceKind::Rest(rest) | SourceKind::Graphql(rest) | SourceKind::Feed(rest) => rest,
             SourceKind::Exec(_) => panic!("{} is an exec source", source.name),
         }
     }

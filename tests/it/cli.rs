@@ -395,7 +395,7 @@ async fn verify_accepts_a_signed_request_and_refuses_a_tampered_one() {
         endpoint_name: "hook",
         url: "http://127.0.0.1:9/x",
         event_id: "evt_0193",
-        event_json: event,
+        body: event,
         timestamp: chrono::Utc::now().timestamp(),
     };
     let signed = sign::sign(Scheme::StandardWebhooks, &[&key], &input).unwrap();

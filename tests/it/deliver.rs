@@ -887,6 +887,7 @@ async fn a_name_resolving_to_loopback_is_never_contacted_unless_allowed() {
             active: true,
             headers: Vec::new(),
             timeout: None,
+            format: Default::default(),
         })
         .await
         .unwrap();
@@ -1133,6 +1134,7 @@ async fn a_delivery_waiting_for_a_slot_is_sent_once() {
             active: true,
             headers: Vec::new(),
             timeout: Some(Duration::from_secs(2)),
+            format: Default::default(),
         })
         .await
         .unwrap();

@@ -17,3 +17,4 @@ mod security_config;
 mod security_source;
 mod service;
 mod support_deliver;
+mod xml;

@@ -391,6 +391,7 @@ fn endpoint_headers_pollhook_sets_itself_are_refused_in_every_case() {
         active: true,
         headers: [("content-LENGTH".to_owned(), "0".to_owned())].into(),
         timeout: None,
+        format: None,
     };
     let problems = validate_endpoint(input, &cfg).unwrap_err();
     assert!(
@@ -528,6 +529,7 @@ async fn an_ip_literal_is_refused_at_connect_time_too() {
         active: true,
         headers: Default::default(),
         timeout: None,
+        format: None,
     };
     let spec = validate_endpoint(input, &open).unwrap();
     pipeline.store.add_endpoint(&spec).await.unwrap();
@@ -670,6 +672,7 @@ async fn a_stored_framing_header_is_never_sent() {
         active: true,
         headers: Default::default(),
         timeout: None,
+        format: None,
     };
     let mut spec = validate_endpoint(input, &pipeline.config).unwrap();
     spec.headers.push(("Content-Length".into(), "0".into()));

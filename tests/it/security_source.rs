@@ -410,8 +410,9 @@ async fn an_html_or_xml_answer_names_its_content_type_and_what_to_do() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("Content-Type: application/xml"), "{err}");
-    assert!(err.contains("XML sources are not supported yet"), "{err}");
+    // XML is read now (tests/it/xml.rs); without `items` the error says where to point it.
+    assert!(err.contains("the response is XML"), "{err}");
+    assert!(err.contains("set `items`"), "{err}");
 }
 
 // ───────────────────────────── 7. ids ─────────────────────────────

@@ -25,10 +25,11 @@ impl Db {
         for spec in specs {
             tx.execute(
                 "INSERT INTO endpoints (name, url, secret, signing, resources, actions, active,
-                                        headers, timeout_ms, origin, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'config', ?10, ?10)
+                                        headers, timeout_ms, format, origin, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, 'config', ?10, ?10)
                  ON CONFLICT (name) DO UPDATE SET
                      url = excluded.url, secret = excluded.secret, signing = excluded.signing,
+                     format = excluded.format,
                      resources = excluded.resources, actions = excluded.actions,
                      active = excluded.active, headers = excluded.headers,
                      timeout_ms = excluded.timeout_ms, origin = 'config',
@@ -36,7 +37,8 @@ impl Db {
                  WHERE url IS NOT excluded.url OR secret IS NOT excluded.secret
                     OR signing IS NOT excluded.signing OR resources IS NOT excluded.resources
                     OR actions IS NOT excluded.actions OR active IS NOT excluded.active
-                    OR headers IS NOT excluded.headers OR timeout_ms IS NOT excluded.timeout_ms",
+                    OR headers IS NOT excluded.headers OR timeout_ms IS NOT excluded.timeout_ms
+                    OR format IS NOT excluded.format",
                 params![
                     spec.name,
                     spec.url,
@@ -47,7 +49,8 @@ impl Db {
                     spec.active,
                     json(&spec.headers),
                     spec.timeout.map(|t| t.as_millis() as i64),
-                    now
+                    now,
+                    spec.format.as_str()
                 ],
             )?;
         }
@@ -75,8 +78,8 @@ impl Db {
         let now = now_ms();
         conn.execute(
             "INSERT INTO endpoints (name, url, secret, signing, resources, actions, active, headers,
-                                    timeout_ms, origin, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'api', ?10, ?10)",
+                                    timeout_ms, format, origin, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, 'api', ?10, ?10)",
             params![
                 spec.name,
                 spec.url,
@@ -87,7 +90,8 @@ impl Db {
                 spec.active,
                 json(&spec.headers),
                 spec.timeout.map(|t| t.as_millis() as i64),
-                now
+                now,
+                spec.format.as_str()
             ],
         )
         .map_err(|e| match e {
@@ -279,7 +283,7 @@ impl Db {
 pub(super) fn load_endpoints(conn: &Connection) -> Result<Vec<StoredEndpoint>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, name, url, secret, signing, resources, actions, active, headers, timeout_ms,
-                old_secret, old_secret_until, origin, disabled_reason, failing_since
+                old_secret, old_secret_until, origin, disabled_reason, failing_since, format
          FROM endpoints ORDER BY name",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -300,13 +304,14 @@ pub(super) fn load_endpoints(conn: &Connection) -> Result<Vec<StoredEndpoint>, S
                 r.get::<_, String>(12)?,
                 r.get::<_, Option<String>>(13)?,
                 r.get::<_, Option<i64>>(14)?,
+                r.get::<_, String>(15)?,
             ),
         ))
     })?;
     rows.map(|row| {
         let (id, name, url, secret, signing, resources, actions, active, headers, timeout, rest) =
             row?;
-        let (old_secret, old_until, origin, disabled_reason, failing_since) = rest;
+        let (old_secret, old_until, origin, disabled_reason, failing_since, format) = rest;
         let corrupt = |what: &str| StoreError::Corrupt(format!("endpoint {name}: {what}"));
         let signing: Scheme = signing.parse().map_err(|_| corrupt("signing"))?;
         Ok(StoredEndpoint {
@@ -321,6 +326,7 @@ pub(super) fn load_endpoints(conn: &Connection) -> Result<Vec<StoredEndpoint>, S
                 active,
                 headers: serde_json::from_str(&headers).map_err(|_| corrupt("headers"))?,
                 timeout: timeout.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+                format: format.parse().map_err(|_| corrupt("format"))?,
                 name: name.clone(),
             },
             old_secret: match (old_secret, old_until) {

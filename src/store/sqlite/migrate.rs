@@ -125,6 +125,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE snapshot ADD COLUMN raw_hash BLOB;
     "#,
+    // 5: an endpoint's body format (json | xml).
+    r#"
+    ALTER TABLE endpoints ADD COLUMN format TEXT NOT NULL DEFAULT 'json';
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
