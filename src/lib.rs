@@ -22,6 +22,7 @@
 //! SIGTERM/SIGINT and tests pass a oneshot.
 
 pub mod adapters;
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod deliver;
