@@ -231,17 +231,30 @@ pub async fn command(ctx: &Ctx, command: EndpointsCommand) -> anyhow::Result<()>
     Ok(())
 }
 
-/// One endpoint, a `key value` line per field of its view.
+/// One endpoint, a line per setting, in the view's order.
 fn show(view: &EndpointView) -> anyhow::Result<()> {
-    if let serde_json::Value::Object(map) = serde_json::to_value(view)? {
-        for (key, value) in map {
-            let text = match value {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Null => "-".to_owned(),
-                other => other.to_string(),
-            };
-            say!("{key:<15} {text}");
+    let list = |items: &[String], empty: &str| {
+        if items.is_empty() {
+            empty.to_owned()
+        } else {
+            items.join(", ")
         }
+    };
+    say!("name        {}", view.name);
+    say!("url         {}", view.url);
+    say!("signing     {}", view.signing);
+    say!("secret      {} (hint)", view.secret_hint);
+    say!("resources   {}", list(&view.resources, "all"));
+    say!("actions     {}", list(&view.actions, "all"));
+    say!(
+        "state       {}",
+        state_text(view.state, view.disabled_reason.as_deref())
+    );
+    say!("origin      {}", view.origin);
+    say!("headers     {}", list(&view.headers, "none"));
+    match view.timeout_ms {
+        Some(ms) => say!("timeout     {ms} ms"),
+        None => say!("timeout     the [delivery] default"),
     }
     Ok(())
 }
