@@ -15,8 +15,11 @@
 //!              └─▶ store: attempts and outcomes, committed in small groups
 //! ```
 //!
-//! Beside the spine: `api` (admin API, health, `/metrics`), `metrics`, `adapters` (definitions
-//! merged into sources), `endpoint` (filters, URL policy) and `demo`.
+//! Beside the spine: `admin` (every operator operation and its `Serialize` view, shared by the
+//! CLI, the API and the dashboard), `api` (the admin API by noun over `admin`, health,
+//! `/metrics`), `metrics`, `adapters` (definitions merged into sources), `endpoint` (filters,
+//! URL policy) and `demo`. The binary, `src/bin/pollhook/`, is one file per command group over
+//! the same `admin`.
 //!
 //! [`run`] is the whole thing; it takes its shutdown signal as an argument, so `main` passes
 //! SIGTERM/SIGINT and tests pass a oneshot.

@@ -53,7 +53,12 @@ pub struct ResourceView {
 }
 
 impl ResourceView {
-    fn new(source: &str, name: &str, schedule: Option<String>, row: Option<&ResourceStatus>) -> Self {
+    fn new(
+        source: &str,
+        name: &str,
+        schedule: Option<String>,
+        row: Option<&ResourceStatus>,
+    ) -> Self {
         ResourceView {
             name: name.to_owned(),
             key: format!("{source}.{name}"),
@@ -161,9 +166,8 @@ impl Admin<'_> {
             })
             .collect();
         rows.retain(|row| {
-            !out.iter().any(|s| {
-                s.name == row.source && s.resources.iter().any(|r| r.name == row.resource)
-            })
+            !out.iter()
+                .any(|s| s.name == row.source && s.resources.iter().any(|r| r.name == row.resource))
         });
         rows.sort_by(|a, b| (&a.source, &a.resource).cmp(&(&b.source, &b.resource)));
         for row in &rows {

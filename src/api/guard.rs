@@ -113,7 +113,11 @@ fn host_allowed(server: &ServerConfig, host: &str) -> bool {
 
 /// Lets a request through with `Authorization: Bearer <admin_token>` (compared in constant
 /// time), or with any when no token is configured (the API then listens on loopback only).
-pub(super) async fn require_token(State(p): State<Shared>, request: Request, next: Next) -> Response {
+pub(super) async fn require_token(
+    State(p): State<Shared>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(token) = &p.config.server.admin_token else {
         return next.run(request).await;
     };
@@ -145,4 +149,3 @@ pub(super) async fn require_token(State(p): State<Shared>, request: Request, nex
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
-

@@ -415,4 +415,3 @@ where
 {
     T::deserialize(deserializer).map(Some)
 }
-

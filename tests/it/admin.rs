@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Serves `GET /orders` with `n` items `{"id": i, "status": "open"}` on `127.0.0.1:0`.
 async fn orders_api(n: u64) -> String {
-    let items: Vec<Value> = (1..=n).map(|i| json!({"id": i, "status": "open"})).collect();
+    let items: Vec<Value> = (1..=n)
+        .map(|i| json!({"id": i, "status": "open"}))
+        .collect();
     let app = axum::Router::new().route(
         "/orders",
         axum::routing::get(move || {
@@ -112,7 +114,11 @@ async fn get(url: &str) -> Value {
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success(), "{url}: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
     response.json().await.unwrap()
 }
 
@@ -145,13 +151,17 @@ async fn endpoints_show_json_and_the_api_print_the_same_view() {
     .await;
 
     for name in ["erp", "app"] {
-        let shown: Value = serde_json::from_str(
-            &cli(&config, &["endpoints", "show", name, "--json"]).await,
-        )
-        .unwrap();
+        let shown: Value =
+            serde_json::from_str(&cli(&config, &["endpoints", "show", name, "--json"]).await)
+                .unwrap();
         let served = get(&format!("{url}/api/v1/endpoints/{name}")).await;
         assert_eq!(shown, served, "{name}: the CLI and the API differ");
-        let keys: Vec<&str> = shown.as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = shown
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(
             keys,
             [
@@ -177,10 +187,16 @@ async fn endpoints_show_json_and_the_api_print_the_same_view() {
     }
     let listed: Value =
         serde_json::from_str(&cli(&config, &["endpoints", "list", "--json"]).await).unwrap();
-    assert_eq!(listed, get(&format!("{url}/api/v1/endpoints")).await["data"]);
+    assert_eq!(
+        listed,
+        get(&format!("{url}/api/v1/endpoints")).await["data"]
+    );
     let app = &listed[0];
     assert_eq!(app["name"], "app");
-    assert_eq!((&app["state"], &app["active"]), (&json!("paused"), &json!(false)));
+    assert_eq!(
+        (&app["state"], &app["active"]),
+        (&json!("paused"), &json!(false))
+    );
     assert_eq!(app["headers"], json!(["X-Key"]));
     assert_eq!(app["origin"], "api");
     let erp = &listed[1];
@@ -230,7 +246,11 @@ async fn backfill_queues_created_events_for_that_endpoint_alone_in_batches() {
         })
         .await
         .unwrap();
-    assert_eq!(only_updates.backfilled, Some(0), "it wants no created events");
+    assert_eq!(
+        only_updates.backfilled,
+        Some(0),
+        "it wants no created events"
+    );
     let created = admin
         .add_endpoint(NewEndpoint {
             backfill: true,
@@ -239,7 +259,10 @@ async fn backfill_queues_created_events_for_that_endpoint_alone_in_batches() {
         .await
         .unwrap();
     assert_eq!(created.backfilled, Some(1205));
-    assert!(created.secret.is_some(), "a generated secret is returned once");
+    assert!(
+        created.secret.is_some(),
+        "a generated secret is returned once"
+    );
     assert_eq!(created.endpoint.state, EndpointState::Paused);
 
     let deliveries = |endpoint: &str| {
@@ -265,7 +288,11 @@ async fn backfill_queues_created_events_for_that_endpoint_alone_in_batches() {
     let mut items = std::collections::BTreeSet::new();
     for (_, event) in &events {
         assert_eq!(
-            (event.kind.as_str(), event.resource.as_str(), event.action.as_str()),
+            (
+                event.kind.as_str(),
+                event.resource.as_str(),
+                event.action.as_str()
+            ),
             ("orders.created", "orders", "created")
         );
         assert_eq!(event.data.value()["id"].to_string(), event.resource_id);
@@ -277,7 +304,10 @@ async fn backfill_queues_created_events_for_that_endpoint_alone_in_batches() {
     assert_eq!(items.len(), 1205, "every item once");
 
     let missing = admin.backfill("nobody").await.unwrap_err();
-    assert!(missing.to_string().contains("no endpoint nobody"), "{missing}");
+    assert!(
+        missing.to_string().contains("no endpoint nobody"),
+        "{missing}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,7 +337,13 @@ async fn status_keeps_resources_the_config_no_longer_names() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["key"].clone(), r["configured"].clone(), r["item_count"].clone()))
+        .map(|r| {
+            (
+                r["key"].clone(),
+                r["configured"].clone(),
+                r["item_count"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
@@ -321,7 +357,9 @@ async fn status_keeps_resources_the_config_no_longer_names() {
     assert_eq!(resources[2]["schedule"], Value::Null);
     let table = cli(&path, &["status"]).await;
     assert!(
-        table.lines().any(|l| l.starts_with("shop.archive (not in config)")),
+        table
+            .lines()
+            .any(|l| l.starts_with("shop.archive (not in config)")),
         "{table}"
     );
     drop(dir);

@@ -134,10 +134,7 @@ pub async fn command(ctx: &Ctx, command: DeliveriesCommand) -> anyhow::Result<()
                 }
             }
         }
-        DeliveriesCommand::Retry {
-            id: Some(id),
-            ..
-        } => {
+        DeliveriesCommand::Retry { id: Some(id), .. } => {
             admin.retry(id).await?;
             say!("Delivery {id} queued again.");
         }

@@ -175,7 +175,10 @@ fn main() -> ExitCode {
         Err(err) if out::closed_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let usage = err.downcast_ref::<UsageError>().is_some()
-                || matches!(err.downcast_ref::<AdminError>(), Some(AdminError::Invalid(_)));
+                || matches!(
+                    err.downcast_ref::<AdminError>(),
+                    Some(AdminError::Invalid(_))
+                );
             eprintln!("error: {}", chain(&err));
             ExitCode::from(if usage { 2 } else { 1 })
         }

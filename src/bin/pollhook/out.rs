@@ -39,7 +39,9 @@ pub fn table<R: IntoIterator<Item = String>>(
     rows: impl IntoIterator<Item = R>,
 ) -> anyhow::Result<()> {
     let mut table = Table::new();
-    table.load_preset(presets::NOTHING).set_header(header.to_vec());
+    table
+        .load_preset(presets::NOTHING)
+        .set_header(header.to_vec());
     for row in rows {
         table.add_row(row.into_iter().collect::<Vec<_>>());
     }

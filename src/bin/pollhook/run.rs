@@ -130,8 +130,7 @@ pub async fn poll(config: &Config, args: PollArgs) -> anyhow::Result<ExitCode> {
         .filter(|r| resource.as_deref().is_none_or(|name| r.name == name))
     {
         let key = resource.key(&source_name);
-        let report = match poll::poll(&store, &source_name, source.as_ref(), resource, mode).await
-        {
+        let report = match poll::poll(&store, &source_name, source.as_ref(), resource, mode).await {
             Ok(report) => report,
             Err(err) => {
                 failed = true;
