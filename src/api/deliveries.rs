@@ -1,4 +1,5 @@
-//! `/api/v1/deliveries`: deliveries newest first with filters, one's attempts, a retry.
+//! `/api/v1/deliveries`: deliveries newest first with filters, one's attempts, a retry of one or
+//! of every failed one.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -6,7 +7,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, ApiResult, Shared, data, ok, query_problem};
+use super::{ApiError, ApiResult, OptionalJsonBody, Shared, data, ok, present, query_problem};
 use crate::admin::{Admin, DeliveryQuery};
 
 /// The query string of `GET /deliveries`.
@@ -54,5 +55,22 @@ pub(super) async fn attempts(State(p): State<Shared>, Path(id): Path<String>) ->
 pub(super) async fn retry(State(p): State<Shared>, Path(id): Path<String>) -> ApiResult {
     let n = delivery_id(&id)?;
     Admin::of(&p).retry(n).await?;
+    ok(json!({ "queued": n }))
+}
+
+/// The body of `POST /deliveries/retry-failed`, optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RetryFailedBody {
+    #[serde(default, deserialize_with = "present")]
+    endpoint: Option<String>,
+}
+
+/// `POST /deliveries/retry-failed`.
+pub(super) async fn retry_failed(
+    State(p): State<Shared>,
+    OptionalJsonBody(body): OptionalJsonBody<RetryFailedBody>,
+) -> ApiResult {
+    let n = Admin::of(&p).retry_failed(body.endpoint.as_deref()).await?;
     ok(json!({ "queued": n }))
 }

@@ -101,6 +101,7 @@ route_table! {
     Token get "/api/v1/deliveries" => deliveries::list;
     Token get "/api/v1/deliveries/{id}/attempts" => deliveries::attempts;
     Token post "/api/v1/deliveries/{id}/retry" => deliveries::retry;
+    Token post "/api/v1/deliveries/retry-failed" => deliveries::retry_failed;
 }
 
 /// The OpenAPI 3 document describing [`ROUTES`].

@@ -396,3 +396,108 @@ async fn a_closed_stdout_ends_each_listing_quietly() {
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_over_the_api_puts_back_one_endpoints_failed_deliveries_or_all() {
+    let url = orders_api(3).await;
+    let (_dir, path) = config_file(&url, &["orders"], "");
+    let config = Config::load(&path).unwrap();
+    let store = Store::open(&config.storage.path).unwrap();
+    let source = pollhook::source::build(&config.sources[0]).unwrap();
+    let resource = &config.sources[0].resources[0];
+    poll::poll(&store, "shop", source.as_ref(), resource, Mode::Commit)
+        .await
+        .unwrap();
+    let wake = Wake::default();
+    let admin = Admin::new(&store, &config, &wake);
+    // Two endpoints, each with three deliveries given up on.
+    for name in ["a", "b"] {
+        let created = admin
+            .add_endpoint(NewEndpoint {
+                name: name.to_owned(),
+                url: format!("http://127.0.0.1:9/{name}"),
+                secret: None,
+                signing: "jwt".to_owned(),
+                resources: None,
+                actions: None,
+                active: true,
+                headers: Default::default(),
+                timeout: None,
+                backfill: true,
+            })
+            .await
+            .unwrap();
+        assert_eq!(created.backfilled, Some(3));
+        let id = store.endpoint_named(name).await.unwrap().id;
+        let mut given_up = Vec::new();
+        // One claim offers an item's first delivery; three items, three claims at most.
+        for _ in 0..3 {
+            for due in store.claim(id, 10, 60_000).await.unwrap() {
+                given_up.push(pollhook::store::Recorded {
+                    delivery_id: due.delivery_id,
+                    endpoint_id: id,
+                    at: pollhook::store::now_ms(),
+                    status: Some(500),
+                    latency_ms: 1,
+                    error: None,
+                    response: None,
+                    next: pollhook::retry::Next::Failed,
+                });
+            }
+        }
+        assert_eq!(given_up.len(), 3, "{name}");
+        store
+            .record_outcomes(given_up, Duration::from_secs(86_400))
+            .await
+            .unwrap();
+    }
+    let statuses = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            let rows = store
+                .deliveries(DeliveryFilter {
+                    endpoint: Some(name.to_owned()),
+                    limit: 10,
+                    ..DeliveryFilter::default()
+                })
+                .await
+                .unwrap();
+            rows.into_iter().map(|d| d.status).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(statuses("a").await, ["failed"; 3]);
+
+    let (base, stop) = serve_api(config.clone()).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let post = |body: Option<Value>| {
+        let mut request = client.post(format!("{base}/api/v1/deliveries/retry-failed"));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    assert_eq!(
+        post(Some(json!({"endpoint": "a"}))).await,
+        (200, json!({"queued": 3}))
+    );
+    assert_eq!(statuses("a").await, ["pending"; 3]);
+    assert_eq!(statuses("b").await, ["failed"; 3], "only a's were put back");
+    let (status, body) = post(Some(json!({"endpoint": "nobody"}))).await;
+    assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nobody"),
+        "{body}"
+    );
+    assert_eq!(post(None).await, (200, json!({"queued": 3})));
+    assert_eq!(statuses("b").await, ["pending"; 3]);
+    stop.cancel();
+}
