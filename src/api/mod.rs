@@ -15,8 +15,8 @@
 //! table of [`router`], which also gives [`ROUTES`], the list a test checks against the OpenAPI
 //! document served at `/api/v1/openapi.json`.
 //!
-//! By noun: [`sources`], [`endpoints`], [`events`], [`deliveries`], [`health`] (probes and
-//! metrics), [`openapi`]; the request guard is in [`guard`].
+//! By noun: `sources`, `endpoints`, `events`, `deliveries`, `health` (probes and metrics),
+//! `openapi`; the request guard is in `guard`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -57,7 +57,7 @@ enum Access {
     /// Anyone, with any `Host`: the probes change nothing and reveal nothing secret (a kubelet
     /// sends the pod IP as `Host`).
     Probe,
-    /// Behind the [`guard::same_origin`] check, without a token: the API's own description.
+    /// Behind the same-origin check of `guard`, without a token: the API's own description.
     Public,
     /// Behind the same-origin check, then the bearer token.
     Token,
@@ -198,7 +198,7 @@ async fn accept(
 }
 
 /// The router, for `serve` and for tests: [`ROUTES`]' table, each route behind what its
-/// [`Access`] says.
+/// access says (probe, public, token).
 pub fn router(pipeline: Shared) -> Router {
     let (mut probes, mut public, mut token) = (Router::new(), Router::new(), Router::new());
     for (access, path, handler) in table() {
