@@ -35,13 +35,13 @@ ENV CC_x86_64_unknown_linux_musl=musl-gcc \
 WORKDIR /build
 
 # Dependencies first, in their own layer: rebuilt only when Cargo.toml or Cargo.lock change.
-# Throwaway files stand in for the crate: src/lib.rs and src/main.rs, and one per [[bench]],
-# [[test]] or [[example]] the manifest declares (cargo refuses a manifest whose targets are
-# missing). `cargo build` never compiles those, so their stand-ins stay for the real build and
+# Throwaway files stand in for the crate: src/lib.rs and src/bin/pollhook/main.rs, and one per
+# [[bench]], [[test]] or [[example]] the manifest declares (cargo refuses a manifest whose targets
+# are missing). `cargo build` never compiles those, so their stand-ins stay for the real build and
 # benches/, tests/ and examples/ stay out of the build context.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
- && echo 'fn main() {}' > src/main.rs \
+RUN mkdir -p src/bin/pollhook \
+ && echo 'fn main() {}' > src/bin/pollhook/main.rs \
  && touch src/lib.rs \
  && awk 'function emit() { if (kind != "") print (path != "" ? path : dir[kind] "/" name ".rs"); kind = "" } \
          BEGIN { dir["bench"] = "benches"; dir["test"] = "tests"; dir["example"] = "examples" } \
@@ -59,7 +59,7 @@ RUN mkdir src \
 COPY build.rs ./
 COPY src ./src
 COPY adapters ./adapters
-RUN touch src/main.rs src/lib.rs \
+RUN touch src/bin/pollhook/main.rs src/lib.rs \
  && cargo build --release --locked --target x86_64-unknown-linux-musl \
  && install -D -m 0755 target/x86_64-unknown-linux-musl/release/pollhook /out/pollhook \
  && mkdir -p /out/data

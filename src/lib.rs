@@ -18,16 +18,21 @@
 //!              └─▶ store: attempts and outcomes, committed in small groups
 //! ```
 //!
-//! Beside the spine: `pipeline` (what a running pollhook shares, and what can stop it), `http`
-//! (the one way a client is built), `secret` (values that print as `***`), `incremental`
-//! (`since` bookkeeping), `endpoint` (filters, the URL and address policy), `adapters`
-//! (definitions merged into sources), `api` (admin API, health, `/metrics`), `metrics`, `demo`.
-//! `store/` is an async facade by noun; its SQL lives in `store/sqlite/`.
+//! Beside the spine: `admin` (every operator operation and its `Serialize` view, shared by the
+//! CLI, the API and the dashboard), `api/` (the admin API by noun over `admin`, health,
+//! `/metrics`), `pipeline` (what a running pollhook shares, and what can stop it), `http` (the one
+//! way a client is built), `secret` (values that print as `***`), `incremental` (`since`
+//! bookkeeping), `decode` / `encode` (page bytes → the JSON tree; an event → JSON or XML bytes),
+//! `endpoint` (filters, the URL and address policy), `adapters` (definitions merged into
+//! sources), `metrics`, `demo`. `store/` is an async facade by noun; its SQL lives in
+//! `store/sqlite/`. The binary, `src/bin/pollhook/`, is one file per command group over the same
+//! `admin`.
 //!
 //! [`run`] is the whole thing; it takes its shutdown signal as an argument, so `main` passes
 //! SIGTERM/SIGINT and tests pass a oneshot.
 
 pub mod adapters;
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod decode;

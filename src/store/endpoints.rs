@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError};
 use crate::endpoint::{ActionFilter, EndpointSpec};
+use crate::event::Event;
 use crate::secret::Secret;
 
 /// An endpoint as stored.
@@ -86,10 +87,14 @@ impl Store {
         self.run(move |db| db.set_endpoint_active(&name, active))
             .await
     }
-    /// Queues the current snapshot of every resource an endpoint wants, as `created` events for
-    /// that endpoint alone, so a new consumer starts from full state. Returns how many.
-    pub async fn backfill(&self, name: &str) -> Result<usize, StoreError> {
-        let name = name.to_owned();
-        self.run(move |db| db.backfill(&name)).await
+    /// Writes `events` with one delivery each, for endpoint `endpoint_id` alone, in one
+    /// transaction ([`StoreError::NotFound`] if it is gone). Returns how many.
+    pub async fn queue_for_endpoint(
+        &self,
+        endpoint_id: i64,
+        events: Vec<Event>,
+    ) -> Result<usize, StoreError> {
+        self.run(move |db| db.queue_for_endpoint(endpoint_id, &events))
+            .await
     }
 }

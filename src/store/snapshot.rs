@@ -309,6 +309,20 @@ impl Store {
         .await
     }
 
+    /// Up to `limit` items of a resource's snapshot with ids after `after` (all from the first
+    /// with `None`), in id order, with their bodies: a whole snapshot read in bounded batches.
+    pub async fn snapshot_items(
+        &self,
+        source: &str,
+        resource: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(String, Payload)>, StoreError> {
+        let (source, resource) = (source.to_owned(), resource.to_owned());
+        self.run(move |db| db.snapshot_items(&source, &resource, after.as_deref(), limit))
+            .await
+    }
+
     /// Writes a poll's snapshot changes, events and deliveries, and the poll's outcome, in one
     /// transaction; hands the events back.
     ///

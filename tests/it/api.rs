@@ -1724,6 +1724,7 @@ fn the_document_lists_exactly_the_routes_with_their_parameters_and_security() {
             "active",
             "headers",
             "timeout",
+            "format",
             "backfill"
         ])
     );

@@ -1,6 +1,7 @@
 //! pollhook's integration tests: one binary, real servers on `127.0.0.1:0`, real SQLite files.
 
 mod adapters;
+mod admin;
 mod api;
 mod badinput;
 mod cli;

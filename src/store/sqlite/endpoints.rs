@@ -2,12 +2,10 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Db, json, to_time, write_tx};
 use crate::endpoint::{ActionFilter, EndpointSpec};
-use crate::event::Event;
 use crate::secret::Secret;
 use crate::sign::Scheme;
 use crate::store::{EndpointPatch, StoreError, StoredEndpoint, now_ms};
@@ -188,73 +186,6 @@ impl Db {
             return Err(StoreError::NotFound(format!("no endpoint {name}")));
         }
         Ok(())
-    }
-
-    /// Queues the current snapshot of every resource an endpoint wants, as `created` events for
-    /// that endpoint alone, so a new consumer starts from full state. Returns how many.
-    pub(in crate::store) fn backfill(&self, name: &str) -> Result<usize, StoreError> {
-        let mut conn = self.conn();
-        let tx = write_tx(&mut conn)?;
-        let endpoint = load_endpoints(&tx)?
-            .into_iter()
-            .find(|e| e.spec.name == name)
-            .ok_or_else(|| StoreError::NotFound(format!("no endpoint {name}")))?;
-        let now = Utc::now();
-        let mut count = 0;
-        {
-            let mut items = tx.prepare(
-                "SELECT source, resource, item_id, body FROM snapshot ORDER BY source, resource, item_id",
-            )?;
-            let mut insert_event = tx.prepare_cached(
-                "INSERT INTO events (id, type, source, resource, action, resource_id, detected_at, payload)
-                 VALUES (?1, ?2, ?3, ?4, 'created', ?5, ?6, ?7)",
-            )?;
-            let mut insert_delivery = tx.prepare_cached(
-                "INSERT INTO deliveries (event_seq, endpoint_id, item_key, next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4)",
-            )?;
-            let mut rows = items.query([])?;
-            while let Some(row) = rows.next()? {
-                let (source, resource, id, body): (String, String, String, String) =
-                    (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-                if !endpoint.spec.wants(&source, &resource, "created") {
-                    continue;
-                }
-                let data = serde_json::from_str(&body)
-                    .map_err(|e| StoreError::Corrupt(format!("snapshot body of {id}: {e}")))?;
-                let event = Event::from_change(
-                    &source,
-                    &resource,
-                    &crate::diff::Change::Created(crate::normalize::Record {
-                        id: id.clone(),
-                        body: data,
-                        hash: [0; 32],
-                        raw: None,
-                    }),
-                    None,
-                    now,
-                );
-                insert_event.execute(params![
-                    event.id,
-                    event.kind,
-                    source,
-                    resource,
-                    id,
-                    now.timestamp_millis(),
-                    event.to_json()
-                ])?;
-                let seq = tx.last_insert_rowid();
-                insert_delivery.execute(params![
-                    seq,
-                    endpoint.id,
-                    format!("{source}/{resource}/{id}"),
-                    now.timestamp_millis()
-                ])?;
-                count += 1;
-            }
-        }
-        tx.commit()?;
-        Ok(count)
     }
 
     /// One endpoint by row id.

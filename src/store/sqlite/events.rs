@@ -113,6 +113,56 @@ impl Db {
         tx.commit()?;
         Ok(targets.into_iter().map(|e| e.spec.name).collect())
     }
+    /// Writes `events` with one delivery each, for the endpoint with row id `endpoint_id` alone,
+    /// in one transaction. Returns how many.
+    pub(in crate::store) fn queue_for_endpoint(
+        &self,
+        endpoint_id: i64,
+        events: &[Event],
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        let exists: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM endpoints WHERE id = ?1",
+                params![endpoint_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!(
+                "no endpoint with id {endpoint_id} (removed meanwhile?)"
+            )));
+        }
+        let now = now_ms();
+        {
+            let mut insert_event = tx.prepare_cached(
+                "INSERT INTO events (id, type, source, resource, action, resource_id, detected_at, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            let mut insert_delivery = tx.prepare_cached(
+                "INSERT INTO deliveries (event_seq, endpoint_id, item_key, next_attempt_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+            )?;
+            for event in events {
+                insert_event.execute(params![
+                    event.id,
+                    event.kind,
+                    event.source,
+                    event.resource,
+                    event.action,
+                    event.resource_id,
+                    now,
+                    event.to_json()
+                ])?;
+                let seq = tx.last_insert_rowid();
+                let item_key = format!("{}/{}/{}", event.source, event.resource, event.resource_id);
+                insert_delivery.execute(params![seq, endpoint_id, item_key, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(events.len())
+    }
 }
 
 /// Inserts events and a delivery per matching active endpoint, inside the caller's transaction.

@@ -156,6 +156,34 @@ impl Db {
         Ok(out)
     }
 
+    /// Up to `limit` items of a resource's snapshot with ids after `after`, in id order, with
+    /// their bodies.
+    pub(in crate::store) fn snapshot_items(
+        &self,
+        source: &str,
+        resource: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Payload)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT item_id, body FROM snapshot
+             WHERE source = ?1 AND resource = ?2 AND (?3 IS NULL OR item_id > ?3)
+             ORDER BY item_id LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![source, resource, after, limit as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        rows.map(|row| {
+            let (id, body) = row?;
+            let payload = Payload::from_json(&body).map_err(|e| {
+                StoreError::Corrupt(format!("snapshot body of {source}.{resource}/{id}: {e}"))
+            })?;
+            Ok((id, payload))
+        })
+        .collect()
+    }
+
     /// What the store knows of a resource before polling it.
     pub(in crate::store) fn resource_state(
         &self,

@@ -1,0 +1,134 @@
+//! Deliveries: list with filters, an event's deliveries with their attempts, the attempts of
+//! one, retry one or every failed one, replay an event.
+//!
+//! In: filters and ids. Out: [`DeliveryView`]s (with `attempt_log` where attempts are shown),
+//! attempt rows, and what was queued again; the dispatcher is woken for each retry or replay.
+
+use serde::Serialize;
+
+use super::{Admin, AdminError, MAX_LIMIT, limit};
+use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow};
+
+/// The statuses a delivery can have.
+pub const STATUSES: [&str; 3] = ["pending", "delivered", "failed"];
+
+/// A delivery as operators see it; `attempt_log` (oldest first) where attempts are shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryView {
+    /// The delivery.
+    #[serde(flatten)]
+    pub delivery: DeliveryRow,
+    /// Its attempts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt_log: Option<Vec<AttemptRow>>,
+}
+
+/// Filters for listing deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    /// Endpoint name.
+    pub endpoint: Option<String>,
+    /// `pending`, `delivered` or `failed`.
+    pub status: Option<String>,
+    /// Event id.
+    pub event_id: Option<String>,
+    /// How many, 1 to 1000; default 50.
+    pub limit: Option<usize>,
+}
+
+impl Admin<'_> {
+    /// Deliveries matching `query`, newest first.
+    pub async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<DeliveryView>, AdminError> {
+        if let Some(s) = &query.status
+            && !STATUSES.contains(&s.as_str())
+        {
+            return Err(AdminError::invalid(
+                "status",
+                format!("`{s}` is not a delivery status"),
+                Some("pending, delivered or failed"),
+            ));
+        }
+        let filter = DeliveryFilter {
+            limit: limit(query.limit, 50)?,
+            endpoint: query.endpoint,
+            status: query.status,
+            event_id: query.event_id,
+        };
+        let rows = self.store.deliveries(filter).await?;
+        Ok(rows
+            .into_iter()
+            .map(|delivery| DeliveryView {
+                delivery,
+                attempt_log: None,
+            })
+            .collect())
+    }
+
+    /// An event's deliveries, each with its attempts.
+    pub async fn event_deliveries(&self, event_id: &str) -> Result<Vec<DeliveryView>, AdminError> {
+        self.event(event_id).await?;
+        let filter = DeliveryFilter {
+            event_id: Some(event_id.to_owned()),
+            limit: MAX_LIMIT,
+            ..DeliveryFilter::default()
+        };
+        let deliveries = self.store.deliveries(filter).await?;
+        let attempts = self.store.attempts(event_id).await?;
+        Ok(deliveries
+            .into_iter()
+            .map(|delivery| DeliveryView {
+                attempt_log: Some(
+                    attempts
+                        .iter()
+                        .filter(|a| a.delivery_id == delivery.id)
+                        .cloned()
+                        .collect(),
+                ),
+                delivery,
+            })
+            .collect())
+    }
+
+    /// The attempts of one delivery, oldest first.
+    pub async fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptRow>, AdminError> {
+        if !self.store.delivery_exists(delivery_id).await? {
+            return Err(AdminError::NotFound(format!("no delivery {delivery_id}")));
+        }
+        Ok(self.store.attempts(&delivery_id.to_string()).await?)
+    }
+
+    /// The attempts of every delivery of an event, oldest first.
+    pub async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRow>, AdminError> {
+        self.event(event_id).await?;
+        Ok(self.store.attempts(event_id).await?)
+    }
+
+    /// Puts one delivery back in line with a fresh retry schedule.
+    pub async fn retry(&self, delivery_id: i64) -> Result<(), AdminError> {
+        self.store.retry_delivery(delivery_id).await?;
+        self.wake.notify();
+        Ok(())
+    }
+
+    /// Puts every failed delivery (of one endpoint, if named) back in line. Returns how many.
+    pub async fn retry_failed(&self, endpoint: Option<&str>) -> Result<usize, AdminError> {
+        if let Some(name) = endpoint {
+            self.store.endpoint_named(name).await?;
+        }
+        let n = self.store.retry_failed(endpoint).await?;
+        self.wake.notify();
+        Ok(n)
+    }
+
+    /// Sends an event again, with the same event id, to one endpoint or to every one that wants
+    /// it. Returns the endpoints it was queued for.
+    pub async fn replay(
+        &self,
+        event_id: &str,
+        endpoint: Option<&str>,
+    ) -> Result<Vec<String>, AdminError> {
+        let queued = self.store.replay(event_id, endpoint).await?;
+        self.wake.notify();
+        Ok(queued)
+    }
+}
