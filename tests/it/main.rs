@@ -15,4 +15,5 @@ mod security_api;
 mod security_config;
 mod security_source;
 mod service;
+mod store;
 mod support_deliver;
