@@ -11,7 +11,7 @@
 //! by every source of a host in the process and the strictest wins, so a definition's real limit
 //! would pace every test on 127.0.0.1.
 
-use crate::common::block_on;
+use crate::support::block_on;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -33,7 +33,7 @@ use pollhook::store::Store;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::common::{FakeApi, Style, orders, parse};
+use crate::support::{FakeApi, Style, orders, parse};
 
 // ───────────────────────────── a scripted fake API ─────────────────────────────
 

@@ -12,7 +12,7 @@
 //! Randomness comes from one seed, `POLLHOOK_CRASH_SEED` (default [`DEFAULT_SEED`]), printed
 //! first; timing is real, so a seed fixes the choices, not the interleaving.
 
-use crate::common::block_on;
+use crate::support::block_on;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;

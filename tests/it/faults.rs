@@ -12,7 +12,7 @@
 //! Storage faults: a database path that cannot be a file, a corrupt database, and a second
 //! `pollhook run` on a database in use each give a clear message and the documented exit code.
 
-use crate::common::block_on;
+use crate::support::block_on;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::Harness;
+use crate::support::Harness;
 
 /// How long any wait in this file may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);

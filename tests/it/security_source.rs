@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::common::Harness;
+use crate::support::Harness;
 
 /// An endless body stops here whatever the client does, so a test that fails stays bounded.
 const ENDLESS_BOUND: u64 = 256 << 20;
