@@ -13,8 +13,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::support::{
-    ConfigBuilder, Endpoint, Out, PATIENCE, Resource, Source, command, deliveries, event_ids,
-    events, eventually, output, shop_config, spawn_run,
+    ConfigBuilder, EVENT_KEYS, Endpoint, Out, PATIENCE, Resource, Source, command, deliveries,
+    event_ids, events, eventually, object_keys, output, shop_config, spawn_run,
 };
 
 /// `pollhook ARGS… --config CONFIG`; the future owns what it needs, so it can be spawned.
@@ -156,26 +156,10 @@ async fn poll_dry_run_writes_nothing_and_poll_records_events_and_deliveries() {
         .json();
     let list = list.as_array().expect("a JSON array");
     assert_eq!(list.len(), 3);
-    let design_keys = BTreeSet::from([
-        "id",
-        "type",
-        "source",
-        "resource",
-        "action",
-        "resource_id",
-        "detected_at",
-        "data",
-        "previous",
-        "changes",
-    ]);
+    let design_keys = BTreeSet::from(EVENT_KEYS);
     let mut ids = BTreeSet::new();
     for event in list {
-        let keys: BTreeSet<&str> = event
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let keys = object_keys(&event);
         assert_eq!(keys, design_keys, "{event}");
         assert_eq!(event["type"], "orders.created");
         assert_eq!(event["source"], "shop");

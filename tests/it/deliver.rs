@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::support::{
     self, ConfigBuilder, Endpoint, Hook, PATIENCE, Pipeline, Shop, Switch, deliveries, event_ids,
-    events, eventually, shop_config, shop_source, spawn_run, table,
+    events, eventually, object_keys, shop_config, shop_source, spawn_run, table,
 };
 
 /// A jwt key: at least 32 bytes (HS256).
@@ -76,12 +76,7 @@ async fn jwt_body_is_one_token_whose_claims_carry_the_event() {
         .unwrap_or_else(|e| panic!("default HS256 validation refused the token: {e}"));
         assert_eq!(decoded.header.alg, Algorithm::HS256);
         let claims = decoded.claims;
-        let keys: BTreeSet<&str> = claims
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let keys = object_keys(&claims);
         assert_eq!(
             keys,
             BTreeSet::from(["webhook", "url", "data", "iat", "exp", "jti"]),

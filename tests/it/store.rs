@@ -18,10 +18,12 @@ use pollhook::normalize::Hash;
 use pollhook::retry::Next;
 use pollhook::sign::Scheme;
 use pollhook::store::{
-    CommitSummary, DeliveryFilter, DeliveryRow, EndpointPatch, EventFilter, NoUpserts, PollCommit,
-    PollFailure, Recorded, SnapshotRow, Store, StoreError, Upserts, now_ms,
+    CommitSummary, EndpointPatch, EventFilter, NoUpserts, PollCommit, PollFailure, Recorded,
+    SnapshotRow, Store, StoreError, Upserts, now_ms,
 };
 use serde_json::json;
+
+use crate::support::{all_events, deliveries_of};
 
 // ───────────────────────────── the backends ─────────────────────────────
 
@@ -146,6 +148,11 @@ fn event(action: Action, id: &str) -> Event {
     event_in(RESOURCE, action, id)
 }
 
+/// `created` events for these items of `shop.orders`.
+fn created(ids: &[&str]) -> Vec<Event> {
+    ids.iter().map(|id| event(Action::Created, id)).collect()
+}
+
 /// A complete, unheld commit of `shop.<resource>` at `version`.
 fn commit_at(
     resource: &str,
@@ -195,35 +202,6 @@ async fn commit_to(
 /// Commits events (and no snapshot rows) to `shop.orders`.
 async fn commit_events(store: &Store, events: Vec<Event>) -> CommitSummary {
     commit_to(store, RESOURCE, NoUpserts, &[], events).await
-}
-
-/// Every event, oldest first.
-async fn all_events(store: &Store) -> Vec<Event> {
-    let filter = EventFilter {
-        limit: 1000,
-        ..EventFilter::default()
-    };
-    let mut events: Vec<Event> = store
-        .events(filter)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(_, e)| e)
-        .collect();
-    events.reverse();
-    events
-}
-
-/// The deliveries of one endpoint, oldest first.
-async fn deliveries_of(store: &Store, endpoint: &str) -> Vec<DeliveryRow> {
-    let filter = DeliveryFilter {
-        endpoint: Some(endpoint.to_owned()),
-        limit: 1000,
-        ..DeliveryFilter::default()
-    };
-    let mut rows = store.deliveries(filter).await.unwrap();
-    rows.reverse();
-    rows
 }
 
 /// The item ids of what a claim handed out, in its order.
@@ -389,11 +367,7 @@ async fn claims_keep_item_order_per_endpoint(store: &Store) {
 
 async fn a_claim_is_a_lease_until_it_ends_or_is_released(store: &Store) {
     let hook = shop_endpoint(store, "hook").await;
-    commit_events(
-        store,
-        vec![event(Action::Created, "1"), event(Action::Created, "2")],
-    )
-    .await;
+    commit_events(store, created(&["1", "2"])).await;
 
     let claimed = store.claim(hook, 1, LONG_LEASE_MS).await.unwrap();
     assert_eq!(claimed.len(), 1, "the limit is respected");
@@ -418,15 +392,7 @@ async fn a_claim_is_a_lease_until_it_ends_or_is_released(store: &Store) {
 
 async fn record_outcomes_applies_done_retry_and_failed(store: &Store) {
     let hook = shop_endpoint(store, "hook").await;
-    commit_events(
-        store,
-        vec![
-            event(Action::Created, "1"),
-            event(Action::Created, "2"),
-            event(Action::Created, "3"),
-        ],
-    )
-    .await;
+    commit_events(store, created(&["1", "2", "3"])).await;
     let due = store.claim(hook, 100, LONG_LEASE_MS).await.unwrap();
     assert_eq!(due.len(), 3);
     let later = Utc::now() + chrono::Duration::hours(1);
@@ -508,15 +474,7 @@ async fn a_410_disables_the_endpoint_and_keeps_the_delivery(store: &Store) {
 async fn retry_puts_one_or_every_failed_delivery_back(store: &Store) {
     let hook = shop_endpoint(store, "hook").await;
     let other = shop_endpoint(store, "other").await;
-    commit_events(
-        store,
-        vec![
-            event(Action::Created, "1"),
-            event(Action::Created, "2"),
-            event(Action::Created, "3"),
-        ],
-    )
-    .await;
+    commit_events(store, created(&["1", "2", "3"])).await;
     let mut outcomes = Vec::new();
     for d in store.claim(hook, 100, LONG_LEASE_MS).await.unwrap() {
         let next = if d.resource_id == "3" {

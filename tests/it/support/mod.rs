@@ -23,6 +23,31 @@ use pollhook::event::Event;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
+/// The keys of every event (DESIGN.md §5).
+pub const EVENT_KEYS: [&str; 10] = [
+    "id",
+    "type",
+    "source",
+    "resource",
+    "action",
+    "resource_id",
+    "detected_at",
+    "data",
+    "previous",
+    "changes",
+];
+
+/// The keys of a JSON object; panics, showing it, if it is not one.
+#[track_caller]
+pub fn object_keys(value: &Value) -> std::collections::BTreeSet<&str> {
+    value
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {value}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
 /// A listener on a free loopback port, and its `http://` URL.
 pub async fn listen() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0")

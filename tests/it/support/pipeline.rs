@@ -18,7 +18,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{ConfigBuilder, PATIENCE, block_on, config_in, sorted_ids};
+use super::{ConfigBuilder, PATIENCE, block_on, config_in, eventually, sorted_ids};
 
 /// One resource of one source over a fresh database: poll it and look at what was written.
 pub struct Harness {
@@ -105,8 +105,7 @@ pub struct Pipeline {
     pub config: Config,
     /// A second connection to the database, for the test to look and act.
     pub store: Store,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), pollhook::RunError>>>,
+    run: Option<Run>,
 }
 
 impl Pipeline {
@@ -120,8 +119,7 @@ impl Pipeline {
             _dir: dir,
             config,
             store,
-            stop: None,
-            task: None,
+            run: None,
         }
     }
 
@@ -134,27 +132,13 @@ impl Pipeline {
 
     /// Starts `pollhook::run`, stopped by [`Pipeline::stop`] (or by the test's runtime ending).
     pub fn run(&mut self) {
-        let (tx, rx) = oneshot::channel::<()>();
-        let shutdown = async {
-            let _ = rx.await;
-        };
-        self.task = Some(tokio::spawn(pollhook::run(self.config.clone(), shutdown)));
-        self.stop = Some(tx);
+        self.run = Some(Run::start(self.config.clone()));
     }
 
     /// Asks `run` to stop and checks that it returns `Ok` within its grace period.
     pub async fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let result = tokio::time::timeout(PATIENCE, task)
-                .await
-                .expect("pollhook::run stops within its grace period")
-                .expect("pollhook::run does not panic");
-            if let Err(e) = result {
-                panic!("pollhook::run failed: {e}");
-            }
+        if let Some(run) = self.run.take() {
+            run.stop().await;
         }
     }
 
@@ -170,13 +154,15 @@ impl Pipeline {
 }
 
 /// Every event, oldest first.
-pub fn events(store: &Store) -> Vec<Event> {
+pub async fn all_events(store: &Store) -> Vec<Event> {
     let filter = EventFilter {
         limit: 10_000,
         ..EventFilter::default()
     };
-    let mut events: Vec<Event> = block_on(store.events(filter))
-        .unwrap()
+    let mut events: Vec<Event> = store
+        .events(filter)
+        .await
+        .expect("the store lists events")
         .into_iter()
         .map(|(_, e)| e)
         .collect();
@@ -184,16 +170,29 @@ pub fn events(store: &Store) -> Vec<Event> {
     events
 }
 
+/// [`all_events`] from synchronous code.
+pub fn events(store: &Store) -> Vec<Event> {
+    block_on(all_events(store))
+}
+
 /// The deliveries of one endpoint, oldest first.
-pub fn deliveries(store: &Store, endpoint: &str) -> Vec<DeliveryRow> {
-    let mut rows = block_on(store.deliveries(DeliveryFilter {
+pub async fn deliveries_of(store: &Store, endpoint: &str) -> Vec<DeliveryRow> {
+    let filter = DeliveryFilter {
         endpoint: Some(endpoint.to_owned()),
         limit: 10_000,
         ..DeliveryFilter::default()
-    }))
-    .unwrap();
+    };
+    let mut rows = store
+        .deliveries(filter)
+        .await
+        .expect("the store lists deliveries");
     rows.reverse();
     rows
+}
+
+/// [`deliveries_of`] from synchronous code.
+pub fn deliveries(store: &Store, endpoint: &str) -> Vec<DeliveryRow> {
+    block_on(deliveries_of(store, endpoint))
 }
 
 /// The `Pollhook-Event-Id` of each request.
@@ -202,4 +201,95 @@ pub fn event_ids(received: &[Received]) -> Vec<String> {
         .iter()
         .map(|r| r.header("pollhook-event-id").unwrap_or_default().to_owned())
         .collect()
+}
+
+// ───────────────────────────── `pollhook::run` on a task ─────────────────────────────
+
+/// `pollhook::run` on a task, stopped by [`Run::stop`] or when dropped.
+pub struct Run {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), pollhook::RunError>>,
+}
+
+impl Run {
+    /// Spawns `pollhook::run(config, …)`, its shutdown a oneshot this guard holds.
+    pub fn start(config: Config) -> Run {
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(pollhook::run(config, async {
+            let _ = rx.await;
+        }));
+        Run {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Whether `run` has returned (a failed start, say).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Asks `run` to stop and checks that it returns `Ok` within its grace period.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = tokio::time::timeout(PATIENCE, &mut self.task)
+            .await
+            .expect("pollhook::run stops within its grace period")
+            .expect("pollhook::run does not panic");
+        if let Err(e) = result {
+            panic!("pollhook::run failed: {e}");
+        }
+    }
+
+    /// What `run` returned; for a run that [`Run::is_finished`].
+    pub async fn returned(mut self) -> Result<(), pollhook::RunError> {
+        (&mut self.task)
+            .await
+            .expect("pollhook::run does not panic")
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts `pollhook::run` with its admin API on a port found free, and waits until that API
+/// answers as this pipeline's: `ours(port)` says `Some(true)` when it does, `Some(false)` when
+/// the port answers as another's, `None` while it cannot tell yet.
+///
+/// `pollhook::run` binds `[server] listen` itself and the library has no way to hand it a bound
+/// listener or to report the port it got from `127.0.0.1:0` (the binary logs it; in process no
+/// subscriber sees the log), so the port is found free first and may be taken by another test
+/// before `run` binds it. Then `run` fails to listen, or the port answers as someone else's,
+/// and the start is retried on another port, up to five times.
+pub async fn start_on_free_port(
+    mut config: impl FnMut(u16) -> Config,
+    mut ours: impl AsyncFnMut(u16) -> Option<bool>,
+) -> (u16, Run) {
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port on loopback")
+            .port();
+        let run = Run::start(config(port));
+        let answered = eventually("the admin API to answer", PATIENCE, async || {
+            if run.is_finished() {
+                return Some(false);
+            }
+            ours(port).await
+        })
+        .await;
+        if answered {
+            return (port, run);
+        }
+        let returned = run.returned().await;
+        eprintln!("pollhook did not start on port {port} ({returned:?}); retrying on another");
+    }
+    panic!("pollhook did not start five times in a row");
 }

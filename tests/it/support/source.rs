@@ -252,22 +252,14 @@ async fn serve(
             }
             response
         }
-        Style::Cursor => {
-            let next = if more {
-                format!("\"c{end}\"")
+        Style::Cursor | Style::NextUrl => {
+            let (section, key, next) = if s.style == Style::Cursor {
+                ("meta", "next_cursor", format!("c{end}"))
             } else {
-                "null".into()
+                ("links", "next", next_page_url)
             };
-            let body = format!(r#"{{"data":{list},"meta":{{"next_cursor":{next}}}}}"#);
-            (json, body).into_response()
-        }
-        Style::NextUrl => {
-            let next = if more {
-                format!("\"{next_page_url}\"")
-            } else {
-                "null".into()
-            };
-            let body = format!(r#"{{"data":{list},"links":{{"next":{next}}}}}"#);
+            let next = if more { json!(next) } else { Value::Null };
+            let body = format!(r#"{{"data":{list},"{section}":{{"{key}":{next}}}}}"#);
             (json, body).into_response()
         }
     }
@@ -287,20 +279,17 @@ pub struct Shop {
 impl Shop {
     /// Starts the API with orders `ids`, all `open`.
     pub async fn start(ids: impl IntoIterator<Item = u64>) -> Shop {
-        let (listener, url) = listen().await;
+        let items = Arc::<Mutex<BTreeMap<u64, Value>>>::default();
+        let app = Router::new()
+            .route("/orders", get(list))
+            .with_state(items.clone());
         let shop = Shop {
-            url,
-            items: Arc::default(),
+            url: super::start(app).await,
+            items,
         };
         for id in ids {
             shop.set(id, "open");
         }
-        super::serve(
-            listener,
-            Router::new()
-                .route("/orders", get(list))
-                .with_state(shop.clone()),
-        );
         shop
     }
 
@@ -313,7 +302,7 @@ impl Shop {
     }
 }
 
-async fn list(State(shop): State<Shop>) -> axum::Json<Vec<Value>> {
-    let items = shop.items.lock().unwrap_or_else(|e| e.into_inner());
+async fn list(State(items): State<Arc<Mutex<BTreeMap<u64, Value>>>>) -> axum::Json<Vec<Value>> {
+    let items = items.lock().unwrap_or_else(|e| e.into_inner());
     axum::Json(items.values().cloned().collect())
 }
