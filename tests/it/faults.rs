@@ -14,18 +14,20 @@
 
 use crate::support::block_on;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use pollhook::config::Config;
 use pollhook::store::{AttemptRow, DeliveryFilter, DeliveryRow, Store};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::Harness;
+use crate::support::{
+    ConfigBuilder, Endpoint, Harness, Pipeline, Resource, Source, eventually, orders, spawn_run,
+    std_command,
+};
 
 /// How long any wait in this file may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -308,35 +310,26 @@ impl Listing {
     }
 }
 
-fn orders(n: u64) -> Vec<Value> {
-    (1..=n)
-        .map(|i| json!({"id": i, "status": "open"}))
-        .collect()
+/// A source over `url` with a short timeout and one retry per request, listing `orders`.
+fn source(url: &str, orders: Resource) -> String {
+    let shop = Source::new("shop", url)
+        .set("timeout", "300ms")
+        .set("retries", 1)
+        .resource(orders);
+    ConfigBuilder::without_storage().source(shop).toml()
 }
 
-/// A source over `url` with a short timeout and one retry per request.
-fn source(url: &str, pagination: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[sources]]
-name = "shop"
-base_url = "{url}"
-timeout = "300ms"
-retries = 1
-
-  [[sources.resources]]
-  name = "orders"
-  path = "/orders"
-  every = "1h"
-  pagination = {pagination}
-  {extra}
-"#
-    )
+/// `orders` at `/orders`, paged `style` (with `size` items a page, if given).
+fn listing(style: &str, size: Option<i64>) -> Resource {
+    let mut pagination = toml::Table::new();
+    pagination.insert("style".into(), style.into());
+    if let Some(size) = size {
+        pagination.insert("size".into(), size.into());
+    }
+    Resource::new("orders", "1h")
+        .set("path", "/orders")
+        .set("pagination", pagination)
 }
-
-const LINK: &str = r#"{ style = "link-header" }"#;
-const PAGE: &str = r#"{ style = "page" }"#;
-const OFFSET: &str = r#"{ style = "offset", size = 3 }"#;
 
 /// `(action, resource_id)` of every change event (operational ones left out), oldest first.
 fn actions(h: &Harness) -> Vec<(String, String)> {
@@ -369,7 +362,7 @@ async fn item_fault(fault: Answer, expect: &[&str]) {
 
 async fn fault_flow(fault: Answer, expect: &[&str], retried: bool, names_page: bool) {
     let api = Listing::start(orders(9)).await;
-    let h = Harness::new(&source(&api.url, LINK, ""));
+    let h = Harness::new(&source(&api.url, listing("link-header", None)));
     let baseline = h.poll().await.unwrap();
     assert!(baseline.baseline && baseline.listed == 9);
     let before = h.snapshot();
@@ -551,7 +544,7 @@ async fn an_item_whose_id_is_an_object_fails_the_fetch() {
 #[tokio::test]
 async fn an_empty_page_that_names_a_next_page_does_not_end_the_listing() {
     let api = Listing::start(orders(12)).await;
-    let h = Harness::new(&source(&api.url, LINK, ""));
+    let h = Harness::new(&source(&api.url, listing("link-header", None)));
     h.poll().await.unwrap();
     let glitch = Answer::Full {
         status: 200,
@@ -586,7 +579,10 @@ async fn an_empty_page_mid_listing_is_held_by_the_guard() {
     api.state().size = 10;
     // `deleted_after = 1` (the default for page pagination is 2, which alone would absorb a
     // one-off glitch): this test is about the guard.
-    let h = Harness::new(&source(&api.url, PAGE, "deleted_after = 1"));
+    let h = Harness::new(&source(
+        &api.url,
+        listing("page", None).set("deleted_after", 1),
+    ));
     h.poll().await.unwrap();
     api.state().fault = Some((2, Answer::json(200, "[]")));
     let report = h.poll().await.unwrap();
@@ -618,7 +614,10 @@ async fn an_empty_page_mid_listing_is_held_by_the_guard() {
 async fn deleted_after_two_absorbs_a_one_off_empty_page() {
     let api = Listing::start(orders(30)).await;
     api.state().size = 10;
-    let h = Harness::new(&source(&api.url, PAGE, "deleted_after = 2"));
+    let h = Harness::new(&source(
+        &api.url,
+        listing("page", None).set("deleted_after", 2),
+    ));
     h.poll().await.unwrap();
     api.state().fault = Some((3, Answer::json(200, "[]")));
     let report = h.poll().await.unwrap();
@@ -636,7 +635,7 @@ async fn deleted_after_two_absorbs_a_one_off_empty_page() {
 #[tokio::test]
 async fn an_insert_between_pages_is_merged_not_double_counted() {
     let api = Listing::start(orders(9)).await;
-    let h = Harness::new(&source(&api.url, OFFSET, ""));
+    let h = Harness::new(&source(&api.url, listing("offset", Some(3))));
     h.poll().await.unwrap();
     api.state().after_page = Some((
         1,
@@ -657,7 +656,7 @@ async fn an_insert_between_pages_is_merged_not_double_counted() {
 #[tokio::test]
 async fn a_delete_between_pages_does_not_delete_the_item_it_skips() {
     let api = Listing::start(orders(9)).await;
-    let h = Harness::new(&source(&api.url, OFFSET, ""));
+    let h = Harness::new(&source(&api.url, listing("offset", Some(3))));
     h.poll().await.unwrap();
     api.state().after_page = Some((
         1,
@@ -690,7 +689,7 @@ async fn an_id_that_changes_type_is_the_same_item() {
         json!({"id": 2, "status": "open"}),
     ])
     .await;
-    let h = Harness::new(&source(&api.url, LINK, ""));
+    let h = Harness::new(&source(&api.url, listing("link-header", None)));
     h.poll().await.unwrap();
     api.state().items = vec![
         json!({"id": "1", "status": "open"}),
@@ -720,65 +719,13 @@ async fn an_id_that_changes_type_is_the_same_item() {
 
 // ───────────────────────────── endpoint faults ─────────────────────────────
 
-/// A pipeline running in-process, over a temp dir.
-struct Running {
-    _dir: tempfile::TempDir,
-    store: Store,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), pollhook::RunError>>,
-}
-
-impl Running {
-    fn start(text: &str) -> Running {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[storage]\npath = \"pollhook.db\"\n[server]\nlisten = \"127.0.0.1:0\"\n{text}"
-        );
-        let config = Config::parse(&dir.path().join("pollhook.toml"), &text, &BTreeMap::new())
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let store = Store::open(&config.storage.path).unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(pollhook::run(config, async {
-            let _ = rx.await;
-        }));
-        Running {
-            _dir: dir,
-            store,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    fn deliveries(&self) -> Vec<DeliveryRow> {
-        block_on(self.store.deliveries(DeliveryFilter {
-            limit: 1000,
-            ..DeliveryFilter::default()
-        }))
-        .unwrap()
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(PATIENCE, self.task)
-            .await
-            .expect("run stops")
-            .expect("run does not panic")
-            .expect("run ends Ok");
-    }
-}
-
-/// Waits for `check` to hold, polling every 20 ms, for at most [`PATIENCE`].
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Every delivery, newest first.
+fn all_deliveries(store: &Store) -> Vec<DeliveryRow> {
+    block_on(store.deliveries(DeliveryFilter {
+        limit: 1000,
+        ..DeliveryFilter::default()
+    }))
+    .unwrap()
 }
 
 /// Seven endpoints that fail in seven ways and one healthy one, behind one pipeline and one
@@ -833,44 +780,29 @@ async fn endpoint_faults_are_retried_on_schedule_then_dead_lettered() {
         url
     };
     let secret = pollhook::sign::generate_secret(pollhook::sign::Scheme::StandardWebhooks);
-    let endpoint = |name: &str, url: &str, extra: &str| {
-        format!(
-            "\n[[endpoints]]\nname = \"{name}\"\nurl = \"{url}\"\nsigning = \"standard-webhooks\"\nsecret = \"{secret}\"\n{extra}\n"
-        )
-    };
-    let mut text = format!(
-        r#"
-[[sources]]
-name = "shop"
-adapter = "json-server"
-base_url = "{}"
-
-  [[sources.resources]]
-  name = "orders"
-  every = "1h"
-  initial = "emit"
-
-[delivery]
-allow_http = true
-allow_networks = ["127.0.0.0/8"]
-timeout = "2s"
-retries = ["100ms", "100ms"]
-"#,
-        shop.url
-    );
+    let endpoint = |name: &str, url: &str| Endpoint::new(name, url, "standard-webhooks", &secret);
     let f = &faulty.url;
-    text += &endpoint("healthy", &format!("{}/hooks", healthy.url), "");
-    text += &endpoint("error", &format!("{f}/500"), "");
-    text += &endpoint("reset", &format!("{f}/reset"), "");
-    text += &endpoint("redirect", &format!("{f}/redirect"), "");
-    text += &endpoint("huge", &format!("{f}/huge"), "");
-    text += &endpoint("slow", &format!("{f}/slow"), "timeout = \"300ms\"");
-    text += &endpoint("tls", &format!("{plain}/tls"), "");
-    text += &endpoint("dns", "http://no-such-host.invalid/hooks", "");
-    let p = Running::start(&text);
+    let mut p = Pipeline::start(
+        ConfigBuilder::without_storage()
+            .source(
+                Source::json_server("shop", &shop.url)
+                    .resource(Resource::new("orders", "1h").set("initial", "emit")),
+            )
+            .loopback_delivery()
+            .set("delivery.timeout", "2s")
+            .set("delivery.retries", vec!["100ms", "100ms"])
+            .endpoint(endpoint("healthy", &format!("{}/hooks", healthy.url)))
+            .endpoint(endpoint("error", &format!("{f}/500")))
+            .endpoint(endpoint("reset", &format!("{f}/reset")))
+            .endpoint(endpoint("redirect", &format!("{f}/redirect")))
+            .endpoint(endpoint("huge", &format!("{f}/huge")))
+            .endpoint(endpoint("slow", &format!("{f}/slow")).set("timeout", "300ms"))
+            .endpoint(endpoint("tls", &format!("{plain}/tls")))
+            .endpoint(endpoint("dns", "http://no-such-host.invalid/hooks")),
+    );
 
-    let rows = eventually("every delivery to end", || {
-        let rows = p.deliveries();
+    let rows = eventually("every delivery to end", PATIENCE, async || {
+        let rows = all_deliveries(&p.store);
         (rows.len() == 8 && rows.iter().all(|d| d.status != "pending")).then_some(rows)
     })
     .await;
@@ -961,24 +893,18 @@ retries = ["100ms", "100ms"]
 
 // ───────────────────────────── storage faults ─────────────────────────────
 
+/// `pollhook ARGS… --config DIR/pollhook.toml`.
 fn pollhook(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pollhook"));
+    let mut cmd = std_command();
     cmd.args(args)
         .arg("--config")
-        .arg(dir.join("pollhook.toml"))
-        .env_remove("POLLHOOK_CONFIG")
-        .env_remove("POLLHOOK_STORAGE_PATH")
-        .env_remove("POLLHOOK_LISTEN")
-        .env("POLLHOOK_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
+        .arg(dir.join("pollhook.toml"));
     cmd
 }
 
 /// Runs a pollhook command to its end (bounded), returning (exit code, stderr).
 fn finish(mut cmd: Command) -> (Option<i32>, String) {
     let mut child = cmd
-        .env("POLLHOOK_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -1000,30 +926,12 @@ fn finish(mut cmd: Command) -> (Option<i32>, String) {
     }
 }
 
-fn write_config(dir: &Path, storage: &str, source_url: &str) {
-    std::fs::write(
-        dir.join("pollhook.toml"),
-        format!(
-            r#"
-[storage]
-path = "{storage}"
-
-[server]
-listen = "127.0.0.1:0"
-
-[[sources]]
-name = "shop"
-adapter = "json-server"
-base_url = "{source_url}"
-
-  [[sources.resources]]
-  name = "orders"
-  every = "200ms"
-  jitter = "0s"
-"#
-        ),
-    )
-    .unwrap();
+/// `pollhook.toml` in `dir`: the database at `storage`, the shop at `source_url`.
+fn write_config(dir: &Path, storage: &str, source_url: &str) -> PathBuf {
+    ConfigBuilder::new(dir)
+        .set("storage.path", storage)
+        .source(Source::json_server("shop", source_url).resource(Resource::new("orders", "200ms")))
+        .write()
 }
 
 /// No Rust `Debug` noise, no panic and no SQLite error-code noise in what a user reads, and the
@@ -1109,26 +1017,18 @@ fn a_corrupt_database_is_a_clear_error_naming_the_file() {
     );
 }
 
-fn spawn(cmd: &mut Command, log: &Path) -> Child {
-    cmd.stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_on_the_same_database_refuses_and_the_first_keeps_working() {
     let shop = pollhook::demo::FakeShop::start(3).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "pollhook.db", &shop.url);
-    let log = dir.path().join("first.log");
-    let mut first = spawn(&mut pollhook(dir.path(), &["run"]), &log);
+    let config = write_config(dir.path(), "pollhook.db", &shop.url);
+    let first = spawn_run(&config, &dir.path().join("first.log"));
     // Opened once the first run has created it, so the two never race to migrate it.
-    eventually("the first run to start", || {
-        std::fs::read_to_string(&log)
-            .ok()
-            .filter(|l| l.contains("pollhook running"))
-    })
+    eventually(
+        first.waiting_for("the first run to start"),
+        PATIENCE,
+        async || first.logged("pollhook running").then_some(()),
+    )
     .await;
     let store = Store::open(&dir.path().join("pollhook.db")).unwrap();
     let polled = || {
@@ -1138,7 +1038,7 @@ async fn a_second_run_on_the_same_database_refuses_and_the_first_keeps_working()
             .find(|s| s.last_outcome.is_some())?
             .last_poll_at
     };
-    let before = eventually("the first run to poll", polled).await;
+    let before = eventually("the first run to poll", PATIENCE, async || polled()).await;
 
     let (code, stderr) = finish(pollhook(dir.path(), &["run"]));
     assert_eq!(code, Some(1), "{stderr}");
@@ -1152,16 +1052,16 @@ async fn a_second_run_on_the_same_database_refuses_and_the_first_keeps_working()
     );
     assert_clean(&stderr, "already using");
 
+    let mut first = first;
     assert!(
-        first.try_wait().unwrap().is_none(),
-        "the first run died: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        first.try_wait().is_none(),
+        "{}",
+        first.waiting_for("the first run died")
     );
     shop.churn();
-    eventually("the first run to poll again", || {
+    eventually("the first run to poll again", PATIENCE, async || {
         polled().filter(|at| *at > before)
     })
     .await;
-    let _ = first.kill();
-    let _ = first.wait();
+    first.kill();
 }
