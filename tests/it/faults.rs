@@ -22,181 +22,15 @@ use std::time::{Duration, Instant};
 use pollhook::store::{AttemptRow, DeliveryFilter, DeliveryRow, Store};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::support::{
-    ConfigBuilder, Endpoint, Harness, Pipeline, Resource, Source, eventually, orders, spawn_run,
-    std_command,
+    Answer, ConfigBuilder, Endpoint, Harness, Pipeline, RawServer, Resource, Source, eventually,
+    lock, orders, spawn_run, std_command, target,
 };
 
 /// How long any wait in this file may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-// ───────────────────────────── a raw HTTP/1.1 server ─────────────────────────────
-
-/// What the scripted server does with one request.
-#[derive(Clone)]
-enum Answer {
-    /// A complete response.
-    Full {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    },
-    /// `Content-Length: claimed`, then only `body`, then the connection closes.
-    Truncated { body: Vec<u8>, claimed: usize },
-    /// `prefix` is written, then the connection is reset (RST).
-    Reset { prefix: Vec<u8> },
-    /// No answer for this long, then a 204.
-    Slow(Duration),
-}
-
-impl Answer {
-    fn json(status: u16, body: &str) -> Answer {
-        Answer::Full {
-            status,
-            headers: vec![("Content-Type".into(), "application/json".into())],
-            body: body.as_bytes().to_vec(),
-        }
-    }
-}
-
-type Respond = dyn Fn(&str) -> Answer + Send + Sync;
-
-/// Reads one request head (and its body, if it has a length) and returns the request target.
-async fn read_request(sock: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        if buf.len() > 256 * 1024 {
-            return None;
-        }
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut have = buf.len() - head_end;
-    while have < length {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            break;
-        }
-        have += n;
-    }
-    head.split_whitespace().nth(1).map(str::to_owned)
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        204 => "No Content",
-        302 => "Found",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Whatever",
-    }
-}
-
-async fn answer(mut sock: TcpStream, answer: Answer) {
-    let head = |status: u16, headers: &[(String, String)], length: usize| {
-        let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str(&format!(
-            "Content-Length: {length}\r\nConnection: close\r\n\r\n"
-        ));
-        head.into_bytes()
-    };
-    match answer {
-        Answer::Full {
-            status,
-            headers,
-            body,
-        } => {
-            let _ = sock.write_all(&head(status, &headers, body.len())).await;
-            let _ = sock.write_all(&body).await;
-        }
-        Answer::Truncated { body, claimed } => {
-            let json = [("Content-Type".to_owned(), "application/json".to_owned())];
-            let _ = sock.write_all(&head(200, &json, claimed)).await;
-            let _ = sock.write_all(&body).await;
-        }
-        Answer::Reset { prefix } => {
-            let _ = sock.write_all(&prefix).await;
-            let _ = sock.flush().await;
-            // SO_LINGER 0: the close sends RST rather than FIN. Blocking on drop is not a concern
-            // with a zero linger.
-            #[allow(deprecated)]
-            let _ = sock.set_linger(Some(Duration::ZERO));
-            drop(sock);
-            return;
-        }
-        Answer::Slow(wait) => {
-            tokio::time::sleep(wait).await;
-            let _ = sock.write_all(&head(204, &[], 0)).await;
-        }
-    }
-    let _ = sock.shutdown().await;
-}
-
-/// A loopback HTTP/1.1 server that answers each request as `respond(target)` says and logs the
-/// targets. One request per connection.
-struct RawServer {
-    url: String,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl RawServer {
-    async fn start(respond: impl Fn(&str) -> Answer + Send + Sync + 'static) -> RawServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
-        let respond: Arc<Respond> = Arc::new(respond);
-        let log = requests.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut sock, _)) = listener.accept().await else {
-                    return;
-                };
-                let (respond, log) = (respond.clone(), log.clone());
-                tokio::spawn(async move {
-                    let Some(target) = read_request(&mut sock).await else {
-                        return;
-                    };
-                    lock(&log).push(target.clone());
-                    let reply = respond(&target);
-                    answer(sock, reply).await;
-                });
-            }
-        });
-        RawServer { url, requests }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        lock(&self.requests).clone()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 // ───────────────────────────── a listing with faults ─────────────────────────────
 
@@ -218,7 +52,7 @@ struct ListingState {
 struct Listing {
     url: String,
     state: Arc<Mutex<ListingState>>,
-    requests: Arc<Mutex<Vec<String>>>,
+    server: RawServer,
 }
 
 fn param(target: &str, name: &str) -> Option<usize> {
@@ -239,7 +73,8 @@ impl Listing {
         let url = Arc::new(Mutex::new(String::new()));
         let server = {
             let (state, url) = (state.clone(), url.clone());
-            RawServer::start(move |target| {
+            RawServer::start(move |head| {
+                let target = target(head);
                 let mut s = lock(&state);
                 let size = s.size;
                 let (start, page) = match param(target, "offset") {
@@ -280,9 +115,9 @@ impl Listing {
         };
         *lock(&url) = server.url.clone();
         Listing {
-            url: server.url,
+            url: server.url.clone(),
             state,
-            requests: server.requests,
+            server,
         }
     }
 
@@ -300,7 +135,8 @@ impl Listing {
     /// Requests for page `page` (`?page=` or the equivalent `?offset=`) so far.
     fn requests_for(&self, page: usize) -> usize {
         let size = self.state().size;
-        lock(&self.requests)
+        self.server
+            .targets()
             .iter()
             .filter(|t| match param(t, "offset") {
                 Some(offset) => offset / size + 1 == page,
@@ -739,7 +575,7 @@ async fn endpoint_faults_are_retried_on_schedule_then_dead_lettered() {
     let huge = "x".repeat(1 << 20);
     let faulty = {
         let moved = format!("{}/moved", moved.url);
-        RawServer::start(move |target| match target {
+        RawServer::start(move |head| match target(head) {
             "/500" => Answer::json(500, r#"{"error":"receiver down"}"#),
             // Mid-response: the status line and part of a header, then RST.
             "/reset" => Answer::Reset {
@@ -880,7 +716,7 @@ async fn endpoint_faults_are_retried_on_schedule_then_dead_lettered() {
             first[0].error.as_deref().unwrap_or_default()
         );
     }
-    let hits = faulty.requests();
+    let hits = faulty.targets();
     for path in ["/500", "/reset", "/redirect", "/huge", "/slow"] {
         assert_eq!(
             hits.iter().filter(|t| *t == path).count(),

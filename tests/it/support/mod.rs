@@ -1,5 +1,5 @@
 //! What every integration test shares: one fake source API ([`FakeApi`], [`Shop`]), one webhook
-//! receiver ([`Hook`]), one [`eventually`], pollhook in process ([`Harness`], [`Pipeline`]) and as
+//! receiver ([`Hook`]), a raw HTTP server for faults ([`RawServer`]), one [`eventually`], pollhook in process ([`Harness`], [`Pipeline`]) and as
 //! the real binary ([`spawn_run`], [`command`]), and config built as TOML ([`ConfigBuilder`]).
 //!
 //! Every server here binds `127.0.0.1:0` and keeps that listener: the port it reports is the
@@ -9,6 +9,7 @@ mod binary;
 mod config;
 mod eventually;
 mod pipeline;
+mod raw;
 mod receiver;
 mod source;
 
@@ -16,6 +17,7 @@ pub use binary::*;
 pub use config::*;
 pub use eventually::*;
 pub use pipeline::*;
+pub use raw::*;
 pub use receiver::*;
 pub use source::*;
 
@@ -46,6 +48,12 @@ pub fn object_keys(value: &Value) -> std::collections::BTreeSet<&str> {
         .keys()
         .map(String::as_str)
         .collect()
+}
+
+/// Locks `m`, whether or not a panicking test poisoned it: the data is still what a test wants
+/// to see.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A listener on a free loopback port, and its `http://` URL.
