@@ -33,7 +33,7 @@ use pollhook::store::Store;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::{FakeApi, Style, orders, parse};
+use crate::support::{FakeApi, Out, Style, command, orders, output, parse};
 
 // ───────────────────────────── a scripted fake API ─────────────────────────────
 
@@ -2435,39 +2435,11 @@ host_rate_limit = {rate}
 
 // ───────────────────────────── 16. the `pollhook` commands ─────────────────────────────
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs the binary with a clean environment plus `envs`.
 async fn pollhook(args: &[&str], envs: &[(&str, &str)]) -> Out {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollhook"));
-    for var in [
-        "POLLHOOK_CONFIG",
-        "POLLHOOK_STORAGE_PATH",
-        "POLLHOOK_LISTEN",
-        "POLLHOOK_ADMIN_TOKEN",
-        "POLLHOOK_ADAPTERS_DIR",
-        "POLLHOOK_LOG_FORMAT",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("POLLHOOK_LOG", "warn")
-        .envs(envs.iter().copied())
-        .args(args)
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .expect("pollhook finishes")
-        .unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let mut cmd = command();
+    cmd.envs(envs.iter().copied()).args(args);
+    output(cmd).await
 }
 
 /// A config file in `dir` with `top` before `[storage]`.
