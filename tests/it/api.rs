@@ -695,7 +695,7 @@ async fn poll_now_records_events_listed_newest_first_with_cursors_and_filters() 
         .iter()
         .zip(polled.iter().rev())
     {
-        let keys = object_keys(&event);
+        let keys = object_keys(event);
         assert_eq!(keys, BTreeSet::from(EVENT_KEYS), "{event}");
         assert!(event["id"].as_str().unwrap().starts_with("evt_"));
         assert_eq!(event["source"], "shop");

@@ -159,7 +159,7 @@ async fn poll_dry_run_writes_nothing_and_poll_records_events_and_deliveries() {
     let design_keys = BTreeSet::from(EVENT_KEYS);
     let mut ids = BTreeSet::new();
     for event in list {
-        let keys = object_keys(&event);
+        let keys = object_keys(event);
         assert_eq!(keys, design_keys, "{event}");
         assert_eq!(event["type"], "orders.created");
         assert_eq!(event["source"], "shop");
