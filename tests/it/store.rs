@@ -153,6 +153,13 @@ fn created(ids: &[&str]) -> Vec<Event> {
     ids.iter().map(|id| event(Action::Created, id)).collect()
 }
 
+/// Items 1 and 2 created, then item 1 updated.
+fn one_created_then_updated() -> Vec<Event> {
+    let mut events = created(&["1", "2"]);
+    events.push(event(Action::Updated, "1"));
+    events
+}
+
 /// A complete, unheld commit of `shop.<resource>` at `version`.
 fn commit_at(
     resource: &str,
@@ -330,15 +337,7 @@ async fn a_version_conflict_writes_nothing(store: &Store) {
 async fn claims_keep_item_order_per_endpoint(store: &Store) {
     let hook = shop_endpoint(store, "hook").await;
     let other = shop_endpoint(store, "other").await;
-    commit_events(
-        store,
-        vec![
-            event(Action::Created, "1"),
-            event(Action::Created, "2"),
-            event(Action::Updated, "1"),
-        ],
-    )
-    .await;
+    commit_events(store, one_created_then_updated()).await;
 
     // Item 1's update waits behind its creation; item 2 does not.
     let first = store.claim(hook, 100, LONG_LEASE_MS).await.unwrap();
@@ -645,15 +644,7 @@ async fn reconcile_matches_the_config_and_keeps_api_endpoints(store: &Store) {
 }
 
 async fn events_filter_and_page_by_cursor(store: &Store) {
-    commit_events(
-        store,
-        vec![
-            event(Action::Created, "1"),
-            event(Action::Created, "2"),
-            event(Action::Updated, "1"),
-        ],
-    )
-    .await;
+    commit_events(store, one_created_then_updated()).await;
     commit_to(
         store,
         "customers",

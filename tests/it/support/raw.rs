@@ -93,22 +93,14 @@ impl RawServer {
     /// Starts the server on a free loopback port.
     pub async fn start(respond: impl Fn(&str) -> Answer + Send + Sync + 'static) -> RawServer {
         let (listener, url) = listen().await;
-        let server = RawServer {
-            url,
-            heads: Arc::default(),
-            sent: Arc::default(),
-            done: Arc::default(),
-        };
+        let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (sent, done) = (Arc::<AtomicU64>::default(), Arc::<AtomicBool>::default());
         let respond: Arc<Respond> = Arc::new(respond);
-        let (heads, sent, done) = (
-            server.heads.clone(),
-            server.sent.clone(),
-            server.done.clone(),
-        );
+        let (log, written, stopped) = (heads.clone(), sent.clone(), done.clone());
         tokio::spawn(async move {
             while let Ok((mut sock, _)) = listener.accept().await {
-                let (respond, heads) = (respond.clone(), heads.clone());
-                let (sent, done) = (sent.clone(), done.clone());
+                let (respond, heads) = (respond.clone(), log.clone());
+                let (sent, done) = (written.clone(), stopped.clone());
                 tokio::spawn(async move {
                     let Some(head) = read_request(&mut sock).await else {
                         return;
@@ -119,7 +111,12 @@ impl RawServer {
                 });
             }
         });
-        server
+        RawServer {
+            url,
+            heads,
+            sent,
+            done,
+        }
     }
 
     /// Every request head so far, in arrival order.
