@@ -1,4 +1,4 @@
-//! What every integration test shares: one fake source API ([`FakeApi`], [`Shop`]), one webhook
+//! What every integration test shares: one fake source API ([`FakeApi`] for listings, [`ScriptedApi`] for anything, [`Shop`]), one webhook
 //! receiver ([`Hook`]), a raw HTTP server for faults ([`RawServer`]), one [`eventually`], pollhook in process ([`Harness`], [`Pipeline`]) and as
 //! the real binary ([`spawn_run`], [`command`]), and config built as TOML ([`ConfigBuilder`]).
 //!
@@ -11,6 +11,7 @@ mod eventually;
 mod pipeline;
 mod raw;
 mod receiver;
+mod scripted;
 mod source;
 
 pub use binary::*;
@@ -19,6 +20,7 @@ pub use eventually::*;
 pub use pipeline::*;
 pub use raw::*;
 pub use receiver::*;
+pub use scripted::*;
 pub use source::*;
 
 use pollhook::event::Event;
