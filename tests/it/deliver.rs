@@ -923,10 +923,7 @@ async fn redirects_are_failures_and_never_followed() {
                 )
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        url
+        support::start(app).await
     };
     let (secret, _) = whsec();
     let mut p = Pipeline::start(

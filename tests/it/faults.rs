@@ -22,11 +22,10 @@ use std::time::{Duration, Instant};
 use pollhook::store::{AttemptRow, DeliveryFilter, DeliveryRow, Store};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 use crate::support::{
     Answer, ConfigBuilder, Endpoint, Harness, Pipeline, RawServer, Resource, Source, eventually,
-    lock, orders, spawn_run, std_command, target,
+    listen, lock, orders, spawn_run, std_command, target,
 };
 
 /// How long any wait in this file may take before the test fails.
@@ -599,8 +598,8 @@ async fn endpoint_faults_are_retried_on_schedule_then_dead_lettered() {
     // A plain-HTTP server reached over https: it answers the ClientHello with an HTTP 400, and
     // the TLS handshake fails.
     let plain = {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("https://{}", listener.local_addr().unwrap());
+        let (listener, url) = listen().await;
+        let url = url.replacen("http://", "https://", 1);
         tokio::spawn(async move {
             while let Ok((mut sock, _)) = listener.accept().await {
                 tokio::spawn(async move {

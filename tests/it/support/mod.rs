@@ -1,9 +1,13 @@
-//! What every integration test shares: one fake source API ([`FakeApi`] for listings, [`ScriptedApi`] for anything, [`Shop`]), one webhook
-//! receiver ([`Hook`]), a raw HTTP server for faults ([`RawServer`]), one [`eventually`], pollhook in process ([`Harness`], [`Pipeline`]) and as
-//! the real binary ([`spawn_run`], [`command`]), and config built as TOML ([`ConfigBuilder`]).
+//! What every integration test shares: the fake source APIs ([`FakeApi`] for paginated
+//! listings, [`ScriptedApi`] for any reply, [`Shop`] for one edited item, [`RawServer`] for bytes
+//! no framework sends), one webhook receiver ([`Hook`]), one [`eventually`], pollhook in process
+//! ([`Harness`], [`Pipeline`], [`Run`]) and as the real binary ([`spawn_run`], [`command`]), and
+//! config built as TOML tables ([`ConfigBuilder`]).
 //!
-//! Every server here binds `127.0.0.1:0` and keeps that listener: the port it reports is the
-//! one it serves, with no window in which another test can take it.
+//! In: what a test scripts. Out: real servers on loopback and what they saw. Every server here
+//! binds `127.0.0.1:0` and keeps that listener: the port it reports is the one it serves, with no
+//! window in which another test can take it. The one exception is an in-process pipeline's admin
+//! API, which `pollhook::run` binds itself ([`start_on_free_port`] says why and how it copes).
 
 mod binary;
 mod config;
