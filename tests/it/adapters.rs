@@ -11,18 +11,14 @@
 //! by every source of a host in the process and the strictest wins, so a definition's real limit
 //! would pace every test on 127.0.0.1.
 
-use crate::common::block_on;
+use crate::support::block_on;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
 use base64::Engine;
 use pollhook::config::{
     Auth, Config, ConfigError, Pagination, ResourceConfig, RestConfig, SourceKind,
@@ -33,187 +29,10 @@ use pollhook::store::Store;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::common::{FakeApi, Style, orders, parse};
-
-// ───────────────────────────── a scripted fake API ─────────────────────────────
-
-/// One request a [`Fake`] received, with the status it answered.
-#[derive(Debug, Clone)]
-struct Req {
-    method: Method,
-    /// The path, without the query.
-    path: String,
-    /// The decoded query, in order.
-    query: Vec<(String, String)>,
-    headers: HeaderMap,
-    body: String,
-    /// `http://127.0.0.1:PORT`, for absolute next links.
-    base: String,
-    /// When it arrived.
-    at: Instant,
-    /// What the fake answered (set after the handler ran).
-    status: u16,
-}
-
-impl Req {
-    fn q(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn bearer(&self) -> Option<&str> {
-        self.header("authorization")?.strip_prefix("Bearer ")
-    }
-
-    fn form(&self) -> BTreeMap<String, String> {
-        url::form_urlencoded::parse(self.body.as_bytes())
-            .into_owned()
-            .collect()
-    }
-
-    /// Path and query as sent, e.g. `/v1/customers?limit=100`.
-    fn target(&self) -> String {
-        if self.query.is_empty() {
-            self.path.clone()
-        } else {
-            format!("{}?{}", self.path, query_string(&self.query))
-        }
-    }
-}
-
-/// What a fake answers.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn json(body: &Value) -> Reply {
-        Reply::status(200, body.to_string()).with("content-type", "application/json")
-    }
-
-    fn error(status: u16, body: &Value) -> Reply {
-        Reply::status(status, body.to_string()).with("content-type", "application/json")
-    }
-
-    fn status(status: u16, body: impl Into<String>) -> Reply {
-        Reply {
-            status,
-            headers: Vec::new(),
-            body: body.into(),
-        }
-    }
-
-    fn with(mut self, name: &str, value: impl Into<String>) -> Reply {
-        self.headers.push((name.to_owned(), value.into()));
-        self
-    }
-}
-
-type Handler = dyn Fn(&Req) -> Reply + Send + Sync;
-
-struct FakeState {
-    handler: Box<Handler>,
-    base: String,
-    log: Mutex<Vec<Req>>,
-}
-
-/// An HTTP server on `127.0.0.1:0` that answers every request with a handler and logs it.
-#[derive(Clone)]
-struct Fake {
-    /// `http://127.0.0.1:PORT`.
-    url: String,
-    state: Arc<FakeState>,
-}
-
-impl Fake {
-    async fn start(handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Fake {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(FakeState {
-            handler: Box::new(handler),
-            base: url.clone(),
-            log: Mutex::default(),
-        });
-        let app = Router::new().fallback(serve).with_state(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Fake { url, state }
-    }
-
-    fn log(&self) -> MutexGuard<'_, Vec<Req>> {
-        self.state.log.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn requests(&self) -> Vec<Req> {
-        self.log().clone()
-    }
-
-    /// Path and query of every request so far.
-    fn targets(&self) -> Vec<String> {
-        self.log().iter().map(Req::target).collect()
-    }
-
-    fn clear(&self) {
-        self.log().clear();
-    }
-}
-
-async fn serve(
-    State(fake): State<Arc<FakeState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let mut req = Req {
-        method,
-        path: uri.path().to_owned(),
-        query: url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect(),
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        base: fake.base.clone(),
-        at: Instant::now(),
-        status: 0,
-    };
-    let reply = (fake.handler)(&req);
-    req.status = reply.status;
-    fake.log.lock().unwrap_or_else(|e| e.into_inner()).push(req);
-    let mut response = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
-    for (name, value) in reply.headers {
-        response.headers_mut().append(
-            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value.parse().unwrap(),
-        );
-    }
-    response
-}
-
-fn query_string(pairs: &[(String, String)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
-}
-
-/// The request's query with `name` set to `value` (replaced, or appended).
-fn with_param(req: &Req, name: &str, value: &str) -> String {
-    let mut pairs: Vec<(String, String)> = req
-        .query
-        .iter()
-        .filter(|(k, _)| k != name)
-        .cloned()
-        .collect();
-    pairs.push((name.to_owned(), value.to_owned()));
-    query_string(&pairs)
-}
+use crate::support::{
+    FakeApi, Out, Reply, Req, ScriptedApi, Style, command, orders, output, parse, query_string,
+    with_param,
+};
 
 /// Items `page` (1-based) of `list`, `size` a page; empty past the end.
 fn page_of(list: &[Value], page: usize, size: usize) -> Vec<Value> {
@@ -781,7 +600,7 @@ async fn github_issues_follow_link_headers_then_poll_incrementally() {
             .collect(),
         ..Repo::default()
     });
-    let fake = Fake::start(github(repo.clone())).await;
+    let fake = ScriptedApi::start(github(repo.clone())).await;
     let setup = Setup::new(&github_source(&fake.url, GITHUB_TOKEN));
 
     let first = setup.poll("gh.issues").await;
@@ -848,7 +667,7 @@ async fn github_pulls_and_releases_use_etags_and_ignore_volatile_fields() {
         ],
         ..Repo::default()
     });
-    let fake = Fake::start(github(repo.clone())).await;
+    let fake = ScriptedApi::start(github(repo.clone())).await;
     let setup = Setup::new(&github_source(&fake.url, GITHUB_TOKEN));
 
     assert_eq!(setup.poll("gh.pulls").await.listed, 3);
@@ -898,7 +717,7 @@ async fn github_refuses_a_wrong_token_and_nothing_is_written() {
         issues: vec![issue(1, "open", "2026-11-20T10:00:00Z")],
         ..Repo::default()
     });
-    let fake = Fake::start(github(repo)).await;
+    let fake = ScriptedApi::start(github(repo)).await;
     let setup = Setup::new(&github_source(&fake.url, "github_pat_wrong"));
     let error = setup.fail("gh.issues").await;
     assert!(
@@ -992,7 +811,7 @@ async fn stripe_pages_with_starting_after_until_has_more_is_false() {
         ],
     );
     let objects = Shared::new(objects);
-    let fake = Fake::start(stripe(objects.clone())).await;
+    let fake = ScriptedApi::start(stripe(objects.clone())).await;
     let setup = Setup::new(&format!(
         r#"
 [[sources]]
@@ -1114,7 +933,7 @@ async fn shipmondo_pages_until_an_empty_page_and_polls_sales_orders_incrementall
             .collect(),
     );
     let data = Shared::new(data);
-    let fake = Fake::start(shipmondo(data.clone())).await;
+    let fake = ScriptedApi::start(shipmondo(data.clone())).await;
     let setup = Setup::new(&format!(
         r#"
 [[sources]]
@@ -1270,7 +1089,7 @@ async fn shopify_follows_page_info_links_verbatim() {
             .map(|n| shopify_order(450_789_460 + n, n == 2, "2026-11-20T10:00:00Z"))
             .collect::<Vec<_>>(),
     );
-    let fake = Fake::start(shopify(orders.clone())).await;
+    let fake = ScriptedApi::start(shopify(orders.clone())).await;
     let setup = Setup::new(&format!(
         r#"
 [[sources]]
@@ -1384,7 +1203,7 @@ async fn hubspot_follows_paging_next_after() {
         contact(104, "d@example.com", false),
         contact(105, "e@example.com", false),
     ]);
-    let fake = Fake::start(hubspot(contacts.clone())).await;
+    let fake = ScriptedApi::start(hubspot(contacts.clone())).await;
     let setup = Setup::new(&format!(
         r#"
 [[sources]]
@@ -1507,7 +1326,7 @@ async fn microsoft_graph_gets_a_client_credentials_token_and_follows_next_links(
         }))
         .collect();
     let tokens = Shared::default();
-    let fake = Fake::start(graph(users, tokens.clone())).await;
+    let fake = ScriptedApi::start(graph(users, tokens.clone())).await;
     let setup = Setup::new(&format!(
         r#"
 [[sources]]
@@ -1610,7 +1429,7 @@ auth = {{ type = "oauth2", token_url = "{url}/oauth/token", client_id = "my clie
 }
 
 /// The bearer token each API request (not token request) carried, in order.
-fn bearers(fake: &Fake) -> Vec<String> {
+fn bearers(fake: &ScriptedApi) -> Vec<String> {
     fake.requests()
         .iter()
         .filter(|r| r.path != "/oauth/token")
@@ -1625,7 +1444,7 @@ async fn oauth2_token_is_fetched_once_and_cached_across_polls() {
         items: orders(3),
         ..TokenServer::default()
     });
-    let fake = Fake::start(token_server(server.clone())).await;
+    let fake = ScriptedApi::start(token_server(server.clone())).await;
     let setup = Setup::new(&oauth_source(
         &fake.url,
         r#", scope = "read:items", audience = "https://api.example.com""#,
@@ -1660,7 +1479,7 @@ async fn oauth2_short_lived_tokens_are_renewed_halfway_through_their_life() {
         items: orders(3),
         ..TokenServer::default()
     });
-    let fake = Fake::start(token_server(server.clone())).await;
+    let fake = ScriptedApi::start(token_server(server.clone())).await;
     let setup = Setup::new(&oauth_source(&fake.url, r#", credentials = "body""#));
     let report = setup.poll("api.items").await;
     assert_eq!((report.listed, report.pages), (3, 3));
@@ -1672,7 +1491,7 @@ async fn oauth2_short_lived_tokens_are_renewed_halfway_through_their_life() {
         items: orders(3),
         ..TokenServer::default()
     });
-    let fake = Fake::start(token_server(server.clone())).await;
+    let fake = ScriptedApi::start(token_server(server.clone())).await;
     let setup = Setup::new(&oauth_source(&fake.url, r#", credentials = "body""#));
 
     let report = setup.poll("api.items").await;
@@ -1695,7 +1514,7 @@ async fn oauth2_renews_a_refused_token_once_and_retries() {
         items: orders(3),
         ..TokenServer::default()
     });
-    let fake = Fake::start(token_server(server.clone())).await;
+    let fake = ScriptedApi::start(token_server(server.clone())).await;
     let setup = Setup::new(&oauth_source(&fake.url, ""));
     setup.poll("api.items").await;
 
@@ -1736,7 +1555,7 @@ async fn oauth2_token_requests_do_not_carry_the_api_headers() {
         items: orders(1),
         ..TokenServer::default()
     });
-    let fake = Fake::start(token_server(server.clone())).await;
+    let fake = ScriptedApi::start(token_server(server.clone())).await;
     let text = oauth_source(&fake.url, "").replace(
         "retries = 0",
         "retries = 0\nheaders = { X-Api-Key = \"api-secret-for-the-api-only\" }",
@@ -1803,13 +1622,13 @@ base_url = "{url}"
 #[tokio::test]
 async fn conditional_requests_replay_unchanged_pages_from_the_snapshot() {
     let items = Shared::new(orders(6));
-    let fake = Fake::start(etag_server(items.clone(), false)).await;
+    let fake = ScriptedApi::start(etag_server(items.clone(), false)).await;
     let setup = Setup::new(&conditional_source(
         &fake.url,
         r#"{ style = "page", page_param = "page", size = 2 }
   deleted_after = 1"#,
     ));
-    let statuses = |fake: &Fake| {
+    let statuses = |fake: &ScriptedApi| {
         fake.requests()
             .iter()
             .map(|r| r.status)
@@ -1862,7 +1681,7 @@ async fn conditional_requests_replay_unchanged_pages_from_the_snapshot() {
 #[tokio::test]
 async fn conditional_link_header_paging_sees_a_page_added_after_the_last() {
     let items = Shared::new(orders(4));
-    let fake = Fake::start(etag_server(items.clone(), true)).await;
+    let fake = ScriptedApi::start(etag_server(items.clone(), true)).await;
     let setup = Setup::new(&conditional_source(
         &fake.url,
         r#"{ style = "link-header" }"#,
@@ -1893,7 +1712,7 @@ async fn incremental_polls_never_delete_only_the_next_full_sync_does() {
             .collect::<Vec<_>>(),
     );
     let served = items.clone();
-    let fake = Fake::start(move |req| {
+    let fake = ScriptedApi::start(move |req| {
         let mut list = served.get().clone();
         if let Some(since) = req.q("updated_since") {
             list.retain(|i| i["updated_at"].as_str().unwrap() >= since);
@@ -2128,7 +1947,7 @@ async fn the_python_example_adapter_lists_every_page() {
 
 #[tokio::test]
 async fn a_user_directory_overrides_a_built_in_definition_and_adds_new_ones() {
-    let fake = Fake::start(|req| {
+    let fake = ScriptedApi::start(|req| {
         if req.path == "/api/v3/repos/octo/widgets/issues" {
             return Reply::json(&json!([{"number": 1, "title": "on GHES"}]));
         }
@@ -2321,7 +2140,7 @@ auth = {{ type = "bearer", token = "gql-token" }}
 async fn graphql_follows_relay_page_info_and_fails_on_errors() {
     let orders = Shared::new(orders(5));
     let fail = Shared::new(false);
-    let fake = Fake::start(graphql_server(orders.clone(), fail.clone())).await;
+    let fake = ScriptedApi::start(graphql_server(orders.clone(), fail.clone())).await;
     let setup = Setup::new(&graphql_source(
         &fake.url,
         "query($after: String) { orders(first: 2, after: $after) { nodes { id status } pageInfo { hasNextPage endCursor } } }",
@@ -2373,7 +2192,7 @@ async fn graphql_follows_relay_page_info_and_fails_on_errors() {
 /// value"). `query = { first = 2 }` should reach the server as the number 2.
 #[tokio::test]
 async fn graphql_query_values_keep_their_toml_types_as_variables() {
-    let fake = Fake::start(graphql_server(Shared::new(orders(3)), Shared::new(false))).await;
+    let fake = ScriptedApi::start(graphql_server(Shared::new(orders(3)), Shared::new(false))).await;
     let setup = Setup::new(&graphql_source(
         &fake.url,
         "query($first: Int!, $after: String) { orders(first: $first, after: $after) { nodes { id } pageInfo { hasNextPage endCursor } } }",
@@ -2393,7 +2212,7 @@ async fn graphql_query_values_keep_their_toml_types_as_variables() {
 /// widen: 6 requests at 4 a second take 1.25 s together; each source alone would take 0.5 s.
 #[tokio::test]
 async fn host_rate_limit_is_shared_by_the_sources_of_a_host() {
-    let fake = Fake::start(|req| {
+    let fake = ScriptedApi::start(|req| {
         let page: usize = req.q("page").and_then(|p| p.parse().ok()).unwrap_or(1);
         Reply::json(&Value::Array(page_of(&orders(6), page, 3)))
     })
@@ -2435,39 +2254,11 @@ host_rate_limit = {rate}
 
 // ───────────────────────────── 16. the `pollhook` commands ─────────────────────────────
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs the binary with a clean environment plus `envs`.
 async fn pollhook(args: &[&str], envs: &[(&str, &str)]) -> Out {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollhook"));
-    for var in [
-        "POLLHOOK_CONFIG",
-        "POLLHOOK_STORAGE_PATH",
-        "POLLHOOK_LISTEN",
-        "POLLHOOK_ADMIN_TOKEN",
-        "POLLHOOK_ADAPTERS_DIR",
-        "POLLHOOK_LOG_FORMAT",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("POLLHOOK_LOG", "warn")
-        .envs(envs.iter().copied())
-        .args(args)
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .expect("pollhook finishes")
-        .unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let mut cmd = command();
+    cmd.envs(envs.iter().copied()).args(args);
+    output(cmd).await
 }
 
 /// A config file in `dir` with `top` before `[storage]`.
@@ -2627,7 +2418,7 @@ async fn poll_dry_run_tries_a_definition_and_writes_nothing() {
             .collect(),
         ..Repo::default()
     });
-    let fake = Fake::start(github(repo)).await;
+    let fake = ScriptedApi::start(github(repo)).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&dir, "", &github_source(&fake.url, "${GITHUB_TOKEN}"));
     let args = [

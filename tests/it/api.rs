@@ -9,10 +9,9 @@
 //! binary, so metric assertions are "contains" and "increases", never totals.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pollhook::api::{OPENAPI, ROUTES};
 use pollhook::config::Config;
@@ -21,46 +20,16 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+use crate::support::{
+    ConfigBuilder, EVENT_KEYS, Resource, Run, Source, eventually, object_keys, start_on_free_port,
+};
 
 const TOKEN: &str = "test-token";
 /// How long any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(10);
-/// The keys of every event (DESIGN.md §5).
-const EVENT_KEYS: [&str; 10] = [
-    "id",
-    "type",
-    "source",
-    "resource",
-    "action",
-    "resource_id",
-    "detected_at",
-    "data",
-    "previous",
-    "changes",
-];
 
 // ───────────────────────────── harness ─────────────────────────────
-
-/// Polls `check` every 20 ms until it returns `Some`, or panics naming `what` after `timeout`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// One response, read whole.
 #[derive(Debug)]
@@ -244,7 +213,7 @@ impl Http {
         eventually(
             &format!("the delivery of {event_id} to {endpoint} to be {status}"),
             WAIT,
-            || async move {
+            async move || {
                 self.delivery(event_id, endpoint)
                     .await
                     .filter(|d| d["status"] == status)
@@ -257,55 +226,24 @@ impl Http {
 /// A pollhook running in this process.
 struct Running {
     http: Http,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), pollhook::RunError>>>,
+    run: Run,
 }
 
 /// Every response body any client of the test got, shared across restarts.
 type Bodies = Arc<Mutex<Vec<String>>>;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The config of one pipeline. `every` is an hour plus `tag` seconds: the scheduler polls once
 /// right after start and then not again during a test, and `tag` tells this pipeline's API from
 /// another one that got the same port (see [`Running::start`]).
 fn config(dir: &Path, port: u16, shop: &FakeShop, tag: u64) -> Config {
-    let text = format!(
-        r#"
-[storage]
-path = '{db}'
-
-[server]
-listen = "127.0.0.1:{port}"
-admin_token = "{TOKEN}"
-
-[[sources]]
-name = "shop"
-adapter = "json-server"
-base_url = "{shop}"
-
-  [[sources.resources]]
-  name = "orders"
-  every = "{every}s"
-  jitter = "0s"
-
-[delivery]
-allow_http = true
-allow_networks = ["127.0.0.0/8"]
-retries = ["100ms"]
-"#,
-        db = dir.join("pollhook.db").display(),
-        shop = shop.url,
-        every = 3600 + tag,
-    );
-    Config::parse(Path::new("api-test.toml"), &text, &BTreeMap::new())
-        .unwrap_or_else(|e| panic!("{e}"))
+    let orders = Resource::new("orders", &format!("{}s", 3600 + tag));
+    ConfigBuilder::new(dir)
+        .set("server.listen", format!("127.0.0.1:{port}"))
+        .set("server.admin_token", TOKEN)
+        .source(Source::json_server("shop", &shop.url).resource(orders))
+        .loopback_delivery()
+        .set("delivery.retries", vec!["100ms"])
+        .parse()
 }
 
 /// What `GET /api/v1/sources` says about `shop.orders`, if it answers 200.
@@ -328,66 +266,34 @@ impl Running {
     /// Starts the pipeline over the database in `dir`, and waits until its API answers and the
     /// poll made right after start (the baseline, or an unchanged poll after a restart) is done.
     ///
-    /// The port is found free and then bound by `run`, so another process can take it in
-    /// between; then `run` fails and the API answering on the port is someone else's. Each start
-    /// has its own poll interval, which `/api/v1/sources` shows, to tell the two apart.
+    /// Each start has its own poll interval, which `/api/v1/sources` shows, to tell ours from
+    /// another pipeline that got the same port (see [`start_on_free_port`]).
     async fn start(dir: &TempDir, shop: &FakeShop, bodies: &Bodies) -> Running {
-        for _ in 0..5 {
-            let port = free_port();
-            let tag = u64::from(rand::random::<u32>() % 100_000);
-            let every = Duration::from_secs(3600 + tag);
-            let (stop, rx) = oneshot::channel::<()>();
-            let task = tokio::spawn(pollhook::run(config(dir.path(), port, shop, tag), async {
-                rx.await.ok();
-            }));
-            let http = Http::new(format!("http://127.0.0.1:{port}"), bodies.clone());
-            let (t, h) = (&task, &http);
-            let ours = eventually("the admin API and the first poll", WAIT, || async move {
-                if t.is_finished() {
-                    return Some(false);
-                }
-                let orders = orders_status(h).await?;
+        let tag = u64::from(rand::random::<u32>() % 100_000);
+        let every = Duration::from_secs(3600 + tag);
+        let http_on = |port: u16| Http::new(format!("http://127.0.0.1:{port}"), bodies.clone());
+        let (port, run) = start_on_free_port(
+            |port| config(dir.path(), port, shop, tag),
+            async |port| {
+                let orders = orders_status(&http_on(port)).await?;
                 let schedule = orders["schedule"].as_str()?.strip_prefix("every ")?;
                 if pollhook::config::parse_duration(schedule).ok()? != every {
                     // Another pipeline's: ours is about to fail to listen.
-                    return None;
+                    return Some(false);
                 }
                 (!orders["last_poll_at"].is_null()).then_some(true)
-            })
-            .await;
-            if ours {
-                return Running {
-                    http,
-                    stop: Some(stop),
-                    task: Some(task),
-                };
-            }
-            let result = task.await.unwrap();
-            eprintln!("pollhook did not start ({result:?}); retrying on another port");
+            },
+        )
+        .await;
+        Running {
+            http: http_on(port),
+            run,
         }
-        panic!("pollhook did not start five times in a row");
     }
 
     /// Stops the pipeline and waits for `run` to return cleanly.
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let result = tokio::time::timeout(Duration::from_secs(15), task)
-                .await
-                .expect("pollhook stops within its grace period")
-                .unwrap();
-            assert!(result.is_ok(), "run returned {result:?}");
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    async fn stop(self) {
+        self.run.stop().await;
     }
 }
 
@@ -789,12 +695,7 @@ async fn poll_now_records_events_listed_newest_first_with_cursors_and_filters() 
         .iter()
         .zip(polled.iter().rev())
     {
-        let keys: BTreeSet<&str> = event
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let keys = object_keys(event);
         assert_eq!(keys, BTreeSet::from(EVENT_KEYS), "{event}");
         assert!(event["id"].as_str().unwrap().starts_with("evt_"));
         assert_eq!(event["source"], "shop");
@@ -960,7 +861,7 @@ async fn replay_retry_and_backfill_reach_the_receiver() {
         .await
         .expect(200);
     assert_eq!(replayed["queued_for"], json!(["app"]));
-    eventually("the replay to arrive", WAIT, || async move {
+    eventually("the replay to arrive", WAIT, async move || {
         (times_received(receiver, first_id) == 2).then_some(())
     })
     .await;
@@ -973,11 +874,11 @@ async fn replay_retry_and_backfill_reach_the_receiver() {
         .await
         .expect(200);
     assert_eq!(replayed["queued_for"], json!(["app"]));
-    eventually("the second replay to arrive", WAIT, || async move {
+    eventually("the second replay to arrive", WAIT, async move || {
         (times_received(receiver, first_id) == 3).then_some(())
     })
     .await;
-    let deliveries = eventually("three delivered deliveries", WAIT, || async move {
+    let deliveries = eventually("three delivered deliveries", WAIT, async move || {
         let body = http
             .get(&format!("/api/v1/events/{first_id}/deliveries"))
             .await
@@ -1074,7 +975,7 @@ async fn replay_retry_and_backfill_reach_the_receiver() {
         .expect(200);
     assert_eq!(backfill["queued"], items.len(), "{backfill}");
     let want = items.len();
-    let got = eventually("the backfill to arrive", WAIT, || async move {
+    let got = eventually("the backfill to arrive", WAIT, async move || {
         let events = received_events(receiver);
         (events.len() >= before + want).then(|| events[before..].to_vec())
     })
@@ -2040,7 +1941,7 @@ async fn metrics_are_valid_prometheus_text_and_counters_move() {
     http.delivery_with_status(event["id"].as_str().unwrap(), "app", "delivered")
         .await;
 
-    let scrape = || async move {
+    let scrape = async move || {
         let r = http.send(Method::GET, "/metrics", None, None).await;
         assert_eq!(r.status, StatusCode::OK);
         r.text

@@ -13,9 +13,10 @@
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use pollhook::config::Config;
+
+use crate::support::std_command;
 
 fn corpus(kind: &str) -> Vec<(PathBuf, String, Vec<String>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -158,20 +159,13 @@ fn every_bad_adapter_definition_is_refused_naming_the_place() {
 
 /// `pollhook check` on a bad file: exit code 2, `error: ` first, the expected text, no noise.
 fn check_refuses(config: &Path, expects: &[String]) -> Result<(), String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_pollhook"))
+    let out = std_command()
         .arg("check")
         .arg("--config")
         .arg(config)
-        .env_remove("POLLHOOK_CONFIG")
-        .env_remove("POLLHOOK_STORAGE_PATH")
-        .env_remove("POLLHOOK_LISTEN")
-        .env_remove("POLLHOOK_ADMIN_TOKEN")
-        .env_remove("POLLHOOK_ADAPTERS_DIR")
         .env_remove("BADINPUT_UNSET_TOKEN")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
         .output()
-        .unwrap();
+        .expect("the pollhook binary runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() != Some(2) {
         return Err(format!("exit {:?}:\n      {stderr}", out.status.code()));

@@ -12,61 +12,10 @@ use pollhook::store::Store;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support_deliver::{
-    deliveries, endpoint, event_ids, events, eventually, loopback_delivery, shop_source, spawn_run,
-    storage_and_server, write_config,
+use crate::support::{
+    ConfigBuilder, EVENT_KEYS, Endpoint, Out, PATIENCE, Resource, Source, command, deliveries,
+    event_ids, events, eventually, object_keys, output, shop_config, spawn_run,
 };
-
-/// What one run of the binary printed, and how it exited.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    #[track_caller]
-    fn ok(self) -> Out {
-        assert_eq!(self.code, 0, "{self:#?}");
-        self
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self:#?}"))
-    }
-}
-
-/// The binary with a clean environment: no config or secret from the developer's shell.
-fn command() -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollhook"));
-    for var in [
-        "POLLHOOK_CONFIG",
-        "POLLHOOK_STORAGE_PATH",
-        "POLLHOOK_LISTEN",
-        "POLLHOOK_ADMIN_TOKEN",
-        "POLLHOOK_ADAPTERS_DIR",
-        "POLLHOOK_ENDPOINT_SECRET",
-        "POLLHOOK_VERIFY_SECRET",
-        "POLLHOOK_LOG_FORMAT",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("POLLHOOK_LOG", "warn").kill_on_drop(true);
-    cmd
-}
-
-async fn output(mut cmd: tokio::process::Command) -> Out {
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .expect("the command finishes")
-        .unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// `pollhook ARGS… --config CONFIG`; the future owns what it needs, so it can be spawned.
 fn cli(config: &Path, args: &[&str]) -> impl Future<Output = Out> + Send + use<> {
@@ -76,16 +25,14 @@ fn cli(config: &Path, args: &[&str]) -> impl Future<Output = Out> + Send + use<>
 }
 
 /// A config file in a fresh temp dir: its database beside it, the shop at `shop_url`, loopback
-/// endpoints allowed, and `extra` appended.
-fn config_file(shop_url: &str, extra: &str) -> (TempDir, PathBuf) {
+/// endpoints allowed, and `endpoints`.
+fn config_file(shop_url: &str, endpoints: &[Endpoint]) -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "{}{}{}{extra}",
-        storage_and_server(),
-        shop_source(shop_url),
-        loopback_delivery("")
-    );
-    let path = write_config(dir.path(), &text);
+    let config = endpoints
+        .iter()
+        .cloned()
+        .fold(shop_config(shop_url), ConfigBuilder::endpoint);
+    let path = config.in_dir(dir.path()).write();
     (dir, path)
 }
 
@@ -96,12 +43,12 @@ async fn check_says_ok_or_names_every_broken_key_with_exit_2() {
     let (secret, _) = whsec();
     let (dir, good) = config_file(
         "http://127.0.0.1:9",
-        &endpoint(
+        &[Endpoint::new(
             "app",
             "http://127.0.0.1:9/hooks",
             "standard-webhooks",
             &secret,
-        ),
+        )],
     );
     let out = cli(&good, &["check"]).await.ok();
     assert!(out.stdout.contains(": ok ("), "{out:#?}");
@@ -111,12 +58,18 @@ async fn check_says_ok_or_names_every_broken_key_with_exit_2() {
         "{out:#?}"
     );
 
-    let broken = dir.path().join("broken.toml");
-    let text = std::fs::read_to_string(&good)
-        .unwrap()
-        .replace("every = \"200ms\"", "every = \"often\"")
-        .replace("allow_http = true", "allow_http = true\ntimeout = \"soon\"");
-    std::fs::write(&broken, text).unwrap();
+    let often = Resource::emitting("orders").set("every", "often");
+    let broken = ConfigBuilder::new(dir.path())
+        .source(Source::json_server("shop", "http://127.0.0.1:9").resource(often))
+        .loopback_delivery()
+        .set("delivery.timeout", "soon")
+        .endpoint(Endpoint::new(
+            "app",
+            "http://127.0.0.1:9/hooks",
+            "standard-webhooks",
+            &secret,
+        ))
+        .write_as("broken.toml");
     let out = cli(&broken, &["check"]).await;
     assert_eq!(out.code, 2, "{out:#?}");
     assert!(out.stderr.starts_with("error:"), "{out:#?}");
@@ -127,7 +80,7 @@ async fn check_says_ok_or_names_every_broken_key_with_exit_2() {
 
 #[tokio::test]
 async fn the_config_comes_from_the_flag_before_or_after_the_subcommand_or_the_environment() {
-    let (dir, path) = config_file("http://127.0.0.1:9", "");
+    let (dir, path) = config_file("http://127.0.0.1:9", &[]);
     let mut before = command();
     before.arg("--config").arg(&path).arg("check");
     let before = output(before).await.ok();
@@ -164,12 +117,12 @@ async fn poll_dry_run_writes_nothing_and_poll_records_events_and_deliveries() {
     let (secret, _) = whsec();
     let (_dir, config) = config_file(
         &shop.url,
-        &endpoint(
+        &[Endpoint::new(
             "app",
             "http://127.0.0.1:9/hooks",
             "standard-webhooks",
             &secret,
-        ),
+        )],
     );
 
     let dry = cli(&config, &["poll", "shop.orders", "--dry-run"])
@@ -203,26 +156,10 @@ async fn poll_dry_run_writes_nothing_and_poll_records_events_and_deliveries() {
         .json();
     let list = list.as_array().expect("a JSON array");
     assert_eq!(list.len(), 3);
-    let design_keys = BTreeSet::from([
-        "id",
-        "type",
-        "source",
-        "resource",
-        "action",
-        "resource_id",
-        "detected_at",
-        "data",
-        "previous",
-        "changes",
-    ]);
+    let design_keys = BTreeSet::from(EVENT_KEYS);
     let mut ids = BTreeSet::new();
     for event in list {
-        let keys: BTreeSet<&str> = event
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let keys = object_keys(event);
         assert_eq!(keys, design_keys, "{event}");
         assert_eq!(event["type"], "orders.created");
         assert_eq!(event["source"], "shop");
@@ -279,7 +216,7 @@ async fn poll_dry_run_writes_nothing_and_poll_records_events_and_deliveries() {
 
 #[tokio::test]
 async fn endpoints_show_a_generated_secret_once_and_never_again() {
-    let (_dir, config) = config_file("http://127.0.0.1:9", "");
+    let (_dir, config) = config_file("http://127.0.0.1:9", &[]);
     let add = cli(
         &config,
         &[
@@ -476,18 +413,20 @@ async fn verify_accepts_a_signed_request_and_refuses_a_tampered_one() {
 async fn a_running_pollhook_picks_up_cli_changes_and_a_second_run_refuses() {
     let shop = FakeShop::start(2).await.unwrap();
     let receiver = Receiver::start().await.unwrap();
-    let (dir, config) = config_file(&shop.url, "");
+    let (dir, config) = config_file(&shop.url, &[]);
     let mut run = spawn_run(&config, &dir.path().join("run.log"));
     // Opening the database while `run` creates it races its migration (see
     // `first_opens_of_a_new_database_do_not_race`): wait until it is up.
-    eventually(run.waiting_for("pollhook running"), || {
+    eventually(run.waiting_for("pollhook running"), PATIENCE, async || {
         run.logged("pollhook running.").then_some(())
     })
     .await;
     let store = Store::open(&dir.path().join("pollhook.db")).unwrap();
-    let first = eventually(run.waiting_for("the first poll's events"), || {
-        events(&store).into_iter().next()
-    })
+    let first = eventually(
+        run.waiting_for("the first poll's events"),
+        PATIENCE,
+        async || events(&store).into_iter().next(),
+    )
     .await;
 
     let second = cli(&config, &["run"]).await;
@@ -522,7 +461,8 @@ async fn a_running_pollhook_picks_up_cli_changes_and_a_second_run_refuses() {
 
     let got = eventually(
         run.waiting_for("the replayed event at the new endpoint"),
-        || receiver.received().into_iter().next(),
+        PATIENCE,
+        async || receiver.received().into_iter().next(),
     )
     .await;
     let verified = sign::verify(
@@ -536,7 +476,7 @@ async fn a_running_pollhook_picks_up_cli_changes_and_a_second_run_refuses() {
     .unwrap();
     assert_eq!(verified.id, first.id);
     assert_eq!(event_ids(&receiver.received()), [first.id.as_str()]);
-    eventually("the delivery recorded", || {
+    eventually("the delivery recorded", PATIENCE, async || {
         (deliveries(&store, "late").first()?.status == "delivered").then_some(())
     })
     .await;
@@ -572,12 +512,12 @@ async fn operator_commands_wait_for_a_busy_database() {
     let (secret, _) = whsec();
     let (dir, config) = config_file(
         &shop.url,
-        &endpoint(
+        &[Endpoint::new(
             "app",
             "http://127.0.0.1:9/hooks",
             "standard-webhooks",
             &secret,
-        ),
+        )],
     );
     cli(&config, &["poll", "shop.orders"]).await.ok();
     let store = Store::open(&dir.path().join("pollhook.db")).unwrap();

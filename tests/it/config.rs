@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pollhook::config::{Auth, Config, ConfigError, Initial, Pagination, SourceKind, When};
 
-use crate::common::{env, parse};
+use crate::support::{env, parse};
 
 /// A `shop` REST source on a local URL with one resource `orders`; `source` lines go into the
 /// source table, `resource` lines (which must say when to poll) into the resource table.

@@ -12,11 +12,10 @@
 //! Randomness comes from one seed, `POLLHOOK_CRASH_SEED` (default [`DEFAULT_SEED`]), printed
 //! first; timing is real, so a seed fixes the choices, not the interleaving.
 
-use crate::common::block_on;
+use crate::support::{ConfigBuilder, Endpoint, Resource, Source, block_on, spawn_run, start};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -278,35 +277,7 @@ async fn receive(
     StatusCode::from_u16(delay.1).unwrap()
 }
 
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
-}
-
 // ───────────────────────────── the process ─────────────────────────────
-
-fn spawn_run(config: &Path, log: &Path) -> Child {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_pollhook"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env_remove("POLLHOOK_CONFIG")
-        .env_remove("POLLHOOK_STORAGE_PATH")
-        .env_remove("POLLHOOK_LISTEN")
-        .env("POLLHOOK_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .expect("the pollhook binary starts")
-}
 
 fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -388,7 +359,7 @@ async fn sigkill_at_random_moments_loses_no_change_and_invents_none() {
     let mut rng = StdRng::seed_from_u64(seed);
 
     let world = SourceApi(Arc::new(Mutex::new(World::new(20))));
-    let source_url = serve(
+    let source_url = start(
         Router::new()
             .route("/items", get(list_items))
             .with_state(world.clone()),
@@ -400,7 +371,7 @@ async fn sigkill_at_random_moments_loses_no_change_and_invents_none() {
         rng: StdRng::seed_from_u64(seed ^ 0x5ec0),
         injected_500: 0,
     })));
-    let receiver_url = serve(
+    let receiver_url = start(
         Router::new()
             .route("/hooks", post(receive))
             .with_state(receiver.clone()),
@@ -412,48 +383,30 @@ async fn sigkill_at_random_moments_loses_no_change_and_invents_none() {
     let secret = format!("whsec_{}", STANDARD.encode(key));
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("pollhook.db");
-    let config = dir.path().join("pollhook.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[storage]
-path = "{db}"
-
-[server]
-listen = "127.0.0.1:0"
-
-[[sources]]
-name = "shop"
-base_url = "{source_url}"
-timeout = "2s"
-retries = 1
-
-  [[sources.resources]]
-  name = "items"
-  path = "/items"
-  every = "100ms"
-  jitter = "0s"
-  ignore = ["touched"]
-  max_delete_ratio = 1.0
-
-[delivery]
-allow_http = true
-allow_networks = ["127.0.0.0/8"]
-timeout = "1s"
-retries = ["50ms", "100ms"]
-
-[[endpoints]]
-name = "app"
-url = "{receiver_url}/hooks"
-signing = "standard-webhooks"
-secret = "{secret}"
-resources = ["shop.items"]
-"#,
-            db = db_path.display(),
-        ),
-    )
-    .unwrap();
+    let items = Resource::new("items", "100ms")
+        .set("path", "/items")
+        .set("ignore", vec!["touched"])
+        .set("max_delete_ratio", 1.0);
+    let config = ConfigBuilder::new(dir.path())
+        .source(
+            Source::new("shop", &source_url)
+                .set("timeout", "2s")
+                .set("retries", 1)
+                .resource(items),
+        )
+        .loopback_delivery()
+        .set("delivery.timeout", "1s")
+        .set("delivery.retries", vec!["50ms", "100ms"])
+        .endpoint(
+            Endpoint::new(
+                "app",
+                &format!("{receiver_url}/hooks"),
+                "standard-webhooks",
+                &secret,
+            )
+            .set("resources", vec!["shop.items"]),
+        )
+        .write();
     let log = dir.path().join("pollhook.log");
 
     // The source keeps changing, while pollhook runs and while it is dead.
@@ -474,14 +427,13 @@ resources = ["shop.items"]
         let mut child = spawn_run(&config, &log);
         let life = Duration::from_millis(rng.random_range(50..=400));
         tokio::time::sleep(life).await;
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.try_wait() {
             panic!(
                 "cycle {cycle}: pollhook exited by itself ({status}) before the kill\n{}",
                 log_tail(&log)
             );
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
         killed_live += 1;
         // Whatever the moment of the kill, each committed event has its delivery.
         if db.is_none() && db_path.exists() {
@@ -510,7 +462,7 @@ resources = ["shop.items"]
     let deadline = Instant::now() + FINAL_RUN_LIMIT;
     let final_started = Instant::now();
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.try_wait() {
             panic!(
                 "the final run exited by itself ({status})\n{}",
                 log_tail(&log)
@@ -543,8 +495,7 @@ resources = ["shop.items"]
         }
         if Instant::now() > deadline {
             let pending = rows.iter().filter(|d| d.status == "pending").count();
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill();
             panic!(
                 "not quiescent after {FINAL_RUN_LIMIT:?}: settled {settled}, {pending} pending of {} deliveries\n{}",
                 rows.len(),
@@ -555,22 +506,11 @@ resources = ["shop.items"]
     }
     let final_secs = final_started.elapsed().as_secs_f64();
     // A clean stop, as an operator would do it.
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let stop_deadline = Instant::now() + Duration::from_secs(20);
-    let exit = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < stop_deadline,
-            "SIGTERM did not stop pollhook"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    child.terminate();
+    let exit = child
+        .exit_within(Duration::from_secs(20))
+        .await
+        .expect("SIGTERM did not stop pollhook");
     assert!(exit.success(), "{exit}\n{}", log_tail(&log));
 
     let db = Db::open(&db_path);

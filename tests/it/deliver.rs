@@ -3,23 +3,23 @@
 //! the routing headers, retries and the dead letter, operator retries and replays, per-endpoint
 //! isolation, per-item order, 410 Gone, the URL policy, and a SIGKILL of the real binary.
 
-use crate::common::block_on;
+use crate::support::block_on;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use pollhook::config::{Config, Secret};
+use pollhook::config::Secret;
 use pollhook::demo::{FakeShop, Receiver};
 use pollhook::endpoint::{ActionFilter, EndpointSpec};
 use pollhook::sign::{self, Scheme};
 use pollhook::store::{EndpointPatch, Store};
 use serde_json::Value;
 
-use crate::support_deliver::{
-    Hook, Pipeline, Shop, Switch, deliveries, endpoint, event_ids, events, eventually,
-    eventually_within, loopback_delivery, shop_source, spawn_run, storage_and_server, write_config,
+use crate::support::{
+    self, ConfigBuilder, Endpoint, Hook, PATIENCE, Pipeline, Shop, Switch, deliveries, event_ids,
+    events, eventually, object_keys, shop_config, shop_source, spawn_run, table,
 };
 
 /// A jwt key: at least 32 bytes (HS256).
@@ -47,14 +47,11 @@ async fn jwt_body_is_one_token_whose_claims_carry_the_event() {
     let shop = FakeShop::start(2).await.unwrap();
     let receiver = Receiver::start().await.unwrap();
     let url = format!("{}/hooks/erp", receiver.url);
-    let mut p = Pipeline::start(&format!(
-        "{}{}{}",
-        shop_source(&shop.url),
-        loopback_delivery(""),
-        endpoint("erp", &url, "jwt", JWT_KEY)
-    ));
+    let mut p = Pipeline::start(
+        shop_config(&shop.url).endpoint(Endpoint::new("erp", &url, "jwt", JWT_KEY)),
+    );
 
-    let got = eventually("both orders delivered to erp", || {
+    let got = eventually("both orders delivered to erp", PATIENCE, async || {
         let r = receiver.received();
         (r.len() >= 2).then_some(r)
     })
@@ -79,12 +76,7 @@ async fn jwt_body_is_one_token_whose_claims_carry_the_event() {
         .unwrap_or_else(|e| panic!("default HS256 validation refused the token: {e}"));
         assert_eq!(decoded.header.alg, Algorithm::HS256);
         let claims = decoded.claims;
-        let keys: BTreeSet<&str> = claims
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let keys = object_keys(&claims);
         assert_eq!(
             keys,
             BTreeSet::from(["webhook", "url", "data", "iat", "exp", "jti"]),
@@ -132,19 +124,19 @@ async fn standard_webhooks_request_is_signed_and_carries_the_routing_headers() {
     let shop = FakeShop::start(2).await.unwrap();
     let receiver = Receiver::start().await.unwrap();
     let (secret, key) = whsec();
-    let mut p = Pipeline::start(&format!(
-        "{}{}{}headers = {{ X-Tenant = \"acme\" }}\n",
-        shop_source(&shop.url),
-        loopback_delivery(""),
-        endpoint(
-            "app",
-            &format!("{}/hooks/app", receiver.url),
-            "standard-webhooks",
-            &secret
-        )
-    ));
+    let mut p = Pipeline::start(
+        shop_config(&shop.url).endpoint(
+            Endpoint::new(
+                "app",
+                &format!("{}/hooks/app", receiver.url),
+                "standard-webhooks",
+                &secret,
+            )
+            .set("headers", table(&[("X-Tenant", "acme")])),
+        ),
+    );
 
-    let got = eventually("both orders delivered to app", || {
+    let got = eventually("both orders delivered to app", PATIENCE, async || {
         let r = receiver.received();
         (r.len() >= 2).then_some(r)
     })
@@ -240,18 +232,13 @@ async fn a_rotated_secret_signs_alongside_the_old_one_during_the_overlap() {
     let shop = Shop::start([1]).await;
     let receiver = Receiver::start().await.unwrap();
     let (old_secret, old_key) = whsec();
-    let mut p = Pipeline::start(&format!(
-        "{}{}{}",
-        shop_source(&shop.url),
-        loopback_delivery(""),
-        endpoint(
-            "app",
-            &format!("{}/hooks/app", receiver.url),
-            "standard-webhooks",
-            &old_secret
-        )
-    ));
-    let first = eventually("order 1 delivered", || {
+    let mut p = Pipeline::start(shop_config(&shop.url).endpoint(Endpoint::new(
+        "app",
+        &format!("{}/hooks/app", receiver.url),
+        "standard-webhooks",
+        &old_secret,
+    )));
+    let first = eventually("order 1 delivered", PATIENCE, async || {
         receiver.received().into_iter().next()
     })
     .await;
@@ -284,7 +271,7 @@ async fn a_rotated_secret_signs_alongside_the_old_one_during_the_overlap() {
     .await;
 
     shop.set(2, "open");
-    let second = eventually("order 2 delivered", || {
+    let second = eventually("order 2 delivered", PATIENCE, async || {
         receiver
             .received()
             .into_iter()
@@ -373,7 +360,7 @@ async fn replay_until(
     };
     let mut seen = sent(receiver).len();
     store.replay(event_id, Some("app")).await.unwrap();
-    eventually("a replay that passes the check", || {
+    eventually("a replay that passes the check", PATIENCE, async || {
         let got = sent(receiver);
         if let Some(hit) = got[seen..].iter().find(|r| check(r)) {
             return Some(hit.clone());
@@ -405,19 +392,18 @@ async fn retries_follow_the_schedule_keep_the_event_id_and_stop_at_success() {
         .await
     };
     let (secret, _) = whsec();
-    let mut p = Pipeline::start(&format!(
-        "{}{}{}",
-        shop_source(&shop.url),
-        loopback_delivery(r#"retries = ["200ms", "400ms"]"#),
-        endpoint(
-            "app",
-            &format!("{}/hooks", hook.url),
-            "standard-webhooks",
-            &secret
-        )
-    ));
+    let mut p = Pipeline::start(
+        shop_config(&shop.url)
+            .set("delivery.retries", vec!["200ms", "400ms"])
+            .endpoint(Endpoint::new(
+                "app",
+                &format!("{}/hooks", hook.url),
+                "standard-webhooks",
+                &secret,
+            )),
+    );
 
-    let delivery = eventually("the delivery to succeed", || {
+    let delivery = eventually("the delivery to succeed", PATIENCE, async || {
         p.deliveries("app")
             .into_iter()
             .find(|d| d.status == "delivered")
@@ -458,19 +444,18 @@ async fn dead_letters_can_be_retried_and_events_replayed_with_the_same_id() {
     let receiver = Receiver::start().await.unwrap();
     receiver.answer(500);
     let (secret, _) = whsec();
-    let mut p = Pipeline::start(&format!(
-        "{}{}{}",
-        shop_source(&shop.url),
-        loopback_delivery(r#"retries = ["100ms", "100ms"]"#),
-        endpoint(
-            "ep",
-            &format!("{}/hooks", receiver.url),
-            "standard-webhooks",
-            &secret
-        )
-    ));
+    let mut p = Pipeline::start(
+        shop_config(&shop.url)
+            .set("delivery.retries", vec!["100ms", "100ms"])
+            .endpoint(Endpoint::new(
+                "ep",
+                &format!("{}/hooks", receiver.url),
+                "standard-webhooks",
+                &secret,
+            )),
+    );
 
-    let dead = eventually("both deliveries to fail for good", || {
+    let dead = eventually("both deliveries to fail for good", PATIENCE, async || {
         let rows = p.deliveries("ep");
         (rows.len() == 2 && rows.iter().all(|d| d.status == "failed")).then_some(rows)
     })
@@ -494,7 +479,7 @@ async fn dead_letters_can_be_retried_and_events_replayed_with_the_same_id() {
     receiver.answer(204);
     let (first, second) = (&dead[0], &dead[1]);
     p.store.retry_delivery(first.id).await.unwrap();
-    eventually("the retried delivery to succeed", || {
+    eventually("the retried delivery to succeed", PATIENCE, async || {
         let rows = p.deliveries("ep");
         let one = rows.iter().find(|d| d.id == first.id)?;
         (one.status == "delivered").then_some(())
@@ -509,7 +494,7 @@ async fn dead_letters_can_be_retried_and_events_replayed_with_the_same_id() {
     );
 
     assert_eq!(p.store.retry_failed(Some("ep")).await.unwrap(), 1);
-    eventually("every delivery delivered", || {
+    eventually("every delivery delivered", PATIENCE, async || {
         p.deliveries("ep")
             .iter()
             .all(|d| d.status == "delivered")
@@ -526,7 +511,7 @@ async fn dead_letters_can_be_retried_and_events_replayed_with_the_same_id() {
         p.store.replay(&first.event_id, Some("ep")).await.unwrap(),
         ["ep"]
     );
-    let replayed = eventually("the replayed event to arrive", || {
+    let replayed = eventually("the replayed event to arrive", PATIENCE, async || {
         let got = receiver.received();
         let same: Vec<_> = got
             .into_iter()
@@ -536,14 +521,18 @@ async fn dead_letters_can_be_retried_and_events_replayed_with_the_same_id() {
     })
     .await;
     assert_eq!(replayed.header("webhook-id"), Some(first.event_id.as_str()));
-    eventually("the replay's delivery to be recorded", || {
-        let rows: Vec<_> = p
-            .deliveries("ep")
-            .into_iter()
-            .filter(|d| d.event_id == first.event_id)
-            .collect();
-        (rows.len() == 2 && rows.iter().all(|d| d.status == "delivered")).then_some(())
-    })
+    eventually(
+        "the replay's delivery to be recorded",
+        PATIENCE,
+        async || {
+            let rows: Vec<_> = p
+                .deliveries("ep")
+                .into_iter()
+                .filter(|d| d.event_id == first.event_id)
+                .collect();
+            (rows.len() == 2 && rows.iter().all(|d| d.status == "delivered")).then_some(())
+        },
+    )
     .await;
     p.stop().await;
 }
@@ -558,29 +547,32 @@ async fn a_hanging_endpoint_does_not_delay_the_others() {
     let fast = Receiver::start().await.unwrap();
     let (secret, _) = whsec();
     // Two global slots and one per endpoint: the hanging endpoint can only ever take its own.
-    let mut p = Pipeline::start(&format!(
-        "{}{}{}{}",
-        shop_source(&shop.url),
-        loopback_delivery("timeout = \"60s\"\nconcurrency = 2\nendpoint_concurrency = 1"),
-        endpoint(
-            "slow",
-            &format!("{}/slow", slow.url),
-            "standard-webhooks",
-            &secret
-        ),
-        endpoint(
-            "fast",
-            &format!("{}/fast", fast.url),
-            "standard-webhooks",
-            &secret
-        )
-    ));
+    let mut p = Pipeline::start(
+        shop_config(&shop.url)
+            .set("delivery.timeout", "60s")
+            .set("delivery.concurrency", 2)
+            .set("delivery.endpoint_concurrency", 1)
+            .endpoint(Endpoint::new(
+                "slow",
+                &format!("{}/slow", slow.url),
+                "standard-webhooks",
+                &secret,
+            ))
+            .endpoint(Endpoint::new(
+                "fast",
+                &format!("{}/fast", fast.url),
+                "standard-webhooks",
+                &secret,
+            )),
+    );
 
-    eventually("the slow endpoint's first request to arrive", || {
-        (!slow.log().is_empty()).then_some(())
-    })
+    eventually(
+        "the slow endpoint's first request to arrive",
+        PATIENCE,
+        async || (!slow.log().is_empty()).then_some(()),
+    )
     .await;
-    let events: HashSet<String> = eventually("three events", || {
+    let events: HashSet<String> = eventually("three events", PATIENCE, async || {
         let e = p.events();
         (e.len() == 3).then_some(e)
     })
@@ -588,7 +580,7 @@ async fn a_hanging_endpoint_does_not_delay_the_others() {
     .into_iter()
     .map(|e| e.id)
     .collect();
-    eventually("every event at the fast endpoint", || {
+    eventually("every event at the fast endpoint", PATIENCE, async || {
         let got: HashSet<String> = event_ids(&fast.received()).into_iter().collect();
         (got == events).then_some(())
     })
@@ -606,7 +598,7 @@ async fn a_hanging_endpoint_does_not_delay_the_others() {
     );
 
     slow.hold(false);
-    eventually("the slow endpoint to catch up", || {
+    eventually("the slow endpoint to catch up", PATIENCE, async || {
         let rows = p.deliveries("slow");
         (rows.len() == 3 && rows.iter().all(|d| d.status == "delivered")).then_some(())
     })
@@ -630,18 +622,16 @@ async fn an_items_update_waits_for_its_created_while_other_items_flow() {
         .await
     };
     let (secret, _) = whsec();
-    let retries = vec!["\"200ms\""; 100].join(", ");
-    let mut p = Pipeline::start(&format!(
-        "{}{}{}",
-        shop_source(&shop.url),
-        loopback_delivery(&format!("retries = [{retries}]")),
-        endpoint(
-            "app",
-            &format!("{}/hooks", hook.url),
-            "standard-webhooks",
-            &secret
-        )
-    ));
+    let mut p = Pipeline::start(
+        shop_config(&shop.url)
+            .set("delivery.retries", vec!["200ms"; 100])
+            .endpoint(Endpoint::new(
+                "app",
+                &format!("{}/hooks", hook.url),
+                "standard-webhooks",
+                &secret,
+            )),
+    );
     let requests = |hook: &Hook, id: &str, action: &str| {
         hook.log()
             .iter()
@@ -651,21 +641,26 @@ async fn an_items_update_waits_for_its_created_while_other_items_flow() {
             .count()
     };
 
-    eventually("1002 and 1003 delivered while 1001 is retried", || {
-        let ok = |id: &str| {
-            hook.log()
-                .iter()
-                .any(|x| x.header("pollhook-resource-id") == id && x.status == 204 && x.answered)
-        };
-        (ok("1002") && ok("1003") && requests(&hook, "1001", "created") >= 2).then_some(())
-    })
+    eventually(
+        "1002 and 1003 delivered while 1001 is retried",
+        PATIENCE,
+        async || {
+            let ok = |id: &str| {
+                hook.log().iter().any(|x| {
+                    x.header("pollhook-resource-id") == id && x.status == 204 && x.answered
+                })
+            };
+            (ok("1002") && ok("1003") && requests(&hook, "1001", "created") >= 2).then_some(())
+        },
+    )
     .await;
 
     shop.set(1001, "paid");
     shop.set(1002, "paid");
     eventually(
         "the update of 1001 detected and 1002's update delivered",
-        || {
+        PATIENCE,
+        async || {
             let detected = p
                 .events()
                 .iter()
@@ -677,9 +672,11 @@ async fn an_items_update_waits_for_its_created_while_other_items_flow() {
     // Give the dispatcher every chance to send the update too early: two more retries of the
     // created happen while the update is pending.
     let retried = requests(&hook, "1001", "created");
-    eventually("two more attempts at 1001's created", || {
-        (requests(&hook, "1001", "created") >= retried + 2).then_some(())
-    })
+    eventually(
+        "two more attempts at 1001's created",
+        PATIENCE,
+        async || (requests(&hook, "1001", "created") >= retried + 2).then_some(()),
+    )
     .await;
     assert_eq!(
         requests(&hook, "1001", "updated"),
@@ -688,7 +685,7 @@ async fn an_items_update_waits_for_its_created_while_other_items_flow() {
     );
 
     failing.off();
-    eventually("1001's update delivered", || {
+    eventually("1001's update delivered", PATIENCE, async || {
         let log = hook.log();
         log.iter()
             .any(|x| {
@@ -735,25 +732,24 @@ async fn gone_disables_the_endpoint_until_it_is_resumed() {
     gone.answer(410);
     let other = Receiver::start().await.unwrap();
     let (secret, _) = whsec();
-    let mut p = Pipeline::start(&format!(
-        "{}{}{}{}",
-        shop_source(&shop.url),
-        loopback_delivery(r#"retries = ["100ms", "100ms", "100ms"]"#),
-        endpoint(
-            "gone",
-            &format!("{}/gone", gone.url),
-            "standard-webhooks",
-            &secret
-        ),
-        endpoint(
-            "other",
-            &format!("{}/other", other.url),
-            "standard-webhooks",
-            &secret
-        )
-    ));
+    let mut p = Pipeline::start(
+        shop_config(&shop.url)
+            .set("delivery.retries", vec!["100ms", "100ms", "100ms"])
+            .endpoint(Endpoint::new(
+                "gone",
+                &format!("{}/gone", gone.url),
+                "standard-webhooks",
+                &secret,
+            ))
+            .endpoint(Endpoint::new(
+                "other",
+                &format!("{}/other", other.url),
+                "standard-webhooks",
+                &secret,
+            )),
+    );
 
-    let disabled = eventually("the endpoint to be disabled", || {
+    let disabled = eventually("the endpoint to be disabled", PATIENCE, async || {
         // Not found until `run` has written the config's endpoints.
         let e = block_on(p.store.endpoint_named("gone")).ok()?;
         (!e.spec.active).then_some(e)
@@ -765,7 +761,7 @@ async fn gone_disables_the_endpoint_until_it_is_resumed() {
 
     // A new event reaches the healthy endpoint; the disabled one hears nothing more.
     shop.set(2, "open");
-    eventually("order 2 at the other endpoint", || {
+    eventually("order 2 at the other endpoint", PATIENCE, async || {
         other
             .received()
             .iter()
@@ -790,12 +786,16 @@ async fn gone_disables_the_endpoint_until_it_is_resumed() {
 
     gone.answer(204);
     p.store.set_endpoint_active("gone", true).await.unwrap();
-    eventually("the waiting deliveries sent after the resume", || {
-        p.deliveries("gone")
-            .iter()
-            .all(|d| d.status == "delivered")
-            .then_some(())
-    })
+    eventually(
+        "the waiting deliveries sent after the resume",
+        PATIENCE,
+        async || {
+            p.deliveries("gone")
+                .iter()
+                .all(|d| d.status == "delivered")
+                .then_some(())
+        },
+    )
     .await;
     // Different items: no order between them is promised, only that both arrive.
     let mut ids: Vec<String> = gone
@@ -819,47 +819,38 @@ async fn gone_disables_the_endpoint_until_it_is_resumed() {
 
 // ───────────────────────────── URL policy ─────────────────────────────
 
-fn refusal(text: &str) -> String {
-    match Config::parse(
-        std::path::Path::new("t.toml"),
-        text,
-        &std::collections::BTreeMap::new(),
-    ) {
+/// The config's problems; panics if it is accepted.
+fn refusal(config: ConfigBuilder) -> String {
+    let text = config.toml();
+    match support::parse(&text, &Default::default()) {
         Ok(_) => panic!("accepted:\n{text}"),
         Err(e) => e.to_string(),
     }
 }
 
+/// A config of one endpoint `e` posting to `url`.
+fn only_endpoint(url: &str, secret: &str) -> ConfigBuilder {
+    ConfigBuilder::without_storage().endpoint(Endpoint::new("e", url, "standard-webhooks", secret))
+}
+
 #[test]
 fn config_refuses_plain_http_and_private_addresses_unless_allowed() {
     let (secret, _) = whsec();
-    let e = refusal(&endpoint(
-        "e",
-        "http://hooks.example.com/x",
-        "standard-webhooks",
-        &secret,
-    ));
+    let e = refusal(only_endpoint("http://hooks.example.com/x", &secret));
     assert!(
         e.contains("endpoints[e].url") && e.contains("allow_http"),
         "{e}"
     );
 
-    let e = refusal(&endpoint(
-        "e",
-        "https://10.0.0.1/",
-        "standard-webhooks",
-        &secret,
-    ));
+    let e = refusal(only_endpoint("https://10.0.0.1/", &secret));
     assert!(
         e.contains("endpoints[e].url") && e.contains("allow_networks"),
         "{e}"
     );
 
-    let loopback = format!(
-        "[delivery]\nallow_http = true\n{}",
-        endpoint("e", "http://127.0.0.1:8080/x", "standard-webhooks", &secret)
-    );
-    let e = refusal(&loopback);
+    let loopback =
+        only_endpoint("http://127.0.0.1:8080/x", &secret).set("delivery.allow_http", true);
+    let e = refusal(loopback);
     assert!(
         e.contains("loopback") && e.contains("allow_networks"),
         "{e}"
@@ -871,10 +862,12 @@ async fn a_name_resolving_to_loopback_is_never_contacted_unless_allowed() {
     let shop = FakeShop::start(1).await.unwrap();
     let receiver = Receiver::start().await.unwrap();
     let port = receiver.url.rsplit(':').next().unwrap().to_owned();
-    let mut p = Pipeline::new(&format!(
-        "{}\n[delivery]\nallow_http = true\nretries = [\"100ms\"]\n",
-        shop_source(&shop.url)
-    ));
+    let mut p = Pipeline::new(
+        ConfigBuilder::without_storage()
+            .source(shop_source(&shop.url))
+            .set("delivery.allow_http", true)
+            .set("delivery.retries", vec!["100ms"]),
+    );
     let (secret, _) = whsec();
     p.store
         .add_endpoint(&EndpointSpec {
@@ -893,7 +886,7 @@ async fn a_name_resolving_to_loopback_is_never_contacted_unless_allowed() {
         .unwrap();
     p.run();
 
-    let failed = eventually("the delivery to fail", || {
+    let failed = eventually("the delivery to fail", PATIENCE, async || {
         p.deliveries("local")
             .into_iter()
             .find(|d| d.status == "failed")
@@ -931,24 +924,20 @@ async fn redirects_are_failures_and_never_followed() {
                 )
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        url
+        support::start(app).await
     };
     let (secret, _) = whsec();
-    let mut p = Pipeline::start(&format!(
-        "{}{}{}",
-        shop_source(&shop.url),
-        loopback_delivery(r#"retries = ["100ms"]"#),
-        endpoint(
-            "moved",
-            &format!("{redirect}/hooks"),
-            "standard-webhooks",
-            &secret
-        )
-    ));
-    let failed = eventually("the delivery to fail", || {
+    let mut p = Pipeline::start(
+        shop_config(&shop.url)
+            .set("delivery.retries", vec!["100ms"])
+            .endpoint(Endpoint::new(
+                "moved",
+                &format!("{redirect}/hooks"),
+                "standard-webhooks",
+                &secret,
+            )),
+    );
+    let failed = eventually("the delivery to fail", PATIENCE, async || {
         p.deliveries("moved")
             .into_iter()
             .find(|d| d.status == "failed")
@@ -970,18 +959,20 @@ async fn an_endpoint_timeout_is_a_failed_attempt() {
     let hook = Hook::start(|_| 204).await;
     hook.hold(true);
     let (secret, _) = whsec();
-    let mut p = Pipeline::start(&format!(
-        "{}{}{}timeout = \"300ms\"\n",
-        shop_source(&shop.url),
-        loopback_delivery(r#"retries = ["100ms"]"#),
-        endpoint(
-            "sleepy",
-            &format!("{}/hooks", hook.url),
-            "standard-webhooks",
-            &secret
-        )
-    ));
-    let failed = eventually("the delivery to fail", || {
+    let mut p = Pipeline::start(
+        shop_config(&shop.url)
+            .set("delivery.retries", vec!["100ms"])
+            .endpoint(
+                Endpoint::new(
+                    "sleepy",
+                    &format!("{}/hooks", hook.url),
+                    "standard-webhooks",
+                    &secret,
+                )
+                .set("timeout", "300ms"),
+            ),
+    );
+    let failed = eventually("the delivery to fail", PATIENCE, async || {
         p.deliveries("sleepy")
             .into_iter()
             .find(|d| d.status == "failed")
@@ -1015,27 +1006,23 @@ async fn sigkill_mid_delivery_loses_nothing() {
     hook.hold(true);
     let (secret, key) = whsec();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "{}{}{}{}",
-            storage_and_server(),
-            shop_source(&shop.url),
-            loopback_delivery(
-                "endpoint_concurrency = 2\nretries = [\"200ms\", \"200ms\", \"200ms\"]"
-            ),
-            endpoint(
-                "app",
-                &format!("{}/hooks", hook.url),
-                "standard-webhooks",
-                &secret
-            )
-        ),
-    );
+    let config = shop_config(&shop.url)
+        .in_dir(dir.path())
+        .set("delivery.endpoint_concurrency", 2)
+        .set("delivery.retries", vec!["200ms", "200ms", "200ms"])
+        .endpoint(Endpoint::new(
+            "app",
+            &format!("{}/hooks", hook.url),
+            "standard-webhooks",
+            &secret,
+        ))
+        .write();
     let mut first = spawn_run(&config, &dir.path().join("first.log"));
-    eventually(first.waiting_for("a request in flight"), || {
-        (!hook.log().is_empty()).then_some(())
-    })
+    eventually(
+        first.waiting_for("a request in flight"),
+        PATIENCE,
+        async || (!hook.log().is_empty()).then_some(()),
+    )
     .await;
     first.kill();
 
@@ -1054,10 +1041,10 @@ async fn sigkill_mid_delivery_loses_nothing() {
 
     let log = dir.path().join("second.log");
     let mut second = spawn_run(&config, &log);
-    eventually_within(
-        Duration::from_secs(90),
+    eventually(
         second.waiting_for("every delivery delivered after the restart"),
-        || {
+        Duration::from_secs(90),
+        async || {
             deliveries(&store, "app")
                 .iter()
                 .all(|d| d.status == "delivered")
@@ -1107,20 +1094,24 @@ async fn a_delivery_waiting_for_a_slot_is_sent_once() {
     let fast = Receiver::start().await.unwrap();
     fast.delay(Duration::from_millis(300));
     let (secret, _) = whsec();
-    let mut p = Pipeline::start(&format!(
-        "{}{}{}timeout = \"60s\"\n",
-        shop_source(&shop.url),
-        loopback_delivery("concurrency = 1"),
-        endpoint(
-            "slow",
-            &format!("{}/slow", slow.url),
-            "standard-webhooks",
-            &secret
-        )
-    ));
-    eventually("the slow endpoint to take the only slot", || {
-        (!slow.log().is_empty()).then_some(())
-    })
+    let mut p = Pipeline::start(
+        shop_config(&shop.url)
+            .set("delivery.concurrency", 1)
+            .endpoint(
+                Endpoint::new(
+                    "slow",
+                    &format!("{}/slow", slow.url),
+                    "standard-webhooks",
+                    &secret,
+                )
+                .set("timeout", "60s"),
+            ),
+    );
+    eventually(
+        "the slow endpoint to take the only slot",
+        PATIENCE,
+        async || (!slow.log().is_empty()).then_some(()),
+    )
     .await;
 
     p.store
@@ -1141,25 +1132,27 @@ async fn a_delivery_waiting_for_a_slot_is_sent_once() {
     shop.set(2, "open");
     // The delivery waits for the slot longer than any lease the dispatcher takes for a 2 s
     // timeout (the timeout plus a few seconds' margin).
-    let created = eventually("the fast endpoint's delivery", || {
+    let created = eventually("the fast endpoint's delivery", PATIENCE, async || {
         p.deliveries("fast").first().map(|d| d.created_at)
     })
     .await;
-    eventually("the delivery to wait past its lease", || {
-        (chrono::Utc::now() > created + Duration::from_secs(9)).then_some(())
-    })
+    eventually(
+        "the delivery to wait past its lease",
+        PATIENCE,
+        async || (chrono::Utc::now() > created + Duration::from_secs(9)).then_some(()),
+    )
     .await;
     assert!(fast.received().is_empty(), "sent without a slot");
 
     slow.hold(false);
     // A later event for the same endpoint: once it has arrived, the lane is past the first one.
-    eventually("order 2 delivered to fast", || {
+    eventually("order 2 delivered to fast", PATIENCE, async || {
         let rows = p.deliveries("fast");
         (rows.len() == 1 && rows[0].status == "delivered").then_some(())
     })
     .await;
     shop.set(3, "open");
-    eventually("order 3 delivered to fast", || {
+    eventually("order 3 delivered to fast", PATIENCE, async || {
         fast.received()
             .iter()
             .any(|r| r.header("pollhook-resource-id") == Some("3"))

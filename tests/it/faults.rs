@@ -12,189 +12,24 @@
 //! Storage faults: a database path that cannot be a file, a corrupt database, and a second
 //! `pollhook run` on a database in use each give a clear message and the documented exit code.
 
-use crate::common::block_on;
+use crate::support::block_on;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use pollhook::config::Config;
 use pollhook::store::{AttemptRow, DeliveryFilter, DeliveryRow, Store};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::Harness;
+use crate::support::{
+    Answer, ConfigBuilder, Endpoint, Harness, Pipeline, RawServer, Resource, Source, eventually,
+    listen, lock, orders, spawn_run, std_command, target,
+};
 
 /// How long any wait in this file may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-// ───────────────────────────── a raw HTTP/1.1 server ─────────────────────────────
-
-/// What the scripted server does with one request.
-#[derive(Clone)]
-enum Answer {
-    /// A complete response.
-    Full {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    },
-    /// `Content-Length: claimed`, then only `body`, then the connection closes.
-    Truncated { body: Vec<u8>, claimed: usize },
-    /// `prefix` is written, then the connection is reset (RST).
-    Reset { prefix: Vec<u8> },
-    /// No answer for this long, then a 204.
-    Slow(Duration),
-}
-
-impl Answer {
-    fn json(status: u16, body: &str) -> Answer {
-        Answer::Full {
-            status,
-            headers: vec![("Content-Type".into(), "application/json".into())],
-            body: body.as_bytes().to_vec(),
-        }
-    }
-}
-
-type Respond = dyn Fn(&str) -> Answer + Send + Sync;
-
-/// Reads one request head (and its body, if it has a length) and returns the request target.
-async fn read_request(sock: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        if buf.len() > 256 * 1024 {
-            return None;
-        }
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut have = buf.len() - head_end;
-    while have < length {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            break;
-        }
-        have += n;
-    }
-    head.split_whitespace().nth(1).map(str::to_owned)
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        204 => "No Content",
-        302 => "Found",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Whatever",
-    }
-}
-
-async fn answer(mut sock: TcpStream, answer: Answer) {
-    let head = |status: u16, headers: &[(String, String)], length: usize| {
-        let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str(&format!(
-            "Content-Length: {length}\r\nConnection: close\r\n\r\n"
-        ));
-        head.into_bytes()
-    };
-    match answer {
-        Answer::Full {
-            status,
-            headers,
-            body,
-        } => {
-            let _ = sock.write_all(&head(status, &headers, body.len())).await;
-            let _ = sock.write_all(&body).await;
-        }
-        Answer::Truncated { body, claimed } => {
-            let json = [("Content-Type".to_owned(), "application/json".to_owned())];
-            let _ = sock.write_all(&head(200, &json, claimed)).await;
-            let _ = sock.write_all(&body).await;
-        }
-        Answer::Reset { prefix } => {
-            let _ = sock.write_all(&prefix).await;
-            let _ = sock.flush().await;
-            // SO_LINGER 0: the close sends RST rather than FIN. Blocking on drop is not a concern
-            // with a zero linger.
-            #[allow(deprecated)]
-            let _ = sock.set_linger(Some(Duration::ZERO));
-            drop(sock);
-            return;
-        }
-        Answer::Slow(wait) => {
-            tokio::time::sleep(wait).await;
-            let _ = sock.write_all(&head(204, &[], 0)).await;
-        }
-    }
-    let _ = sock.shutdown().await;
-}
-
-/// A loopback HTTP/1.1 server that answers each request as `respond(target)` says and logs the
-/// targets. One request per connection.
-struct RawServer {
-    url: String,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl RawServer {
-    async fn start(respond: impl Fn(&str) -> Answer + Send + Sync + 'static) -> RawServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
-        let respond: Arc<Respond> = Arc::new(respond);
-        let log = requests.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut sock, _)) = listener.accept().await else {
-                    return;
-                };
-                let (respond, log) = (respond.clone(), log.clone());
-                tokio::spawn(async move {
-                    let Some(target) = read_request(&mut sock).await else {
-                        return;
-                    };
-                    lock(&log).push(target.clone());
-                    let reply = respond(&target);
-                    answer(sock, reply).await;
-                });
-            }
-        });
-        RawServer { url, requests }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        lock(&self.requests).clone()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 // ───────────────────────────── a listing with faults ─────────────────────────────
 
@@ -216,7 +51,7 @@ struct ListingState {
 struct Listing {
     url: String,
     state: Arc<Mutex<ListingState>>,
-    requests: Arc<Mutex<Vec<String>>>,
+    server: RawServer,
 }
 
 fn param(target: &str, name: &str) -> Option<usize> {
@@ -237,7 +72,8 @@ impl Listing {
         let url = Arc::new(Mutex::new(String::new()));
         let server = {
             let (state, url) = (state.clone(), url.clone());
-            RawServer::start(move |target| {
+            RawServer::start(move |head| {
+                let target = target(head);
                 let mut s = lock(&state);
                 let size = s.size;
                 let (start, page) = match param(target, "offset") {
@@ -278,9 +114,9 @@ impl Listing {
         };
         *lock(&url) = server.url.clone();
         Listing {
-            url: server.url,
+            url: server.url.clone(),
             state,
-            requests: server.requests,
+            server,
         }
     }
 
@@ -298,7 +134,8 @@ impl Listing {
     /// Requests for page `page` (`?page=` or the equivalent `?offset=`) so far.
     fn requests_for(&self, page: usize) -> usize {
         let size = self.state().size;
-        lock(&self.requests)
+        self.server
+            .targets()
             .iter()
             .filter(|t| match param(t, "offset") {
                 Some(offset) => offset / size + 1 == page,
@@ -308,35 +145,26 @@ impl Listing {
     }
 }
 
-fn orders(n: u64) -> Vec<Value> {
-    (1..=n)
-        .map(|i| json!({"id": i, "status": "open"}))
-        .collect()
+/// A source over `url` with a short timeout and one retry per request, listing `orders`.
+fn source(url: &str, orders: Resource) -> String {
+    let shop = Source::new("shop", url)
+        .set("timeout", "300ms")
+        .set("retries", 1)
+        .resource(orders);
+    ConfigBuilder::without_storage().source(shop).toml()
 }
 
-/// A source over `url` with a short timeout and one retry per request.
-fn source(url: &str, pagination: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[sources]]
-name = "shop"
-base_url = "{url}"
-timeout = "300ms"
-retries = 1
-
-  [[sources.resources]]
-  name = "orders"
-  path = "/orders"
-  every = "1h"
-  pagination = {pagination}
-  {extra}
-"#
-    )
+/// `orders` at `/orders`, paged `style` (with `size` items a page, if given).
+fn listing(style: &str, size: Option<i64>) -> Resource {
+    let mut pagination = toml::Table::new();
+    pagination.insert("style".into(), style.into());
+    if let Some(size) = size {
+        pagination.insert("size".into(), size.into());
+    }
+    Resource::new("orders", "1h")
+        .set("path", "/orders")
+        .set("pagination", pagination)
 }
-
-const LINK: &str = r#"{ style = "link-header" }"#;
-const PAGE: &str = r#"{ style = "page" }"#;
-const OFFSET: &str = r#"{ style = "offset", size = 3 }"#;
 
 /// `(action, resource_id)` of every change event (operational ones left out), oldest first.
 fn actions(h: &Harness) -> Vec<(String, String)> {
@@ -369,7 +197,7 @@ async fn item_fault(fault: Answer, expect: &[&str]) {
 
 async fn fault_flow(fault: Answer, expect: &[&str], retried: bool, names_page: bool) {
     let api = Listing::start(orders(9)).await;
-    let h = Harness::new(&source(&api.url, LINK, ""));
+    let h = Harness::new(&source(&api.url, listing("link-header", None)));
     let baseline = h.poll().await.unwrap();
     assert!(baseline.baseline && baseline.listed == 9);
     let before = h.snapshot();
@@ -551,7 +379,7 @@ async fn an_item_whose_id_is_an_object_fails_the_fetch() {
 #[tokio::test]
 async fn an_empty_page_that_names_a_next_page_does_not_end_the_listing() {
     let api = Listing::start(orders(12)).await;
-    let h = Harness::new(&source(&api.url, LINK, ""));
+    let h = Harness::new(&source(&api.url, listing("link-header", None)));
     h.poll().await.unwrap();
     let glitch = Answer::Full {
         status: 200,
@@ -586,7 +414,10 @@ async fn an_empty_page_mid_listing_is_held_by_the_guard() {
     api.state().size = 10;
     // `deleted_after = 1` (the default for page pagination is 2, which alone would absorb a
     // one-off glitch): this test is about the guard.
-    let h = Harness::new(&source(&api.url, PAGE, "deleted_after = 1"));
+    let h = Harness::new(&source(
+        &api.url,
+        listing("page", None).set("deleted_after", 1),
+    ));
     h.poll().await.unwrap();
     api.state().fault = Some((2, Answer::json(200, "[]")));
     let report = h.poll().await.unwrap();
@@ -618,7 +449,10 @@ async fn an_empty_page_mid_listing_is_held_by_the_guard() {
 async fn deleted_after_two_absorbs_a_one_off_empty_page() {
     let api = Listing::start(orders(30)).await;
     api.state().size = 10;
-    let h = Harness::new(&source(&api.url, PAGE, "deleted_after = 2"));
+    let h = Harness::new(&source(
+        &api.url,
+        listing("page", None).set("deleted_after", 2),
+    ));
     h.poll().await.unwrap();
     api.state().fault = Some((3, Answer::json(200, "[]")));
     let report = h.poll().await.unwrap();
@@ -636,7 +470,7 @@ async fn deleted_after_two_absorbs_a_one_off_empty_page() {
 #[tokio::test]
 async fn an_insert_between_pages_is_merged_not_double_counted() {
     let api = Listing::start(orders(9)).await;
-    let h = Harness::new(&source(&api.url, OFFSET, ""));
+    let h = Harness::new(&source(&api.url, listing("offset", Some(3))));
     h.poll().await.unwrap();
     api.state().after_page = Some((
         1,
@@ -657,7 +491,7 @@ async fn an_insert_between_pages_is_merged_not_double_counted() {
 #[tokio::test]
 async fn a_delete_between_pages_does_not_delete_the_item_it_skips() {
     let api = Listing::start(orders(9)).await;
-    let h = Harness::new(&source(&api.url, OFFSET, ""));
+    let h = Harness::new(&source(&api.url, listing("offset", Some(3))));
     h.poll().await.unwrap();
     api.state().after_page = Some((
         1,
@@ -690,7 +524,7 @@ async fn an_id_that_changes_type_is_the_same_item() {
         json!({"id": 2, "status": "open"}),
     ])
     .await;
-    let h = Harness::new(&source(&api.url, LINK, ""));
+    let h = Harness::new(&source(&api.url, listing("link-header", None)));
     h.poll().await.unwrap();
     api.state().items = vec![
         json!({"id": "1", "status": "open"}),
@@ -720,65 +554,13 @@ async fn an_id_that_changes_type_is_the_same_item() {
 
 // ───────────────────────────── endpoint faults ─────────────────────────────
 
-/// A pipeline running in-process, over a temp dir.
-struct Running {
-    _dir: tempfile::TempDir,
-    store: Store,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), pollhook::RunError>>,
-}
-
-impl Running {
-    fn start(text: &str) -> Running {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[storage]\npath = \"pollhook.db\"\n[server]\nlisten = \"127.0.0.1:0\"\n{text}"
-        );
-        let config = Config::parse(&dir.path().join("pollhook.toml"), &text, &BTreeMap::new())
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let store = Store::open(&config.storage.path).unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(pollhook::run(config, async {
-            let _ = rx.await;
-        }));
-        Running {
-            _dir: dir,
-            store,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    fn deliveries(&self) -> Vec<DeliveryRow> {
-        block_on(self.store.deliveries(DeliveryFilter {
-            limit: 1000,
-            ..DeliveryFilter::default()
-        }))
-        .unwrap()
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(PATIENCE, self.task)
-            .await
-            .expect("run stops")
-            .expect("run does not panic")
-            .expect("run ends Ok");
-    }
-}
-
-/// Waits for `check` to hold, polling every 20 ms, for at most [`PATIENCE`].
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Every delivery, newest first.
+fn all_deliveries(store: &Store) -> Vec<DeliveryRow> {
+    block_on(store.deliveries(DeliveryFilter {
+        limit: 1000,
+        ..DeliveryFilter::default()
+    }))
+    .unwrap()
 }
 
 /// Seven endpoints that fail in seven ways and one healthy one, behind one pipeline and one
@@ -792,7 +574,7 @@ async fn endpoint_faults_are_retried_on_schedule_then_dead_lettered() {
     let huge = "x".repeat(1 << 20);
     let faulty = {
         let moved = format!("{}/moved", moved.url);
-        RawServer::start(move |target| match target {
+        RawServer::start(move |head| match target(head) {
             "/500" => Answer::json(500, r#"{"error":"receiver down"}"#),
             // Mid-response: the status line and part of a header, then RST.
             "/reset" => Answer::Reset {
@@ -816,8 +598,8 @@ async fn endpoint_faults_are_retried_on_schedule_then_dead_lettered() {
     // A plain-HTTP server reached over https: it answers the ClientHello with an HTTP 400, and
     // the TLS handshake fails.
     let plain = {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("https://{}", listener.local_addr().unwrap());
+        let (listener, url) = listen().await;
+        let url = url.replacen("http://", "https://", 1);
         tokio::spawn(async move {
             while let Ok((mut sock, _)) = listener.accept().await {
                 tokio::spawn(async move {
@@ -833,44 +615,29 @@ async fn endpoint_faults_are_retried_on_schedule_then_dead_lettered() {
         url
     };
     let secret = pollhook::sign::generate_secret(pollhook::sign::Scheme::StandardWebhooks);
-    let endpoint = |name: &str, url: &str, extra: &str| {
-        format!(
-            "\n[[endpoints]]\nname = \"{name}\"\nurl = \"{url}\"\nsigning = \"standard-webhooks\"\nsecret = \"{secret}\"\n{extra}\n"
-        )
-    };
-    let mut text = format!(
-        r#"
-[[sources]]
-name = "shop"
-adapter = "json-server"
-base_url = "{}"
-
-  [[sources.resources]]
-  name = "orders"
-  every = "1h"
-  initial = "emit"
-
-[delivery]
-allow_http = true
-allow_networks = ["127.0.0.0/8"]
-timeout = "2s"
-retries = ["100ms", "100ms"]
-"#,
-        shop.url
-    );
+    let endpoint = |name: &str, url: &str| Endpoint::new(name, url, "standard-webhooks", &secret);
     let f = &faulty.url;
-    text += &endpoint("healthy", &format!("{}/hooks", healthy.url), "");
-    text += &endpoint("error", &format!("{f}/500"), "");
-    text += &endpoint("reset", &format!("{f}/reset"), "");
-    text += &endpoint("redirect", &format!("{f}/redirect"), "");
-    text += &endpoint("huge", &format!("{f}/huge"), "");
-    text += &endpoint("slow", &format!("{f}/slow"), "timeout = \"300ms\"");
-    text += &endpoint("tls", &format!("{plain}/tls"), "");
-    text += &endpoint("dns", "http://no-such-host.invalid/hooks", "");
-    let p = Running::start(&text);
+    let mut p = Pipeline::start(
+        ConfigBuilder::without_storage()
+            .source(
+                Source::json_server("shop", &shop.url)
+                    .resource(Resource::new("orders", "1h").set("initial", "emit")),
+            )
+            .loopback_delivery()
+            .set("delivery.timeout", "2s")
+            .set("delivery.retries", vec!["100ms", "100ms"])
+            .endpoint(endpoint("healthy", &format!("{}/hooks", healthy.url)))
+            .endpoint(endpoint("error", &format!("{f}/500")))
+            .endpoint(endpoint("reset", &format!("{f}/reset")))
+            .endpoint(endpoint("redirect", &format!("{f}/redirect")))
+            .endpoint(endpoint("huge", &format!("{f}/huge")))
+            .endpoint(endpoint("slow", &format!("{f}/slow")).set("timeout", "300ms"))
+            .endpoint(endpoint("tls", &format!("{plain}/tls")))
+            .endpoint(endpoint("dns", "http://no-such-host.invalid/hooks")),
+    );
 
-    let rows = eventually("every delivery to end", || {
-        let rows = p.deliveries();
+    let rows = eventually("every delivery to end", PATIENCE, async || {
+        let rows = all_deliveries(&p.store);
         (rows.len() == 8 && rows.iter().all(|d| d.status != "pending")).then_some(rows)
     })
     .await;
@@ -948,7 +715,7 @@ retries = ["100ms", "100ms"]
             first[0].error.as_deref().unwrap_or_default()
         );
     }
-    let hits = faulty.requests();
+    let hits = faulty.targets();
     for path in ["/500", "/reset", "/redirect", "/huge", "/slow"] {
         assert_eq!(
             hits.iter().filter(|t| *t == path).count(),
@@ -961,24 +728,18 @@ retries = ["100ms", "100ms"]
 
 // ───────────────────────────── storage faults ─────────────────────────────
 
+/// `pollhook ARGS… --config DIR/pollhook.toml`.
 fn pollhook(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pollhook"));
+    let mut cmd = std_command();
     cmd.args(args)
         .arg("--config")
-        .arg(dir.join("pollhook.toml"))
-        .env_remove("POLLHOOK_CONFIG")
-        .env_remove("POLLHOOK_STORAGE_PATH")
-        .env_remove("POLLHOOK_LISTEN")
-        .env("POLLHOOK_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
+        .arg(dir.join("pollhook.toml"));
     cmd
 }
 
 /// Runs a pollhook command to its end (bounded), returning (exit code, stderr).
 fn finish(mut cmd: Command) -> (Option<i32>, String) {
     let mut child = cmd
-        .env("POLLHOOK_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -1000,30 +761,12 @@ fn finish(mut cmd: Command) -> (Option<i32>, String) {
     }
 }
 
-fn write_config(dir: &Path, storage: &str, source_url: &str) {
-    std::fs::write(
-        dir.join("pollhook.toml"),
-        format!(
-            r#"
-[storage]
-path = "{storage}"
-
-[server]
-listen = "127.0.0.1:0"
-
-[[sources]]
-name = "shop"
-adapter = "json-server"
-base_url = "{source_url}"
-
-  [[sources.resources]]
-  name = "orders"
-  every = "200ms"
-  jitter = "0s"
-"#
-        ),
-    )
-    .unwrap();
+/// `pollhook.toml` in `dir`: the database at `storage`, the shop at `source_url`.
+fn write_config(dir: &Path, storage: &str, source_url: &str) -> PathBuf {
+    ConfigBuilder::new(dir)
+        .set("storage.path", storage)
+        .source(Source::json_server("shop", source_url).resource(Resource::new("orders", "200ms")))
+        .write()
 }
 
 /// No Rust `Debug` noise, no panic and no SQLite error-code noise in what a user reads, and the
@@ -1109,26 +852,18 @@ fn a_corrupt_database_is_a_clear_error_naming_the_file() {
     );
 }
 
-fn spawn(cmd: &mut Command, log: &Path) -> Child {
-    cmd.stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_on_the_same_database_refuses_and_the_first_keeps_working() {
     let shop = pollhook::demo::FakeShop::start(3).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "pollhook.db", &shop.url);
-    let log = dir.path().join("first.log");
-    let mut first = spawn(&mut pollhook(dir.path(), &["run"]), &log);
+    let config = write_config(dir.path(), "pollhook.db", &shop.url);
+    let first = spawn_run(&config, &dir.path().join("first.log"));
     // Opened once the first run has created it, so the two never race to migrate it.
-    eventually("the first run to start", || {
-        std::fs::read_to_string(&log)
-            .ok()
-            .filter(|l| l.contains("pollhook running"))
-    })
+    eventually(
+        first.waiting_for("the first run to start"),
+        PATIENCE,
+        async || first.logged("pollhook running").then_some(()),
+    )
     .await;
     let store = Store::open(&dir.path().join("pollhook.db")).unwrap();
     let polled = || {
@@ -1138,7 +873,7 @@ async fn a_second_run_on_the_same_database_refuses_and_the_first_keeps_working()
             .find(|s| s.last_outcome.is_some())?
             .last_poll_at
     };
-    let before = eventually("the first run to poll", polled).await;
+    let before = eventually("the first run to poll", PATIENCE, async || polled()).await;
 
     let (code, stderr) = finish(pollhook(dir.path(), &["run"]));
     assert_eq!(code, Some(1), "{stderr}");
@@ -1152,16 +887,16 @@ async fn a_second_run_on_the_same_database_refuses_and_the_first_keeps_working()
     );
     assert_clean(&stderr, "already using");
 
+    let mut first = first;
     assert!(
-        first.try_wait().unwrap().is_none(),
-        "the first run died: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        first.try_wait().is_none(),
+        "{}",
+        first.waiting_for("the first run died")
     );
     shop.churn();
-    eventually("the first run to poll again", || {
+    eventually("the first run to poll again", PATIENCE, async || {
         polled().filter(|at| *at > before)
     })
     .await;
-    let _ = first.kill();
-    let _ = first.wait();
+    first.kill();
 }

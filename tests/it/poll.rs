@@ -6,7 +6,7 @@ use pollhook::poll::PollError;
 use pollhook::source::SourceError;
 use serde_json::{Value, json};
 
-use crate::common::{FakeApi, Harness, RequiredAuth, Style, orders, sorted_ids, stable};
+use crate::support::{FakeApi, Harness, RequiredAuth, Style, orders, sorted_ids, stable};
 
 /// The `pagination = …` line (and `items`, where the style wraps the list) for a style.
 fn paging(style: Style) -> &'static str {
@@ -496,8 +496,8 @@ async fn key_order_and_ignored_fields_are_not_changes() {
 }
 
 /// The raw hash of each item, by id.
-fn raw_hashes(h: &crate::common::Harness) -> std::collections::BTreeMap<String, Option<[u8; 16]>> {
-    crate::common::block_on(h.store.snapshot(&h.source_name, &h.resource.name, 0))
+fn raw_hashes(h: &crate::support::Harness) -> std::collections::BTreeMap<String, Option<[u8; 16]>> {
+    crate::support::block_on(h.store.snapshot(&h.source_name, &h.resource.name, 0))
         .unwrap()
         .into_iter()
         .map(|(id, known)| (id, known.raw))

@@ -406,7 +406,7 @@ fn canonical_json_of_a_float_reads_back_as_the_same_float() {
 /// RFC 6902 `changes` report it.
 #[tokio::test]
 async fn a_float_field_that_did_not_change_is_not_reported_changed() {
-    use crate::common::{FakeApi, Harness, Style};
+    use crate::support::{FakeApi, Harness, Style};
     let api = FakeApi::start(Style::None).await;
     api.set_raw_items(&[r#"{"id":1,"x":8.713598616434266e+111,"s":"a"}"#]);
     let h = Harness::new(&format!(

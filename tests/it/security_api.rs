@@ -7,7 +7,6 @@
 //! Requests are written by hand on a `TcpStream`, so the test, not a client library, decides
 //! every header, `Host` included. Nothing leaves 127.0.0.1.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,56 +16,41 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// A bound on any one wait; generous, so a loaded machine does not fail a test.
 const WAIT: Duration = Duration::from_secs(30);
+
+use crate::support::{ConfigBuilder, Resource, Run, Source, start_on_free_port};
 
 const TOKEN: &str = "security-test-token";
 
 /// A pollhook running in this process, with its port.
 struct Running {
     port: u16,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), pollhook::RunError>>,
+    run: Run,
     _dir: TempDir,
     _shop: FakeShop,
 }
 
 impl Running {
-    /// Starts a pipeline whose `[server]` table is `listen` on a free port plus `server`.
-    ///
-    /// The port is found free and then bound by `run`, so another test can take it in between:
-    /// `/api/v1/sources` naming this start's source tells ours from another.
-    async fn start(server: &str) -> Running {
+    /// Starts a pipeline whose `[server]` table is `listen` on a free port plus `server`
+    /// (`admin_token`, say); `/api/v1/sources` naming this start's source tells ours from another
+    /// that got the same port (see [`start_on_free_port`]).
+    async fn start(server: &[(&str, toml::Value)]) -> Running {
         let shop = FakeShop::start(2).await.unwrap();
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let source = format!("shop{}", rand::random::<u32>());
-            let config = config(dir.path(), port, server, &source, &shop.url);
-            let (stop, rx) = oneshot::channel::<()>();
-            let task = tokio::spawn(pollhook::run(config, async {
-                rx.await.ok();
-            }));
-            let ours = wait_until_ours(port, &source, &task).await;
-            if ours {
-                return Running {
-                    port,
-                    stop: Some(stop),
-                    task,
-                    _dir: dir,
-                    _shop: shop,
-                };
-            }
-            eprintln!("pollhook did not start ({:?}); retrying", task.await);
+        let dir = tempfile::tempdir().unwrap();
+        let source = format!("shop{}", rand::random::<u32>());
+        let (port, run) = start_on_free_port(
+            |port| config(dir.path(), port, server, &source, &shop.url),
+            async |port| answers_as(port, &source).await,
+        )
+        .await;
+        Running {
+            port,
+            run,
+            _dir: dir,
+            _shop: shop,
         }
-        panic!("pollhook did not start five times in a row");
     }
 
     fn host(&self) -> String {
@@ -110,23 +94,8 @@ impl Running {
             .collect()
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = tokio::time::timeout(WAIT, &mut self.task)
-            .await
-            .expect("pollhook stops within its grace period")
-            .unwrap();
-        assert!(result.is_ok(), "run returned {result:?}");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    async fn stop(self) {
+        self.run.stop().await;
     }
 }
 
@@ -135,62 +104,39 @@ fn auth() -> String {
     format!("Authorization: Bearer {TOKEN}")
 }
 
-fn config(dir: &Path, port: u16, server: &str, source: &str, shop: &str) -> Config {
-    let text = format!(
-        r#"
-[storage]
-path = '{db}'
-
-[server]
-listen = "127.0.0.1:{port}"
-{server}
-
-[[sources]]
-name = "{source}"
-adapter = "json-server"
-base_url = "{shop}"
-
-  [[sources.resources]]
-  name = "orders"
-  every = "1h"
-
-[delivery]
-allow_http = true
-allow_networks = ["127.0.0.0/8"]
-"#,
-        db = dir.join("pollhook.db").display(),
-    );
-    Config::parse(Path::new("security-test.toml"), &text, &BTreeMap::new())
-        .unwrap_or_else(|e| panic!("{e}"))
+fn config(
+    dir: &Path,
+    port: u16,
+    server: &[(&str, toml::Value)],
+    source: &str,
+    shop: &str,
+) -> Config {
+    server
+        .iter()
+        .fold(ConfigBuilder::new(dir), |config, (key, value)| {
+            config.set(&format!("server.{key}"), value.clone())
+        })
+        .set("server.listen", format!("127.0.0.1:{port}"))
+        .source(Source::json_server(source, shop).resource(Resource::new("orders", "1h")))
+        .loopback_delivery()
+        .parse()
 }
 
-async fn wait_until_ours(
-    port: u16,
-    source: &str,
-    task: &JoinHandle<Result<(), pollhook::RunError>>,
-) -> bool {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if task.is_finished() {
-            return false;
-        }
-        let request = format!(
-            "GET /api/v1/sources HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{}\r\nConnection: close\r\n\r\n",
-            auth()
-        );
-        if let Ok(Ok(resp)) = tokio::time::timeout(
-            Duration::from_secs(5),
-            try_exchange(port, request.as_bytes()),
-        )
-        .await
-            && resp.status == 200
-            && let Ok(body) = serde_json::from_str::<Value>(&resp.body)
-        {
-            return body["data"][0]["name"] == source;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("pollhook's admin API did not answer within {WAIT:?}");
+/// Whether the API on `port` is the pipeline polling `source`; `None` while it does not answer.
+async fn answers_as(port: u16, source: &str) -> Option<bool> {
+    let request = format!(
+        "GET /api/v1/sources HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{}\r\nConnection: close\r\n\r\n",
+        auth()
+    );
+    let resp = tokio::time::timeout(
+        Duration::from_secs(5),
+        try_exchange(port, request.as_bytes()),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let body = serde_json::from_str::<Value>(&resp.body).ok()?;
+    (resp.status == 200).then(|| body["data"][0]["name"] == source)
 }
 
 /// One response, read to the end (every request says `Connection: close`).
@@ -274,7 +220,7 @@ fn new_endpoint(name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_is_not_json_is_415_and_adds_no_endpoint() {
-    let api = Running::start("").await;
+    let api = Running::start(&[]).await;
     for content_type in [
         "Content-Type: text/plain",
         "Content-Type: application/x-www-form-urlencoded",
@@ -315,7 +261,7 @@ async fn a_body_that_is_not_json_is_415_and_adds_no_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_origin_is_403_and_changes_nothing() {
-    let api = Running::start("").await;
+    let api = Running::start(&[]).await;
     let json = "Content-Type: application/json";
     let port = api.port;
     for origin in [
@@ -370,7 +316,7 @@ async fn a_foreign_origin_is_403_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_host_is_421_and_loopback_names_and_the_own_origin_work() {
-    let api = Running::start("").await;
+    let api = Running::start(&[]).await;
     let port = api.port;
     for host in [
         "Host: evil.example".to_owned(),
@@ -434,7 +380,7 @@ async fn a_foreign_host_is_421_and_loopback_names_and_the_own_origin_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_probes_answer_any_host() {
-    let api = Running::start("").await;
+    let api = Running::start(&[]).await;
     for path in ["/livez", "/healthz", "/readyz", "/metrics"] {
         for host in ["Host: 10.244.1.7:8787", "Host: evil.example"] {
             let resp = api
@@ -448,7 +394,7 @@ async fn the_probes_answer_any_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_token_any_host_unless_allowed_hosts_and_never_a_foreign_origin() {
-    let api = Running::start(&format!("admin_token = \"{TOKEN}\"")).await;
+    let api = Running::start(&[("admin_token", TOKEN.into())]).await;
     let json = "Content-Type: application/json";
     // Behind an ingress the Host is the ingress's name; the token is what protects the API.
     api.send(
@@ -488,9 +434,10 @@ async fn with_a_token_any_host_unless_allowed_hosts_and_never_a_foreign_origin()
     assert_eq!(api.endpoint_names().await, ["mine"]);
     api.stop().await;
 
-    let api = Running::start(&format!(
-        "admin_token = \"{TOKEN}\"\nallowed_hosts = [\"PollHook.example.com\"]"
-    ))
+    let api = Running::start(&[
+        ("admin_token", TOKEN.into()),
+        ("allowed_hosts", vec!["PollHook.example.com"].into()),
+    ])
     .await;
     api.send(
         "GET",
@@ -523,7 +470,11 @@ async fn with_a_token_any_host_unless_allowed_hosts_and_never_a_foreign_origin()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_sent_connections_are_closed_and_do_not_starve_the_liveness_probe() {
-    let api = Running::start("max_connections = 64\nheader_timeout = \"1s\"").await;
+    let api = Running::start(&[
+        ("max_connections", 64.into()),
+        ("header_timeout", "1s".into()),
+    ])
+    .await;
     let mut idle = Vec::new();
     for _ in 0..300 {
         let mut stream = TcpStream::connect(("127.0.0.1", api.port)).await.unwrap();
@@ -557,7 +508,7 @@ async fn half_sent_connections_are_closed_and_do_not_starve_the_liveness_probe()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_limit_is_413_in_the_error_shape() {
-    let api = Running::start("").await;
+    let api = Running::start(&[]).await;
     let name = "x".repeat(1536 * 1024);
     let body = json!({ "name": name, "url": "http://127.0.0.1:9/" }).to_string();
     api.send(
@@ -576,7 +527,7 @@ async fn a_body_over_the_limit_is_413_in_the_error_shape() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_refuse_what_the_document_refuses() {
-    let api = Running::start("").await;
+    let api = Running::start(&[]).await;
     let json = "Content-Type: application/json";
     api.send("POST", "/api/v1/endpoints", &[json], &new_endpoint("e"))
         .await

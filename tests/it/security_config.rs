@@ -13,9 +13,9 @@ use pollhook::config::{Config, EndpointInput, Secret, validate_endpoint};
 use pollhook::demo::FakeShop;
 use pollhook::store::{RunLock, Store};
 
-use crate::common::parse;
-use crate::support_deliver::{
-    Hook, Pipeline, eventually, eventually_within, loopback_delivery, shop_source,
+use crate::support::{
+    ConfigBuilder, Endpoint, Hook, PATIENCE, Pipeline, Resource, Source, command, eventually,
+    output, parse, shop_config, shop_source,
 };
 
 /// A JWT key long enough for HS256.
@@ -446,19 +446,25 @@ fn secret_hints_show_at_most_the_last_four_characters() {
 
 // ───────────────────────────── connect time ─────────────────────────────
 
-/// The shop, a receiver, and a pipeline whose only endpoint is `url`; `delivery` is the
-/// `[delivery]` section.
-async fn deliver_to(url_of: impl Fn(&str) -> String, delivery: &str) -> (Hook, Pipeline) {
+/// The shop, a receiver, and a pipeline whose only endpoint is `url`; `delivery` holds the
+/// `[delivery]` settings.
+async fn deliver_to(url_of: impl Fn(&str) -> String, delivery: ConfigBuilder) -> (Hook, Pipeline) {
     let shop = FakeShop::start(1).await.unwrap();
     let hook = Hook::start(|_| 200).await;
     let url = url_of(&hook.url);
-    let text = format!(
-        "{}{delivery}\n[[endpoints]]\nname = \"app\"\nurl = \"{url}\"\nsecret = \"{JWT_KEY}\"\n",
-        shop_source(&shop.url)
-    );
+    let config = delivery
+        .source(shop_source(&shop.url))
+        .endpoint(Endpoint::default_signing("app", &url, JWT_KEY));
     // The shop must outlive the test body: it is leaked into the runtime's tasks.
     std::mem::forget(shop);
-    (hook, Pipeline::start(&text))
+    (hook, Pipeline::start(config))
+}
+
+/// `[delivery]` over plain http, retrying once an hour.
+fn http_retrying_hourly() -> ConfigBuilder {
+    ConfigBuilder::without_storage()
+        .set("delivery.allow_http", true)
+        .set("delivery.retries", vec!["1h"])
 }
 
 #[tokio::test]
@@ -467,10 +473,10 @@ async fn a_name_resolving_to_loopback_is_refused_at_connect_time_unless_allowed(
     // `localhost` passes `check` (a name is not resolved there) but resolves to 127.0.0.1/::1.
     let (hook, mut refused) = deliver_to(
         |h| format!("http://localhost:{}/hook", port(h)),
-        "\n[delivery]\nallow_http = true\nretries = [\"1h\"]\n",
+        http_retrying_hourly(),
     )
     .await;
-    let error = eventually("an attempt refused at connect time", || {
+    let error = eventually("an attempt refused at connect time", PATIENCE, async || {
         refused
             .deliveries("app")
             .into_iter()
@@ -489,10 +495,12 @@ async fn a_name_resolving_to_loopback_is_refused_at_connect_time_unless_allowed(
 
     let (hook, mut allowed) = deliver_to(
         |h| format!("http://localhost:{}/hook", port(h)),
-        "\n[delivery]\nallow_http = true\nallow_networks = [\"127.0.0.0/8\", \"::1/128\"]\n",
+        ConfigBuilder::without_storage()
+            .set("delivery.allow_http", true)
+            .set("delivery.allow_networks", vec!["127.0.0.0/8", "::1/128"]),
     )
     .await;
-    eventually("the delivery through localhost", || {
+    eventually("the delivery through localhost", PATIENCE, async || {
         (allowed
             .deliveries("app")
             .iter()
@@ -510,15 +518,8 @@ async fn an_ip_literal_is_refused_at_connect_time_too() {
     // it: an IP literal skips the resolver, so the send checks it itself.
     let shop = FakeShop::start(1).await.unwrap();
     let hook = Hook::start(|_| 200).await;
-    let mut pipeline = Pipeline::new(&format!(
-        "{}\n[delivery]\nallow_http = true\nretries = [\"1h\"]\n",
-        shop_source(&shop.url)
-    ));
-    let open = accepted(&format!(
-        "{}{}",
-        shop_source(&shop.url),
-        loopback_delivery("")
-    ));
+    let mut pipeline = Pipeline::new(http_retrying_hourly().source(shop_source(&shop.url)));
+    let open = accepted(&shop_config(&shop.url).toml());
     let input = EndpointInput {
         name: "app".into(),
         url: format!("{}/hook", hook.url),
@@ -534,7 +535,7 @@ async fn an_ip_literal_is_refused_at_connect_time_too() {
     let spec = validate_endpoint(input, &open).unwrap();
     pipeline.store.add_endpoint(&spec).await.unwrap();
     pipeline.run();
-    let error = eventually_within(Duration::from_secs(30), "a refused attempt", || {
+    let error = eventually("a refused attempt", Duration::from_secs(30), async || {
         pipeline
             .deliveries("app")
             .into_iter()
@@ -558,8 +559,15 @@ fn mode(path: &Path) -> u32 {
 
 #[tokio::test]
 async fn the_database_and_its_wal_and_shm_are_readable_by_their_owner_only() {
-    let (hook, mut pipeline) = deliver_to(|h| format!("{h}/hook"), &loopback_delivery("")).await;
-    eventually("a delivery", || (!hook.log().is_empty()).then_some(())).await;
+    let (hook, mut pipeline) = deliver_to(
+        |h| format!("{h}/hook"),
+        ConfigBuilder::without_storage().loopback_delivery(),
+    )
+    .await;
+    eventually("a delivery", PATIENCE, async || {
+        (!hook.log().is_empty()).then_some(())
+    })
+    .await;
     let db = pipeline.config.storage.path.clone();
     for suffix in ["", "-wal", "-shm"] {
         let file = format!("{}{suffix}", db.display());
@@ -596,8 +604,8 @@ fn a_second_run_through_a_symlink_or_a_hard_link_is_refused() {
     }
     // The CLI's commands still read and write beside the run.
     let store = Store::open(&symlink).unwrap();
-    crate::common::block_on(store.status()).unwrap();
-    crate::common::block_on(store.check_writable()).unwrap();
+    crate::support::block_on(store.status()).unwrap();
+    crate::support::block_on(store.check_writable()).unwrap();
     drop(held);
     let _again = RunLock::acquire(&hard).unwrap();
 }
@@ -605,14 +613,15 @@ fn a_second_run_through_a_symlink_or_a_hard_link_is_refused() {
 #[tokio::test]
 async fn endpoint_lists_mask_a_password_in_the_url() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "[storage]\npath = \"pollhook.db\"\n{}\n[[endpoints]]\nname = \"app\"\nurl = \"https://hook:pa55word@hooks.example.com/in\"\nsecret = \"{JWT_KEY}\"\n",
-        config("", "every = \"30s\"", "")
-            .split("[[endpoints]]")
-            .next()
-            .unwrap()
-    );
-    let file = crate::support_deliver::write_config(dir.path(), &text);
+    let orders = Resource::new("orders", "30s").set("path", "/orders");
+    let file = ConfigBuilder::new(dir.path())
+        .source(Source::new("shop", "https://api.example.com").resource(orders))
+        .endpoint(Endpoint::default_signing(
+            "app",
+            "https://hook:pa55word@hooks.example.com/in",
+            JWT_KEY,
+        ))
+        .write();
     let config = Config::load(&file).unwrap();
     let store = Store::open(&config.storage.path).unwrap();
     store.reconcile_endpoints(&config.endpoints).await.unwrap();
@@ -621,25 +630,11 @@ async fn endpoint_lists_mask_a_password_in_the_url() {
         &["endpoints", "list", "--json"],
         &["endpoints", "show", "app"],
     ] {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollhook"))
-            .args(args)
-            .arg("--config")
-            .arg(&file)
-            .env_remove("POLLHOOK_CONFIG")
-            .env_remove("POLLHOOK_STORAGE_PATH")
-            .env("POLLHOOK_LOG", "warn")
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(30), out)
-            .await
-            .expect("the command finishes")
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{args:?}: {stdout} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut cmd = command();
+        cmd.args(args).arg("--config").arg(&file);
+        let out = output(cmd).await;
+        let stdout = &out.stdout;
+        assert!(out.code == 0, "{args:?}: {stdout} {}", out.stderr);
         assert!(
             stdout.contains("hook:***@hooks.example.com"),
             "{args:?}: {stdout}"
@@ -657,11 +652,7 @@ async fn a_stored_framing_header_is_never_sent() {
     // store) must not cut the body its receiver reads.
     let shop = FakeShop::start(1).await.unwrap();
     let hook = Hook::start(|_| 200).await;
-    let mut pipeline = Pipeline::new(&format!(
-        "{}{}",
-        shop_source(&shop.url),
-        loopback_delivery("")
-    ));
+    let mut pipeline = Pipeline::new(shop_config(&shop.url));
     let input = EndpointInput {
         name: "app".into(),
         url: format!("{}/hook", hook.url),
@@ -679,7 +670,10 @@ async fn a_stored_framing_header_is_never_sent() {
     spec.headers.push(("X-Env".into(), "prod".into()));
     pipeline.store.add_endpoint(&spec).await.unwrap();
     pipeline.run();
-    eventually("a delivery", || (!hook.log().is_empty()).then_some(())).await;
+    eventually("a delivery", PATIENCE, async || {
+        (!hook.log().is_empty()).then_some(())
+    })
+    .await;
     let first = hook.log()[0].request.clone();
     assert!(!first.body.is_empty(), "the receiver got an empty body");
     let header = |name: &str| {

@@ -7,33 +7,13 @@
 //! Servers here are raw TCP on 127.0.0.1:0, so a test can send exactly the bytes it means (an
 //! endless body, a gzip body) and see exactly the request heads that arrive.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-
-use crate::common::Harness;
-
-/// An endless body stops here whatever the client does, so a test that fails stays bounded.
-const ENDLESS_BOUND: u64 = 256 << 20;
+use crate::support::{Answer, Harness, RawServer};
 
 /// The cap the body tests set.
 const CAP: u64 = 1 << 20;
-
-/// What a scripted server answers one request with.
-enum Answer {
-    /// These bytes, then close.
-    Bytes(Vec<u8>),
-    /// `head`, then `piece` over and over (chunk-framed when `chunked`) until the client stops
-    /// reading or [`ENDLESS_BOUND`] bytes are out.
-    Endless {
-        head: String,
-        piece: Vec<u8>,
-        chunked: bool,
-    },
-}
 
 /// A `200` (or other status) with a body and extra header lines (each ending in `\r\n`).
 fn answer(status: &str, headers: &str, body: impl Into<Vec<u8>>) -> Answer {
@@ -49,93 +29,6 @@ fn answer(status: &str, headers: &str, body: impl Into<Vec<u8>>) -> Answer {
 
 fn json(body: &str) -> Answer {
     answer("200 OK", "content-type: application/json\r\n", body)
-}
-
-/// A server on loopback that records every request head it gets.
-struct Server {
-    base: String,
-    heads: Arc<Mutex<Vec<String>>>,
-    /// Body bytes written by endless answers.
-    sent: Arc<AtomicU64>,
-    /// Set when an endless answer stopped writing.
-    done: Arc<AtomicBool>,
-}
-
-impl Server {
-    async fn start(respond: impl Fn(&str) -> Answer + Send + Sync + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let heads = Arc::new(Mutex::new(Vec::new()));
-        let sent = Arc::new(AtomicU64::new(0));
-        let done = Arc::new(AtomicBool::new(false));
-        let respond = Arc::new(respond);
-        let (h, s, d) = (heads.clone(), sent.clone(), done.clone());
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let (heads, sent, done, respond) =
-                    (h.clone(), s.clone(), d.clone(), respond.clone());
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
-                        match socket.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    heads.lock().unwrap().push(head.clone());
-                    match respond(&head) {
-                        Answer::Bytes(bytes) => {
-                            let _ = socket.write_all(&bytes).await;
-                        }
-                        Answer::Endless {
-                            head,
-                            piece,
-                            chunked,
-                        } => {
-                            let mut frame = piece.clone();
-                            if chunked {
-                                frame = format!("{:x}\r\n", piece.len()).into_bytes();
-                                frame.extend_from_slice(&piece);
-                                frame.extend_from_slice(b"\r\n");
-                            }
-                            if socket.write_all(head.as_bytes()).await.is_ok() {
-                                while sent.load(Ordering::SeqCst) < ENDLESS_BOUND {
-                                    if socket.write_all(&frame).await.is_err() {
-                                        break;
-                                    }
-                                    sent.fetch_add(piece.len() as u64, Ordering::SeqCst);
-                                }
-                            }
-                            done.store(true, Ordering::SeqCst);
-                        }
-                    }
-                });
-            }
-        });
-        Server {
-            base,
-            heads,
-            sent,
-            done,
-        }
-    }
-
-    fn heads(&self) -> Vec<String> {
-        self.heads.lock().unwrap().clone()
-    }
-
-    /// Waits (bounded) until an endless answer stopped writing, and says how much it wrote.
-    async fn sent_when_done(&self) -> u64 {
-        for _ in 0..600 {
-            if self.done.load(Ordering::SeqCst) {
-                return self.sent.load(Ordering::SeqCst);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the endless answer never stopped writing");
-    }
 }
 
 fn harness(base: &str, source_extra: &str, resource_extra: &str) -> Harness {
@@ -175,9 +68,9 @@ headers = { X-Secret = "hdr-secret" }"#;
 
 #[tokio::test]
 async fn a_link_header_to_another_origin_is_refused_and_it_receives_nothing() {
-    let other = Server::start(|_| json("[]")).await;
-    let next = format!("{}/orders?page=2", other.base);
-    let api = Server::start(move |_| {
+    let other = RawServer::start(|_| json("[]")).await;
+    let next = format!("{}/orders?page=2", other.url);
+    let api = RawServer::start(move |_| {
         answer(
             "200 OK",
             &format!("content-type: application/json\r\nlink: <{next}>; rel=\"next\"\r\n"),
@@ -186,12 +79,12 @@ async fn a_link_header_to_another_origin_is_refused_and_it_receives_nothing() {
     })
     .await;
     let h = harness(
-        &api.base,
+        &api.url,
         BEARER,
         r#"pagination = { style = "link-header" }"#,
     );
     let err = h.poll().await.unwrap_err().to_string();
-    assert!(err.contains(&other.base), "{err}");
+    assert!(err.contains(&other.url), "{err}");
     assert!(err.contains("follow_origins"), "{err}");
     assert!(other.heads().is_empty(), "{:?}", other.heads());
     assert!(
@@ -202,21 +95,22 @@ async fn a_link_header_to_another_origin_is_refused_and_it_receives_nothing() {
 
 #[tokio::test]
 async fn a_redirect_to_another_origin_is_refused_and_it_receives_nothing() {
-    let other = Server::start(|_| json("[]")).await;
-    let target = format!("{}/elsewhere", other.base);
+    let other = RawServer::start(|_| json("[]")).await;
+    let target = format!("{}/elsewhere", other.url);
     let api =
-        Server::start(move |_| answer("302 Found", &format!("location: {target}\r\n"), "")).await;
-    let h = harness(&api.base, BEARER, "");
+        RawServer::start(move |_| answer("302 Found", &format!("location: {target}\r\n"), ""))
+            .await;
+    let h = harness(&api.url, BEARER, "");
     let err = h.poll().await.unwrap_err().to_string();
-    assert!(err.contains(&other.base), "{err}");
+    assert!(err.contains(&other.url), "{err}");
     assert!(other.heads().is_empty(), "{:?}", other.heads());
 }
 
 #[tokio::test]
 async fn a_listed_origin_gets_the_next_page_without_any_credential() {
-    let other = Server::start(|_| json("[]")).await;
-    let next = format!("{}/orders?page=2", other.base);
-    let api = Server::start(move |_| {
+    let other = RawServer::start(|_| json("[]")).await;
+    let next = format!("{}/orders?page=2", other.url);
+    let api = RawServer::start(move |_| {
         answer(
             "200 OK",
             &format!("content-type: application/json\r\nlink: <{next}>; rel=\"next\"\r\n"),
@@ -225,8 +119,8 @@ async fn a_listed_origin_gets_the_next_page_without_any_credential() {
     })
     .await;
     let h = harness(
-        &api.base,
-        &format!("{BEARER}\nfollow_origins = [\"{}\"]", other.base),
+        &api.url,
+        &format!("{BEARER}\nfollow_origins = [\"{}\"]", other.url),
         r#"pagination = { style = "link-header" }"#,
     );
     h.poll().await.unwrap();
@@ -242,16 +136,16 @@ async fn a_listed_origin_gets_the_next_page_without_any_credential() {
 #[tokio::test]
 async fn a_listed_origin_gets_no_query_key_from_a_next_url_and_no_token_on_a_redirect() {
     // The query key: a next-url link to a listed origin.
-    let other = Server::start(|_| json(r#"{"data": [], "next": null}"#)).await;
-    let next = format!("{}/orders?page=2", other.base);
+    let other = RawServer::start(|_| json(r#"{"data": [], "next": null}"#)).await;
+    let next = format!("{}/orders?page=2", other.url);
     let api =
-        Server::start(move |_| json(&format!(r#"{{"data": [{{"id": 1}}], "next": "{next}"}}"#)))
+        RawServer::start(move |_| json(&format!(r#"{{"data": [{{"id": 1}}], "next": "{next}"}}"#)))
             .await;
     let h = harness(
-        &api.base,
+        &api.url,
         &format!(
             "auth = {{ type = \"api-key\", query = \"api_key\", value = \"key-secret\" }}\nfollow_origins = [\"{}\"]",
-            other.base
+            other.url
         ),
         r#"items = "$.data"
   pagination = { style = "next-url", next_url = "$.next" }"#,
@@ -264,9 +158,9 @@ async fn a_listed_origin_gets_no_query_key_from_a_next_url_and_no_token_on_a_red
 
     // Bearer auth and headers: a redirect to a listed origin, and to one listed with credentials.
     for (credentials, expect) in [(false, None), (true, Some("Bearer tok-secret"))] {
-        let other = Server::start(|_| json("[]")).await;
-        let target = format!("{}/moved", other.base);
-        let api = Server::start(move |_| {
+        let other = RawServer::start(|_| json("[]")).await;
+        let target = format!("{}/moved", other.url);
+        let api = RawServer::start(move |_| {
             answer(
                 "307 Temporary Redirect",
                 &format!("location: {target}\r\n"),
@@ -276,9 +170,9 @@ async fn a_listed_origin_gets_no_query_key_from_a_next_url_and_no_token_on_a_red
         .await;
         let listed = format!(
             "follow_origins = [{{ origin = \"{}\", credentials = {credentials} }}]",
-            other.base
+            other.url
         );
-        let h = harness(&api.base, &format!("{BEARER}\n{listed}"), "");
+        let h = harness(&api.url, &format!("{BEARER}\n{listed}"), "");
         h.poll().await.unwrap();
         let heads = other.heads();
         assert_eq!(heads.len(), 1, "{heads:?}");
@@ -296,33 +190,33 @@ async fn a_listed_origin_gets_no_query_key_from_a_next_url_and_no_token_on_a_red
 
 #[tokio::test]
 async fn an_endless_chunked_body_stops_at_max_page_bytes() {
-    let api = Server::start(|_| Answer::Endless {
+    let api = RawServer::start(|_| Answer::Endless {
         head: "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
             .into(),
         piece: [b"[".as_slice(), &[b' '; 65535]].concat(),
         chunked: true,
     })
     .await;
-    let h = harness(&api.base, &format!("max_page_bytes = {CAP}"), "");
+    let h = harness(&api.url, &format!("max_page_bytes = {CAP}"), "");
     let err = h.poll().await.unwrap_err().to_string();
     assert!(
         err.contains("max_page_bytes") && err.contains(&CAP.to_string()),
         "{err}"
     );
     let sent = api.sent_when_done().await;
-    // Socket buffers hold a few MiB; reading on would have taken all ENDLESS_BOUND.
+    // Socket buffers hold a few MiB; reading on would have taken all of `support::ENDLESS_BOUND`.
     assert!(sent < 32 * CAP, "the server wrote {sent} bytes");
 }
 
 #[tokio::test]
 async fn an_endless_error_body_is_read_only_as_far_as_it_is_quoted() {
-    let api = Server::start(|_| Answer::Endless {
+    let api = RawServer::start(|_| Answer::Endless {
         head: "HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\n\r\n".into(),
         piece: vec![b'x'; 65536],
         chunked: false,
     })
     .await;
-    let h = harness(&api.base, &format!("max_page_bytes = {CAP}"), "");
+    let h = harness(&api.url, &format!("max_page_bytes = {CAP}"), "");
     let err = h.poll().await.unwrap_err().to_string();
     assert!(err.contains("500"), "{err}");
     assert!(err.len() < 1000, "the quote is short: {err}");
@@ -333,8 +227,8 @@ async fn an_endless_error_body_is_read_only_as_far_as_it_is_quoted() {
 #[tokio::test]
 async fn a_declared_length_over_the_cap_is_refused_unread() {
     let big = format!("[{}]", " ".repeat(CAP as usize + 10));
-    let api = Server::start(move |_| json(&big)).await;
-    let h = harness(&api.base, &format!("max_page_bytes = {CAP}"), "");
+    let api = RawServer::start(move |_| json(&big)).await;
+    let h = harness(&api.url, &format!("max_page_bytes = {CAP}"), "");
     let err = h.poll().await.unwrap_err().to_string();
     assert!(err.contains("max_page_bytes"), "{err}");
 }
@@ -353,7 +247,7 @@ const DEFLATE: [u8; 24] = [
 #[tokio::test]
 async fn gzip_and_deflate_bodies_are_decoded() {
     for (encoding, body) in [("gzip", GZIP.to_vec()), ("deflate", DEFLATE.to_vec())] {
-        let api = Server::start(move |_| {
+        let api = RawServer::start(move |_| {
             answer(
                 "200 OK",
                 &format!("content-type: application/json\r\ncontent-encoding: {encoding}\r\n"),
@@ -361,7 +255,7 @@ async fn gzip_and_deflate_bodies_are_decoded() {
             )
         })
         .await;
-        let h = harness(&api.base, "", "");
+        let h = harness(&api.url, "", "");
         h.poll().await.unwrap_or_else(|e| panic!("{encoding}: {e}"));
         assert_eq!(h.snapshot_ids(), ["1", "2"], "{encoding}");
         let asked = header(&api.heads()[0], "accept-encoding")
@@ -373,7 +267,7 @@ async fn gzip_and_deflate_bodies_are_decoded() {
 
 #[tokio::test]
 async fn a_utf8_byte_order_mark_is_skipped() {
-    let api = Server::start(|_| {
+    let api = RawServer::start(|_| {
         answer(
             "200 OK",
             "content-type: application/json\r\n",
@@ -381,14 +275,14 @@ async fn a_utf8_byte_order_mark_is_skipped() {
         )
     })
     .await;
-    let h = harness(&api.base, "", "");
+    let h = harness(&api.url, "", "");
     h.poll().await.unwrap();
     assert_eq!(h.snapshot_ids(), ["1"]);
 }
 
 #[tokio::test]
 async fn an_html_or_xml_answer_names_its_content_type_and_what_to_do() {
-    let api = Server::start(|_| {
+    let api = RawServer::start(|_| {
         answer(
             "200 OK",
             "content-type: text/html; charset=utf-8\r\n",
@@ -396,7 +290,7 @@ async fn an_html_or_xml_answer_names_its_content_type_and_what_to_do() {
         )
     })
     .await;
-    let err = harness(&api.base, "", "")
+    let err = harness(&api.url, "", "")
         .poll()
         .await
         .unwrap_err()
@@ -404,8 +298,9 @@ async fn an_html_or_xml_answer_names_its_content_type_and_what_to_do() {
     assert!(err.contains("Content-Type: text/html"), "{err}");
     assert!(err.contains("check base_url"), "{err}");
     let api =
-        Server::start(|_| answer("200 OK", "content-type: application/xml\r\n", "<orders/>")).await;
-    let err = harness(&api.base, "", "")
+        RawServer::start(|_| answer("200 OK", "content-type: application/xml\r\n", "<orders/>"))
+            .await;
+    let err = harness(&api.url, "", "")
         .poll()
         .await
         .unwrap_err()
@@ -423,8 +318,8 @@ async fn number_ids_are_compared_by_exact_value() {
         r#"[{"id": 1}, {"id": 2}, {"id": 3}]"#,
     )));
     let served = body.clone();
-    let api = Server::start(move |_| json(&served.lock().unwrap())).await;
-    let h = harness(&api.base, "", "");
+    let api = RawServer::start(move |_| json(&served.lock().unwrap())).await;
+    let h = harness(&api.url, "", "");
     h.poll().await.unwrap();
     assert_eq!(
         h.snapshot_ids(),
@@ -456,7 +351,7 @@ async fn number_ids_are_compared_by_exact_value() {
 
 #[tokio::test]
 async fn a_wildcard_over_an_empty_last_page_ends_the_listing() {
-    let api = Server::start(|head| {
+    let api = RawServer::start(|head| {
         if request_line(head).contains("page=1") {
             json(r#"{"data": [{"id": 1}, {"id": 2}]}"#)
         } else {
@@ -465,7 +360,7 @@ async fn a_wildcard_over_an_empty_last_page_ends_the_listing() {
     })
     .await;
     let h = harness(
-        &api.base,
+        &api.url,
         "",
         r#"items = "$.data[*]"
   pagination = { style = "page", page_param = "page", first = 1 }"#,
@@ -476,9 +371,9 @@ async fn a_wildcard_over_an_empty_last_page_ends_the_listing() {
 
 #[tokio::test]
 async fn a_wildcard_over_an_empty_link_header_page_is_an_empty_page() {
-    let api = Server::start(|_| json(r#"{"data": []}"#)).await;
+    let api = RawServer::start(|_| json(r#"{"data": []}"#)).await;
     let h = harness(
-        &api.base,
+        &api.url,
         "",
         r#"items = "$.data[*]"
   pagination = { style = "link-header" }"#,

@@ -1,15 +1,15 @@
 //! Running as a service: a clean stop on SIGTERM with deliveries in flight, and the operational
 //! `pollhook.*` events an operator subscribes to.
 
-use crate::common::block_on;
+use crate::support::block_on;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use pollhook::demo::Received;
 
-use crate::support_deliver::{
-    Hook, Pipeline, Shop, Switch, endpoint, event_ids, eventually, eventually_within,
-    loopback_delivery, shop_source, spawn_run, storage_and_server, write_config,
+use crate::support::{
+    ConfigBuilder, Endpoint, Hook, PATIENCE, Pipeline, Shop, Switch, event_ids, eventually,
+    shop_config, shop_source, spawn_run,
 };
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -23,31 +23,31 @@ async fn sigterm_with_deliveries_in_flight_exits_cleanly_and_loses_nothing() {
     let hook = Hook::start(|_| 204).await;
     hook.hold(true);
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "{}{}{}{}",
-            storage_and_server(),
-            shop_source(&shop.url),
-            loopback_delivery("endpoint_concurrency = 2\nretries = [\"200ms\"]"),
-            endpoint(
-                "app",
-                &format!("{}/hooks", hook.url),
-                "standard-webhooks",
-                SECRET
-            )
-        ),
-    );
+    let config = shop_config(&shop.url)
+        .in_dir(dir.path())
+        .set("delivery.endpoint_concurrency", 2)
+        .set("delivery.retries", vec!["200ms"])
+        .endpoint(Endpoint::new(
+            "app",
+            &format!("{}/hooks", hook.url),
+            "standard-webhooks",
+            SECRET,
+        ))
+        .write();
     let mut run = spawn_run(&config, &dir.path().join("run.log"));
-    eventually(run.waiting_for("two requests in flight"), || {
-        (hook.log().len() == 2).then_some(())
-    })
+    eventually(
+        run.waiting_for("two requests in flight"),
+        PATIENCE,
+        async || (hook.log().len() == 2).then_some(()),
+    )
     .await;
 
     run.terminate();
-    eventually(run.waiting_for("the shutdown to begin"), || {
-        run.logged("Shutting down").then_some(())
-    })
+    eventually(
+        run.waiting_for("the shutdown to begin"),
+        PATIENCE,
+        async || run.logged("Shutting down").then_some(()),
+    )
     .await;
     // The two requests in flight are answered now, inside the grace period.
     hook.hold(false);
@@ -59,7 +59,7 @@ async fn sigterm_with_deliveries_in_flight_exits_cleanly_and_loses_nothing() {
     assert_eq!(hook.log().len(), 2, "nothing new was claimed after SIGTERM");
 
     let store = pollhook::store::Store::open(&dir.path().join("pollhook.db")).unwrap();
-    let rows = crate::support_deliver::deliveries(&store, "app");
+    let rows = crate::support::deliveries(&store, "app");
     assert_eq!(rows.len(), 6);
     let answered: BTreeSet<String> = event_ids(
         &hook
@@ -83,11 +83,11 @@ async fn sigterm_with_deliveries_in_flight_exits_cleanly_and_loses_nothing() {
 
     // The next start sends the rest.
     let mut again = spawn_run(&config, &dir.path().join("again.log"));
-    eventually_within(
-        Duration::from_secs(30),
+    eventually(
         again.waiting_for("every delivery delivered after the restart"),
-        || {
-            crate::support_deliver::deliveries(&store, "app")
+        Duration::from_secs(30),
+        async || {
+            crate::support::deliveries(&store, "app")
                 .iter()
                 .all(|d| d.status == "delivered")
                 .then_some(())
@@ -115,7 +115,7 @@ async fn sigterm_with_deliveries_in_flight_exits_cleanly_and_loses_nothing() {
 
 /// The first webhook of event type `kind` the hook gets.
 async fn first_of(hook: &Hook, kind: &str) -> Received {
-    eventually(format!("a {kind} webhook"), || {
+    eventually(format!("a {kind} webhook"), PATIENCE, async || {
         hook.log()
             .iter()
             .find(|x| x.header("pollhook-event-type") == kind)
@@ -126,8 +126,6 @@ async fn first_of(hook: &Hook, kind: &str) -> Received {
 
 /// A source that answers 503 while `down` is on, and one order otherwise.
 async fn flaky_source(down: Switch) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new().route(
         "/orders",
         axum::routing::get(move || {
@@ -144,8 +142,7 @@ async fn flaky_source(down: Switch) -> String {
             }
         }),
     );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    crate::support::start(app).await
 }
 
 /// An endpoint that names `pollhook.*` hears when a resource starts failing and when it recovers,
@@ -156,23 +153,27 @@ async fn a_failing_resource_is_announced_once_and_so_is_its_recovery() {
     let app = Hook::start(|_| 204).await;
     let down = Switch::on();
     let url = flaky_source(down.clone()).await;
-    let mut p = Pipeline::start(&format!(
-        "{}\n[poll]\nalert_after_failures = 3\n{}{}\n  resources = [\"pollhook.*\"]\n{}",
-        shop_source(&url).replace("name = \"shop\"", "name = \"shop\"\nretries = 0"),
-        loopback_delivery(""),
-        endpoint(
-            "ops",
-            &format!("{}/ops", ops.url),
-            "standard-webhooks",
-            SECRET
-        ),
-        endpoint(
-            "app",
-            &format!("{}/app", app.url),
-            "standard-webhooks",
-            SECRET
-        ),
-    ));
+    let mut p = Pipeline::start(
+        ConfigBuilder::without_storage()
+            .set("poll.alert_after_failures", 3)
+            .source(shop_source(&url).set("retries", 0))
+            .loopback_delivery()
+            .endpoint(
+                Endpoint::new(
+                    "ops",
+                    &format!("{}/ops", ops.url),
+                    "standard-webhooks",
+                    SECRET,
+                )
+                .set("resources", vec!["pollhook.*"]),
+            )
+            .endpoint(Endpoint::new(
+                "app",
+                &format!("{}/app", app.url),
+                "standard-webhooks",
+                SECRET,
+            )),
+    );
     let failing = first_of(&ops, "pollhook.resource.failing").await;
     let event: serde_json::Value = serde_json::from_slice(&failing.body).unwrap();
     assert_eq!(event["resource_id"], "shop.orders");
@@ -182,7 +183,7 @@ async fn a_failing_resource_is_announced_once_and_so_is_its_recovery() {
         "{event}"
     );
     // More failures follow without another alert.
-    eventually("six failed polls", || {
+    eventually("six failed polls", PATIENCE, async || {
         let status = block_on(p.store.status()).unwrap();
         (status.first()?.consecutive_errors >= 6).then_some(())
     })
@@ -203,7 +204,7 @@ async fn a_failing_resource_is_announced_once_and_so_is_its_recovery() {
         event["data"]["failed_polls"].as_i64().unwrap() >= 6,
         "{event}"
     );
-    eventually("order 1 at the app", || {
+    eventually("order 1 at the app", PATIENCE, async || {
         (app.log().len() == 1).then_some(())
     })
     .await;
@@ -223,23 +224,27 @@ async fn a_disabled_endpoint_is_announced() {
     let shop = Shop::start(1..=2).await;
     let ops = Hook::start(|_| 204).await;
     let gone = Hook::start(|_| 410).await;
-    let mut p = Pipeline::start(&format!(
-        "{}{}{}\n  resources = [\"pollhook.*\"]\n{}\n  resources = [\"shop.*\"]\n",
-        shop_source(&shop.url),
-        loopback_delivery(""),
-        endpoint(
-            "ops",
-            &format!("{}/ops", ops.url),
-            "standard-webhooks",
-            SECRET
-        ),
-        endpoint(
-            "gone",
-            &format!("{}/gone", gone.url),
-            "standard-webhooks",
-            SECRET
-        ),
-    ));
+    let mut p = Pipeline::start(
+        shop_config(&shop.url)
+            .endpoint(
+                Endpoint::new(
+                    "ops",
+                    &format!("{}/ops", ops.url),
+                    "standard-webhooks",
+                    SECRET,
+                )
+                .set("resources", vec!["pollhook.*"]),
+            )
+            .endpoint(
+                Endpoint::new(
+                    "gone",
+                    &format!("{}/gone", gone.url),
+                    "standard-webhooks",
+                    SECRET,
+                )
+                .set("resources", vec!["shop.*"]),
+            ),
+    );
     let alert = first_of(&ops, "pollhook.endpoint.disabled").await;
     let event: serde_json::Value = serde_json::from_slice(&alert.body).unwrap();
     assert_eq!(event["resource_id"], "gone");
@@ -249,4 +254,19 @@ async fn a_disabled_endpoint_is_announced() {
         "{event}"
     );
     p.stop().await;
+}
+
+/// `listen = "127.0.0.1:0"` lets the kernel pick the admin port, and the binary's log says which:
+/// the API answers there.
+#[tokio::test]
+async fn the_admin_api_answers_on_the_address_the_binary_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = shop_config("http://127.0.0.1:9").in_dir(dir.path()).write();
+    let run = spawn_run(&config, &dir.path().join("run.log"));
+    let addr = run.admin_addr().await;
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+    let livez = reqwest::get(format!("http://{addr}/livez"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", run.waiting_for("/livez to answer")));
+    assert_eq!(livez.status(), reqwest::StatusCode::OK);
 }

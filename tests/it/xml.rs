@@ -16,8 +16,9 @@ use axum::routing::{any, get};
 use pollhook::event::Event;
 use pollhook::sign::{self, Scheme};
 
-use crate::common::{Harness, parse};
-use crate::support_deliver::{Hook, Pipeline, eventually, loopback_delivery, shop_source};
+use crate::support::{
+    Endpoint, Harness, Hook, PATIENCE, Pipeline, Shop, env, eventually, parse, shop_config,
+};
 
 /// Serves `app` on a fresh loopback port; returns `http://127.0.0.1:PORT`.
 async fn serve(app: Router) -> String {
@@ -177,7 +178,7 @@ async fn the_soap_example_lists_by_post_with_its_envelope() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters/examples/soap-orders.toml"),
     )
     .unwrap();
-    let env = crate::common::env(&[("ERP_URL", &url), ("ERP_PASSWORD", "s3cret")]);
+    let env = env(&[("ERP_URL", &url), ("ERP_PASSWORD", "s3cret")]);
     // The example checks as it stands, and runs against the fake.
     let config = parse(&example, &env).unwrap_or_else(|e| panic!("{e}"));
     let text = example.replace("${ERP_URL:-http://127.0.0.1:8080}", &url);
@@ -375,18 +376,22 @@ print(event.findtext("id"), event.findtext("type"), event.findtext("data/status"
 
 #[tokio::test]
 async fn an_xml_endpoint_is_read_by_xml_etree_and_its_signature_verifies() {
-    let shop = crate::support_deliver::Shop::start([7]).await;
+    let shop = Shop::start([7]).await;
     let hook = Hook::start(|_| 204).await;
     let secret = sign::generate_secret(Scheme::StandardWebhooks);
-    let mut p = Pipeline::start(&format!(
-        "{}{}\n[[endpoints]]\nname = \"erp\"\nurl = \"{}/hooks/erp\"\nsigning = \"standard-webhooks\"\nsecret = \"{secret}\"\nformat = \"xml\"\n",
-        shop_source(&shop.url),
-        loopback_delivery(""),
-        hook.url
-    ));
-    let request = eventually("the created event reached the XML endpoint", || {
-        hook.log().first().map(|e| e.request.clone())
-    })
+    let erp = Endpoint::new(
+        "erp",
+        &format!("{}/hooks/erp", hook.url),
+        "standard-webhooks",
+        &secret,
+    )
+    .set("format", "xml");
+    let mut p = Pipeline::start(shop_config(&shop.url).endpoint(erp));
+    let request = eventually(
+        "the created event reached the XML endpoint",
+        PATIENCE,
+        async || hook.log().first().map(|e| e.request.clone()),
+    )
     .await;
     p.stop().await;
     let header = |name: &str| {

@@ -1,29 +1,23 @@
-//! Shared helpers: a fake source API on `127.0.0.1:0`, config from TOML text, and a poll harness.
+//! The fake source API: one listing on `127.0.0.1:0` in any pagination style pollhook supports,
+//! one kind of credential checked, a failing page or one throttle on demand, every request
+//! recorded; and [`Shop`], a `GET /orders` whose items a test edits one by one.
 //!
-//! The fake API serves one listing (whatever path is asked) in any pagination style pollhook
-//! supports, checks one kind of credential, and can be told to fail a page or to throttle once.
-//! Items are kept as JSON *text*, so a test controls key order and whitespace on the wire
+//! In: what the test scripts. Out: responses a real API could send, and the log of what it was
+//! asked. Items are kept as JSON *text*, so a test controls key order and whitespace on the wire
 //! (`serde_json::Value` would sort the keys).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use base64::Engine;
-use pollhook::config::{Config, ConfigError, ResourceConfig};
-use pollhook::event::Event;
-use pollhook::normalize::Hash;
-use pollhook::poll::{Mode, PollError, PollReport, poll};
-use pollhook::source::Source;
-use pollhook::store::{EventFilter, ResourceStatus, Store};
-use serde_json::Value;
-use tempfile::TempDir;
+use serde_json::{Value, json};
 
-// ───────────────────────────── the fake source API ─────────────────────────────
+use super::listen;
 
 /// How the fake API pages its listing (mirrors `pollhook::config::Pagination`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,8 +94,7 @@ pub struct FakeApi {
 impl FakeApi {
     /// Starts a fake API serving `style`, three items a page, no items yet.
     pub async fn start(style: Style) -> FakeApi {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, url) = listen().await;
         let state = Arc::new(Mutex::new(ApiState {
             base_url: url.clone(),
             items: Vec::new(),
@@ -112,8 +105,10 @@ impl FakeApi {
             throttle_once: None,
             requests: Vec::new(),
         }));
-        let app = Router::new().fallback(serve).with_state(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        super::serve(
+            listener,
+            Router::new().fallback(serve).with_state(state.clone()),
+        );
         FakeApi { url, state }
     }
 
@@ -257,187 +252,57 @@ async fn serve(
             }
             response
         }
-        Style::Cursor => {
-            let next = if more {
-                format!("\"c{end}\"")
+        Style::Cursor | Style::NextUrl => {
+            let (section, key, next) = if s.style == Style::Cursor {
+                ("meta", "next_cursor", format!("c{end}"))
             } else {
-                "null".into()
+                ("links", "next", next_page_url)
             };
-            let body = format!(r#"{{"data":{list},"meta":{{"next_cursor":{next}}}}}"#);
-            (json, body).into_response()
-        }
-        Style::NextUrl => {
-            let next = if more {
-                format!("\"{next_page_url}\"")
-            } else {
-                "null".into()
-            };
-            let body = format!(r#"{{"data":{list},"links":{{"next":{next}}}}}"#);
+            let next = if more { json!(next) } else { Value::Null };
+            let body = format!(r#"{{"data":{list},"{section}":{{"{key}":{next}}}}}"#);
             (json, body).into_response()
         }
     }
 }
 
-// ───────────────────────────── config ─────────────────────────────
+// ───────────────────────────── a shop the test edits ─────────────────────────────
 
-/// An environment with these variables.
-pub fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+/// A json-server-like `GET /orders` whose items the test sets one by one. It ignores paging
+/// parameters and never sends a `Link` header, so any listing is one complete page.
+#[derive(Clone)]
+pub struct Shop {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    items: Arc<Mutex<BTreeMap<u64, Value>>>,
 }
 
-/// Parses config text as if read from `test.toml`.
-pub fn parse(text: &str, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
-    Config::parse(Path::new("test.toml"), text, env)
-}
-
-/// Parses config text with its `[storage] path` inside `dir`; panics on a bad config.
-pub fn config_in(dir: &TempDir, text: &str) -> Config {
-    let db = dir.path().join("pollhook.db");
-    let text = format!("[storage]\npath = '{}'\n\n{text}", db.display());
-    parse(&text, &BTreeMap::new()).unwrap_or_else(|e| panic!("{e}"))
-}
-
-// ───────────────────────────── a poll harness ─────────────────────────────
-
-/// One resource of one source over a fresh database: poll it and look at what was written.
-pub struct Harness {
-    /// Holds the database.
-    pub dir: TempDir,
-    /// The parsed config.
-    pub config: Config,
-    /// The database.
-    pub store: Store,
-    /// The first source's name.
-    pub source_name: String,
-    /// The first source.
-    pub source: Arc<dyn Source>,
-    /// The first source's first resource.
-    pub resource: ResourceConfig,
-}
-
-impl Harness {
-    /// Parses `text` (a config without `[storage]`) and opens a fresh database for it.
-    pub fn new(text: &str) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let config = config_in(&dir, text);
-        let store = Store::open(&config.storage.path).unwrap();
-        let source_config = config.sources[0].clone();
-        let source = pollhook::source::build(&source_config).unwrap();
-        Harness {
-            dir,
-            store,
-            source_name: source_config.name.clone(),
-            source,
-            resource: source_config.resources[0].clone(),
-            config,
-        }
-    }
-
-    /// One committed poll.
-    pub async fn poll(&self) -> Result<PollReport, PollError> {
-        poll(
-            &self.store,
-            &self.source_name,
-            self.source.as_ref(),
-            &self.resource,
-            Mode::Commit,
-        )
-        .await
-    }
-
-    /// Every stored event, oldest first.
-    pub fn events(&self) -> Vec<Event> {
-        let filter = EventFilter {
-            limit: 10_000,
-            ..Default::default()
+impl Shop {
+    /// Starts the API with orders `ids`, all `open`.
+    pub async fn start(ids: impl IntoIterator<Item = u64>) -> Shop {
+        let items = Arc::<Mutex<BTreeMap<u64, Value>>>::default();
+        let app = Router::new()
+            .route("/orders", get(list))
+            .with_state(items.clone());
+        let shop = Shop {
+            url: super::start(app).await,
+            items,
         };
-        let mut events: Vec<Event> = block_on(self.store.events(filter))
-            .unwrap()
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect();
-        events.reverse();
-        events
+        for id in ids {
+            shop.set(id, "open");
+        }
+        shop
     }
 
-    /// The resource's status row.
-    pub fn status(&self) -> ResourceStatus {
-        block_on(self.store.status())
-            .unwrap()
-            .into_iter()
-            .find(|s| s.source == self.source_name && s.resource == self.resource.name)
-            .expect("the resource has a status row")
-    }
-
-    /// The snapshot, sorted by id.
-    pub fn snapshot(&self) -> Vec<(String, Hash)> {
-        let mut rows = block_on(
-            self.store
-                .snapshot_hashes(&self.source_name, &self.resource.name),
-        )
-        .unwrap();
-        rows.sort();
-        rows
-    }
-
-    /// The snapshot's ids, sorted as numbers where they are numbers.
-    pub fn snapshot_ids(&self) -> Vec<String> {
-        sorted_ids(self.snapshot().into_iter().map(|(id, _)| id))
+    /// Adds order `id`, or changes its status.
+    pub fn set(&self, id: u64, status: &str) {
+        self.items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, json!({"id": id, "status": status}));
     }
 }
 
-/// Ids sorted numerically when they all are numbers, else as text.
-pub fn sorted_ids(ids: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut ids: Vec<String> = ids.into_iter().collect();
-    ids.sort_by_key(|id| (id.parse::<u64>().unwrap_or(u64::MAX), id.clone()));
-    ids
-}
-
-/// An event as JSON with its minted `id` and `detected_at` blanked, after checking their form.
-pub fn stable(event: &Event) -> Value {
-    assert!(
-        event.id.starts_with("evt_") && event.id.len() == 36,
-        "{}",
-        event.id
-    );
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(&event.detected_at).is_ok(),
-        "{}",
-        event.detected_at
-    );
-    let mut v = serde_json::to_value(event).unwrap();
-    v["id"] = Value::from("evt_");
-    v["detected_at"] = Value::from("");
-    v
-}
-
-/// `n` items `{"id": i, "status": "open"}`, ids 1..=n.
-pub fn orders(n: u64) -> Vec<Value> {
-    (1..=n)
-        .map(|i| serde_json::json!({"id": i, "status": "open"}))
-        .collect()
-}
-
-/// Runs a store call to completion from synchronous test code (an `eventually` check, a helper
-/// that reads the database), inside an async test or not: on a thread of its own with its own
-/// runtime, since a runtime cannot block on itself.
-pub fn block_on<F>(future: F) -> F::Output
-where
-    F: std::future::Future + Send,
-    F::Output: Send,
-{
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for a store call")
-                .block_on(future)
-        })
-        .join()
-        .expect("the store call did not panic")
-    })
+async fn list(State(items): State<Arc<Mutex<BTreeMap<u64, Value>>>>) -> axum::Json<Vec<Value>> {
+    let items = items.lock().unwrap_or_else(|e| e.into_inner());
+    axum::Json(items.values().cloned().collect())
 }
