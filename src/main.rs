@@ -477,10 +477,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     writeln!(
                         out,
                         "{:<26} {:<22} {:<14} {:<38}",
-                        e.detected_at,
-                        format!("{}.{}", e.source, e.kind),
-                        e.resource_id,
-                        e.id
+                        e.detected_at, e.kind, e.resource_id, e.id
                     )?;
                 }
             }

@@ -253,6 +253,7 @@ impl<'a> Poll<'a> {
                     change.id(),
                     data,
                     before,
+                    &self.resource.ignore,
                     self.at,
                 ))
             })

@@ -21,6 +21,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::Sha256;
 use thiserror::Error;
 
@@ -205,10 +206,14 @@ fn sign_jwt(key: &[u8], input: &SignInput) -> Result<Signed, SignError> {
     if key.len() < JWT_MIN_KEY_BYTES {
         return Err(SignError::JwtKeyTooShort(key.len()));
     }
+    // The event's own bytes, not a re-serialized `Value`: the claim keeps the key order of the
+    // standard-webhooks body (the API's order inside `data`).
+    let data: &RawValue =
+        serde_json::from_str(input.event_json).map_err(SignError::EventNotJson)?;
     let claims = Claims {
         webhook: input.endpoint_name.into(),
         url: input.url.into(),
-        data: serde_json::from_str(input.event_json).map_err(SignError::EventNotJson)?,
+        data,
         iat: input.timestamp,
         exp: input.timestamp + JWT_LIFETIME_SECS,
         jti: input.event_id.into(),
@@ -256,12 +261,13 @@ fn whsec_mac(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> 
     mac
 }
 
-/// The JWT claims, in the order they are serialized. `Cow` lets signing borrow and verifying own.
+/// The JWT claims, in the order they are serialized. `Cow` lets signing borrow and verifying
+/// own; `D` is the event as signed (its raw text) or as verified (parsed).
 #[derive(Debug, Serialize, Deserialize)]
-struct Claims<'a> {
+struct Claims<'a, D> {
     webhook: Cow<'a, str>,
     url: Cow<'a, str>,
-    data: Value,
+    data: D,
     iat: i64,
     exp: i64,
     jti: Cow<'a, str>,
@@ -400,7 +406,7 @@ fn verify_jwt(keys: &[&[u8]], body: &[u8], now: i64) -> Result<Verified, VerifyE
 
     let mut error = VerifyError::NoKey;
     for key in keys {
-        let decoded = jsonwebtoken::decode::<Claims<'static>>(
+        let decoded = jsonwebtoken::decode::<Claims<'static, Value>>(
             &envelope.data,
             &DecodingKey::from_secret(key),
             &validation,
@@ -415,7 +421,7 @@ fn verify_jwt(keys: &[&[u8]], body: &[u8], now: i64) -> Result<Verified, VerifyE
     Err(error)
 }
 
-fn unexpired(claims: Claims<'static>, now: i64) -> Result<Verified, VerifyError> {
+fn unexpired(claims: Claims<'static, Value>, now: i64) -> Result<Verified, VerifyError> {
     let overdue = now.saturating_sub(claims.exp);
     if overdue > JWT_EXP_LEEWAY_SECS {
         return Err(VerifyError::JwtExpired(overdue));
@@ -654,7 +660,8 @@ mod tests {
         let json = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
         assert_eq!(
             json,
-            r#"{"webhook":"erp","url":"https://erp.example.com/hooks/pollhook","data":{"test":2432232314},"iat":1614265330,"exp":1614265630,"jti":"msg_p5jXN8AQM9LWM0D4loKWxJek"}"#
+            // `data` is the event's own bytes (the spec vector's, with its space), not re-serialized.
+            r#"{"webhook":"erp","url":"https://erp.example.com/hooks/pollhook","data":{"test": 2432232314},"iat":1614265330,"exp":1614265630,"jti":"msg_p5jXN8AQM9LWM0D4loKWxJek"}"#
         );
     }
 

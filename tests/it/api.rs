@@ -1084,7 +1084,7 @@ async fn replay_retry_and_backfill_reach_the_receiver() {
     assert_eq!(got_items, items);
     for event in &got {
         assert_eq!(event["action"], "created", "{event}");
-        assert_eq!(event["type"], "orders.created");
+        assert_eq!(event["type"], "shop.orders.created");
         assert!(event["previous"].is_null());
         let id = event["id"].as_str().unwrap();
         assert!(id != first_id && id != second_id);

@@ -9,6 +9,7 @@ mod config;
 mod crash;
 mod deliver;
 mod faults;
+mod newuser;
 mod poll;
 mod props;
 mod security_api;

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{Db, json, to_time, write_tx};
 use crate::config::Secret;
 use crate::endpoint::{ActionFilter, EndpointSpec};
-use crate::event::Event;
+use crate::event::{Action, Event, Payload};
 use crate::sign::Scheme;
 use crate::store::{EndpointPatch, StoreError, StoredEndpoint, now_ms};
 
@@ -216,20 +216,20 @@ impl Db {
                 if !endpoint.spec.wants(&source, &resource, "created") {
                     continue;
                 }
-                let data = serde_json::from_str(&body)
+                // The snapshot's bytes as the API sent them: the same key order as a live event.
+                let data = Payload::from_json(&body)
                     .map_err(|e| StoreError::Corrupt(format!("snapshot body of {id}: {e}")))?;
-                let event = Event::from_change(
+                let event = Event::new(
                     &source,
                     &resource,
-                    &crate::diff::Change::Created(crate::normalize::Record {
-                        id: id.clone(),
-                        body: data,
-                        hash: [0; 32],
-                        raw: None,
-                    }),
+                    Action::Created,
+                    &id,
+                    data,
                     None,
+                    &[],
                     now,
-                );
+                )
+                .backfilled();
                 insert_event.execute(params![
                     event.id,
                     event.kind,
