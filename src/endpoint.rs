@@ -165,28 +165,48 @@ pub struct UrlPolicy {
 }
 
 impl UrlPolicy {
-    /// Checks scheme and, for a literal IP host, the address.
+    /// Checks scheme and, for a literal IP host, the address; every problem in one message.
     pub fn check_url(&self, url: &str) -> Result<Url, String> {
-        let parsed =
-            Url::parse(url).map_err(|e| format!("`{}` is not a URL: {e}", shown_url_text(url)))?;
+        self.url_problems(url)
+            .map_err(|problems| problems.join("; "))
+    }
+
+    /// [`UrlPolicy::check_url`] with each problem on its own, so `check` reports them all at once
+    /// (plain http *and* a loopback address, not one after the other is fixed). `localhost` and
+    /// `*.localhost` count as loopback here: RFC 6761 §6.3 says they always resolve there.
+    pub fn url_problems(&self, url: &str) -> Result<Url, Vec<String>> {
+        let parsed = Url::parse(url)
+            .map_err(|e| vec![format!("`{}` is not a URL: {e}", shown_url_text(url))])?;
         let shown = shown_url(&parsed);
+        let mut problems = Vec::new();
         match parsed.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
-            "http" => {
-                return Err(format!(
-                    "`{shown}` is plain http; endpoints must use https unless [delivery] allow_http = true"
-                ));
+            "http" => problems.push(format!(
+                "`{shown}` is plain http; endpoints must use https unless [delivery] allow_http = true"
+            )),
+            other => problems.push(format!("`{shown}` has scheme {other}; use https")),
+        }
+        let addr = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            Some(url::Host::Domain(name)) => {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                (name == "localhost" || name.ends_with(".localhost"))
+                    .then_some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
             }
-            other => return Err(format!("`{shown}` has scheme {other}; use https")),
+            None => {
+                problems.push(format!("`{shown}` has no host"));
+                None
+            }
+        };
+        if let Some(Err(e)) = addr.map(|ip| self.check_addr(ip)) {
+            problems.push(e);
         }
-        match parsed.host() {
-            Some(url::Host::Ipv4(ip)) => self.check_addr(IpAddr::V4(ip))?,
-            Some(url::Host::Ipv6(ip)) => self.check_addr(IpAddr::V6(ip))?,
-            Some(url::Host::Domain(_)) => {}
-            None => return Err(format!("`{shown}` has no host")),
+        match problems.is_empty() {
+            true => Ok(parsed),
+            false => Err(problems),
         }
-        Ok(parsed)
     }
 
     /// Refuses every special-purpose address ([`classify`]) unless `allow_networks` holds it or
@@ -461,6 +481,12 @@ mod tests {
         };
         assert!(open.check_url("http://127.0.0.1:9/hook").is_ok());
         assert!(open.check_url("http://10.0.0.1/hook").is_err());
+        let strict = UrlPolicy::default();
+        let both = strict.url_problems("http://127.0.0.1:9/hook").unwrap_err();
+        assert_eq!(both.len(), 2, "plain http and loopback, at once: {both:?}");
+        assert!(both[0].contains("allow_http") && both[1].contains("allow_networks"));
+        let named = strict.url_problems("https://LocalHost./hook").unwrap_err();
+        assert!(named[0].contains("127.0.0.1"), "{named:?}");
     }
 
     #[test]

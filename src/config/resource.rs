@@ -65,6 +65,18 @@ pub(super) fn validate_resource(
             toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
                 Some((k, v.to_string()))
             }
+            toml::Value::Table(table) => {
+                // `orderby.id = "asc"` is TOML for a table `orderby` holding `id`.
+                let (dotted, value) = dotted_key(&k, &table);
+                p.push(
+                    format!("{at}.query.{k}"),
+                    "a query value must be a string, number or boolean, and this is a table",
+                    Some(&format!(
+                        "a dotted key makes a table in TOML; to send the parameter `{dotted}`, quote the key: \"{dotted}\" = {value}"
+                    )),
+                );
+                None
+            }
             _ => {
                 p.push(
                     format!("{at}.query.{k}"),
@@ -389,4 +401,14 @@ fn incremental(inc: RawIncremental, exec: bool, at: &str, p: &mut Problems) -> O
         ),
         format,
     })
+}
+
+/// The dotted key and first value a TOML table was written from (`orderby.id = "asc"` gives
+/// `orderby.id` and `"asc"`), for the hint that tells how to quote it.
+fn dotted_key(key: &str, table: &toml::Table) -> (String, String) {
+    match table.iter().next() {
+        Some((inner, toml::Value::Table(deeper))) => dotted_key(&format!("{key}.{inner}"), deeper),
+        Some((inner, value)) => (format!("{key}.{inner}"), value.to_string()),
+        None => (key.to_owned(), "\"…\"".to_owned()),
+    }
 }
