@@ -314,8 +314,13 @@ async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> Recorded {
     crate::metrics::attempt(&spec.name, label, started.elapsed(), since_detection);
     match (&next, &error) {
         (Next::Done, _) => {
-            tracing::debug!(endpoint = %spec.name, source = %due.source, resource = %due.resource, event_id = %due.event_id, latency_ms, "Delivered.")
+            tracing::info!(endpoint = %spec.name, source = %due.source, resource = %due.resource, event_id = %due.event_id, latency_ms, "Delivered.")
         }
+        (Next::DisableEndpoint, Some(error)) => tracing::warn!(
+            endpoint = %spec.name, source = %due.source, resource = %due.resource,
+            event_id = %due.event_id, attempt = due.attempts + 1, %error,
+            "Delivery refused for good; the endpoint is disabled."
+        ),
         (Next::RetryAt(at), Some(error)) => tracing::warn!(
             endpoint = %spec.name, source = %due.source, resource = %due.resource,
             event_id = %due.event_id, attempt = due.attempts + 1, %error,

@@ -19,7 +19,8 @@
 //! Beside the spine: `pipeline` (what a running pollhook shares, and what can stop it), `http`
 //! (the one way a client is built), `secret` (values that print as `***`), `incremental`
 //! (`since` bookkeeping), `endpoint` (filters, the URL and address policy), `adapters`
-//! (definitions merged into sources), `api` (admin API, health, `/metrics`), `metrics`, `demo`.
+//! (definitions merged into sources), `api` (admin API, health, `/metrics`), `metrics`, `demo`,
+//! `logging` (what `POLLHOOK_LOG` and `RUST_LOG` let through).
 //! `store/` is an async facade by noun; its SQL lives in `store/sqlite/`.
 //!
 //! [`run`] is the whole thing; it takes its shutdown signal as an argument, so `main` passes
@@ -36,6 +37,7 @@ pub mod event;
 pub mod http;
 pub mod incremental;
 pub mod intake;
+pub mod logging;
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
