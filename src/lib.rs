@@ -76,6 +76,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     metrics::handle();
     let store = Store::open(&config.storage.path)?;
     store.reconcile_endpoints(&config.endpoints).await?;
+    // We hold the run lock: every lease in the database belongs to a process that died.
+    let released = store.release_all_leases().await?;
+    if released > 0 {
+        tracing::info!(
+            released,
+            "Deliveries a stopped process had claimed are due again."
+        );
+    }
     let pipeline = Arc::new(Pipeline::new(config, store)?);
     let listener = api::bind(&pipeline.config.server).await?;
 

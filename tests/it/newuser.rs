@@ -5,6 +5,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
+use pollhook::poll::Mode;
+
 use crate::common::{FakeApi, Harness, Style};
 use crate::support_deliver::{Hook, Pipeline, endpoint, eventually, loopback_delivery};
 
@@ -141,5 +143,48 @@ async fn live_jwt_and_backfilled_events_keep_the_api_key_order() {
         "{backfilled}"
     );
     assert!(backfilled.ends_with(r#""backfill":true}"#), "{backfilled}");
+    p.stop().await;
+}
+
+// ───────────────────────── 5. a crashed process's leases end at start ─────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_run_releases_the_leases_of_a_dead_process() {
+    let api = FakeApi::start(Style::None).await;
+    api.set_items([json!({"id": 1})]);
+    let hook = Hook::start(|_| 200).await;
+    let mut p = Pipeline::new(&format!(
+        "{}{}{}",
+        shop(&api.url, r#"  initial = "emit""#),
+        loopback_delivery(""),
+        endpoint("hook", &format!("{}/h", hook.url), "jwt", JWT_KEY),
+    ));
+    p.store
+        .reconcile_endpoints(&p.config.endpoints)
+        .await
+        .unwrap();
+    let source = pollhook::source::build(&p.config.sources[0]).unwrap();
+    let resource = &p.config.sources[0].resources[0];
+    let report = pollhook::poll::poll(&p.store, "shop", source.as_ref(), resource, Mode::Commit)
+        .await
+        .unwrap();
+    assert_eq!(report.deliveries, 1);
+    // A process that claims the delivery for an hour and dies before sending it.
+    let id = p.store.endpoint_named("hook").await.unwrap().id;
+    let claimed = p.store.claim(id, 10, 3_600_000).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    p.run();
+    let got = eventually("the leased delivery sent by the next run", || {
+        let log = hook.log();
+        (!log.is_empty()).then(|| log.len())
+    })
+    .await;
+    assert_eq!(got, 1);
+    assert_eq!(
+        hook.log()[0].request.header("pollhook-event-id"),
+        Some(claimed[0].event_id.as_str()),
+        "the same event id"
+    );
     p.stop().await;
 }
