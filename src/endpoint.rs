@@ -43,6 +43,25 @@ pub struct EndpointSpec {
 }
 
 impl EndpointSpec {
+    /// A digest of everything the config file says about this endpoint. The store keeps the
+    /// digest of the file's definition it last applied: while it is unchanged, what an operator
+    /// did at run time (pause, disable, remove, edit) stands across restarts; when the file's
+    /// definition changes, the file's version wins again.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let definition = serde_json::json!([
+            self.url,
+            self.secret.expose(),
+            self.signing.as_str(),
+            self.resources,
+            self.actions.as_slice(),
+            self.active,
+            self.headers,
+            self.timeout.map(|t| t.as_millis() as u64),
+        ]);
+        hex::encode(Sha256::digest(definition.to_string().as_bytes()))
+    }
+
     /// Whether an event about `source.resource` with `action` passes this endpoint's filters.
     /// Paused and disabled endpoints match too: their deliveries queue until they are resumed,
     /// so an outage or a pause loses nothing.

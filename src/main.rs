@@ -601,7 +601,7 @@ async fn endpoints_command(
     let warn_config = |name: &str| {
         if config.endpoints.iter().any(|e| e.name == name) {
             eprintln!(
-                "note: endpoint {name} is defined in {}; the file's settings return at the next start.",
+                "note: endpoint {name} is defined in {}; this lasts across restarts until its definition there changes.",
                 config.file.display()
             );
         }

@@ -188,3 +188,43 @@ async fn a_starting_run_releases_the_leases_of_a_dead_process() {
     );
     p.stop().await;
 }
+
+// ───────────────────────── 16. runtime state of config endpoints survives restarts ─────────────────────────
+
+#[tokio::test]
+async fn pausing_or_removing_a_config_endpoint_lasts_until_the_file_changes_it() {
+    let text = |url: &str| {
+        format!(
+            "{}{}{}",
+            loopback_delivery(""),
+            endpoint("paused", "http://127.0.0.1:9/p", "jwt", JWT_KEY),
+            endpoint("removed", url, "jwt", JWT_KEY),
+        )
+    };
+    let p = Pipeline::new(&text("http://127.0.0.1:9/r"));
+    let store = &p.store;
+    let specs = &p.config.endpoints;
+    store.reconcile_endpoints(specs).await.unwrap();
+    store.set_endpoint_active("paused", false).await.unwrap();
+    store.remove_endpoint("removed").await.unwrap();
+
+    // A restart with the same file.
+    store.reconcile_endpoints(specs).await.unwrap();
+    let list = store.endpoints().await.unwrap();
+    let names: Vec<&str> = list.iter().map(|e| e.spec.name.as_str()).collect();
+    assert_eq!(names, ["paused"], "the removed one stays removed");
+    assert!(!list[0].spec.active, "the paused one stays paused");
+    assert_eq!(list[0].origin, "config", "and is marked as the file's");
+
+    // The file's definition of `removed` changes: the file wins again, `paused` is untouched.
+    let changed = Pipeline::new(&text("http://127.0.0.1:9/r2"));
+    store
+        .reconcile_endpoints(&changed.config.endpoints)
+        .await
+        .unwrap();
+    let list = store.endpoints().await.unwrap();
+    let names: Vec<&str> = list.iter().map(|e| e.spec.name.as_str()).collect();
+    assert_eq!(names, ["paused", "removed"]);
+    assert!(!list[0].spec.active);
+    assert!(list[1].spec.active && list[1].spec.url.ends_with("/r2"));
+}
