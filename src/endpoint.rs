@@ -191,8 +191,8 @@ impl UrlPolicy {
     }
 
     /// [`UrlPolicy::check_url`] with each problem on its own, so `check` reports them all at once
-    /// (plain http *and* a loopback address, not one after the other is fixed). `localhost` and
-    /// `*.localhost` count as loopback here: RFC 6761 §6.3 says they always resolve there.
+    /// (plain http *and* a loopback address, not one after the other is fixed). A name is not
+    /// resolved here: its addresses are checked at connect time.
     pub fn url_problems(&self, url: &str) -> Result<Url, Vec<String>> {
         let parsed = Url::parse(url)
             .map_err(|e| vec![format!("`{}` is not a URL: {e}", shown_url_text(url))])?;
@@ -209,11 +209,7 @@ impl UrlPolicy {
         let addr = match parsed.host() {
             Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            Some(url::Host::Domain(name)) => {
-                let name = name.trim_end_matches('.').to_ascii_lowercase();
-                (name == "localhost" || name.ends_with(".localhost"))
-                    .then_some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
-            }
+            Some(url::Host::Domain(_)) => None,
             None => {
                 problems.push(format!("`{shown}` has no host"));
                 None
@@ -504,8 +500,6 @@ mod tests {
         let both = strict.url_problems("http://127.0.0.1:9/hook").unwrap_err();
         assert_eq!(both.len(), 2, "plain http and loopback, at once: {both:?}");
         assert!(both[0].contains("allow_http") && both[1].contains("allow_networks"));
-        let named = strict.url_problems("https://LocalHost./hook").unwrap_err();
-        assert!(named[0].contains("127.0.0.1"), "{named:?}");
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //!              └─▶ store: attempts and outcomes, committed in small groups
 //! ```
 //!
-//! Beside the spine: `pipeline` (what a running pollhook shares, and what can stop it), `http`
+//! Beside the spine: `confirm` (an item missing from a listing fetched alone before it counts as
+//! deleted), `pipeline` (what a running pollhook shares, and what can stop it), `http`
 //! (the one way a client is built), `secret` (values that print as `***`), `incremental`
 //! (`since` bookkeeping), `endpoint` (filters, the URL and address policy), `adapters`
 //! (definitions merged into sources), `api` (admin API, health, `/metrics`), `metrics`, `demo`,
@@ -29,6 +30,7 @@
 pub mod adapters;
 pub mod api;
 pub mod config;
+pub mod confirm;
 pub mod deliver;
 pub mod demo;
 pub mod diff;

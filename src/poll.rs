@@ -6,9 +6,10 @@
 //!
 //! Invariants (DESIGN.md §4): a failed, timed-out or partial fetch writes nothing but the failure
 //! itself and emits nothing; only a full listing can delete (an incremental one cannot see what
-//! vanished); the first full listing is a silent baseline unless `initial = "emit"`; the snapshot,
-//! the events and their deliveries are committed together, and only if no other poll of the
-//! resource committed meanwhile. The listing is taken page by page as it arrives ([`intake`]);
+//! vanished), and where the resource names its item URL only a delete that URL confirms
+//! ([`confirm`](crate::confirm)); the first full listing is a silent baseline unless
+//! `initial = "emit"`; the snapshot, the events and their deliveries are committed together, and
+//! only if no other poll of the resource committed meanwhile. The listing is taken page by page as it arrives ([`intake`]);
 //! the changed bodies wait for the commit in [`Bodies`] ([`spill`]).
 //!
 //! [`intake`]: crate::intake
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::config::{Initial, ResourceConfig};
+use crate::confirm::{Confirmed, confirm_deletes};
 use crate::diff::{Change, DeleteGuard, Diff, Held};
 use crate::event::{Action, Event, Payload};
 use crate::incremental::incremental_since;
@@ -108,7 +110,15 @@ pub async fn poll(
     };
     p.lap();
     let state = &prior.state;
-    let diff = (listing.differ).finish(full && listing.fetched.complete, p.guard(state));
+    let mut diff = (listing.differ).finish(full && listing.fetched.complete, p.guard(state));
+    let confirmed = confirm_deletes(source, resource, &mut diff).await;
+    if confirmed != Confirmed::default() {
+        tracing::debug!(
+            source = source_name, resource = %resource.name, gone = confirmed.gone,
+            present = confirmed.present, deferred = confirmed.deferred,
+            "Deletes confirmed at the items' own URLs."
+        );
+    }
     let baseline = !state.has_baseline && resource.initial == Initial::Baseline;
     let events = match baseline {
         true => Vec::new(),

@@ -301,8 +301,13 @@ pub struct ResourceConfig {
     /// alert_after_failures`).
     pub alert_after: u32,
     /// An item is `deleted` once missing from this many complete listings in a row (default 1;
-    /// 2 for `page` and `offset` pagination, whose pages shift under deletes).
+    /// 2 for `page` and `offset` pagination without `item_path`, whose pages shift under
+    /// deletes).
     pub deleted_after: u32,
+    /// The item's own URL path with an `{id}` placeholder (`/orders/{id}`): an item missing
+    /// from a complete listing is fetched alone before it counts as deleted (404/410: deleted
+    /// now; 200: pages shifted, it stays).
+    pub item_path: Option<String>,
     /// Send `If-None-Match` / `If-Modified-Since` per page; a 304 page is taken from the snapshot.
     pub conditional: bool,
     /// Fetch only what changed since the last poll, with periodic full syncs.

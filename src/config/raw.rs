@@ -156,6 +156,7 @@ pub(super) struct RawResource {
     pub(super) initial: Option<String>,
     pub(super) max_delete_ratio: Option<f64>,
     pub(super) deleted_after: Option<u32>,
+    pub(super) item_path: Option<String>,
     #[serde(default)]
     pub(super) conditional: bool,
     pub(super) document: Option<String>,

@@ -115,7 +115,36 @@ pub(super) fn validate_resource(
             Some("0.5 holds back a listing that would delete more than half the snapshot"),
         );
     }
+    let item_path = (raw.item_path).and_then(|item_path| {
+        let item_path = item_path.replace("{path}", raw.path.as_deref().unwrap_or_default());
+        let fail = |message: String, p: &mut Problems| {
+            p.push(
+                format!("{at}.item_path"),
+                message,
+                Some(r#"item_path = "/orders/{id}" (`{path}` stands for the resource's path)"#),
+            );
+            None
+        };
+        if exec || graphql {
+            return fail(
+                "only a REST resource can fetch an item alone by its URL".into(),
+                p,
+            );
+        }
+        if !item_path.contains("{id}") {
+            return fail(format!("`{item_path}` has no `{{id}}` placeholder"), p);
+        }
+        match fill_params(&item_path.replace("{id}", "\u{0}"), params) {
+            Ok(filled) => Some(filled.replace('\u{0}', "{id}")),
+            Err(missing) => fail(
+                format!("`{item_path}` needs `{{{missing}}}`, which the source does not set"),
+                p,
+            ),
+        }
+    });
     let deleted_after = match raw.deleted_after {
+        // An item missing from the listing is fetched alone first: a 404 is proof enough.
+        None if item_path.is_some() => 1,
         // Page and offset listings shift when an item is deleted between two requests: the item
         // after it slides onto a page already fetched and looks deleted. Waiting for a second
         // complete listing that lacks it keeps that from becoming a false `deleted`.
@@ -195,6 +224,7 @@ pub(super) fn validate_resource(
         max_delete_ratio,
         alert_after: 3,
         deleted_after,
+        item_path,
         conditional: raw.conditional,
         incremental,
     })

@@ -33,6 +33,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
+use super::Presence;
 use super::auth::TokenCache;
 use super::paginate::{Pager, extract_items};
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
@@ -336,6 +337,25 @@ impl RestSource {
     }
 
     /// The resource's first URL, for engines built on this one.
+    /// The URL of item `id` alone: base URL + `item_path` with `{id}` filled in (as one
+    /// percent-encoded path segment, so an id cannot change the path).
+    fn item_url(&self, item_path: &str, id: &str) -> Result<Url, SourceError> {
+        let mut base = self.config.base_url.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let encoded: String = url::form_urlencoded::byte_serialize(id.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20");
+        let path = item_path.replace("{id}", &encoded);
+        base.join(path.trim_start_matches('/')).map_err(|e| {
+            SourceError::Setup(format!(
+                "source {}: item_path `{item_path}` does not join onto base_url: {e}",
+                self.name
+            ))
+        })
+    }
+
     pub(super) fn url_of(&self, resource: &ResourceConfig) -> Result<Url, SourceError> {
         self.resource_url(resource)
     }
@@ -662,6 +682,41 @@ fn redact(url: &Url, key_param: Option<&str>) -> String {
 
 #[async_trait]
 impl Source for RestSource {
+    async fn presence(&self, resource: &ResourceConfig, id: &str) -> Presence {
+        let Some(item_path) = &resource.item_path else {
+            return Presence::Unknown;
+        };
+        let url = match self.item_url(item_path, id) {
+            Ok(url) => url,
+            Err(error) => {
+                tracing::warn!(source = %self.name, resource = %resource.name, %error, "Cannot confirm a delete.");
+                return Presence::Unknown;
+            }
+        };
+        self.pace().await;
+        let mut requests = 0;
+        let answer = match self.exchange(&url, None, None, &mut requests).await {
+            Ok((Ok(resp), _)) => resp.status(),
+            Ok((Err(error), _)) => {
+                let error = self.transport_error(&self.redact(&url), &error);
+                tracing::warn!(source = %self.name, resource = %resource.name, %error, "Cannot confirm a delete; asking again next poll.");
+                return Presence::Unknown;
+            }
+            Err(error) => {
+                tracing::warn!(source = %self.name, resource = %resource.name, %error, "Cannot confirm a delete; asking again next poll.");
+                return Presence::Unknown;
+            }
+        };
+        match answer.as_u16() {
+            404 | 410 => Presence::Gone,
+            200..=299 => Presence::Present,
+            status => {
+                tracing::warn!(source = %self.name, resource = %resource.name, url = %self.redact(&url), status, "A delete's confirmation answered neither 2xx nor 404/410; asking again next poll.");
+                Presence::Unknown
+            }
+        }
+    }
+
     async fn fetch(
         &self,
         resource: &ResourceConfig,

@@ -28,7 +28,7 @@ const TOKEN: &str = "test-token";
 /// How long any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(10);
 /// The keys of every event (DESIGN.md §5).
-const EVENT_KEYS: [&str; 10] = [
+const EVENT_KEYS: [&str; 11] = [
     "id",
     "type",
     "source",
@@ -39,6 +39,7 @@ const EVENT_KEYS: [&str; 10] = [
     "data",
     "previous",
     "changes",
+    "backfill",
 ];
 
 // ───────────────────────────── harness ─────────────────────────────
@@ -804,7 +805,7 @@ async fn poll_now_records_events_listed_newest_first_with_cursors_and_filters() 
             ["created", "updated", "deleted"].contains(&action),
             "{event}"
         );
-        assert_eq!(event["type"], format!("orders.{action}"));
+        assert_eq!(event["type"], format!("shop.orders.{action}"));
         assert_eq!(event["type"], reported["type"]);
         assert_eq!(event["resource_id"], reported["resource_id"]);
         assert!(

@@ -214,6 +214,7 @@ async fn poll_dry_run_writes_nothing_and_poll_records_events_and_deliveries() {
         "data",
         "previous",
         "changes",
+        "backfill",
     ]);
     let mut ids = BTreeSet::new();
     for event in list {

@@ -1,6 +1,13 @@
 //! What a new user tripped on (the new-user issue): one test per behaviour that changed. Real
 //! servers on loopback only; every wait bounded by `eventually`.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
@@ -227,4 +234,155 @@ async fn pausing_or_removing_a_config_endpoint_lasts_until_the_file_changes_it()
     assert_eq!(names, ["paused", "removed"]);
     assert!(!list[0].spec.active);
     assert!(list[1].spec.active && list[1].spec.url.ends_with("/r2"));
+}
+
+// ───────────────────────── 1. deletes confirmed at the item's own URL ─────────────────────────
+
+/// A page-style API: `GET /orders?page=N&per_page=S` lists `listed`, `GET /orders/{id}` answers
+/// 200 for the ids in `exists` and 404 for the rest, and every item request is counted.
+#[derive(Clone, Default)]
+struct Orders {
+    listed: Arc<Mutex<Vec<u64>>>,
+    exists: Arc<Mutex<BTreeSet<u64>>>,
+    item_requests: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Orders {
+    async fn start(ids: impl IntoIterator<Item = u64> + Clone) -> (Orders, String) {
+        let orders = Orders::default();
+        orders.set(ids.clone(), ids);
+        let app = Router::new()
+            .route("/orders", get(Orders::list))
+            .route("/orders/{id}", get(Orders::item))
+            .with_state(orders.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (orders, url)
+    }
+
+    /// What the listing shows and what really exists.
+    fn set(&self, listed: impl IntoIterator<Item = u64>, exists: impl IntoIterator<Item = u64>) {
+        *self.listed.lock().unwrap() = listed.into_iter().collect();
+        *self.exists.lock().unwrap() = exists.into_iter().collect();
+    }
+
+    async fn list(
+        State(o): State<Orders>,
+        Query(q): Query<std::collections::HashMap<String, usize>>,
+    ) -> axum::Json<Vec<Value>> {
+        let (page, size) = (
+            q.get("page").copied().unwrap_or(1),
+            q.get("per_page").copied().unwrap_or(2),
+        );
+        let listed = o.listed.lock().unwrap();
+        let start = (page.max(1) - 1) * size;
+        let items = listed.iter().skip(start).take(size);
+        axum::Json(items.map(|id| json!({"id": id})).collect())
+    }
+
+    async fn item(State(o): State<Orders>, Path(id): Path<u64>) -> (StatusCode, axum::Json<Value>) {
+        o.item_requests.lock().unwrap().push(id);
+        match o.exists.lock().unwrap().contains(&id) {
+            true => (StatusCode::OK, axum::Json(json!({"id": id}))),
+            false => (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"error": "not found"})),
+            ),
+        }
+    }
+}
+
+fn paged_orders(url: &str, item_path: &str) -> String {
+    shop(
+        url,
+        &format!("  pagination = {{ style = \"page\", size = 2 }}\n{item_path}"),
+    )
+}
+
+#[tokio::test]
+async fn a_missing_item_is_fetched_alone_404_deletes_now_200_keeps_it() {
+    let (api, url) = Orders::start(1..=6).await;
+    let h = Harness::new(&paged_orders(&url, r#"  item_path = "/orders/{id}""#));
+    assert_eq!(
+        h.resource.deleted_after, 1,
+        "with confirmation, one listing is enough"
+    );
+    h.poll().await.unwrap();
+
+    // 2 is really gone; 5 is only skipped by shifting pages.
+    api.set([1, 3, 4, 6], [1, 3, 4, 5, 6]);
+    let report = h.poll().await.unwrap();
+    let actions: Vec<(&str, &str)> = (report.events.iter())
+        .map(|e| (e.action.as_str(), e.resource_id.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("deleted", "2")],
+        "deleted in this very poll, and only 2"
+    );
+    assert_eq!(h.snapshot_ids(), ["1", "3", "4", "5", "6"], "5 stays");
+    let mut asked = api.item_requests.lock().unwrap().clone();
+    asked.sort();
+    assert_eq!(asked, [2, 5], "only the missing items are fetched alone");
+
+    // Listed again: nothing happens to 5.
+    api.set([1, 3, 4, 5, 6], [1, 3, 4, 5, 6]);
+    assert!(h.poll().await.unwrap().events.is_empty());
+}
+
+#[tokio::test]
+async fn without_item_path_page_listings_wait_for_a_second_listing() {
+    let (api, url) = Orders::start(1..=4).await;
+    let h = Harness::new(&paged_orders(&url, ""));
+    assert_eq!(h.resource.deleted_after, 2);
+    h.poll().await.unwrap();
+    api.set([1, 3, 4], [1, 3, 4]);
+    assert!(
+        h.poll().await.unwrap().events.is_empty(),
+        "one listing is not enough"
+    );
+    let report = h.poll().await.unwrap();
+    assert_eq!(report.events.len(), 1);
+    assert_eq!(report.events[0].action, "deleted");
+    assert!(api.item_requests.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn confirmations_are_bounded_per_poll_and_the_rest_wait() {
+    let max = pollhook::confirm::MAX_CONFIRMATIONS as u64;
+    let total = max + 20;
+    let (api, url) = Orders::start(1..=total).await;
+    let text = paged_orders(
+        &url,
+        r#"  item_path = "/orders/{id}"
+  max_delete_ratio = 1.0"#,
+    )
+    .replace("size = 2", "size = 500");
+    let h = Harness::new(&text);
+    h.poll().await.unwrap();
+    api.set([], []);
+    // An empty listing deleting everything is what the guard is for; here it is allowed.
+    let first = h.poll().await.unwrap();
+    assert_eq!(
+        first.events.len() as u64,
+        max,
+        "at most {max} confirmations a poll"
+    );
+    assert_eq!(api.item_requests.lock().unwrap().len() as u64, max);
+    let second = h.poll().await.unwrap();
+    assert_eq!(second.events.len(), 20, "the rest in the next poll");
+    assert!(h.snapshot_ids().is_empty());
+}
+
+#[test]
+fn item_path_needs_an_id_placeholder_and_a_rest_resource() {
+    let text = shop("http://127.0.0.1:9", r#"  item_path = "/orders/one""#);
+    let error = crate::common::parse(&text, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("sources[shop].resources[orders].item_path") && error.contains("{id}"),
+        "{error}"
+    );
 }
