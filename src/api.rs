@@ -553,6 +553,9 @@ async fn readyz(State(p): State<Shared>) -> Response {
 
 async fn metrics(State(p): State<Shared>) -> Response {
     let handle = crate::metrics::handle();
+    if let Ok(stats) = p.store.storage_stats().await {
+        crate::metrics::storage(&stats);
+    }
     if let (Ok(endpoints), Ok(counts)) =
         (p.store.endpoints().await, p.store.delivery_counts().await)
     {

@@ -21,7 +21,8 @@
 //! (the one way a client is built), `secret` (values that print as `***`), `incremental`
 //! (`since` bookkeeping), `endpoint` (filters, the URL and address policy), `adapters`
 //! (definitions merged into sources), `api` (admin API, health, `/metrics`), `metrics`, `demo`,
-//! `logging` (what `POLLHOOK_LOG` and `RUST_LOG` let through).
+//! `logging` (what `POLLHOOK_LOG` and `RUST_LOG` let through), `retention` (old, settled events
+//! removed in small batches).
 //! `store/` is an async facade by noun; its SQL lives in `store/sqlite/`.
 //!
 //! [`run`] is the whole thing; it takes its shutdown signal as an argument, so `main` passes
@@ -44,6 +45,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
 pub mod poll;
+pub mod retention;
 pub mod retry;
 pub mod schedule;
 pub mod secret;
@@ -101,6 +103,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         cancel.clone(),
     ));
     let mut api = tokio::spawn(api::serve(listener, pipeline.clone(), cancel.clone()));
+    // Housekeeping, not a part whose end stops the rest: a failed pass is logged and retried.
+    let retention = tokio::spawn(retention::run(
+        pipeline.store.clone(),
+        pipeline.config.storage.clone(),
+        cancel.clone(),
+    ));
     tracing::info!(
         database = %pipeline.config.storage.path.display(),
         resources = pipeline.sources.iter().map(|(s, _)| s.resources.len()).sum::<usize>(),
@@ -140,6 +148,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         dispatcher.abort();
     }
     api.abort();
+    retention.abort();
     match stopped {
         None => Ok(()),
         Some(stopped) => Err(RunError::Stopped(stopped)),

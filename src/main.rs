@@ -1206,6 +1206,19 @@ async fn print_status(config: &Config, store: &Store, json: bool) -> anyhow::Res
             );
         }
     }
+    let stats = store.storage_stats().await?;
+    println!();
+    println!(
+        "database {}: {:.1} MB, {} event(s) kept, oldest detected {}; retain = {}, retain_failed = {}",
+        config.storage.path.display(),
+        stats.bytes as f64 / 1e6,
+        stats.events,
+        stats
+            .oldest_event_at
+            .map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+        humantime::format_duration(config.storage.retain),
+        humantime::format_duration(config.storage.retain_failed),
+    );
     Ok(())
 }
 

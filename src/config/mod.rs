@@ -77,6 +77,12 @@ pub struct Config {
 pub struct StorageConfig {
     /// Path of the SQLite database (created if missing).
     pub path: PathBuf,
+    /// Delivered events (and those no endpoint wanted) older than this are removed with their
+    /// deliveries and attempts (default 30 days).
+    pub retain: Duration,
+    /// Events with a dead-lettered delivery are kept until it is resolved or they are older
+    /// than this (default 90 days); pending ones are never removed.
+    pub retain_failed: Duration,
 }
 
 /// `[server]`: the admin API.

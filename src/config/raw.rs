@@ -32,6 +32,8 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStorage {
     pub(super) path: Option<String>,
+    pub(super) retain: Option<String>,
+    pub(super) retain_failed: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

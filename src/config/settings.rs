@@ -14,8 +14,31 @@ use super::values::*;
 use super::*;
 
 pub(super) fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
+    let retain = duration_in(
+        raw.storage.retain.as_deref(),
+        Duration::from_secs(30 * 24 * 3600),
+        limits::RETAIN,
+        "storage.retain",
+        p,
+    );
+    let retain_failed = duration_in(
+        raw.storage.retain_failed.as_deref(),
+        Duration::from_secs(90 * 24 * 3600).max(retain),
+        limits::RETAIN,
+        "storage.retain_failed",
+        p,
+    );
+    if retain_failed < retain {
+        p.push(
+            "storage.retain_failed",
+            "is shorter than storage.retain: dead letters would go before delivered events",
+            Some("make retain_failed at least as long as retain (default 90d)"),
+        );
+    }
     let storage = StorageConfig {
         path: resolve(file, raw.storage.path.as_deref().unwrap_or("pollhook.db")),
+        retain,
+        retain_failed,
     };
     let listen_text = raw.server.listen.as_deref().unwrap_or("127.0.0.1:8787");
     let listen = listen_text.parse().unwrap_or_else(|_| {

@@ -386,3 +386,120 @@ fn item_path_needs_an_id_placeholder_and_a_rest_resource() {
         "{error}"
     );
 }
+
+// ───────────────────────── 2. retention ─────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_settled_events_and_keeps_pending_and_dead_letters_longer() {
+    let api = FakeApi::start(Style::None).await;
+    api.set_items([json!({"id": 1}), json!({"id": 2})]);
+    // Item 1 is delivered, item 2 dead-lettered at its first failure (no retries).
+    let hook = Hook::start(|r| match r.header("pollhook-resource-id") {
+        Some("1") => 200,
+        _ => 500,
+    })
+    .await;
+    let notes = format!(
+        "{}\n  [[sources.resources]]\n  name = \"notes\"\n  path = \"/notes\"\n  every = \"1h\"\n  initial = \"emit\"\n",
+        shop(&api.url, r#"  initial = "emit""#)
+    );
+    let mut p = Pipeline::start(&format!(
+        r#"{notes}{}
+[[endpoints]]
+name = "hook"
+url = "{}/h"
+secret = "{JWT_KEY}"
+resources = ["shop.orders"]
+
+[[endpoints]]
+name = "later"
+url = "{}/later"
+secret = "{JWT_KEY}"
+resources = ["shop.notes"]
+active = false
+"#,
+        loopback_delivery("retries = []"),
+        hook.url,
+        hook.url,
+    ));
+    assert_eq!(
+        p.config.storage.retain,
+        std::time::Duration::from_secs(30 * 86_400)
+    );
+    assert_eq!(
+        p.config.storage.retain_failed,
+        std::time::Duration::from_secs(90 * 86_400)
+    );
+    eventually("one delivered and one dead letter at hook", || {
+        let rows = p.deliveries("hook");
+        let settled = rows.iter().filter(|d| d.status != "pending").count();
+        (settled == 2).then_some(())
+    })
+    .await;
+    eventually("the paused endpoint's two deliveries queued", || {
+        (p.deliveries("later").len() == 2).then_some(())
+    })
+    .await;
+    p.stop().await;
+    let before = p.store.storage_stats().await.unwrap();
+    assert_eq!(before.events, 4);
+    assert!(before.bytes > 0 && before.oldest_event_at.is_some());
+
+    // Past `retain`, not past `retain_failed`: only the delivered event goes.
+    let later = pollhook::store::now_ms() + 60_000;
+    let removed = p.store.prune_events(later, 0, 1).await.unwrap();
+    assert_eq!(removed, 1, "a batch holds at most `batch` events");
+    assert_eq!(p.store.prune_events(later, 0, 10).await.unwrap(), 0);
+    let hook_rows = p.deliveries("hook");
+    assert_eq!(hook_rows.len(), 1);
+    assert_eq!(hook_rows[0].status, "failed", "the dead letter stays");
+    let dead = hook_rows[0].event_id.clone();
+    assert_eq!(
+        p.store.attempts(&dead).await.unwrap().len(),
+        1,
+        "with its attempt"
+    );
+
+    // A pass with both limits at zero: the dead letter goes too; pending ones never.
+    let storage = pollhook::config::StorageConfig {
+        retain: std::time::Duration::ZERO,
+        retain_failed: std::time::Duration::ZERO,
+        ..p.config.storage.clone()
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let removed = pollhook::retention::pass(&p.store, &storage, &cancel)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert!(p.deliveries("hook").is_empty());
+    assert!(
+        p.store.attempts(&dead).await.unwrap().is_empty(),
+        "attempts go too"
+    );
+    let left: Vec<String> = p.events().into_iter().map(|e| e.kind).collect();
+    assert_eq!(
+        left,
+        ["shop.notes.created", "shop.notes.created"],
+        "pending ones stay"
+    );
+    assert_eq!(p.store.storage_stats().await.unwrap().events, 2);
+}
+
+#[test]
+fn retain_is_bounded_and_retain_failed_is_not_shorter() {
+    let text = "[storage]\nretain = \"1m\"\n";
+    let error = crate::common::parse(text, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("storage.retain"), "{error}");
+    let text = "[storage]\nretain = \"10d\"\nretain_failed = \"2d\"\n";
+    let error = crate::common::parse(text, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("storage.retain_failed"), "{error}");
+    let ok = crate::common::parse("[storage]\nretain = \"100d\"\n", &Default::default()).unwrap();
+    assert_eq!(
+        ok.storage.retain_failed,
+        std::time::Duration::from_secs(100 * 86_400)
+    );
+}
