@@ -8,6 +8,8 @@
 //!   groups, and a crash between a 2xx and its commit means a redelivery with the same event id.
 //! - Isolation: each endpoint has its own lane with its own concurrency bound, so a slow or dead
 //!   endpoint only ever occupies its own slots (plus at most those slots of the global bound).
+//!   The bound starts low and grows while the endpoint answers fast ([`aimd`](crate::aimd)), up
+//!   to `endpoint_concurrency`.
 //! - Order: the store only offers an item's next delivery once the previous one is done.
 //! - Safety: https only unless allowed; every address a request connects to passes the
 //!   [`UrlPolicy`] (a resolver filters DNS answers, so rebinding cannot get around it); redirects
@@ -24,6 +26,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::aimd::{Limit, Signal};
 use crate::config::DeliveryConfig;
 use crate::endpoint::UrlPolicy;
 use crate::retry::{self, Next, Outcome, Policy};
@@ -146,9 +149,9 @@ async fn supervise(ctx: &Arc<Ctx>, cancel: &CancellationToken) {
     while tasks.join_next().await.is_some() {}
 }
 
-/// One endpoint's lane: claims what is due for it a batch ahead, keeps up to
-/// `endpoint_concurrency` requests in flight, and ends when the endpoint is paused, disabled or
-/// removed.
+/// One endpoint's lane: claims what is due for it a batch ahead, keeps up to its AIMD limit of
+/// requests in flight (at most `endpoint_concurrency`), and ends when the endpoint is paused,
+/// disabled or removed.
 ///
 /// Claiming a batch ahead (not one delivery per freed slot) keeps the database out of the hot
 /// path: one claim transaction serves many deliveries. A batch's lease covers sending all of it
@@ -161,8 +164,8 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
     let mut wake = ctx.wake.subscribe();
     let mut endpoint: Option<Arc<StoredEndpoint>> = None;
     let mut loaded = Instant::now();
-    let concurrency = ctx.config.endpoint_concurrency;
-    let ahead = (concurrency * CLAIM_AHEAD).min(MAX_CLAIM);
+    let mut limit = Limit::new(ctx.config.endpoint_concurrency);
+    let mut last_limit = limit.current();
     loop {
         if endpoint.is_none() || loaded.elapsed() > Duration::from_millis(500) {
             endpoint = ctx
@@ -180,10 +183,13 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
         };
         let timeout = current.spec.timeout.unwrap_or(ctx.config.timeout);
 
-        // Top the queue up once it runs low.
+        // Top the queue up once it runs low; claims and leases follow the current limit, so a
+        // slow endpoint's queue is not claimed further ahead than it can be sent.
+        let concurrency = limit.current();
+        let ahead = (concurrency * CLAIM_AHEAD).min(MAX_CLAIM);
         let mut claimed = 0;
         if queue.len() < concurrency {
-            let want = ahead - queue.len();
+            let want = ahead.saturating_sub(queue.len());
             // Long enough to send the whole queue one timeout per round of `concurrency`.
             let rounds = (queue.len() + want).div_ceil(concurrency) as u32 + 1;
             let lease = timeout * rounds + LEASE_MARGIN;
@@ -200,6 +206,10 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             }
         }
 
+        if concurrency != last_limit {
+            tracing::debug!(endpoint = %current.spec.name, from = last_limit, to = concurrency, "Endpoint concurrency changed.");
+            last_limit = concurrency;
+        }
         // Send while there are slots: this endpoint's, then a global one.
         while inflight.len() < concurrency {
             let Some((due, expires)) = queue.pop_front() else {
@@ -222,11 +232,12 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             let ctx = ctx.clone();
             let endpoint = current.clone();
             inflight.spawn(async move {
-                let recorded = attempt(&ctx, &endpoint, due).await;
+                let (recorded, signal) = attempt(&ctx, &endpoint, due).await;
                 drop(permit);
                 // The recorder outlives every lane; a closed channel means shutdown, and the
                 // delivery's lease then brings it back at the next start.
                 let _ = ctx.outcomes.send(recorded).await;
+                signal
             });
         }
         if cancel.is_cancelled() {
@@ -236,7 +247,7 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             // Work is waiting: only wait for a slot to free (or for more to claim).
             tokio::select! {
                 () = cancel.cancelled() => break,
-                Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+                Some(done) = inflight.join_next(), if !inflight.is_empty() => feedback(&mut limit, done),
                 () = std::future::ready(()), if inflight.is_empty() => {}
             }
             continue;
@@ -249,7 +260,7 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
         };
         tokio::select! {
             () = cancel.cancelled() => break,
-            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+            Some(done) = inflight.join_next(), if !inflight.is_empty() => feedback(&mut limit, done),
             _ = wake.changed() => {}
             () = tokio::time::sleep(idle.max(Duration::from_millis(5))) => {}
         }
@@ -265,6 +276,11 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
     while inflight.join_next().await.is_some() {}
 }
 
+/// Takes a finished attempt's signal into the lane's limit (a panicked attempt says nothing).
+fn feedback(limit: &mut Limit, done: Result<Signal, tokio::task::JoinError>) {
+    limit.record(done.unwrap_or(Signal::Neutral));
+}
+
 /// A lane claims this many deliveries per slot of `endpoint_concurrency` ahead.
 const CLAIM_AHEAD: usize = 8;
 
@@ -275,8 +291,9 @@ const MAX_CLAIM: usize = 128;
 /// mid-attempt delays that delivery by at most its lease after the restart.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
-/// Signs and POSTs one delivery, and decides what happens next.
-async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> Recorded {
+/// Signs and POSTs one delivery, and decides what happens next; the signal tells the lane's
+/// limit how the endpoint coped.
+async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> (Recorded, Signal) {
     let started_at = Utc::now();
     let started = Instant::now();
     let spec = &endpoint.spec;
@@ -333,7 +350,11 @@ async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> Recorded {
         ),
         _ => {}
     }
-    Recorded {
+    let timeout = spec.timeout.unwrap_or(ctx.config.timeout);
+    // A refusal before sending (URL policy, signing) counts as a failure too: that endpoint's
+    // deliveries all fail, and one request at a time is all it needs.
+    let signal = Signal::of(status, started.elapsed(), timeout);
+    let recorded = Recorded {
         delivery_id: due.delivery_id,
         endpoint_id: endpoint.id,
         at: started_at.timestamp_millis(),
@@ -342,7 +363,8 @@ async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> Recorded {
         error,
         response,
         next,
-    }
+    };
+    (recorded, signal)
 }
 
 /// The POST itself: `Ok((status, retry_after, body start))` for any response, `Err(outcome)` when

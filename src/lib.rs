@@ -16,7 +16,7 @@
 //!              └─▶ store: attempts and outcomes, committed in small groups
 //! ```
 //!
-//! Beside the spine: `confirm` (an item missing from a listing fetched alone before it counts as
+//! Beside the spine: `aimd` (each endpoint's concurrency, learned from its answers), `confirm` (an item missing from a listing fetched alone before it counts as
 //! deleted), `pipeline` (what a running pollhook shares, and what can stop it), `http`
 //! (the one way a client is built), `secret` (values that print as `***`), `incremental`
 //! (`since` bookkeeping), `endpoint` (filters, the URL and address policy), `adapters`
@@ -29,6 +29,7 @@
 //! SIGTERM/SIGINT and tests pass a oneshot.
 
 pub mod adapters;
+pub mod aimd;
 pub mod api;
 pub mod config;
 pub mod confirm;

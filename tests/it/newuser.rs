@@ -503,3 +503,99 @@ fn retain_is_bounded_and_retain_failed_is_not_shorter() {
         std::time::Duration::from_secs(100 * 86_400)
     );
 }
+
+// ───────────────────────── 4. each endpoint's concurrency grows from low ─────────────────────────
+
+/// A receiver that takes at most `room` requests at once: one more is answered 503 at once,
+/// unprocessed (a full listen backlog, in HTTP terms). Taken requests are answered 200 after a
+/// short wait. It records the most requests it ever had in flight and each event id it took.
+#[derive(Clone, Default)]
+struct Narrow {
+    room: usize,
+    inflight: Arc<Mutex<usize>>,
+    peak: Arc<Mutex<usize>>,
+    rejected: Arc<Mutex<usize>>,
+    taken: Arc<Mutex<Vec<String>>>,
+}
+
+impl Narrow {
+    async fn start(room: usize) -> (Narrow, String) {
+        let narrow = Narrow {
+            room,
+            ..Narrow::default()
+        };
+        let app = Router::new()
+            .route("/h", axum::routing::post(Narrow::receive))
+            .with_state(narrow.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/h", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (narrow, url)
+    }
+
+    async fn receive(State(n): State<Narrow>, headers: axum::http::HeaderMap) -> StatusCode {
+        let now = {
+            let mut inflight = n.inflight.lock().unwrap();
+            *inflight += 1;
+            *inflight
+        };
+        {
+            let mut peak = n.peak.lock().unwrap();
+            *peak = (*peak).max(now);
+        }
+        let status = if now > n.room {
+            *n.rejected.lock().unwrap() += 1;
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let id = headers
+                .get("pollhook-event-id")
+                .and_then(|v| v.to_str().ok());
+            n.taken
+                .lock()
+                .unwrap()
+                .push(id.unwrap_or_default().to_owned());
+            StatusCode::OK
+        };
+        *n.inflight.lock().unwrap() -= 1;
+        status
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrow_receiver_gets_few_requests_at_once_and_each_event_once() {
+    const EVENTS: usize = 30;
+    let api = FakeApi::start(Style::None).await;
+    api.set_items((1..=EVENTS).map(|i| json!({"id": i})));
+    let (narrow, url) = Narrow::start(2).await;
+    let mut p = Pipeline::start(&format!(
+        "{}{}{}",
+        shop(&api.url, r#"  initial = "emit""#),
+        loopback_delivery(&format!(
+            "endpoint_concurrency = 16\nretries = [{}]",
+            vec!["\"50ms\""; 60].join(", ")
+        )),
+        endpoint("narrow", &url, "jwt", JWT_KEY),
+    ));
+    eventually("every event taken by the narrow receiver", || {
+        (narrow.taken.lock().unwrap().len() >= EVENTS).then_some(())
+    })
+    .await;
+    p.stop().await;
+
+    let mut taken = narrow.taken.lock().unwrap().clone();
+    taken.sort();
+    let before = taken.len();
+    taken.dedup();
+    assert_eq!(before, EVENTS, "nothing taken twice");
+    assert_eq!(taken.len(), EVENTS);
+    // The limit starts at 2 and grows by one per window of fast answers: 30 answers can take it
+    // to 8 at most (2+3+4+5+6+7 = 27), whatever the timing, against 16 at once before.
+    let peak = *narrow.peak.lock().unwrap();
+    assert!(peak <= 8, "{peak} requests at once");
+    assert!(
+        p.deliveries("narrow")
+            .iter()
+            .all(|d| d.status == "delivered")
+    );
+}
