@@ -12,8 +12,10 @@
 //!   to `endpoint_concurrency`.
 //! - Order: the store only offers an item's next delivery once the previous one is done.
 //! - Safety: https only unless allowed; every address a request connects to passes the
-//!   [`UrlPolicy`] (a resolver filters DNS answers, so rebinding cannot get around it); redirects
-//!   are not followed; response bodies are read up to [`RESPONSE_QUOTE`] bytes.
+//!   [`UrlPolicy`] (a resolver filters DNS answers, so rebinding cannot get around it); through
+//!   `[http] proxy`, the target's addresses are checked before the request and the proxy's own
+//!   address is not judged; redirects are not followed; response bodies are read up to
+//!   [`RESPONSE_QUOTE`] bytes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -67,6 +69,9 @@ struct Ctx {
     store: Store,
     config: DeliveryConfig,
     client: reqwest::Client,
+    /// Sends through `[http] proxy`: its own resolver sees only the proxy's name, so each
+    /// target is checked against the policy before it is sent ([`crate::http::check_target`]).
+    proxied: Option<(reqwest::Client, crate::http::Proxy)>,
     policy: UrlPolicy,
     retry: Policy,
     global: Arc<Semaphore>,
@@ -81,8 +86,15 @@ pub async fn run(store: Store, config: DeliveryConfig, wake: Wake, cancel: Cance
         allow_http: config.allow_http,
         allow_networks: config.allow_networks.clone(),
     };
-    let client = match client(&policy) {
-        Ok(c) => c,
+    let built = client(&policy).and_then(|direct| {
+        let proxied = match &config.proxy {
+            Some(proxy) => Some((proxied_client(proxy)?, proxy.clone())),
+            None => None,
+        };
+        Ok((direct, proxied))
+    });
+    let (client, proxied) = match built {
+        Ok(clients) => clients,
         Err(e) => {
             tracing::error!(error = %e, "Cannot build the delivery HTTP client; nothing will be delivered.");
             return;
@@ -104,6 +116,7 @@ pub async fn run(store: Store, config: DeliveryConfig, wake: Wake, cancel: Cance
         store,
         config,
         client,
+        proxied,
         policy,
         outcomes: tx,
         wake,
@@ -436,8 +449,16 @@ async fn send(
             headers.insert(HeaderName::from_static(name), v);
         }
     }
-    let response = ctx
-        .client
+    let client = match &ctx.proxied {
+        Some((proxied, proxy)) if proxy.applies_to(&url) => {
+            crate::http::check_target(&ctx.policy, &url)
+                .await
+                .map_err(Outcome::Network)?;
+            proxied
+        }
+        _ => &ctx.client,
+    };
+    let response = client
         .post(url)
         .timeout(spec.timeout.unwrap_or(ctx.config.timeout))
         .headers(headers)
@@ -502,6 +523,17 @@ async fn record(
         }
         wake.notify();
     }
+}
+
+/// The delivery client through `[http] proxy`: no redirects, and no address policy in its
+/// resolver, which only resolves the proxy's own name (the proxy's address is the operator's
+/// choice; the policy judges targets, before each request).
+fn proxied_client(proxy: &crate::http::Proxy) -> Result<reqwest::Client, reqwest::Error> {
+    crate::http::client()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(64)
+        .proxy(reqwest::Proxy::all(proxy.url.clone())?)
+        .build()
 }
 
 /// The delivery client: no redirects, no proxy, and only addresses the policy allows.

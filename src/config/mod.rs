@@ -129,6 +129,8 @@ pub struct DeliveryConfig {
     pub endpoint_concurrency: usize,
     /// An endpoint failing without a single success for this long is disabled.
     pub disable_after: Duration,
+    /// `[http] proxy`, when `proxy_for` names endpoints.
+    pub proxy: Option<crate::http::Proxy>,
 }
 
 /// One `[[sources]]` entry.
@@ -190,6 +192,8 @@ pub struct RestConfig {
     pub max_page_bytes: u64,
     /// Origins other than `base_url`'s that next links and redirects may lead to.
     pub follow_origins: Vec<FollowOrigin>,
+    /// `[http] proxy`, when `proxy_for` names sources.
+    pub proxy: Option<crate::http::Proxy>,
 }
 
 /// An origin a source's next links and redirects may lead to besides its own.

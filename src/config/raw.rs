@@ -21,6 +21,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) delivery: RawDelivery,
     #[serde(default)]
+    pub(super) http: RawHttp,
+    #[serde(default)]
     pub(super) sources: Vec<RawSource>,
     #[serde(default)]
     pub(super) endpoints: Vec<EndpointInput>,
@@ -51,6 +53,15 @@ pub(super) struct RawServer {
 pub(super) struct RawPoll {
     pub(super) concurrency: Option<usize>,
     pub(super) alert_after_failures: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub(super) proxy: Option<String>,
+    #[serde(default)]
+    pub(super) no_proxy: Vec<String>,
+    pub(super) proxy_for: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]

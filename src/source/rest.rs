@@ -181,7 +181,7 @@ impl RestSource {
         }
         // No default headers: they would go to every origin a redirect reaches (reqwest strips
         // only `Authorization` across hosts). Redirects are followed in `exchange`, hop by hop.
-        let client = crate::http::client()
+        let client = crate::http::client_via(config.proxy.as_ref())
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .build()
@@ -203,7 +203,7 @@ impl RestSource {
             },
             // A token endpoint that redirects is answered as an error: a redirect would carry the
             // client secret on to wherever it points.
-            token_client: crate::http::client()
+            token_client: crate::http::client_via(config.proxy.as_ref())
                 .timeout(config.timeout)
                 .build()
                 .map_err(|e| {

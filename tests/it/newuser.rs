@@ -599,3 +599,134 @@ async fn a_narrow_receiver_gets_few_requests_at_once_and_each_event_once() {
             .all(|d| d.status == "delivered")
     );
 }
+
+// ───────────────────────── 3. an outbound proxy ─────────────────────────
+
+/// A forward HTTP proxy on `127.0.0.2` (loopback): it records each absolute-form request it gets
+/// and forwards it directly.
+#[derive(Clone, Default)]
+struct ForwardProxy {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl ForwardProxy {
+    async fn start() -> (ForwardProxy, String) {
+        let proxy = ForwardProxy::default();
+        let app = Router::new()
+            .fallback(ForwardProxy::forward)
+            .with_state(proxy.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (proxy, url)
+    }
+
+    async fn forward(
+        State(proxy): State<ForwardProxy>,
+        request: axum::extract::Request,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let target = request.uri().to_string();
+        proxy.seen.lock().unwrap().push(target.clone());
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut headers = parts.headers.clone();
+        headers.remove(axum::http::header::HOST);
+        let answer = client
+            .request(parts.method, &target)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        let headers = answer.headers().clone();
+        let bytes = answer.bytes().await.unwrap();
+        let mut response = (status, bytes).into_response();
+        *response.headers_mut() = headers;
+        response
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn sources_go_through_the_configured_proxy_and_no_proxy_skips_it() {
+    let api = FakeApi::start(Style::None).await;
+    api.set_items([json!({"id": 1})]);
+    let (proxy, proxy_url) = ForwardProxy::start().await;
+    let with = |extra: &str| {
+        format!(
+            "[http]\nproxy = \"{proxy_url}\"\n{extra}\n{}",
+            shop(&api.url, r#"  initial = "emit""#)
+        )
+    };
+    let h = Harness::new(&with(""));
+    assert_eq!(h.poll().await.unwrap().events.len(), 1);
+    assert_eq!(proxy.seen(), [format!("{}/orders", api.url)]);
+
+    let direct = Harness::new(&with("no_proxy = [\"127.0.0.1\"]"));
+    assert_eq!(direct.poll().await.unwrap().events.len(), 1);
+    assert_eq!(proxy.seen().len(), 1, "no_proxy goes direct");
+
+    let endpoints_only = Harness::new(&with("proxy_for = [\"endpoints\"]"));
+    endpoints_only.poll().await.unwrap();
+    assert_eq!(proxy.seen().len(), 1, "proxy_for leaves sources direct");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_go_through_the_proxy_and_the_policy_judges_the_target_not_the_proxy() {
+    let api = FakeApi::start(Style::None).await;
+    api.set_items([json!({"id": 1})]);
+    let hook = Hook::start(|_| 200).await;
+    let (proxy, proxy_url) = ForwardProxy::start().await;
+    // 127.0.0.1 (the receiver) is allowed; 127.0.0.2 (the proxy) is not, and need not be.
+    let mut p = Pipeline::start(&format!(
+        "[http]\nproxy = \"{proxy_url}\"\nproxy_for = [\"endpoints\"]\n{}{}{}",
+        shop(&api.url, r#"  initial = "emit""#),
+        loopback_delivery("").replace("127.0.0.0/8", "127.0.0.1/32"),
+        endpoint("hook", &format!("{}/h", hook.url), "jwt", JWT_KEY),
+    ));
+    eventually("the delivery through the proxy", || {
+        (!hook.log().is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(proxy.seen(), [format!("{}/h", hook.url)]);
+    p.stop().await;
+
+    // A name whose addresses the policy refuses is refused before anything reaches the proxy.
+    let port = hook.url.rsplit(':').next().unwrap().to_owned();
+    let mut refused = Pipeline::start(&format!(
+        "[http]\nproxy = \"{proxy_url}\"\nproxy_for = [\"endpoints\"]\n{}\n[delivery]\nallow_http = true\nretries = [\"1h\"]\n{}",
+        shop(&api.url, r#"  initial = "emit""#),
+        endpoint(
+            "named",
+            &format!("http://localhost:{port}/n"),
+            "jwt",
+            JWT_KEY
+        ),
+    ));
+    let error = eventually("the attempt refused", || {
+        (refused.deliveries("named").into_iter())
+            .find_map(|d| d.last_error.filter(|_| d.attempts > 0))
+    })
+    .await;
+    assert!(error.contains("refused to connect to localhost"), "{error}");
+    assert_eq!(proxy.seen().len(), 1, "nothing more reached the proxy");
+    refused.stop().await;
+}
+
+#[test]
+fn a_bad_proxy_setting_names_its_key() {
+    let text =
+        "[http]\nproxy = \"proxy:3128\"\nno_proxy = [\"a b\"]\nproxy_for = [\"everything\"]\n";
+    let error = crate::common::parse(text, &Default::default())
+        .unwrap_err()
+        .to_string();
+    for key in ["http.proxy", "http.no_proxy[0]", "http.proxy_for[0]"] {
+        assert!(error.contains(key), "{key}: {error}");
+    }
+}
