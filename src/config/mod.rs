@@ -424,6 +424,15 @@ pub enum Pagination {
         /// Where the URL is.
         next_url: JsonPath,
     },
+    /// PostgREST-style `Range` headers: each request asks `Range-Unit: items` and
+    /// `Range: 0-99`; the answer's `Content-Range: 0-99/2500` says where it ends (`206` for part
+    /// of the listing, `200` for all of it).
+    Range {
+        /// The `Range-Unit` (`items`).
+        unit: String,
+        /// Items per request.
+        size: u32,
+    },
 }
 
 impl Config {

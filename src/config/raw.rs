@@ -222,4 +222,8 @@ pub(super) enum RawPagination {
     NextUrl {
         next_url: String,
     },
+    Range {
+        unit: Option<String>,
+        size: Option<u32>,
+    },
 }

@@ -150,7 +150,7 @@ pub(super) fn validate_resource(
         // complete listing that lacks it keeps that from becoming a false `deleted`.
         None if matches!(
             pagination,
-            Pagination::Page { .. } | Pagination::Offset { .. }
+            Pagination::Page { .. } | Pagination::Offset { .. } | Pagination::Range { .. }
         ) =>
         {
             2
@@ -383,6 +383,26 @@ fn pagination(raw: Option<RawPagination>, at: &str, p: &mut Problems) -> Option<
         },
         Some(RawPagination::NextUrl { next_url }) => Pagination::NextUrl {
             next_url: json_path(&next_url, &format!("{at}.pagination.next_url"), p)?,
+        },
+        Some(RawPagination::Range { unit, size }) => Pagination::Range {
+            unit: match unit {
+                Some(unit)
+                    if unit.is_empty()
+                        || !unit
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                {
+                    p.push(
+                        format!("{at}.pagination.unit"),
+                        format!("`{unit}` is not a range unit"),
+                        Some(r#"unit = "items" (the default, PostgREST's)"#),
+                    );
+                    unit
+                }
+                Some(unit) => unit,
+                None => "items".into(),
+            },
+            size: page_size(size, at, p),
         },
     })
 }

@@ -25,8 +25,9 @@ use async_trait::async_trait;
 use base64::Engine;
 use reqwest::StatusCode;
 use reqwest::header::{
-    AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, ETAG, HeaderMap, HeaderName, HeaderValue,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LINK, LOCATION, RETRY_AFTER,
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, HeaderName,
+    HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LINK, LOCATION, RANGE,
+    RETRY_AFTER,
 };
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -35,7 +36,7 @@ use url::Url;
 
 use super::Presence;
 use super::auth::TokenCache;
-use super::paginate::{Pager, extract_items};
+use super::paginate::{Pager, RangeAnswer, extract_items};
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
 use crate::config::{Auth, KeyPlace, Pagination, ResourceConfig, RestConfig, Secret};
 use crate::store::PageRecord;
@@ -100,6 +101,9 @@ enum Got {
         /// Its `Content-Type`, for the error if it is not JSON.
         content_type: Option<String>,
         link: Option<String>,
+        /// `Content-Range` and whether the status was 206 (`range` pagination).
+        content_range: Option<String>,
+        partial: bool,
         etag: Option<String>,
         last_modified: Option<String>,
     },
@@ -399,6 +403,8 @@ impl RestSource {
                         };
                         let (link, etag, last_modified) =
                             (header(LINK), header(ETAG), header(LAST_MODIFIED));
+                        let content_range = header(CONTENT_RANGE);
+                        let partial = status == StatusCode::PARTIAL_CONTENT;
                         let (content_type, encoding) =
                             (header(CONTENT_TYPE), header(CONTENT_ENCODING));
                         match read_capped(resp, self.config.max_page_bytes).await {
@@ -414,6 +420,8 @@ impl RestSource {
                                     text,
                                     content_type,
                                     link,
+                                    content_range,
+                                    partial,
                                     etag,
                                     last_modified,
                                 });
@@ -496,11 +504,18 @@ impl RestSource {
         for _ in 0..=MAX_REDIRECTS {
             let credentials = self.credentials_for(&target)?;
             *requests += 1;
-            let address = self.with_key(&target, credentials);
+            let mut address = self.with_key(&target, credentials);
+            // A `range` page's fragment is its `Range` header, never part of the request.
+            let range = super::paginate::range_of(&target)
+                .map(|(unit, range)| (unit.to_owned(), range.to_owned()));
+            address.set_fragment(None);
             let mut request = match body {
                 Some(body) => self.client.post(address).json(body),
                 None => self.client.get(address),
             };
+            if let Some((unit, range)) = range {
+                request = request.header("range-unit", unit).header(RANGE, range);
+            }
             if let Some(known) = known {
                 if let Some(etag) = &known.etag {
                     request = request.header(IF_NONE_MATCH, etag);
@@ -765,7 +780,16 @@ impl Source for RestSource {
                             Pagination::None | Pagination::Page { .. } | Pagination::Offset { .. }
                         )
                 });
-            let got = self.send(&url, None, known, &mut fetched.requests).await?;
+            let got = match self.send(&url, None, known, &mut fetched.requests).await {
+                // Asked for a range past the end (a total the API did not give): the end.
+                Err(SourceError::Status { status: 416, .. })
+                    if fetched.pages > 0
+                        && matches!(resource.pagination, Pagination::Range { .. }) =>
+                {
+                    return Ok(fetched);
+                }
+                got => got?,
+            };
             fetched.pages += 1;
             let shape = |message| SourceError::Shape {
                 url: self.redact(&url),
@@ -776,6 +800,8 @@ impl Source for RestSource {
                     text,
                     content_type,
                     link,
+                    content_range,
+                    partial,
                     etag,
                     last_modified,
                 } => {
@@ -799,8 +825,12 @@ impl Source for RestSource {
                             Some(path) => (count_items(value, path), value),
                         },
                     };
+                    let range = RangeAnswer {
+                        content_range: content_range.as_deref(),
+                        partial,
+                    };
                     let next = pager
-                        .next(&url, count, parsed, link.as_deref())
+                        .next_with(&url, count, parsed, link.as_deref(), Some(range))
                         .map_err(shape)?;
                     if count == 0 && next.is_some() {
                         tracing::warn!(

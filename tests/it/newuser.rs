@@ -730,3 +730,79 @@ fn a_bad_proxy_setting_names_its_key() {
         assert!(error.contains(key), "{key}: {error}");
     }
 }
+
+// ───────────────────────── 20. PostgREST-style range pagination ─────────────────────────
+
+/// PostgREST's paging: `Range-Unit: items` and `Range: 0-99` in; `206` with
+/// `Content-Range: 0-99/250` out for part of the listing, `200` for all of it.
+async fn postgrest(total: usize) -> (Arc<Mutex<Vec<String>>>, String) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let app = Router::new().route(
+        "/orders",
+        get(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+                let log = log.clone();
+                async move {
+                    use axum::response::IntoResponse;
+                    let header = |name| {
+                        (headers.get(name).and_then(|v| v.to_str().ok()))
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    log.lock().unwrap().push(format!(
+                        "{uri} {} {}",
+                        header("range-unit"),
+                        header("range")
+                    ));
+                    let (from, to) = header("range")
+                        .split_once('-')
+                        .map(|(a, b)| (a.parse().unwrap_or(0), b.parse().unwrap_or(usize::MAX)))
+                        .unwrap_or((0, usize::MAX));
+                    let to = to.min(total.saturating_sub(1));
+                    let items: Vec<Value> = (from..=to).map(|i| json!({"id": i + 1})).collect();
+                    let status = match from == 0 && to + 1 >= total {
+                        true => StatusCode::OK,
+                        false => StatusCode::PARTIAL_CONTENT,
+                    };
+                    let range = [("content-range", format!("{from}-{to}/{total}"))];
+                    (status, range, axum::Json(items)).into_response()
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (seen, url)
+}
+
+#[tokio::test]
+async fn range_pagination_walks_a_postgrest_listing_by_headers() {
+    let (seen, url) = postgrest(250).await;
+    let h = Harness::new(&shop(
+        &url,
+        "  pagination = { style = \"range\", size = 100 }\n  initial = \"emit\"",
+    ));
+    assert_eq!(h.resource.deleted_after, 2, "ranges shift like pages");
+    let report = h.poll().await.unwrap();
+    assert_eq!((report.pages, report.listed), (3, 250));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "/orders items 0-99",
+            "/orders items 100-199",
+            "/orders items 200-299"
+        ],
+        "the range travels in headers, never in the URL"
+    );
+
+    let (seen, url) = postgrest(40).await;
+    let h = Harness::new(&shop(&url, "  pagination = { style = \"range\" }"));
+    assert_eq!(
+        h.poll().await.unwrap().listed,
+        40,
+        "a 200 is the whole listing"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
