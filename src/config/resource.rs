@@ -134,8 +134,12 @@ pub(super) fn validate_resource(
         if !item_path.contains("{id}") {
             return fail(format!("`{item_path}` has no `{{id}}` placeholder"), p);
         }
-        match fill_params(&item_path.replace("{id}", "\u{0}"), params) {
-            Ok(filled) => Some(filled.replace('\u{0}', "{id}")),
+        // Source params are filled now; `{id}` per item, when a delete is confirmed.
+        let filled: Result<Vec<String>, String> = (item_path.split("{id}"))
+            .map(|part| fill_params(part, params))
+            .collect();
+        match filled {
+            Ok(parts) => Some(parts.join("{id}")),
             Err(missing) => fail(
                 format!("`{item_path}` needs `{{{missing}}}`, which the source does not set"),
                 p,
