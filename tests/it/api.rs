@@ -546,6 +546,13 @@ async fn the_api_needs_the_bearer_token_and_health_does_not() {
         "{:?}",
         metrics.headers
     );
+    // The database's size and its oldest kept event (retention).
+    for gauge in [
+        "pollhook_database_bytes ",
+        "pollhook_oldest_event_timestamp_seconds ",
+    ] {
+        assert!(metrics.text.contains(gauge), "{gauge}: {}", metrics.text);
+    }
     let doc = http
         .send(Method::GET, "/api/v1/openapi.json", None, None)
         .await;

@@ -252,6 +252,9 @@ async fn poll_dry_run_writes_nothing_and_poll_records_events_and_deliveries() {
         "ENDPOINT",
         "PENDING",
         "app",
+        // The database's size, events kept and the oldest one (retention).
+        "event(s) kept, oldest detected",
+        "retain = 30days",
     ] {
         assert!(status.stdout.contains(word), "no {word}: {status:#?}");
     }
