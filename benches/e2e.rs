@@ -623,6 +623,7 @@ fn stage_sum(store: &Store, listing: &Listing, emit: bool) -> Stages {
                     "items",
                     c,
                     previous.remove(c.id()).map(|p| p.value()),
+                    &[],
                     now,
                 )
             })

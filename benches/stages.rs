@@ -204,6 +204,7 @@ fn commit_case(k: usize, round: usize) -> CommitCase {
             "items",
             &Change::Created(record),
             None,
+            &[],
             now,
         ));
     }
@@ -322,6 +323,7 @@ fn event_json() -> String {
             raw: None,
         }),
         Some(previous),
+        &[],
         Utc::now(),
     )
     .to_json()
@@ -580,8 +582,9 @@ mod event_build {
             raw: None,
         });
         let now = Utc::now();
-        b.with_inputs(|| previous.clone())
-            .bench_local_values(|p| Event::from_change("bench", "items", &change, Some(p), now));
+        b.with_inputs(|| previous.clone()).bench_local_values(|p| {
+            Event::from_change("bench", "items", &change, Some(p), &[], now)
+        });
     }
 
     #[divan::bench]

@@ -9,10 +9,14 @@
 //!   groups, and a crash between a 2xx and its commit means a redelivery with the same event id.
 //! - Isolation: each endpoint has its own lane with its own concurrency bound, so a slow or dead
 //!   endpoint only ever occupies its own slots (plus at most those slots of the global bound).
+//!   The bound starts low and grows while the endpoint answers fast ([`aimd`](crate::aimd)), up
+//!   to `endpoint_concurrency`.
 //! - Order: the store only offers an item's next delivery once the previous one is done.
 //! - Safety: https only unless allowed; every address a request connects to passes the
-//!   [`UrlPolicy`] (a resolver filters DNS answers, so rebinding cannot get around it); redirects
-//!   are not followed; response bodies are read up to [`RESPONSE_QUOTE`] bytes.
+//!   [`UrlPolicy`] (a resolver filters DNS answers, so rebinding cannot get around it); through
+//!   `[http] proxy`, the target's addresses are checked before the request and the proxy's own
+//!   address is not judged; redirects are not followed; response bodies are read up to
+//!   [`RESPONSE_QUOTE`] bytes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,6 +29,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::aimd::{Limit, Signal};
 use crate::config::DeliveryConfig;
 use crate::encode;
 use crate::endpoint::UrlPolicy;
@@ -66,6 +71,9 @@ struct Ctx {
     store: Store,
     config: DeliveryConfig,
     client: reqwest::Client,
+    /// Sends through `[http] proxy`: its own resolver sees only the proxy's name, so each
+    /// target is checked against the policy before it is sent ([`crate::http::check_target`]).
+    proxied: Option<(reqwest::Client, crate::http::Proxy)>,
     policy: UrlPolicy,
     retry: Policy,
     global: Arc<Semaphore>,
@@ -80,8 +88,15 @@ pub async fn run(store: Store, config: DeliveryConfig, wake: Wake, cancel: Cance
         allow_http: config.allow_http,
         allow_networks: config.allow_networks.clone(),
     };
-    let client = match client(&policy) {
-        Ok(c) => c,
+    let built = client(&policy).and_then(|direct| {
+        let proxied = match &config.proxy {
+            Some(proxy) => Some((proxied_client(proxy)?, proxy.clone())),
+            None => None,
+        };
+        Ok((direct, proxied))
+    });
+    let (client, proxied) = match built {
+        Ok(clients) => clients,
         Err(e) => {
             tracing::error!(error = %e, "Cannot build the delivery HTTP client; nothing will be delivered.");
             return;
@@ -103,6 +118,7 @@ pub async fn run(store: Store, config: DeliveryConfig, wake: Wake, cancel: Cance
         store,
         config,
         client,
+        proxied,
         policy,
         outcomes: tx,
         wake,
@@ -148,9 +164,9 @@ async fn supervise(ctx: &Arc<Ctx>, cancel: &CancellationToken) {
     while tasks.join_next().await.is_some() {}
 }
 
-/// One endpoint's lane: claims what is due for it a batch ahead, keeps up to
-/// `endpoint_concurrency` requests in flight, and ends when the endpoint is paused, disabled or
-/// removed.
+/// One endpoint's lane: claims what is due for it a batch ahead, keeps up to its AIMD limit of
+/// requests in flight (at most `endpoint_concurrency`), and ends when the endpoint is paused,
+/// disabled or removed.
 ///
 /// Claiming a batch ahead (not one delivery per freed slot) keeps the database out of the hot
 /// path: one claim transaction serves many deliveries. A batch's lease covers sending all of it
@@ -163,8 +179,8 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
     let mut wake = ctx.wake.subscribe();
     let mut endpoint: Option<Arc<StoredEndpoint>> = None;
     let mut loaded = Instant::now();
-    let concurrency = ctx.config.endpoint_concurrency;
-    let ahead = (concurrency * CLAIM_AHEAD).min(MAX_CLAIM);
+    let mut limit = Limit::new(ctx.config.endpoint_concurrency);
+    let mut last_limit = limit.current();
     loop {
         if endpoint.is_none() || loaded.elapsed() > Duration::from_millis(500) {
             endpoint = ctx
@@ -182,10 +198,13 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
         };
         let timeout = current.spec.timeout.unwrap_or(ctx.config.timeout);
 
-        // Top the queue up once it runs low.
+        // Top the queue up once it runs low; claims and leases follow the current limit, so a
+        // slow endpoint's queue is not claimed further ahead than it can be sent.
+        let concurrency = limit.current();
+        let ahead = (concurrency * CLAIM_AHEAD).min(MAX_CLAIM);
         let mut claimed = 0;
         if queue.len() < concurrency {
-            let want = ahead - queue.len();
+            let want = ahead.saturating_sub(queue.len());
             // Long enough to send the whole queue one timeout per round of `concurrency`.
             let rounds = (queue.len() + want).div_ceil(concurrency) as u32 + 1;
             let lease = timeout * rounds + LEASE_MARGIN;
@@ -202,6 +221,10 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             }
         }
 
+        if concurrency != last_limit {
+            tracing::debug!(endpoint = %current.spec.name, from = last_limit, to = concurrency, "Endpoint concurrency changed.");
+            last_limit = concurrency;
+        }
         // Send while there are slots: this endpoint's, then a global one.
         while inflight.len() < concurrency {
             let Some((due, expires)) = queue.pop_front() else {
@@ -224,11 +247,12 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             let ctx = ctx.clone();
             let endpoint = current.clone();
             inflight.spawn(async move {
-                let recorded = attempt(&ctx, &endpoint, due).await;
+                let (recorded, signal) = attempt(&ctx, &endpoint, due).await;
                 drop(permit);
                 // The recorder outlives every lane; a closed channel means shutdown, and the
                 // delivery's lease then brings it back at the next start.
                 let _ = ctx.outcomes.send(recorded).await;
+                signal
             });
         }
         if cancel.is_cancelled() {
@@ -238,7 +262,7 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             // Work is waiting: only wait for a slot to free (or for more to claim).
             tokio::select! {
                 () = cancel.cancelled() => break,
-                Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+                Some(done) = inflight.join_next(), if !inflight.is_empty() => feedback(&mut limit, done),
                 () = std::future::ready(()), if inflight.is_empty() => {}
             }
             continue;
@@ -251,7 +275,7 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
         };
         tokio::select! {
             () = cancel.cancelled() => break,
-            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+            Some(done) = inflight.join_next(), if !inflight.is_empty() => feedback(&mut limit, done),
             _ = wake.changed() => {}
             () = tokio::time::sleep(idle.max(Duration::from_millis(5))) => {}
         }
@@ -267,6 +291,11 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
     while inflight.join_next().await.is_some() {}
 }
 
+/// Takes a finished attempt's signal into the lane's limit (a panicked attempt says nothing).
+fn feedback(limit: &mut Limit, done: Result<Signal, tokio::task::JoinError>) {
+    limit.record(done.unwrap_or(Signal::Neutral));
+}
+
 /// A lane claims this many deliveries per slot of `endpoint_concurrency` ahead.
 const CLAIM_AHEAD: usize = 8;
 
@@ -277,8 +306,9 @@ const MAX_CLAIM: usize = 128;
 /// mid-attempt delays that delivery by at most its lease after the restart.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
-/// Signs and POSTs one delivery, and decides what happens next.
-async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> Recorded {
+/// Signs and POSTs one delivery, and decides what happens next; the signal tells the lane's
+/// limit how the endpoint coped.
+async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> (Recorded, Signal) {
     let started_at = Utc::now();
     let started = Instant::now();
     let spec = &endpoint.spec;
@@ -316,8 +346,13 @@ async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> Recorded {
     crate::metrics::attempt(&spec.name, label, started.elapsed(), since_detection);
     match (&next, &error) {
         (Next::Done, _) => {
-            tracing::debug!(endpoint = %spec.name, source = %due.source, resource = %due.resource, event_id = %due.event_id, latency_ms, "Delivered.")
+            tracing::info!(endpoint = %spec.name, source = %due.source, resource = %due.resource, event_id = %due.event_id, latency_ms, "Delivered.")
         }
+        (Next::DisableEndpoint, Some(error)) => tracing::warn!(
+            endpoint = %spec.name, source = %due.source, resource = %due.resource,
+            event_id = %due.event_id, attempt = due.attempts + 1, %error,
+            "Delivery refused for good; the endpoint is disabled."
+        ),
         (Next::RetryAt(at), Some(error)) => tracing::warn!(
             endpoint = %spec.name, source = %due.source, resource = %due.resource,
             event_id = %due.event_id, attempt = due.attempts + 1, %error,
@@ -330,7 +365,11 @@ async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> Recorded {
         ),
         _ => {}
     }
-    Recorded {
+    let timeout = spec.timeout.unwrap_or(ctx.config.timeout);
+    // A refusal before sending (URL policy, signing) counts as a failure too: that endpoint's
+    // deliveries all fail, and one request at a time is all it needs.
+    let signal = Signal::of(status, started.elapsed(), timeout);
+    let recorded = Recorded {
         delivery_id: due.delivery_id,
         endpoint_id: endpoint.id,
         at: started_at.timestamp_millis(),
@@ -339,7 +378,8 @@ async fn attempt(ctx: &Ctx, endpoint: &StoredEndpoint, due: Due) -> Recorded {
         error,
         response,
         next,
-    }
+    };
+    (recorded, signal)
 }
 
 /// The POST itself: `Ok((status, retry_after, body start))` for any response, `Err(outcome)` when
@@ -413,8 +453,16 @@ async fn send(
             headers.insert(HeaderName::from_static(name), v);
         }
     }
-    let response = ctx
-        .client
+    let client = match &ctx.proxied {
+        Some((proxied, proxy)) if proxy.applies_to(&url) => {
+            crate::http::check_target(&ctx.policy, &url)
+                .await
+                .map_err(Outcome::Network)?;
+            proxied
+        }
+        _ => &ctx.client,
+    };
+    let response = client
         .post(url)
         .timeout(spec.timeout.unwrap_or(ctx.config.timeout))
         .headers(headers)
@@ -479,6 +527,17 @@ async fn record(
         }
         wake.notify();
     }
+}
+
+/// The delivery client through `[http] proxy`: no redirects, and no address policy in its
+/// resolver, which only resolves the proxy's own name (the proxy's address is the operator's
+/// choice; the policy judges targets, before each request).
+fn proxied_client(proxy: &crate::http::Proxy) -> Result<reqwest::Client, reqwest::Error> {
+    crate::http::client()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(64)
+        .proxy(reqwest::Proxy::all(proxy.url.clone())?)
+        .build()
 }
 
 /// The delivery client: no redirects, no proxy, and only addresses the policy allows.

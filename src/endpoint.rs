@@ -46,6 +46,26 @@ pub struct EndpointSpec {
 }
 
 impl EndpointSpec {
+    /// A digest of everything the config file says about this endpoint. The store keeps the
+    /// digest of the file's definition it last applied: while it is unchanged, what an operator
+    /// did at run time (pause, disable, remove, edit) stands across restarts; when the file's
+    /// definition changes, the file's version wins again.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let definition = serde_json::json!([
+            self.url,
+            self.secret.expose(),
+            self.signing.as_str(),
+            self.resources,
+            self.actions.as_slice(),
+            self.active,
+            self.headers,
+            self.timeout.map(|t| t.as_millis() as u64),
+            self.format.as_str(),
+        ]);
+        hex::encode(Sha256::digest(definition.to_string().as_bytes()))
+    }
+
     /// Whether an event about `source.resource` with `action` passes this endpoint's filters.
     /// Paused and disabled endpoints match too: their deliveries queue until they are resumed,
     /// so an outage or a pause loses nothing.
@@ -168,28 +188,44 @@ pub struct UrlPolicy {
 }
 
 impl UrlPolicy {
-    /// Checks scheme and, for a literal IP host, the address.
+    /// Checks scheme and, for a literal IP host, the address; every problem in one message.
     pub fn check_url(&self, url: &str) -> Result<Url, String> {
-        let parsed =
-            Url::parse(url).map_err(|e| format!("`{}` is not a URL: {e}", shown_url_text(url)))?;
+        self.url_problems(url)
+            .map_err(|problems| problems.join("; "))
+    }
+
+    /// [`UrlPolicy::check_url`] with each problem on its own, so `check` reports them all at once
+    /// (plain http *and* a loopback address, not one after the other is fixed). A name is not
+    /// resolved here: its addresses are checked at connect time.
+    pub fn url_problems(&self, url: &str) -> Result<Url, Vec<String>> {
+        let parsed = Url::parse(url)
+            .map_err(|e| vec![format!("`{}` is not a URL: {e}", shown_url_text(url))])?;
         let shown = shown_url(&parsed);
+        let mut problems = Vec::new();
         match parsed.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
-            "http" => {
-                return Err(format!(
-                    "`{shown}` is plain http; endpoints must use https unless [delivery] allow_http = true"
-                ));
+            "http" => problems.push(format!(
+                "`{shown}` is plain http; endpoints must use https unless [delivery] allow_http = true"
+            )),
+            other => problems.push(format!("`{shown}` has scheme {other}; use https")),
+        }
+        let addr = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) => None,
+            None => {
+                problems.push(format!("`{shown}` has no host"));
+                None
             }
-            other => return Err(format!("`{shown}` has scheme {other}; use https")),
+        };
+        if let Some(Err(e)) = addr.map(|ip| self.check_addr(ip)) {
+            problems.push(e);
         }
-        match parsed.host() {
-            Some(url::Host::Ipv4(ip)) => self.check_addr(IpAddr::V4(ip))?,
-            Some(url::Host::Ipv6(ip)) => self.check_addr(IpAddr::V6(ip))?,
-            Some(url::Host::Domain(_)) => {}
-            None => return Err(format!("`{shown}` has no host")),
+        match problems.is_empty() {
+            true => Ok(parsed),
+            false => Err(problems),
         }
-        Ok(parsed)
     }
 
     /// Refuses every special-purpose address ([`classify`]) unless `allow_networks` holds it or
@@ -464,6 +500,10 @@ mod tests {
         };
         assert!(open.check_url("http://127.0.0.1:9/hook").is_ok());
         assert!(open.check_url("http://10.0.0.1/hook").is_err());
+        let strict = UrlPolicy::default();
+        let both = strict.url_problems("http://127.0.0.1:9/hook").unwrap_err();
+        assert_eq!(both.len(), 2, "plain http and loopback, at once: {both:?}");
+        assert!(both[0].contains("allow_http") && both[1].contains("allow_networks"));
     }
 
     #[test]

@@ -6,6 +6,18 @@
 //! Invariant: the event id is minted once, when the change is detected, and stored with the event,
 //! so every retry and replay carries the same id: the receiver's idempotency key. Every key of
 //! the shape is always present (`null` where it does not apply), so receivers can rely on it.
+//!
+//! One form for every event, live or backfilled, whatever the signing scheme:
+//! - `type` is `<source>.<resource>.<action>`, the same string the CLI, the API and the
+//!   `Pollhook-Event-Type` header show (two sources with an `orders` resource never collide, and
+//!   operational events, `pollhook.resource.failing`, have the same three parts).
+//! - `data` and `previous` are the item's JSON as the API sent it, its keys in the API's order
+//!   (the bytes are kept, never re-serialized through a sorted map). `previous` is the `data` of
+//!   the last event about the item, so its ignored fields are as they were then.
+//! - `changes` lists only what counts: the RFC 6902 patch between the two with the resource's
+//!   `ignore` fields left out of both.
+//! - `backfill` is `true` for an event made by bootstrapping an endpoint, `false` otherwise.
+//!
 //! Pure: no I/O.
 
 use std::fmt;
@@ -17,6 +29,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::diff::Change;
+use crate::normalize::{FieldPath, without_ignored};
 
 /// What happened to an item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -73,7 +86,7 @@ pub const OPERATIONAL_ACTIONS: [&str; 4] = ["failing", "recovered", "deletes_hel
 pub struct Event {
     /// `evt_` + a UUIDv7: unique, time-ordered, stable across retries.
     pub id: String,
-    /// `<resource>.<action>`.
+    /// `<source>.<resource>.<action>`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The source's name.
@@ -90,8 +103,13 @@ pub struct Event {
     pub data: Payload,
     /// The item before; `null` for `created`.
     pub previous: Payload,
-    /// RFC 6902 JSON Patch from `previous` to `data`; `null` unless `updated`.
+    /// RFC 6902 JSON Patch from `previous` to `data` over the fields that count (the resource's
+    /// `ignore` fields left out); `null` unless `updated`.
     pub changes: Payload,
+    /// Made by bootstrapping an endpoint with the current state, not by a detected change.
+    /// Events stored before the field existed read as `false`.
+    #[serde(default)]
+    pub backfill: bool,
 }
 
 /// One JSON part of an event (`data`, `previous`, `changes`), kept as text: the item's bytes as
@@ -184,12 +202,14 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 }
 
 impl Event {
-    /// Builds the event for `change`; `previous` is the snapshot's body for updates and deletes.
+    /// Builds the event for `change`; `previous` is the snapshot's body for updates and deletes,
+    /// `ignore` the resource's ignored fields (left out of `changes`).
     pub fn from_change(
         source: &str,
         resource: &str,
         change: &Change,
         previous: Option<Value>,
+        ignore: &[FieldPath],
         detected_at: DateTime<Utc>,
     ) -> Event {
         let (action, data) = match change {
@@ -204,12 +224,14 @@ impl Event {
             change.id(),
             data,
             previous.map(Payload::from),
+            ignore,
             detected_at,
         )
     }
 
     /// Builds the event for item `id`: `data` is its body now (`null` when deleted), `previous`
-    /// the snapshot's body (for updates and deletes).
+    /// the snapshot's body (for updates and deletes), `ignore` the resource's ignored fields.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         source: &str,
         resource: &str,
@@ -217,6 +239,7 @@ impl Event {
         id: &str,
         data: Payload,
         previous: Option<Payload>,
+        ignore: &[FieldPath],
         detected_at: DateTime<Utc>,
     ) -> Event {
         let previous = match action {
@@ -224,15 +247,12 @@ impl Event {
             _ => previous.unwrap_or_else(Payload::null),
         };
         let changes = match action {
-            Action::Updated => Payload::from_value(
-                &serde_json::to_value(json_patch::diff(&previous.value(), &data.value()))
-                    .unwrap_or(Value::Null),
-            ),
+            Action::Updated => changes(&previous.value(), &data.value(), ignore),
             _ => Payload::null(),
         };
         Event {
             id: new_id(),
-            kind: format!("{resource}.{action}"),
+            kind: format!("{source}.{resource}.{action}"),
             source: source.to_owned(),
             resource: resource.to_owned(),
             action: action.as_str().to_owned(),
@@ -241,6 +261,15 @@ impl Event {
             data,
             previous,
             changes,
+            backfill: false,
+        }
+    }
+
+    /// The same event, marked as made by a backfill.
+    pub fn backfilled(self) -> Event {
+        Event {
+            backfill: true,
+            ..self
         }
     }
 
@@ -265,6 +294,7 @@ impl Event {
             data: Payload::from_value(&data),
             previous: Payload::null(),
             changes: Payload::null(),
+            backfill: false,
         }
     }
 
@@ -274,6 +304,18 @@ impl Event {
         // Serializing a struct of strings and `Value`s cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// The RFC 6902 patch from `before` to `after` over the fields that count.
+fn changes(before: &Value, after: &Value, ignore: &[FieldPath]) -> Payload {
+    let patch = match ignore {
+        [] => json_patch::diff(before, after),
+        _ => json_patch::diff(
+            &without_ignored(before, ignore),
+            &without_ignored(after, ignore),
+        ),
+    };
+    Payload::from_value(&serde_json::to_value(patch).unwrap_or(Value::Null))
 }
 
 #[cfg(test)]
@@ -297,6 +339,7 @@ mod tests {
             "orders",
             &change,
             Some(json!({"id": 1042, "status": "open"})),
+            &[],
             at,
         );
         assert!(e.id.starts_with("evt_") && e.id.len() == 36, "{}", e.id);
@@ -305,17 +348,18 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&v).unwrap(),
             serde_json::to_string(&json!({
-                "id": "evt_x", "type": "orders.updated", "source": "shop", "resource": "orders",
+                "id": "evt_x", "type": "shop.orders.updated", "source": "shop", "resource": "orders",
                 "action": "updated", "resource_id": "1042", "detected_at": "2026-11-22T23:40:00.000Z",
                 "data": {"id": 1042, "status": "shipped"}, "previous": {"id": 1042, "status": "open"},
-                "changes": [{"op": "replace", "path": "/status", "value": "shipped"}]
+                "changes": [{"op": "replace", "path": "/status", "value": "shipped"}],
+                "backfill": false
             }))
             .unwrap()
         );
         assert!(e.to_json().starts_with(r#"{"id":"evt_"#));
         assert!(
             e.to_json()
-                .contains(r#""type":"orders.updated","source":"shop""#)
+                .contains(r#""type":"shop.orders.updated","source":"shop""#)
         );
     }
 
@@ -328,13 +372,13 @@ mod tests {
             hash: [0; 32],
             raw: None,
         });
-        let e = Event::from_change("s", "r", &created, None, at);
+        let e = Event::from_change("s", "r", &created, None, &[], at);
         assert!(e.previous.is_null() && e.changes.is_null());
         let deleted = Change::Deleted { id: "1".into() };
-        let e = Event::from_change("s", "r", &deleted, Some(json!({"id": 1})), at);
+        let e = Event::from_change("s", "r", &deleted, Some(json!({"id": 1})), &[], at);
         assert_eq!(e.data, Value::Null);
         assert_eq!(e.previous, json!({"id": 1}));
-        assert_eq!(e.kind, "r.deleted");
+        assert_eq!(e.kind, "s.r.deleted");
     }
 
     #[test]
@@ -347,6 +391,73 @@ mod tests {
         assert_eq!(one, json!({"a": [1, 2], "b": 1}));
         assert!(Payload::from_json("{").is_err());
         assert!(Payload::null().is_null());
+    }
+
+    #[test]
+    fn changes_leave_out_ignored_fields_and_previous_is_the_last_data() {
+        let ignore: [FieldPath; 2] = ["updatedAt".parse().unwrap(), "meta.etag".parse().unwrap()];
+        let before = r#"{"id":1,"status":"open","updatedAt":"t1","meta":{"etag":"a"}}"#;
+        let now = r#"{"status":"shipped","id":1,"updatedAt":"t3","meta":{"etag":"c"}}"#;
+        let e = Event::new(
+            "shop",
+            "orders",
+            Action::Updated,
+            "1",
+            Payload::from_json(now).unwrap(),
+            Some(Payload::from_json(before).unwrap()),
+            &ignore,
+            Utc::now(),
+        );
+        assert_eq!(
+            e.changes,
+            json!([{"op": "replace", "path": "/status", "value": "shipped"}])
+        );
+        assert_eq!(
+            e.previous.get(),
+            before,
+            "previous is kept as it was stored"
+        );
+        let only_ignored = Event::new(
+            "shop",
+            "orders",
+            Action::Updated,
+            "1",
+            Payload::from_json(now).unwrap(),
+            Some(
+                Payload::from_json(
+                    r#"{"id":1,"status":"shipped","updatedAt":"t2","meta":{"etag":"b"}}"#,
+                )
+                .unwrap(),
+            ),
+            &ignore,
+            Utc::now(),
+        );
+        assert_eq!(only_ignored.changes, json!([]));
+    }
+
+    #[test]
+    fn data_keeps_the_api_key_order_and_backfill_says_so() {
+        let data = r#"{"z":1,"a":{"y":2,"b":3}}"#;
+        let e = Event::new(
+            "shop",
+            "orders",
+            Action::Created,
+            "1",
+            Payload::from_json(data).unwrap(),
+            None,
+            &[],
+            Utc::now(),
+        );
+        assert!(e.to_json().contains(&format!(r#""data":{data},"#)));
+        assert!(e.to_json().ends_with(r#""backfill":false}"#));
+        let b = e.backfilled();
+        assert!(b.backfill && b.to_json().ends_with(r#""backfill":true}"#));
+        let old: Event = serde_json::from_str(
+            r#"{"id":"evt_1","type":"r.created","source":"s","resource":"r","action":"created",
+                "resource_id":"1","detected_at":"t","data":null,"previous":null,"changes":null}"#,
+        )
+        .unwrap();
+        assert!(!old.backfill, "events stored before the flag read as live");
     }
 
     #[test]

@@ -20,11 +20,14 @@
 //!
 //! Beside the spine: `admin` (every operator operation and its `Serialize` view, shared by the
 //! CLI, the API and the dashboard), `api/` (the admin API by noun over `admin`, health,
-//! `/metrics`), `pipeline` (what a running pollhook shares, and what can stop it), `http` (the one
-//! way a client is built), `secret` (values that print as `***`), `incremental` (`since`
-//! bookkeeping), `decode` / `encode` (page bytes → the JSON tree; an event → JSON or XML bytes),
-//! `endpoint` (filters, the URL and address policy), `adapters` (definitions merged into
-//! sources), `metrics`, `demo`. `store/` is an async facade by noun; its SQL lives in
+//! `/metrics`), `pipeline` (what a running pollhook shares, and what can stop it), `confirm` (an
+//! item missing from a listing fetched alone before it counts as deleted), `aimd` (each
+//! endpoint's concurrency, learned from its answers), `retention` (old, settled events removed in
+//! small batches), `http` (the one way a client is built), `secret` (values that print as `***`),
+//! `incremental` (`since` bookkeeping), `decode` / `encode` (page bytes → the JSON tree; an event
+//! → JSON or XML bytes), `endpoint` (filters, the URL and address policy), `adapters`
+//! (definitions merged into sources), `logging` (what `POLLHOOK_LOG` and `RUST_LOG` let
+//! through), `metrics`, `demo`. `store/` is an async facade by noun; its SQL lives in
 //! `store/sqlite/`. The binary, `src/bin/pollhook/`, is one file per command group over the same
 //! `admin`.
 //!
@@ -33,8 +36,10 @@
 
 pub mod adapters;
 pub mod admin;
+pub mod aimd;
 pub mod api;
 pub mod config;
+pub mod confirm;
 pub mod decode;
 pub mod deliver;
 pub mod demo;
@@ -45,10 +50,12 @@ pub mod event;
 pub mod http;
 pub mod incremental;
 pub mod intake;
+pub mod logging;
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
 pub mod poll;
+pub mod retention;
 pub mod retry;
 pub mod schedule;
 pub mod secret;
@@ -83,6 +90,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     metrics::handle();
     let store = Store::open(&config.storage.path)?;
     store.reconcile_endpoints(&config.endpoints).await?;
+    // We hold the run lock: every lease in the database belongs to a process that died.
+    let released = store.release_all_leases().await?;
+    if released > 0 {
+        tracing::info!(
+            released,
+            "Deliveries a stopped process had claimed are due again."
+        );
+    }
     let pipeline = Arc::new(Pipeline::new(config, store)?);
     let listener = api::bind(&pipeline.config.server).await?;
 
@@ -98,6 +113,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         cancel.clone(),
     ));
     let mut api = tokio::spawn(api::serve(listener, pipeline.clone(), cancel.clone()));
+    // Housekeeping, not a part whose end stops the rest: a failed pass is logged and retried.
+    let retention = tokio::spawn(retention::run(
+        pipeline.store.clone(),
+        pipeline.config.storage.clone(),
+        cancel.clone(),
+    ));
     tracing::info!(
         database = %pipeline.config.storage.path.display(),
         resources = pipeline.sources.iter().map(|(s, _)| s.resources.len()).sum::<usize>(),
@@ -137,6 +158,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         dispatcher.abort();
     }
     api.abort();
+    retention.abort();
     match stopped {
         None => Ok(()),
         Some(stopped) => Err(RunError::Stopped(stopped)),

@@ -39,6 +39,10 @@ pub const ATTEMPT_DURATION: &str = "pollhook_delivery_attempt_duration_seconds";
 pub const DELIVERY_LATENCY: &str = "pollhook_delivery_latency_seconds";
 /// 1 when an endpoint is active, 0 when paused or disabled.
 pub const ENDPOINT_ACTIVE: &str = "pollhook_endpoint_active";
+/// The database's size on disk (file and write-ahead log).
+pub const DATABASE_BYTES: &str = "pollhook_database_bytes";
+/// When the oldest kept event was detected (Unix seconds; 0 when none is kept).
+pub const OLDEST_EVENT: &str = "pollhook_oldest_event_timestamp_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -97,6 +101,15 @@ fn describe() {
     describe_gauge!(
         ENDPOINT_ACTIVE,
         "1 if the endpoint is active, 0 if paused or disabled."
+    );
+    describe_gauge!(
+        DATABASE_BYTES,
+        Unit::Bytes,
+        "Size of the database on disk, write-ahead log included."
+    );
+    describe_gauge!(
+        OLDEST_EVENT,
+        "Detection time of the oldest kept event, Unix seconds (0: none kept)."
     );
 }
 
@@ -187,4 +200,10 @@ pub fn endpoint_state(endpoint: &str, active: bool, pending: i64, failed: i64) {
     gauge!(ENDPOINT_ACTIVE, &labels).set(if active { 1.0 } else { 0.0 });
     gauge!(OUTBOX_PENDING, &labels).set(pending as f64);
     gauge!(OUTBOX_FAILED, &labels).set(failed as f64);
+}
+
+/// Sets the database's size and age gauges.
+pub fn storage(stats: &crate::store::StorageStats) {
+    gauge!(DATABASE_BYTES).set(stats.bytes as f64);
+    gauge!(OLDEST_EVENT).set(stats.oldest_event_at.map_or(0.0, |t| t.timestamp() as f64));
 }

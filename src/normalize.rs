@@ -497,6 +497,15 @@ pub fn lookup<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
 }
 
 /// Removes the field at a dotted path; a `*` segment walks every element or member.
+/// `value` without the fields at `ignore` (the item as pollhook compares it).
+pub fn without_ignored(value: &Value, ignore: &[FieldPath]) -> Value {
+    let mut stripped = value.clone();
+    for path in ignore {
+        remove(&mut stripped, path.segments());
+    }
+    stripped
+}
+
 fn remove(value: &mut Value, path: &[String]) {
     let Some((first, rest)) = path.split_first() else {
         return;

@@ -6,9 +6,10 @@
 //!
 //! Invariants (DESIGN.md §4): a failed, timed-out or partial fetch writes nothing but the failure
 //! itself and emits nothing; only a full listing can delete (an incremental one cannot see what
-//! vanished); the first full listing is a silent baseline unless `initial = "emit"`; the snapshot,
-//! the events and their deliveries are committed together, and only if no other poll of the
-//! resource committed meanwhile. The listing is taken page by page as it arrives ([`intake`]);
+//! vanished), and where the resource names its item URL only a delete that URL confirms
+//! ([`confirm`](crate::confirm)); the first full listing is a silent baseline unless
+//! `initial = "emit"`; the snapshot, the events and their deliveries are committed together, and
+//! only if no other poll of the resource committed meanwhile. The listing is taken page by page as it arrives ([`intake`]);
 //! the changed bodies wait for the commit in [`Bodies`] ([`spill`]).
 //!
 //! [`intake`]: crate::intake
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::config::{Initial, ResourceConfig};
+use crate::confirm::{Confirmed, confirm_deletes};
 use crate::diff::{Change, DeleteGuard, Diff, Held};
 use crate::event::{Action, Event, Payload};
 use crate::incremental::incremental_since;
@@ -120,7 +122,8 @@ pub async fn poll(
     let state = &prior.state;
     // A window (a feed) shows only the newest items: one missing from it is not gone.
     let deletes = full && listing.fetched.complete && !resource.window;
-    let diff = (listing.differ).finish(deletes, p.guard(state));
+    let mut diff = (listing.differ).finish(deletes, p.guard(state));
+    p.confirmed(confirm_deletes(source, resource, &mut diff).await);
     let baseline = !state.has_baseline && resource.initial == Initial::Baseline;
     let events = match baseline {
         true => Vec::new(),
@@ -265,6 +268,7 @@ impl<'a> Poll<'a> {
                     change.id(),
                     data,
                     before,
+                    &self.resource.ignore,
                     self.at,
                 ))
             })
@@ -309,6 +313,17 @@ impl<'a> Poll<'a> {
             since_cursor: kept.since_cursor,
             pages: kept.pages,
             version: kept.version,
+        }
+    }
+
+    /// Logs what the items' own URLs said of the deletes the listing suggested.
+    fn confirmed(&self, confirmed: Confirmed) {
+        if confirmed != Confirmed::default() {
+            tracing::debug!(
+                source = self.source, resource = %self.resource.name, gone = confirmed.gone,
+                present = confirmed.present, deferred = confirmed.deferred,
+                "Deletes confirmed at the items' own URLs."
+            );
         }
     }
 

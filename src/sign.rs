@@ -751,6 +751,7 @@ mod tests {
         let json = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
         assert_eq!(
             json,
+            // `data` is the event's own bytes (the spec vector's, with its space), not re-serialized.
             r#"{"webhook":"erp","url":"https://erp.example.com/hooks/pollhook","data":{"test":2432232314},"iat":1614265330,"exp":1614265630,"jti":"msg_p5jXN8AQM9LWM0D4loKWxJek"}"#
         );
     }

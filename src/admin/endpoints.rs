@@ -391,7 +391,10 @@ impl Admin<'_> {
                 let events: Vec<Event> = batch
                     .into_iter()
                     .map(|(id, body)| {
-                        Event::new(source, resource, Action::Created, &id, body, None, now)
+                        // The snapshot's bytes as the API sent them: the key order of a live
+                        // event; marked so a receiver can tell a bootstrap from a change.
+                        Event::new(source, resource, Action::Created, &id, body, None, &[], now)
+                            .backfilled()
                     })
                     .collect();
                 if !events.is_empty() {

@@ -43,6 +43,9 @@ pub(super) async fn readyz(State(p): State<Shared>) -> Response {
 /// `/metrics`: Prometheus text, with every endpoint's state and queue refreshed first.
 pub(super) async fn metrics(State(p): State<Shared>) -> Response {
     let handle = crate::metrics::handle();
+    if let Ok(stats) = p.store.storage_stats().await {
+        crate::metrics::storage(&stats);
+    }
     if let Ok(totals) = Admin::of(&p).endpoint_totals().await {
         for e in totals {
             crate::metrics::endpoint_state(

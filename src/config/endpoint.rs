@@ -165,8 +165,8 @@ pub(super) fn check_endpoint(
         allow_http: delivery.allow_http,
         allow_networks: delivery.allow_networks.clone(),
     };
-    if let Err(e) = policy.check_url(&spec.url) {
-        p.push(format!("{at}.url"), e, None);
+    for problem in policy.url_problems(&spec.url).err().unwrap_or_default() {
+        p.push(format!("{at}.url"), problem, None);
     }
     Some(spec)
 }

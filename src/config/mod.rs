@@ -78,6 +78,12 @@ pub struct Config {
 pub struct StorageConfig {
     /// Path of the SQLite database (created if missing).
     pub path: PathBuf,
+    /// Delivered events (and those no endpoint wanted) older than this are removed with their
+    /// deliveries and attempts (default 30 days).
+    pub retain: Duration,
+    /// Events with a dead-lettered delivery are kept until it is resolved or they are older
+    /// than this (default 90 days); pending ones are never removed.
+    pub retain_failed: Duration,
 }
 
 /// `[server]`: the admin API.
@@ -124,6 +130,8 @@ pub struct DeliveryConfig {
     pub endpoint_concurrency: usize,
     /// An endpoint failing without a single success for this long is disabled.
     pub disable_after: Duration,
+    /// `[http] proxy`, when `proxy_for` names endpoints.
+    pub proxy: Option<crate::http::Proxy>,
 }
 
 /// One `[[sources]]` entry.
@@ -207,6 +215,8 @@ pub struct RestConfig {
     pub max_page_bytes: u64,
     /// Origins other than `base_url`'s that next links and redirects may lead to.
     pub follow_origins: Vec<FollowOrigin>,
+    /// `[http] proxy`, when `proxy_for` names sources.
+    pub proxy: Option<crate::http::Proxy>,
 }
 
 /// An origin a source's next links and redirects may lead to besides its own.
@@ -324,8 +334,13 @@ pub struct ResourceConfig {
     /// alert_after_failures`).
     pub alert_after: u32,
     /// An item is `deleted` once missing from this many complete listings in a row (default 1;
-    /// 2 for `page` and `offset` pagination, whose pages shift under deletes).
+    /// 2 for `page` and `offset` pagination without `item_path`, whose pages shift under
+    /// deletes).
     pub deleted_after: u32,
+    /// The item's own URL path with an `{id}` placeholder (`/orders/{id}`): an item missing
+    /// from a complete listing is fetched alone before it counts as deleted (404/410: deleted
+    /// now; 200: pages shifted, it stays).
+    pub item_path: Option<String>,
     /// Send `If-None-Match` / `If-Modified-Since` per page; a 304 page is taken from the snapshot.
     pub conditional: bool,
     /// Fetch only what changed since the last poll, with periodic full syncs.
@@ -437,6 +452,15 @@ pub enum Pagination {
     NextUrl {
         /// Where the URL is.
         next_url: JsonPath,
+    },
+    /// PostgREST-style `Range` headers: each request asks `Range-Unit: items` and
+    /// `Range: 0-99`; the answer's `Content-Range: 0-99/2500` says where it ends (`206` for part
+    /// of the listing, `200` for all of it).
+    Range {
+        /// The `Range-Unit` (`items`).
+        unit: String,
+        /// Items per request.
+        size: u32,
     },
 }
 

@@ -21,6 +21,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) delivery: RawDelivery,
     #[serde(default)]
+    pub(super) http: RawHttp,
+    #[serde(default)]
     pub(super) sources: Vec<RawSource>,
     #[serde(default)]
     pub(super) endpoints: Vec<EndpointInput>,
@@ -32,6 +34,8 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStorage {
     pub(super) path: Option<String>,
+    pub(super) retain: Option<String>,
+    pub(super) retain_failed: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -49,6 +53,15 @@ pub(super) struct RawServer {
 pub(super) struct RawPoll {
     pub(super) concurrency: Option<usize>,
     pub(super) alert_after_failures: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub(super) proxy: Option<String>,
+    #[serde(default)]
+    pub(super) no_proxy: Vec<String>,
+    pub(super) proxy_for: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -156,6 +169,7 @@ pub(super) struct RawResource {
     pub(super) initial: Option<String>,
     pub(super) max_delete_ratio: Option<f64>,
     pub(super) deleted_after: Option<u32>,
+    pub(super) item_path: Option<String>,
     #[serde(default)]
     pub(super) conditional: bool,
     pub(super) document: Option<String>,
@@ -212,5 +226,9 @@ pub(super) enum RawPagination {
     },
     NextUrl {
         next_url: String,
+    },
+    Range {
+        unit: Option<String>,
+        size: Option<u32>,
     },
 }

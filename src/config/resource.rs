@@ -68,6 +68,18 @@ pub(super) fn validate_resource(
             toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
                 Some((k, v.to_string()))
             }
+            toml::Value::Table(table) => {
+                // `orderby.id = "asc"` is TOML for a table `orderby` holding `id`.
+                let (dotted, value) = dotted_key(&k, &table);
+                p.push(
+                    format!("{at}.query.{k}"),
+                    "a query value must be a string, number or boolean, and this is a table",
+                    Some(&format!(
+                        "a dotted key makes a table in TOML; to send the parameter `{dotted}`, quote the key: \"{dotted}\" = {value}"
+                    )),
+                );
+                None
+            }
             _ => {
                 p.push(
                     format!("{at}.query.{k}"),
@@ -106,13 +118,46 @@ pub(super) fn validate_resource(
             Some("0.5 holds back a listing that would delete more than half the snapshot"),
         );
     }
+    let item_path = (raw.item_path).and_then(|item_path| {
+        let item_path = item_path.replace("{path}", raw.path.as_deref().unwrap_or_default());
+        let fail = |message: String, p: &mut Problems| {
+            p.push(
+                format!("{at}.item_path"),
+                message,
+                Some(r#"item_path = "/orders/{id}" (`{path}` stands for the resource's path)"#),
+            );
+            None
+        };
+        if exec || graphql {
+            return fail(
+                "only a REST resource can fetch an item alone by its URL".into(),
+                p,
+            );
+        }
+        if !item_path.contains("{id}") {
+            return fail(format!("`{item_path}` has no `{{id}}` placeholder"), p);
+        }
+        // Source params are filled now; `{id}` per item, when a delete is confirmed.
+        let filled: Result<Vec<String>, String> = (item_path.split("{id}"))
+            .map(|part| fill_params(part, params))
+            .collect();
+        match filled {
+            Ok(parts) => Some(parts.join("{id}")),
+            Err(missing) => fail(
+                format!("`{item_path}` needs `{{{missing}}}`, which the source does not set"),
+                p,
+            ),
+        }
+    });
     let deleted_after = match raw.deleted_after {
+        // An item missing from the listing is fetched alone first: a 404 is proof enough.
+        None if item_path.is_some() => 1,
         // Page and offset listings shift when an item is deleted between two requests: the item
         // after it slides onto a page already fetched and looks deleted. Waiting for a second
         // complete listing that lacks it keeps that from becoming a false `deleted`.
         None if matches!(
             pagination,
-            Pagination::Page { .. } | Pagination::Offset { .. }
+            Pagination::Page { .. } | Pagination::Offset { .. } | Pagination::Range { .. }
         ) =>
         {
             2
@@ -200,6 +245,7 @@ pub(super) fn validate_resource(
         max_delete_ratio,
         alert_after: 3,
         deleted_after,
+        item_path,
         conditional: raw.conditional,
         incremental,
         format,
@@ -476,6 +522,26 @@ fn pagination(raw: Option<RawPagination>, at: &str, p: &mut Problems) -> Option<
         Some(RawPagination::NextUrl { next_url }) => Pagination::NextUrl {
             next_url: json_path(&next_url, &format!("{at}.pagination.next_url"), p)?,
         },
+        Some(RawPagination::Range { unit, size }) => Pagination::Range {
+            unit: match unit {
+                Some(unit)
+                    if unit.is_empty()
+                        || !unit
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                {
+                    p.push(
+                        format!("{at}.pagination.unit"),
+                        format!("`{unit}` is not a range unit"),
+                        Some(r#"unit = "items" (the default, PostgREST's)"#),
+                    );
+                    unit
+                }
+                Some(unit) => unit,
+                None => "items".into(),
+            },
+            size: page_size(size, at, p),
+        },
     })
 }
 
@@ -523,4 +589,14 @@ fn incremental(inc: RawIncremental, exec: bool, at: &str, p: &mut Problems) -> O
         ),
         format,
     })
+}
+
+/// The dotted key and first value a TOML table was written from (`orderby.id = "asc"` gives
+/// `orderby.id` and `"asc"`), for the hint that tells how to quote it.
+fn dotted_key(key: &str, table: &toml::Table) -> (String, String) {
+    match table.iter().next() {
+        Some((inner, toml::Value::Table(deeper))) => dotted_key(&format!("{key}.{inner}"), deeper),
+        Some((inner, value)) => (format!("{key}.{inner}"), value.to_string()),
+        None => (key.to_owned(), "\"…\"".to_owned()),
+    }
 }

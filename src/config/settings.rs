@@ -14,8 +14,31 @@ use super::values::*;
 use super::*;
 
 pub(super) fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
+    let retain = duration_in(
+        raw.storage.retain.as_deref(),
+        Duration::from_secs(30 * 24 * 3600),
+        limits::RETAIN,
+        "storage.retain",
+        p,
+    );
+    let retain_failed = duration_in(
+        raw.storage.retain_failed.as_deref(),
+        Duration::from_secs(90 * 24 * 3600).max(retain),
+        limits::RETAIN,
+        "storage.retain_failed",
+        p,
+    );
+    if retain_failed < retain {
+        p.push(
+            "storage.retain_failed",
+            "is shorter than storage.retain: dead letters would go before delivered events",
+            Some("make retain_failed at least as long as retain (default 90d)"),
+        );
+    }
     let storage = StorageConfig {
         path: resolve(file, raw.storage.path.as_deref().unwrap_or("pollhook.db")),
+        retain,
+        retain_failed,
     };
     let listen_text = raw.server.listen.as_deref().unwrap_or("127.0.0.1:8787");
     let listen = listen_text.parse().unwrap_or_else(|_| {
@@ -85,6 +108,14 @@ pub(super) fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config 
     for resource in sources.iter_mut().flat_map(|s| s.resources.iter_mut()) {
         resource.alert_after = poll.alert_after_failures;
     }
+    let (proxy, for_sources, for_endpoints) = validate_http(raw.http, p);
+    for source in &mut sources {
+        if let SourceKind::Rest(rest) | SourceKind::Graphql(rest) = &mut source.kind {
+            rest.proxy = proxy.clone().filter(|_| for_sources);
+        }
+    }
+    let mut delivery = delivery;
+    delivery.proxy = proxy.filter(|_| for_endpoints);
 
     let mut endpoint_names = HashSet::new();
     let mut endpoints = Vec::new();
@@ -118,6 +149,55 @@ pub(super) fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config 
         sources,
         endpoints,
     }
+}
+
+/// `[http]`: the proxy, and whether sources and endpoints use it.
+fn validate_http(raw: RawHttp, p: &mut Problems) -> (Option<crate::http::Proxy>, bool, bool) {
+    let no_proxy = (raw.no_proxy.iter().enumerate())
+        .filter_map(|(i, text)| {
+            let rule = crate::http::NoProxy::parse(text);
+            if rule.is_none() {
+                p.push(
+                    format!("http.no_proxy[{i}]"),
+                    format!("`{text}` is not a host name, an address or a network"),
+                    Some(r#"write e.g. "internal.example.com", ".corp", "10.0.0.0/8" or "*""#),
+                );
+            }
+            rule
+        })
+        .collect();
+    let (mut sources, mut endpoints) = (true, true);
+    if let Some(list) = raw.proxy_for {
+        (sources, endpoints) = (false, false);
+        for (i, what) in list.iter().enumerate() {
+            match what.as_str() {
+                "sources" => sources = true,
+                "endpoints" => endpoints = true,
+                other => p.push(
+                    format!("http.proxy_for[{i}]"),
+                    format!("`{other}` is not a choice"),
+                    Some(r#"proxy_for = ["sources", "endpoints"] (the default), or one of them"#),
+                ),
+            }
+        }
+    }
+    let proxy = raw.proxy.filter(|t| !t.is_empty()).and_then(|text| {
+        let shown = crate::endpoint::shown_url_text(&text);
+        match url::Url::parse(&text) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                Some(crate::http::Proxy { url, no_proxy })
+            }
+            Ok(_) | Err(_) => {
+                p.push(
+                    "http.proxy",
+                    format!("`{shown}` is not a proxy URL"),
+                    Some(r#"write proxy = "http://proxy.example.com:3128" (credentials as http://user:password@host:port)"#),
+                );
+                None
+            }
+        }
+    });
+    (proxy, sources, endpoints)
 }
 
 /// `[server] allowed_hosts`: bare authorities, compared case-insensitively with `Host`.
@@ -209,5 +289,6 @@ pub(super) fn validate_delivery(raw: RawDelivery, p: &mut Problems) -> DeliveryC
             "delivery.disable_after",
             p,
         ),
+        proxy: None,
     }
 }

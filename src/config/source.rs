@@ -247,6 +247,7 @@ pub(super) fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<So
                 ),
                 max_page_bytes: max_page_bytes(raw.max_page_bytes, &at, p),
                 follow_origins: follow_origins(raw.follow_origins, &at, p),
+                proxy: None,
             });
             match raw.adapter.as_str() {
                 "graphql" => SourceKind::Graphql(rest),

@@ -150,6 +150,7 @@ pub(super) mod limits {
     pub const PAGE_SIZE: RangeInclusive<u32> = 1..=100_000;
     pub const FIRST_PAGE: RangeInclusive<u64> = 0..=1_000_000;
     pub const DELETED_AFTER: RangeInclusive<u32> = 1..=1000;
+    pub const RETAIN: RangeInclusive<Duration> = secs(HOUR)..=secs(100 * 365 * DAY);
     pub const OVERLAP: RangeInclusive<Duration> = secs(0)..=secs(7 * DAY);
     pub const FULL_SYNC: RangeInclusive<Duration> = secs(1)..=secs(365 * DAY);
     pub const MAX_CONNECTIONS: RangeInclusive<usize> = 1..=65_536;

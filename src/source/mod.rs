@@ -125,6 +125,17 @@ pub struct Fetched {
     pub complete: bool,
 }
 
+/// Whether an item missing from a listing still exists, asked of its own URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// `404` or `410`: it is gone.
+    Gone,
+    /// A `2xx`: it exists; pages shifted under the listing.
+    Present,
+    /// Anything else (an error status, a network failure): cannot tell this time.
+    Unknown,
+}
+
 /// Fetches listings. `Send + Sync` so a source can be shared by its resources' schedules.
 #[async_trait]
 pub trait Source: Send + Sync {
@@ -136,6 +147,13 @@ pub trait Source: Send + Sync {
         plan: &FetchPlan<'_>,
         pages: &PageSender,
     ) -> Result<Fetched, SourceError>;
+
+    /// Asks whether item `id` of `resource` still exists, at its `item_path`. A source that
+    /// cannot ask answers [`Presence::Unknown`], so nothing is deleted on its word.
+    async fn presence(&self, resource: &ResourceConfig, id: &str) -> Presence {
+        let _ = (resource, id);
+        Presence::Unknown
+    }
 }
 
 /// Why a fetch failed. Messages name the URL (secrets redacted) and what to check.

@@ -69,6 +69,7 @@ impl<'a> Pager<'a> {
                 set_param(&mut url, limit_param, &size.to_string());
                 url
             }
+            Pagination::Range { unit, size } => with_range(&self.first, unit, 0, *size),
             _ => self.first.clone(),
         };
         self.seen.insert(url.to_string());
@@ -90,6 +91,18 @@ impl<'a> Pager<'a> {
         body: &Value,
         link: Option<&str>,
     ) -> Result<Option<Url>, String> {
+        self.next_with(current, items, body, link, None)
+    }
+
+    /// [`Pager::next`] with what a `range` listing's answer said besides its body.
+    pub fn next_with(
+        &mut self,
+        current: &Url,
+        items: usize,
+        body: &Value,
+        link: Option<&str>,
+        range: Option<RangeAnswer<'_>>,
+    ) -> Result<Option<Url>, String> {
         // For page and offset styles an empty page is the only sign of the end. Styles whose
         // responses name the next page end when none is named: an empty page that still names
         // one (an API glitch, a filtered page) does not cut the listing short, and loop
@@ -97,7 +110,10 @@ impl<'a> Pager<'a> {
         if items == 0
             && matches!(
                 self.style,
-                Pagination::None | Pagination::Page { .. } | Pagination::Offset { .. }
+                Pagination::None
+                    | Pagination::Page { .. }
+                    | Pagination::Offset { .. }
+                    | Pagination::Range { .. }
             )
         {
             return Ok(None);
@@ -162,6 +178,28 @@ impl<'a> Pager<'a> {
                 ),
                 None => None,
             },
+            Pagination::Range { unit, size } => {
+                let answer = range.unwrap_or(RangeAnswer {
+                    content_range: None,
+                    partial: false,
+                });
+                let content_range = match (answer.content_range, answer.partial) {
+                    (Some(text), _) => Some(parse_content_range(text)?),
+                    (None, true) => {
+                        return Err(
+                            "answered 206 Partial Content without a Content-Range header; the listing's end is unknown".into(),
+                        );
+                    }
+                    // A 200 without Content-Range: the whole listing in one answer.
+                    (None, false) => None,
+                };
+                match content_range {
+                    Some((Some(last), total)) if total.is_none_or(|total| last + 1 < total) => {
+                        Some(with_range(current, unit, last + 1, *size))
+                    }
+                    _ => None,
+                }
+            }
         };
         if let Some(url) = &next
             && !self.seen.insert(url.to_string())
@@ -172,6 +210,53 @@ impl<'a> Pager<'a> {
         }
         Ok(next)
     }
+}
+
+/// What a `range` listing's answer said in its status line and headers.
+#[derive(Debug, Clone, Copy)]
+pub struct RangeAnswer<'a> {
+    /// Its `Content-Range`, e.g. `0-99/2500`, `0-99/*`, `*/0`.
+    pub content_range: Option<&'a str>,
+    /// `206 Partial Content` (more may follow) rather than `200`.
+    pub partial: bool,
+}
+
+/// `url` marked with the range it asks for, `#pollhook-range=<unit>:<first>-<last>`. The
+/// fragment is never sent (it becomes the `Range-Unit` and `Range` headers); it keeps each page's
+/// URL distinct for loop detection and conditional requests.
+fn with_range(url: &Url, unit: &str, first: u64, size: u32) -> Url {
+    let mut url = url.clone();
+    let last = first + u64::from(size.max(1)) - 1;
+    url.set_fragment(Some(&format!("{RANGE_MARK}{unit}:{first}-{last}")));
+    url
+}
+
+/// The fragment prefix of a URL made by [`with_range`].
+const RANGE_MARK: &str = "pollhook-range=";
+
+/// The `Range-Unit` and `Range` a URL made by [`with_range`] asks for, e.g. `("items", "0-99")`.
+pub fn range_of(url: &Url) -> Option<(&str, &str)> {
+    url.fragment()?.strip_prefix(RANGE_MARK)?.split_once(':')
+}
+
+/// `first-last/total` → `(Some(last), Some(total))`; `*` for either part → `None`.
+fn parse_content_range(text: &str) -> Result<(Option<u64>, Option<u64>), String> {
+    let bad = || format!("Content-Range `{text}` is not `first-last/total` (e.g. `0-99/2500`)");
+    // RFC 9110 §14.4 puts the unit first (`items 0-99/2500`); PostgREST leaves it out.
+    let spec = text.trim().rsplit(' ').next().unwrap_or_default();
+    let (range, total) = spec.split_once('/').ok_or_else(bad)?;
+    let total = match total {
+        "*" => None,
+        n => Some(n.parse::<u64>().map_err(|_| bad())?),
+    };
+    let last = match range {
+        "*" => None,
+        r => {
+            let (_, last) = r.split_once('-').ok_or_else(bad)?;
+            Some(last.parse::<u64>().map_err(|_| bad())?)
+        }
+    };
+    Ok((last, total))
 }
 
 /// A numeric query parameter of `url`.
@@ -454,6 +539,68 @@ fn kind(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn range_asks_by_header_and_ends_at_the_total_or_a_200() {
+        let style = Pagination::Range {
+            unit: "items".into(),
+            size: 100,
+        };
+        let mut pager = Pager::new(&style, "http://api/orders?x=1".parse().unwrap());
+        let first = pager.first_url();
+        assert_eq!(range_of(&first), Some(("items", "0-99")));
+        assert_eq!(first.query(), Some("x=1"));
+        let answer = |text, partial| {
+            Some(RangeAnswer {
+                content_range: Some(text),
+                partial,
+            })
+        };
+        let body = json!([]);
+        let second = (pager.next_with(&first, 100, &body, None, answer("0-99/250", true)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(range_of(&second), Some(("items", "100-199")));
+        let third = (pager.next_with(&second, 100, &body, None, answer("100-199/*", true)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(range_of(&third), Some(("items", "200-299")));
+        let end = pager.next_with(&third, 50, &body, None, answer("items 200-249/250", true));
+        assert_eq!(end.unwrap(), None, "the total is reached");
+
+        let mut pager = Pager::new(&style, "http://api/orders".parse().unwrap());
+        let first = pager.first_url();
+        let whole = Some(RangeAnswer {
+            content_range: None,
+            partial: false,
+        });
+        assert_eq!(
+            pager.next_with(&first, 7, &body, None, whole).unwrap(),
+            None,
+            "200: all of it"
+        );
+        let capped = pager.next_with(&first, 100, &body, None, answer("0-99/500", false));
+        assert!(
+            capped.unwrap().is_some(),
+            "a 200 that says more remain goes on"
+        );
+        let bare = Some(RangeAnswer {
+            content_range: None,
+            partial: true,
+        });
+        assert!(pager.next_with(&first, 1, &body, None, bare).is_err());
+        assert!(
+            pager
+                .next_with(&first, 1, &body, None, answer("lots", true))
+                .is_err()
+        );
+        assert_eq!(
+            pager
+                .next_with(&first, 0, &body, None, answer("*/0", true))
+                .unwrap(),
+            None
+        );
+    }
     use serde_json::json;
 
     #[test]

@@ -25,16 +25,18 @@ use async_trait::async_trait;
 use base64::Engine;
 use reqwest::StatusCode;
 use reqwest::header::{
-    AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, ETAG, HeaderMap, HeaderName, HeaderValue,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LINK, LOCATION, RETRY_AFTER,
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, HeaderName,
+    HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LINK, LOCATION, RANGE,
+    RETRY_AFTER,
 };
 use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
+use super::Presence;
 use super::auth::TokenCache;
-use super::paginate::{Pager, extract_items, extract_xml_items, request_for};
+use super::paginate::{Pager, RangeAnswer, extract_items, extract_xml_items, request_for};
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
 use crate::config::{Auth, Format, KeyPlace, Pagination, ResourceConfig, RestConfig, Secret};
 use crate::decode;
@@ -109,6 +111,9 @@ enum Got {
         /// Its `Content-Type`: how to read it, when the resource does not say.
         content_type: Option<String>,
         link: Option<String>,
+        /// `Content-Range` and whether the status was 206 (`range` pagination).
+        content_range: Option<String>,
+        partial: bool,
         etag: Option<String>,
         last_modified: Option<String>,
     },
@@ -190,7 +195,7 @@ impl RestSource {
         }
         // No default headers: they would go to every origin a redirect reaches (reqwest strips
         // only `Authorization` across hosts). Redirects are followed in `exchange`, hop by hop.
-        let client = crate::http::client()
+        let client = crate::http::client_via(config.proxy.as_ref())
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .build()
@@ -212,7 +217,7 @@ impl RestSource {
             },
             // A token endpoint that redirects is answered as an error: a redirect would carry the
             // client secret on to wherever it points.
-            token_client: crate::http::client()
+            token_client: crate::http::client_via(config.proxy.as_ref())
                 .timeout(config.timeout)
                 .build()
                 .map_err(|e| {
@@ -370,6 +375,25 @@ impl RestSource {
     }
 
     /// The resource's first URL, for engines built on this one.
+    /// The URL of item `id` alone: base URL + `item_path` with `{id}` filled in (as one
+    /// percent-encoded path segment, so an id cannot change the path).
+    fn item_url(&self, item_path: &str, id: &str) -> Result<Url, SourceError> {
+        let mut base = self.config.base_url.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let encoded: String = url::form_urlencoded::byte_serialize(id.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20");
+        let path = item_path.replace("{id}", &encoded);
+        base.join(path.trim_start_matches('/')).map_err(|e| {
+            SourceError::Setup(format!(
+                "source {}: item_path `{item_path}` does not join onto base_url: {e}",
+                self.name
+            ))
+        })
+    }
+
     pub(super) fn url_of(&self, resource: &ResourceConfig) -> Result<Url, SourceError> {
         self.resource_url(resource)
     }
@@ -413,6 +437,8 @@ impl RestSource {
                         };
                         let (link, etag, last_modified) =
                             (header(LINK), header(ETAG), header(LAST_MODIFIED));
+                        let content_range = header(CONTENT_RANGE);
+                        let partial = status == StatusCode::PARTIAL_CONTENT;
                         let (content_type, encoding) =
                             (header(CONTENT_TYPE), header(CONTENT_ENCODING));
                         match read_capped(resp, self.config.max_page_bytes).await {
@@ -428,6 +454,8 @@ impl RestSource {
                                     text,
                                     content_type,
                                     link,
+                                    content_range,
+                                    partial,
                                     etag,
                                     last_modified,
                                 });
@@ -510,7 +538,11 @@ impl RestSource {
         for _ in 0..=MAX_REDIRECTS {
             let credentials = self.credentials_for(&target)?;
             *requests += 1;
-            let address = self.with_key(&target, credentials);
+            let mut address = self.with_key(&target, credentials);
+            // A `range` page's fragment is its `Range` header, never part of the request.
+            let range = super::paginate::range_of(&target)
+                .map(|(unit, range)| (unit.to_owned(), range.to_owned()));
+            address.set_fragment(None);
             let mut request = match body {
                 Some(body) => self
                     .client
@@ -519,6 +551,9 @@ impl RestSource {
                     .body(body.bytes.clone()),
                 None => self.client.get(address),
             };
+            if let Some((unit, range)) = range {
+                request = request.header("range-unit", unit).header(RANGE, range);
+            }
             if let Some(known) = known {
                 if let Some(etag) = &known.etag {
                     request = request.header(IF_NONE_MATCH, etag);
@@ -697,6 +732,41 @@ fn redact(url: &Url, key_param: Option<&str>) -> String {
 
 #[async_trait]
 impl Source for RestSource {
+    async fn presence(&self, resource: &ResourceConfig, id: &str) -> Presence {
+        let Some(item_path) = &resource.item_path else {
+            return Presence::Unknown;
+        };
+        let url = match self.item_url(item_path, id) {
+            Ok(url) => url,
+            Err(error) => {
+                tracing::warn!(source = %self.name, resource = %resource.name, %error, "Cannot confirm a delete.");
+                return Presence::Unknown;
+            }
+        };
+        self.pace().await;
+        let mut requests = 0;
+        let answer = match self.exchange(&url, None, None, &mut requests).await {
+            Ok((Ok(resp), _)) => resp.status(),
+            Ok((Err(error), _)) => {
+                let error = self.transport_error(&self.redact(&url), &error);
+                tracing::warn!(source = %self.name, resource = %resource.name, %error, "Cannot confirm a delete; asking again next poll.");
+                return Presence::Unknown;
+            }
+            Err(error) => {
+                tracing::warn!(source = %self.name, resource = %resource.name, %error, "Cannot confirm a delete; asking again next poll.");
+                return Presence::Unknown;
+            }
+        };
+        match answer.as_u16() {
+            404 | 410 => Presence::Gone,
+            200..=299 => Presence::Present,
+            status => {
+                tracing::warn!(source = %self.name, resource = %resource.name, url = %self.redact(&url), status, "A delete's confirmation answered neither 2xx nor 404/410; asking again next poll.");
+                Presence::Unknown
+            }
+        }
+    }
+
     async fn fetch(
         &self,
         resource: &ResourceConfig,
@@ -752,9 +822,19 @@ impl Source for RestSource {
                 bytes: bytes.into_bytes(),
                 content_type: resource.request.content_type.clone(),
             });
-            let got = self
+            let got = match self
                 .send(&sent, body.as_ref(), known, &mut fetched.requests)
-                .await?;
+                .await
+            {
+                // Asked for a range past the end (a total the API did not give): the end.
+                Err(SourceError::Status { status: 416, .. })
+                    if fetched.pages > 0
+                        && matches!(resource.pagination, Pagination::Range { .. }) =>
+                {
+                    return Ok(fetched);
+                }
+                got => got?,
+            };
             fetched.pages += 1;
             let shape = |message| SourceError::Shape {
                 url: self.redact(&url),
@@ -765,6 +845,8 @@ impl Source for RestSource {
                     text,
                     content_type,
                     link,
+                    content_range,
+                    partial,
                     etag,
                     last_modified,
                 } => {
@@ -794,8 +876,12 @@ impl Source for RestSource {
                             Some(path) => (count_items(value, path), value),
                         },
                     };
+                    let range = RangeAnswer {
+                        content_range: content_range.as_deref(),
+                        partial,
+                    };
                     let next = pager
-                        .next(&url, count, parsed, link.as_deref())
+                        .next_with(&url, count, parsed, link.as_deref(), Some(range))
                         .map_err(shape)?;
                     if count == 0 && next.is_some() {
                         tracing::warn!(

@@ -43,8 +43,11 @@ pub struct EndpointPatch {
 }
 
 impl Store {
-    /// Makes the database's config-origin endpoints match `specs`: adds new ones, updates changed
-    /// ones, and removes config endpoints no longer in the file (with their deliveries).
+    /// Makes the database's config-origin endpoints match `specs`: adds new ones, applies a
+    /// definition that changed in the file (resetting runtime state), leaves one whose
+    /// definition is unchanged as the operator left it (paused, disabled, edited or removed:
+    /// [`EndpointSpec::fingerprint`] tells), and removes config endpoints no longer in the file
+    /// (with their deliveries).
     pub async fn reconcile_endpoints(&self, specs: &[EndpointSpec]) -> Result<(), StoreError> {
         let specs = specs.to_vec();
         self.run(move |db| db.reconcile_endpoints(&specs)).await
@@ -76,7 +79,8 @@ impl Store {
         let name = name.to_owned();
         self.run(move |db| db.update_endpoint(&name, &patch)).await
     }
-    /// Removes an endpoint with its deliveries and attempts.
+    /// Removes an endpoint with its deliveries and attempts; a config endpoint stays removed
+    /// across restarts until the file's definition of it changes.
     pub async fn remove_endpoint(&self, name: &str) -> Result<(), StoreError> {
         let name = name.to_owned();
         self.run(move |db| db.remove_endpoint(&name)).await

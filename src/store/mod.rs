@@ -1,6 +1,6 @@
 //! Store: everything pollhook keeps, behind one async facade named by noun. Snapshot and poll
 //! state ([`snapshot`]), events ([`events`]), endpoints ([`endpoints`]), deliveries and attempts
-//! ([`outbox`]).
+//! ([`outbox`]), and what is removed when ([`retention`]).
 //!
 //! In: what the poll, delivery and operator stages decide. Out: rows they can rely on, as
 //! backend-neutral types, and a [`StoreError`] that says what went wrong in the caller's terms.
@@ -22,12 +22,14 @@
 pub mod endpoints;
 pub mod events;
 pub mod outbox;
+pub mod retention;
 pub mod snapshot;
 mod sqlite;
 
 pub use endpoints::{EndpointPatch, StoredEndpoint};
 pub use events::EventFilter;
 pub use outbox::{AttemptRow, DeliveryFilter, DeliveryRow, Due, Recorded};
+pub use retention::StorageStats;
 pub use snapshot::{
     CommitSummary, NoUpserts, PageRecord, PollCommit, PollFailure, Prior, ResourceState,
     ResourceStatus, SnapshotRow, Upsert, Upserts,

@@ -5,7 +5,8 @@
 //! - A delivery is due only when no earlier pending delivery exists for the same endpoint and
 //!   item, so per endpoint an item's events arrive in detection order.
 //! - A claim is a lease: work claimed by a process that died is claimed again once the lease runs
-//!   out, and delivered again with the same event id. Nothing is lost.
+//!   out, or at once when the next `run` starts ([`Store::release_all_leases`]), and delivered
+//!   again with the same event id. Nothing is lost.
 //! - Outcomes are committed in groups, one transaction per group.
 
 use chrono::{DateTime, Utc};
@@ -135,6 +136,13 @@ impl Store {
     /// Hands claimed deliveries back before their lease ends (a lane stopping with a queue).
     pub async fn release(&self, ids: Vec<i64>) -> Result<(), StoreError> {
         self.run(move |db| db.release(&ids)).await
+    }
+    /// Ends every delivery lease, so work a dead process had claimed is due at once (and sent
+    /// again with the same event id: at least once). Only for a `run` that holds the
+    /// [`RunLock`](crate::store::RunLock): with SQLite, no other process can hold a lease then.
+    /// Returns how many leases there were.
+    pub async fn release_all_leases(&self) -> Result<usize, StoreError> {
+        self.run(|db| db.release_all_leases()).await
     }
     /// When the endpoint's next pending delivery is due (ms), if it has one.
     pub async fn next_due_at(&self, endpoint_id: i64) -> Result<Option<i64>, StoreError> {

@@ -295,7 +295,7 @@ async fn backfill_queues_created_events_for_that_endpoint_alone_in_batches() {
                 event.resource.as_str(),
                 event.action.as_str()
             ),
-            ("orders.created", "orders", "created")
+            ("shop.orders.created", "orders", "created")
         );
         assert_eq!(event.data.value()["id"].to_string(), event.resource_id);
         assert!(event.previous.is_null() && event.changes.is_null());

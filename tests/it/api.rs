@@ -451,6 +451,13 @@ async fn the_api_needs_the_bearer_token_and_health_does_not() {
         "{:?}",
         metrics.headers
     );
+    // The database's size and its oldest kept event (retention).
+    for gauge in [
+        "pollhook_database_bytes ",
+        "pollhook_oldest_event_timestamp_seconds ",
+    ] {
+        assert!(metrics.text.contains(gauge), "{gauge}: {}", metrics.text);
+    }
     let doc = http
         .send(Method::GET, "/api/v1/openapi.json", None, None)
         .await;
@@ -705,7 +712,7 @@ async fn poll_now_records_events_listed_newest_first_with_cursors_and_filters() 
             ["created", "updated", "deleted"].contains(&action),
             "{event}"
         );
-        assert_eq!(event["type"], format!("orders.{action}"));
+        assert_eq!(event["type"], format!("shop.orders.{action}"));
         assert_eq!(event["type"], reported["type"]);
         assert_eq!(event["resource_id"], reported["resource_id"]);
         assert!(
@@ -985,7 +992,7 @@ async fn replay_retry_and_backfill_reach_the_receiver() {
     assert_eq!(got_items, items);
     for event in &got {
         assert_eq!(event["action"], "created", "{event}");
-        assert_eq!(event["type"], "orders.created");
+        assert_eq!(event["type"], "shop.orders.created");
         assert!(event["previous"].is_null());
         let id = event["id"].as_str().unwrap();
         assert!(id != first_id && id != second_id);

@@ -161,7 +161,7 @@ async fn poll_dry_run_writes_nothing_and_poll_records_events_and_deliveries() {
     for event in list {
         let keys = object_keys(event);
         assert_eq!(keys, design_keys, "{event}");
-        assert_eq!(event["type"], "orders.created");
+        assert_eq!(event["type"], "shop.orders.created");
         assert_eq!(event["source"], "shop");
         assert_eq!(event["resource"], "orders");
         assert_eq!(event["previous"], Value::Null);
@@ -188,6 +188,9 @@ async fn poll_dry_run_writes_nothing_and_poll_records_events_and_deliveries() {
         "ENDPOINT",
         "PENDING",
         "app",
+        // The database's size, events kept and the oldest one (retention).
+        "event(s) kept, oldest detected",
+        "retain = 30days",
     ] {
         assert!(status.stdout.contains(word), "no {word}: {status:#?}");
     }
@@ -327,7 +330,7 @@ fn whsec() -> (String, Vec<u8>) {
 async fn verify_accepts_a_signed_request_and_refuses_a_tampered_one() {
     let dir = tempfile::tempdir().unwrap();
     let (secret, key) = whsec();
-    let event = r#"{"id":"evt_0193","type":"orders.updated","source":"shop","resource":"orders","action":"updated","resource_id":"1042"}"#;
+    let event = r#"{"id":"evt_0193","type":"shop.orders.updated","source":"shop","resource":"orders","action":"updated","resource_id":"1042"}"#;
     let input = SignInput {
         endpoint_name: "hook",
         url: "http://127.0.0.1:9/x",

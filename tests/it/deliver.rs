@@ -93,7 +93,7 @@ async fn jwt_body_is_one_token_whose_claims_carry_the_event() {
             .unwrap()
             .expect("jti is a stored event id");
         assert_eq!(claims["data"], serde_json::to_value(&stored).unwrap());
-        assert_eq!(claims["data"]["type"], "orders.created");
+        assert_eq!(claims["data"]["type"], "shop.orders.created");
         assert_eq!(claims["data"]["action"], "created");
         assert_eq!(claims["data"]["resource_id"], stored.resource_id.as_str());
         let (iat, exp) = (
@@ -181,7 +181,7 @@ async fn standard_webhooks_request_is_signed_and_carries_the_routing_headers() {
             "{:?}",
             r.header("user-agent")
         );
-        assert_eq!(r.header("pollhook-event-type"), Some("orders.created"));
+        assert_eq!(r.header("pollhook-event-type"), Some("shop.orders.created"));
         assert_eq!(r.header("pollhook-resource"), Some("shop.orders"));
         assert_eq!(
             r.header("pollhook-resource-id"),

@@ -353,9 +353,9 @@ async fn initial_emit_creates_one_event_per_item() {
     let expected: Vec<Value> = (1..=3)
         .map(|i| {
             json!({
-                "id": "evt_", "type": "orders.created", "source": "shop", "resource": "orders",
+                "id": "evt_", "type": "shop.orders.created", "source": "shop", "resource": "orders",
                 "action": "created", "resource_id": i.to_string(), "detected_at": "",
-                "data": {"id": i, "status": "open"}, "previous": null, "changes": null
+                "data": {"id": i, "status": "open"}, "previous": null, "changes": null, "backfill": false
             })
         })
         .collect();
@@ -386,21 +386,22 @@ async fn created_updated_deleted_events_have_the_design_shape() {
         shapes,
         [
             json!({
-                "id": "evt_", "type": "orders.updated", "source": "shop", "resource": "orders",
+                "id": "evt_", "type": "shop.orders.updated", "source": "shop", "resource": "orders",
                 "action": "updated", "resource_id": "1", "detected_at": "",
                 "data": {"id": 1, "status": "shipped"},
                 "previous": {"id": 1, "status": "open"},
-                "changes": [{"op": "replace", "path": "/status", "value": "shipped"}]
+                "changes": [{"op": "replace", "path": "/status", "value": "shipped"}],
+                "backfill": false
             }),
             json!({
-                "id": "evt_", "type": "orders.created", "source": "shop", "resource": "orders",
+                "id": "evt_", "type": "shop.orders.created", "source": "shop", "resource": "orders",
                 "action": "created", "resource_id": "4", "detected_at": "",
-                "data": {"id": 4, "status": "open"}, "previous": null, "changes": null
+                "data": {"id": 4, "status": "open"}, "previous": null, "changes": null, "backfill": false
             }),
             json!({
-                "id": "evt_", "type": "orders.deleted", "source": "shop", "resource": "orders",
+                "id": "evt_", "type": "shop.orders.deleted", "source": "shop", "resource": "orders",
                 "action": "deleted", "resource_id": "2", "detected_at": "",
-                "data": null, "previous": {"id": 2, "status": "open"}, "changes": null
+                "data": null, "previous": {"id": 2, "status": "open"}, "changes": null, "backfill": false
             }),
         ]
     );
@@ -829,7 +830,7 @@ async fn exec_reads_the_json_array_a_program_prints() {
         report.events[0].data,
         json!({"id": 1, "r": "things", "p": "tool"})
     );
-    assert_eq!(report.events[0].kind, "things.created");
+    assert_eq!(report.events[0].kind, "tool.things.created");
     assert_eq!(h.events().len(), 2);
 }
 

@@ -141,7 +141,7 @@ fn event_in(resource: &str, action: Action, id: &str) -> Event {
         Action::Deleted => Payload::null(),
         _ => Payload::from_value(&json!({ "id": id })),
     };
-    Event::new(SOURCE, resource, action, id, data, None, Utc::now())
+    Event::new(SOURCE, resource, action, id, data, None, &[], Utc::now())
 }
 
 /// An event about item `id` of `shop.orders`.
@@ -671,10 +671,10 @@ async fn events_filter_and_page_by_cursor(store: &Store) {
     assert_eq!(
         kinds(EventFilter::default()).await,
         [
-            "customers.deleted:1",
-            "orders.updated:1",
-            "orders.created:2",
-            "orders.created:1"
+            "shop.customers.deleted:1",
+            "shop.orders.updated:1",
+            "shop.orders.created:2",
+            "shop.orders.created:1"
         ],
         "newest first"
     );
@@ -684,7 +684,7 @@ async fn events_filter_and_page_by_cursor(store: &Store) {
     };
     assert_eq!(
         kinds(by_action).await,
-        ["orders.created:2", "orders.created:1"]
+        ["shop.orders.created:2", "shop.orders.created:1"]
     );
     let by_item = EventFilter {
         resource_id: Some("1".into()),
@@ -693,9 +693,9 @@ async fn events_filter_and_page_by_cursor(store: &Store) {
     assert_eq!(
         kinds(by_item).await,
         [
-            "customers.deleted:1",
-            "orders.updated:1",
-            "orders.created:1"
+            "shop.customers.deleted:1",
+            "shop.orders.updated:1",
+            "shop.orders.created:1"
         ]
     );
     for resource in ["shop.customers", "customers"] {
@@ -705,7 +705,7 @@ async fn events_filter_and_page_by_cursor(store: &Store) {
         };
         assert_eq!(
             kinds(by_resource).await,
-            ["customers.deleted:1"],
+            ["shop.customers.deleted:1"],
             "{resource}"
         );
     }

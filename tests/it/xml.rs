@@ -414,7 +414,7 @@ async fn an_xml_endpoint_is_read_by_xml_etree_and_its_signature_verifies() {
         300,
     )
     .unwrap();
-    assert_eq!(verified.event["type"], "orders.created");
+    assert_eq!(verified.event["type"], "shop.orders.created");
 
     let dir = tempfile::tempdir().unwrap();
     let body = dir.path().join("body.xml");
@@ -437,7 +437,7 @@ async fn an_xml_endpoint_is_read_by_xml_etree_and_its_signature_verifies() {
     );
     assert_eq!(
         stdout.trim(),
-        format!("{} orders.created open 7", header("webhook-id"))
+        format!("{} shop.orders.created open 7", header("webhook-id"))
     );
 
     // A tampered body fails the same check.

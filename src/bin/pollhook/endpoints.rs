@@ -132,7 +132,7 @@ pub async fn command(ctx: &Ctx, command: EndpointsCommand) -> anyhow::Result<()>
     let warn_config = |name: &str| {
         if admin.from_config(name) {
             eprintln!(
-                "note: endpoint {name} is defined in {}; the file's settings return at the next start.",
+                "note: endpoint {name} is defined in {}; this lasts across restarts until its definition there changes.",
                 ctx.config.file.display()
             );
         }

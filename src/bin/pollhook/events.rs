@@ -53,14 +53,9 @@ pub async fn command(ctx: &Ctx, command: EventsCommand) -> anyhow::Result<()> {
             } else if events.is_empty() {
                 say!("No events yet.");
             } else {
-                let rows = events.into_iter().map(|e| {
-                    vec![
-                        e.detected_at,
-                        format!("{}.{}", e.source, e.kind),
-                        e.resource_id,
-                        e.id,
-                    ]
-                });
+                let rows = events
+                    .into_iter()
+                    .map(|e| vec![e.detected_at, e.kind.clone(), e.resource_id, e.id]);
                 out::table(&["DETECTED", "TYPE", "RESOURCE ID", "EVENT ID"], &[], rows)?;
             }
         }

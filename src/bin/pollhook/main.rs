@@ -202,11 +202,13 @@ fn chain(err: &anyhow::Error) -> String {
 fn init_logging(format: LogFormat, default_level: &str) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = std::env::var("POLLHOOK_LOG")
-        .ok()
-        .and_then(|v| EnvFilter::try_new(v).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new(default_level));
+    let (pollhook_log, rust_log) = (std::env::var("POLLHOOK_LOG"), std::env::var("RUST_LOG"));
+    let directives = pollhook::logging::directives(
+        pollhook_log.as_deref().ok(),
+        rust_log.as_deref().ok(),
+        default_level,
+    );
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

@@ -67,6 +67,17 @@ pub async fn status(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
             rows,
         )?;
     }
+    let stats = ctx.store.storage_stats().await?;
+    say!();
+    say!(
+        "database {}: {:.1} MB, {} event(s) kept, oldest detected {}; retain = {}, retain_failed = {}",
+        ctx.config.storage.path.display(),
+        stats.bytes as f64 / 1e6,
+        stats.events,
+        time(stats.oldest_event_at),
+        humantime::format_duration(ctx.config.storage.retain),
+        humantime::format_duration(ctx.config.storage.retain_failed),
+    );
     Ok(())
 }
 

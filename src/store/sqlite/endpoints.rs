@@ -1,4 +1,7 @@
 //! Endpoints in SQLite: the file's, reconciled at start, and those added at run time.
+//!
+//! Invariant: a config endpoint's runtime state (paused, disabled, edited, removed) survives a
+//! restart; only a change to the file's definition of it (its `config_fingerprint`) resets it.
 
 use std::time::Duration;
 
@@ -11,8 +14,10 @@ use crate::sign::Scheme;
 use crate::store::{EndpointPatch, StoreError, StoredEndpoint, now_ms};
 
 impl Db {
-    /// Makes the database's config-origin endpoints match `specs`: adds new ones, updates changed
-    /// ones, and removes config endpoints no longer in the file (with their deliveries).
+    /// Makes the database's config-origin endpoints match `specs`: adds new ones, applies a
+    /// changed definition (resetting what was done at run time), leaves an unchanged one as the
+    /// operator left it (paused, disabled, edited or removed), and removes config endpoints no
+    /// longer in the file (with their deliveries).
     pub(in crate::store) fn reconcile_endpoints(
         &self,
         specs: &[EndpointSpec],
@@ -21,22 +26,40 @@ impl Db {
         let tx = write_tx(&mut conn)?;
         let now = now_ms();
         for spec in specs {
+            let fingerprint = spec.fingerprint();
+            let removed: Option<String> = tx
+                .query_row(
+                    "SELECT config_fingerprint FROM removed_endpoints WHERE name = ?1",
+                    params![spec.name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match removed {
+                Some(f) if f == fingerprint => continue,
+                Some(_) => {
+                    tx.execute(
+                        "DELETE FROM removed_endpoints WHERE name = ?1",
+                        params![spec.name],
+                    )?;
+                }
+                None => {}
+            }
             tx.execute(
                 "INSERT INTO endpoints (name, url, secret, signing, resources, actions, active,
-                                        headers, timeout_ms, format, origin, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, 'config', ?10, ?10)
+                                        headers, timeout_ms, format, origin, config_fingerprint,
+                                        created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?12, 'config', ?10, ?11, ?11)
                  ON CONFLICT (name) DO UPDATE SET
                      url = excluded.url, secret = excluded.secret, signing = excluded.signing,
                      format = excluded.format,
                      resources = excluded.resources, actions = excluded.actions,
                      active = excluded.active, headers = excluded.headers,
                      timeout_ms = excluded.timeout_ms, origin = 'config',
+                     config_fingerprint = excluded.config_fingerprint,
+                     old_secret = NULL, old_secret_until = NULL,
+                     disabled_reason = NULL, failing_since = NULL,
                      updated_at = excluded.updated_at
-                 WHERE url IS NOT excluded.url OR secret IS NOT excluded.secret
-                    OR signing IS NOT excluded.signing OR resources IS NOT excluded.resources
-                    OR actions IS NOT excluded.actions OR active IS NOT excluded.active
-                    OR headers IS NOT excluded.headers OR timeout_ms IS NOT excluded.timeout_ms
-                    OR format IS NOT excluded.format",
+                 WHERE config_fingerprint IS NOT excluded.config_fingerprint",
                 params![
                     spec.name,
                     spec.url,
@@ -47,6 +70,7 @@ impl Db {
                     spec.active,
                     json(&spec.headers),
                     spec.timeout.map(|t| t.as_millis() as i64),
+                    fingerprint,
                     now,
                     spec.format.as_str()
                 ],
@@ -58,6 +82,10 @@ impl Db {
         tx.execute(
             "DELETE FROM endpoints
              WHERE origin = 'config' AND name NOT IN (SELECT value FROM json_each(?1))",
+            params![json(&names)],
+        )?;
+        tx.execute(
+            "DELETE FROM removed_endpoints WHERE name NOT IN (SELECT value FROM json_each(?1))",
             params![json(&names)],
         )?;
         tx.commit()?;
@@ -159,12 +187,28 @@ impl Db {
         Ok(())
     }
 
-    /// Removes an endpoint with its deliveries and attempts.
+    /// Removes an endpoint with its deliveries and attempts. A config endpoint stays removed
+    /// across restarts until the file's definition of it changes.
     pub(in crate::store) fn remove_endpoint(&self, name: &str) -> Result<(), StoreError> {
-        let conn = self.conn();
-        if conn.execute("DELETE FROM endpoints WHERE name = ?1", params![name])? == 0 {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        let fingerprint: Option<Option<String>> = tx
+            .query_row(
+                "SELECT config_fingerprint FROM endpoints WHERE name = ?1 AND origin = 'config'",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(Some(fingerprint)) = fingerprint {
+            tx.execute(
+                "INSERT OR REPLACE INTO removed_endpoints (name, config_fingerprint) VALUES (?1, ?2)",
+                params![name, fingerprint],
+            )?;
+        }
+        if tx.execute("DELETE FROM endpoints WHERE name = ?1", params![name])? == 0 {
             return Err(StoreError::NotFound(format!("no endpoint {name}")));
         }
+        tx.commit()?;
         Ok(())
     }
 

@@ -129,6 +129,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE endpoints ADD COLUMN format TEXT NOT NULL DEFAULT 'json';
     "#,
+    // 6: runtime state of config endpoints survives restarts: the file's definition last applied,
+    // and config endpoints an operator removed (until the file's definition changes).
+    r#"
+    ALTER TABLE endpoints ADD COLUMN config_fingerprint TEXT;
+    CREATE TABLE removed_endpoints (
+        name               TEXT PRIMARY KEY,
+        config_fingerprint TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {

@@ -16,6 +16,7 @@ mod events;
 mod lock;
 mod migrate;
 mod outbox;
+mod retention;
 mod snapshot;
 
 use std::path::{Path, PathBuf};

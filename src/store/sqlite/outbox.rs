@@ -5,7 +5,9 @@
 //! - A delivery is due only when no earlier pending delivery exists for the same endpoint and item,
 //!   so per endpoint an item's events arrive in detection order (`deliveries_lane` makes it cheap).
 //! - A claim is a lease (`locked_until`): work claimed by a process that died is claimed again
-//!   once the lease runs out, and delivered again with the same event id. Nothing is lost.
+//!   once the lease runs out, and delivered again with the same event id. Nothing is lost. A
+//!   starting `run` holds the database's run lock, so it ends every lease at once
+//!   ([`Db::release_all_leases`]): they can only belong to a process that died.
 //! - Outcomes are committed in groups, one transaction per group.
 
 use chrono::Utc;
@@ -84,6 +86,18 @@ impl Db {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Ends every lease in the database; returns how many there were.
+    pub(in crate::store) fn release_all_leases(&self) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        let released = tx.execute(
+            "UPDATE deliveries SET locked_until = 0 WHERE status = 'pending' AND locked_until > 0",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(released)
     }
 
     /// When the endpoint's next pending delivery is due (ms), if it has one.

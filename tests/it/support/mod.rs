@@ -32,7 +32,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 /// The keys of every event (DESIGN.md §5).
-pub const EVENT_KEYS: [&str; 10] = [
+pub const EVENT_KEYS: [&str; 11] = [
     "id",
     "type",
     "source",
@@ -43,6 +43,7 @@ pub const EVENT_KEYS: [&str; 10] = [
     "data",
     "previous",
     "changes",
+    "backfill",
 ];
 
 /// The keys of a JSON object; panics, showing it, if it is not one.
