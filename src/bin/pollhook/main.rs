@@ -83,11 +83,12 @@ enum Command {
     /// Inspect and retry deliveries.
     #[command(subcommand)]
     Deliveries(deliveries::DeliveriesCommand),
-    /// Send an event again, with the same event id, to one endpoint or all that want it.
+    /// Send an event again, with the same event id, to one endpoint or to every endpoint that
+    /// had a delivery of it.
     Replay {
         /// The event id (`evt_…`).
         event_id: String,
-        /// Only to this endpoint.
+        /// Only to this endpoint (also one added after the event).
         #[arg(long)]
         endpoint: Option<String>,
     },
