@@ -100,7 +100,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     ));
     let mut api = tokio::spawn({
         let admin = api::serve(listener, pipeline.clone(), cancel.clone());
-        let health = health_listener.map(|l| api::serve_health(l, pipeline.clone(), cancel.clone()));
+        let health =
+            health_listener.map(|l| api::serve_health(l, pipeline.clone(), cancel.clone()));
         async move {
             match health {
                 Some(health) => _ = tokio::join!(admin, health),

@@ -38,11 +38,20 @@ async fn replay_without_endpoint_goes_to_the_endpoints_that_had_a_delivery() {
     let dir = TempDir::new().unwrap();
     let config = shop_file(&dir, &shop.url);
     cli(&config, &["poll", "shop.orders"]).await.ok();
-    let events = cli(&config, &["events", "list", "--json"]).await.ok().json();
+    let events = cli(&config, &["events", "list", "--json"])
+        .await
+        .ok()
+        .json();
     let id = events[0]["id"].as_str().expect("an event id").to_owned();
     cli(
         &config,
-        &["endpoints", "add", "late", "--url", "http://127.0.0.1:9/late"],
+        &[
+            "endpoints",
+            "add",
+            "late",
+            "--url",
+            "http://127.0.0.1:9/late",
+        ],
     )
     .await
     .ok();
@@ -154,7 +163,10 @@ async fn healthcheck_asks_the_configs_health_listen_else_its_listen() {
     let dir = TempDir::new().unwrap();
     let base = ConfigBuilder::new(dir.path()).source(shop_source("http://127.0.0.1:9"));
 
-    let on_listen = base.clone().set("server.listen", addr.as_str()).write_as("a.toml");
+    let on_listen = base
+        .clone()
+        .set("server.listen", addr.as_str())
+        .write_as("a.toml");
     cli(&on_listen, &["healthcheck"]).await.ok();
     assert_eq!(hits.load(Ordering::SeqCst), 1, "asked [server] listen");
 
@@ -164,7 +176,11 @@ async fn healthcheck_asks_the_configs_health_listen_else_its_listen() {
         .set("server.health_listen", addr.as_str())
         .write_as("b.toml");
     cli(&on_health, &["healthcheck"]).await.ok();
-    assert_eq!(hits.load(Ordering::SeqCst), 2, "asked [server] health_listen");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "asked [server] health_listen"
+    );
 
     let closed = base.set("server.listen", "127.0.0.1:9").write_as("c.toml");
     let out = cli(&closed, &["healthcheck"]).await;
@@ -189,7 +205,14 @@ async fn health_listen_serves_the_probes_and_nothing_else() {
             let log = std::fs::read_to_string(&log).ok()?;
             log.lines()
                 .filter(|l| l.contains("Health listener listening"))
-                .find_map(|l| l.split_once("addr=")?.1.split_whitespace().next()?.parse().ok())
+                .find_map(|l| {
+                    l.split_once("addr=")?
+                        .1
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()
+                })
         },
     )
     .await;
@@ -197,7 +220,11 @@ async fn health_listen_serves_the_probes_and_nothing_else() {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let status = async |url: String| http.get(url).send().await.unwrap().status().as_u16();
     for path in ["/livez", "/healthz", "/metrics"] {
-        assert_eq!(status(format!("http://{health}{path}")).await, 200, "{path}");
+        assert_eq!(
+            status(format!("http://{health}{path}")).await,
+            200,
+            "{path}"
+        );
     }
     let ready = status(format!("http://{health}/readyz")).await;
     assert!(ready == 200 || ready == 503, "/readyz answers: {ready}");
@@ -268,7 +295,8 @@ base_url = "https://api.example.com/v1"
 async fn the_demos_database_can_be_inspected_with_the_command_it_prints() {
     let tmp = TempDir::new().unwrap();
     let mut demo = command();
-    demo.args(["demo", "--duration", "3s"]).env("TMPDIR", tmp.path());
+    demo.args(["demo", "--duration", "3s"])
+        .env("TMPDIR", tmp.path());
     let out = output(demo).await.ok();
     let inspect = out
         .stdout

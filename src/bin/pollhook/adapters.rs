@@ -95,7 +95,9 @@ pub fn command(config_file: &Path, command: AdaptersCommand) -> anyhow::Result<(
         }
         AdaptersCommand::Show { name, source: None } => {
             let engine = ENGINES.iter().find(|(engine, ..)| *engine == name);
-            let text = engine.map(|(.., text)| *text).or_else(|| catalog.text(&name));
+            let text = engine
+                .map(|(.., text)| *text)
+                .or_else(|| catalog.text(&name));
             let text = text.ok_or_else(|| {
                 usage(format!(
                     "no adapter definition `{name}`; `pollhook adapters list` shows them"

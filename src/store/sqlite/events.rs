@@ -101,7 +101,9 @@ impl Db {
             }
             None => {
                 let had: HashSet<i64> = tx
-                    .prepare_cached("SELECT DISTINCT endpoint_id FROM deliveries WHERE event_seq = ?1")?
+                    .prepare_cached(
+                        "SELECT DISTINCT endpoint_id FROM deliveries WHERE event_seq = ?1",
+                    )?
                     .query_map(params![seq], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
                 endpoints
