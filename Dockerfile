@@ -77,18 +77,20 @@ COPY --from=builder /out/pollhook /usr/local/bin/pollhook
 COPY --from=builder --chown=65532:65532 /out/data /var/lib/pollhook
 
 # The container contract: config mounted read-only at /etc/pollhook/pollhook.toml, the SQLite
-# database on the volume, the admin API and health endpoints on all interfaces so that probes
-# from outside the container reach them. That takes POLLHOOK_ADMIN_TOKEN: without a token
-# pollhook listens on loopback only (the HEALTHCHECK below still passes; Kubernetes probes fail).
+# database on the volume, /livez, /healthz, /readyz and /metrics on 8788 on all interfaces with no
+# token (nothing else is served there), so probes and Prometheus reach them. The admin API asks for
+# all interfaces on 8787; without POLLHOOK_ADMIN_TOKEN pollhook keeps it on loopback.
 ENV POLLHOOK_CONFIG=/etc/pollhook/pollhook.toml \
     POLLHOOK_STORAGE_PATH=/var/lib/pollhook/pollhook.db \
-    POLLHOOK_LISTEN=0.0.0.0:8787
+    POLLHOOK_LISTEN=0.0.0.0:8787 \
+    POLLHOOK_HEALTH_LISTEN=0.0.0.0:8788
 
 USER 65532:65532
 VOLUME ["/var/lib/pollhook"]
-EXPOSE 8787
+EXPOSE 8787 8788
 
-# No curl in this image: the binary checks itself (GET /healthz on POLLHOOK_LISTEN, exit 0 on 200).
+# No curl in this image: the binary checks itself (GET /healthz on the config's health_listen,
+# here POLLHOOK_HEALTH_LISTEN; exit 0 on 200).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["/usr/local/bin/pollhook", "healthcheck"]
 

@@ -264,10 +264,16 @@ pub async fn run(
     ));
     let receiver = Receiver::start_with(move |r| print_webhook(r, &keys)).await?;
     let dir = tempfile_dir()?;
+    let config_file = dir.join("pollhook.toml");
+    // The secrets are written into the file, not referenced as `${VAR}`, so the printed command
+    // works in any shell. They are this run's own, and their receiver ends with the demo.
     let text = format!(
-        r#"
+        r#"# Written by `pollhook demo` for this run, so its database can be inspected afterwards:
+#   pollhook --config {config_file} events list
+# (also deliveries list, status, events show ID). Its fake shop and receiver end with the demo.
+
 [storage]
-path = "{db}"
+path = "demo.db"                      # beside this file
 
 [[sources]]
 name = "shop"
@@ -288,26 +294,23 @@ retries = ["1s", "2s", "5s"]
 [[endpoints]]
 name = "app"
 url = "{receiver}/hooks/app"
-secret = "${{APP_SECRET}}"
+secret = "{app_secret}"
 signing = "standard-webhooks"
 
 [[endpoints]]
 name = "erp"
 url = "{receiver}/hooks/erp"
-secret = "${{ERP_SECRET}}"
+secret = "{erp_secret}"
 signing = "jwt"
 actions = ["created"]
 "#,
-        db = dir.join("demo.db").display(),
+        config_file = shell_word(&config_file),
         shop = shop.url,
         receiver = receiver.url,
     );
-    let env: BTreeMap<String, String> = [
-        ("APP_SECRET".to_owned(), app_secret),
-        ("ERP_SECRET".to_owned(), erp_secret),
-    ]
-    .into();
-    let config = Config::parse(Path::new("demo.toml"), &text, &env)?;
+    write_private(&config_file, &text)?;
+    let config = Config::parse(&config_file, &text, &BTreeMap::new())?;
+    let inspect = format!("pollhook --config {} events list", shell_word(&config_file));
 
     println!("pollhook demo");
     println!(
@@ -323,6 +326,7 @@ actions = ["created"]
         receiver.url
     );
     println!("  database        {}", dir.join("demo.db").display());
+    println!("  config          {}", config_file.display());
     println!(
         "The first poll records a baseline; every change after it arrives below, verified. Ctrl-C stops.\n"
     );
@@ -349,11 +353,33 @@ actions = ["created"]
     let result = crate::run(config, stop).await;
     churn.abort();
     println!(
-        "\n{} webhook(s) received. Database kept at {}.",
+        "\n{} webhook(s) received. Database kept at {}; inspect it with:\n  {inspect}",
         receiver.received().len(),
         dir.join("demo.db").display()
     );
     Ok(result?)
+}
+
+/// Writes the demo's config readable by its owner only: it holds the run's signing secrets.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path)?, text.as_bytes())
+}
+
+/// `path` as one word a POSIX shell reads back unchanged: bare if it is plain, else single-quoted.
+fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c))
+    {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {

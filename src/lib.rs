@@ -100,6 +100,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     let pipeline = Arc::new(Pipeline::new(config, store)?);
     let listener = api::bind(&pipeline.config.server).await?;
+    let health_listener = api::bind_health(&pipeline.config.server).await?;
 
     let cancel = CancellationToken::new();
     let mut scheduler = JoinSet::new();
@@ -112,13 +113,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         pipeline.wake.clone(),
         cancel.clone(),
     ));
-    let mut api = tokio::spawn(api::serve(listener, pipeline.clone(), cancel.clone()));
     // Housekeeping, not a part whose end stops the rest: a failed pass is logged and retried.
     let retention = tokio::spawn(retention::run(
         pipeline.store.clone(),
         pipeline.config.storage.clone(),
         cancel.clone(),
     ));
+    let mut api = tokio::spawn({
+        let admin = api::serve(listener, pipeline.clone(), cancel.clone());
+        let health =
+            health_listener.map(|l| api::serve_health(l, pipeline.clone(), cancel.clone()));
+        async move {
+            match health {
+                Some(health) => _ = tokio::join!(admin, health),
+                None => admin.await,
+            }
+        }
+    });
     tracing::info!(
         database = %pipeline.config.storage.path.display(),
         resources = pipeline.sources.iter().map(|(s, _)| s.resources.len()).sum::<usize>(),

@@ -41,6 +41,16 @@ pub enum RunError {
         /// Why.
         source: std::io::Error,
     },
+    /// The health listener (`[server] health_listen`) could not listen.
+    #[error(
+        "cannot listen on {addr} for the probes and /metrics: {source} (hint: set [server] health_listen or POLLHOOK_HEALTH_LISTEN to a free address)"
+    )]
+    HealthListen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A long-running part ended before shutdown.
     #[error(transparent)]
     Stopped(#[from] Stopped),

@@ -120,8 +120,8 @@ impl Admin<'_> {
         Ok(n)
     }
 
-    /// Sends an event again, with the same event id, to one endpoint or to every one that wants
-    /// it. Returns the endpoints it was queued for.
+    /// Sends an event again, with the same event id, to one endpoint or to every one that had a
+    /// delivery of it (not to endpoints added since). Returns the endpoints it was queued for.
     pub async fn replay(
         &self,
         event_id: &str,

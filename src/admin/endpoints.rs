@@ -18,7 +18,7 @@ use crate::config::{EndpointInput, Problem, Secret, parse_duration, validate_end
 use crate::endpoint::shown_url_text;
 use crate::event::{Action, Event};
 use crate::sign::{self, Scheme};
-use crate::store::{EndpointPatch, StoredEndpoint};
+use crate::store::{EndpointPatch, Origin, StoredEndpoint};
 
 /// Whether deliveries go out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,7 +74,7 @@ pub struct EndpointView {
     pub state: EndpointState,
     /// Why pollhook disabled it, if it did.
     pub disabled_reason: Option<String>,
-    /// `config` or `api`.
+    /// Who registered it: `config` (the file), `cli` or `api`.
     pub origin: String,
     /// Names of the extra headers.
     pub headers: Vec<String>,
@@ -132,6 +132,8 @@ pub struct NewEndpoint {
     pub format: Option<String>,
     /// Also queue the current state of its resources as `created` events.
     pub backfill: bool,
+    /// Who adds it (`cli`, `api`), shown as its origin.
+    pub origin: Origin,
 }
 
 /// A created endpoint, with its secret if pollhook generated it.
@@ -263,7 +265,7 @@ impl Admin<'_> {
             format: new.format,
         };
         let spec = validate_endpoint(input, self.config).map_err(fields)?;
-        self.store.add_endpoint(&spec).await?;
+        self.store.add_endpoint_from(&spec, new.origin).await?;
         let backfilled = if new.backfill {
             Some(self.backfill(&spec.name).await?)
         } else {

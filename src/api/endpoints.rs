@@ -12,6 +12,7 @@ use serde_json::json;
 use super::{ApiResult, JsonBody, OptionalJsonBody, Shared, data, ok, present};
 use crate::admin::endpoints::{DEFAULT_OVERLAP, parse_overlap};
 use crate::admin::{Admin, EndpointChange, NewEndpoint};
+use crate::store::Origin;
 
 /// `POST /endpoints`: the config's endpoint keys; `secret` optional (generated and returned once).
 #[derive(Deserialize)]
@@ -98,6 +99,7 @@ pub(super) async fn add(State(p): State<Shared>, JsonBody(body): JsonBody<NewBod
         timeout: body.timeout,
         format: body.format,
         backfill: body.backfill,
+        origin: Origin::Api,
     };
     let created = Admin::of(&p).add_endpoint(new).await?;
     Ok((StatusCode::CREATED, axum::Json(created)).into_response())

@@ -1,11 +1,13 @@
 //! The admin API: what the CLI can do, over HTTP and JSON, in the running process; plus `/livez`,
-//! `/healthz`, `/readyz` and `/metrics`.
+//! `/healthz`, `/readyz` and `/metrics`, also served alone on `[server] health_listen` if set.
 //!
-//! In: requests on `[server] listen`. Out: JSON; errors are `{"error": {"code", "message"}}` (and
-//! `problems` naming each bad field) with the right status.
+//! In: requests on `[server] listen` (and `health_listen`). Out: JSON; errors are
+//! `{"error": {"code", "message"}}` (and `problems` naming each bad field) with the right status.
 //!
 //! Invariants: every `/api/v1` route needs `Authorization: Bearer <admin_token>` (compared in
-//! constant time); with no token configured the API only listens on loopback. Every route but
+//! constant time); with no token configured the API only listens on loopback. The health
+//! listener serves the probe routes and nothing else, so it may listen anywhere without a token.
+//! Every route but
 //! the probes refuses what a web page could send: a foreign `Host` (DNS rebinding), a foreign
 //! `Origin` or `Sec-Fetch-Site`, a body that is not JSON. Connections are capped, headers and
 //! bodies have a deadline and bodies a size limit, so idle clients cannot starve `/livez`. Secrets are never
@@ -126,6 +128,18 @@ pub async fn bind(server: &ServerConfig) -> Result<TcpListener, RunError> {
         .map_err(|source| RunError::Listen { addr, source })
 }
 
+/// Binds `[server] health_listen`, if set: on the address as given, token or not, since only
+/// the probes are served there.
+pub async fn bind_health(server: &ServerConfig) -> Result<Option<TcpListener>, RunError> {
+    let Some(addr) = server.health_listen else {
+        return Ok(None);
+    };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| RunError::HealthListen { addr, source })
+}
+
 /// Serves the admin API until `cancel` fires.
 ///
 /// HTTP/1.1 only, with the limits an exposed port needs: at most `[server] max_connections`
@@ -137,13 +151,41 @@ pub async fn serve(listener: TcpListener, pipeline: Shared, cancel: Cancellation
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "Admin API listening.");
     }
+    serve_router(listener, router(pipeline.clone()), &pipeline, cancel).await;
+}
+
+/// Serves the probes and `/metrics` alone, with the admin API's connection limits, until
+/// `cancel` fires.
+pub async fn serve_health(listener: TcpListener, pipeline: Shared, cancel: CancellationToken) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "Health listener listening: /livez, /healthz, /readyz, /metrics.");
+    }
+    let probes = probe_routes()
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "this listener serves /livez, /healthz, /readyz and /metrics only",
+            )
+        })
+        .with_state(pipeline.clone());
+    serve_router(listener, probes, &pipeline, cancel).await;
+}
+
+/// Serves `app` on `listener` until `cancel` fires (see [`serve`] for the limits).
+async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    pipeline: &Shared,
+    cancel: CancellationToken,
+) {
     let server = &pipeline.config.server;
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(server.header_timeout)
         .max_buf_size(MAX_HEADER_BYTES);
     let places = Arc::new(Semaphore::new(server.max_connections));
-    let service = TowerToHyperService::new(router(pipeline.clone()));
+    let service = TowerToHyperService::new(app);
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -200,10 +242,10 @@ async fn accept(
 /// The router, for `serve` and for tests: [`ROUTES`]' table, each route behind what its
 /// access says (probe, public, token).
 pub fn router(pipeline: Shared) -> Router {
-    let (mut probes, mut public, mut token) = (Router::new(), Router::new(), Router::new());
+    let (mut public, mut token) = (Router::new(), Router::new());
     for (access, path, handler) in table() {
         let part = match access {
-            Access::Probe => &mut probes,
+            Access::Probe => continue,
             Access::Public => &mut public,
             Access::Token => &mut token,
         };
@@ -228,7 +270,17 @@ pub fn router(pipeline: Shared) -> Router {
             guard::same_origin,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
-    probes.merge(guarded).with_state(pipeline)
+    probe_routes().merge(guarded).with_state(pipeline)
+}
+
+/// The table's probe routes, unguarded: what the health listener serves.
+fn probe_routes() -> Router<Shared> {
+    table()
+        .into_iter()
+        .filter(|(access, _, _)| *access == Access::Probe)
+        .fold(Router::new(), |probes, (_, path, handler)| {
+            probes.route(path, handler)
+        })
 }
 
 /// A request body may take at most this many bytes (413 beyond); an endpoint is well under 1 KiB.

@@ -83,11 +83,12 @@ pub(super) fn check_endpoint(
         }
     };
     if let Err(e) = sign::decode_secret(scheme, &raw.secret) {
-        p.push(
-            format!("{at}.secret"),
-            e.to_string(),
-            Some("generate one with `pollhook endpoints secret`"),
+        // Named in full: the command's default scheme may not be this endpoint's.
+        let hint = format!(
+            "generate one with `pollhook endpoints secret --signing {}`",
+            scheme.as_str()
         );
+        p.push(format!("{at}.secret"), e.to_string(), Some(&hint));
     }
     let format = match raw.format.as_deref().map(str::parse::<Format>) {
         None => Format::Json,

@@ -37,6 +37,7 @@ pub(super) fn apply_env_overrides(table: &mut toml::Table, env: &dyn Env) {
     let overrides = [
         ("POLLHOOK_STORAGE_PATH", "storage", "path"),
         ("POLLHOOK_LISTEN", "server", "listen"),
+        ("POLLHOOK_HEALTH_LISTEN", "server", "health_listen"),
         ("POLLHOOK_ADMIN_TOKEN", "server", "admin_token"),
     ];
     for (var, section, key) in overrides {

@@ -91,6 +91,9 @@ pub struct StorageConfig {
 pub struct ServerConfig {
     /// Address the admin API listens on.
     pub listen: SocketAddr,
+    /// A second listener serving only the probes and `/metrics`, without a token and on any
+    /// interface, so a kubelet or Prometheus reaches them while the admin API stays on loopback.
+    pub health_listen: Option<SocketAddr>,
     /// Bearer token the admin API requires.
     pub admin_token: Option<Secret>,
     /// Host names (`name` or `name:port`) the admin API answers besides loopback names and

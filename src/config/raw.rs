@@ -42,6 +42,7 @@ pub(super) struct RawStorage {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawServer {
     pub(super) listen: Option<String>,
+    pub(super) health_listen: Option<String>,
     pub(super) admin_token: Option<String>,
     pub(super) allowed_hosts: Option<Vec<String>>,
     pub(super) max_connections: Option<usize>,

@@ -49,8 +49,29 @@ pub(super) fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config 
         );
         SocketAddr::from(([127, 0, 0, 1], 8787))
     });
+    let health_listen = raw.server.health_listen.as_deref().and_then(|text| {
+        let parsed = text.parse::<SocketAddr>().ok();
+        if parsed.is_none() {
+            p.push(
+                "server.health_listen",
+                format!("`{text}` is not an address"),
+                Some("write host:port, e.g. 0.0.0.0:8788"),
+            );
+        }
+        parsed
+    });
+    if let Some(health) = health_listen
+        && shares_port(health, listen)
+    {
+        p.push(
+            "server.health_listen",
+            format!("`{health}` is the admin API's port (`server.listen` = `{listen}`)"),
+            Some("give the probes a port of their own, e.g. 0.0.0.0:8788"),
+        );
+    }
     let server = ServerConfig {
         listen,
+        health_listen,
         admin_token: raw
             .server
             .admin_token
@@ -198,6 +219,14 @@ fn validate_http(raw: RawHttp, p: &mut Problems) -> (Option<crate::http::Proxy>,
         }
     });
     (proxy, sources, endpoints)
+}
+
+/// Whether two listen addresses would take the same port: the same non-zero port, on the same
+/// address or with either on a wildcard.
+fn shares_port(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// `[server] allowed_hosts`: bare authorities, compared case-insensitively with `Host`.

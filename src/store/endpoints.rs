@@ -17,12 +17,35 @@ pub struct StoredEndpoint {
     pub spec: EndpointSpec,
     /// The previous secret, still signed with until the given time (rotation).
     pub old_secret: Option<(Secret, DateTime<Utc>)>,
-    /// `config` or `api`.
+    /// Who registered it: [`Origin::as_str`] (`config`, `cli` or `api`).
     pub origin: String,
     /// Why it was disabled, if it was.
     pub disabled_reason: Option<String>,
     /// Failing without a success since then.
     pub failing_since: Option<DateTime<Utc>>,
+}
+
+/// Who registered an endpoint, as `endpoints list` shows it. Only `config` endpoints are
+/// reconciled with the file at start; the others live in the database alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The config file's `[[endpoints]]`.
+    Config,
+    /// `pollhook endpoints add`.
+    Cli,
+    /// `POST /api/v1/endpoints`.
+    Api,
+}
+
+impl Origin {
+    /// The name stored and shown.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Cli => "cli",
+            Self::Api => "api",
+        }
+    }
 }
 
 /// A change to an endpoint's settings; `None` leaves a field as it is.
@@ -65,10 +88,20 @@ impl Store {
         let name = name.to_owned();
         self.run(move |db| db.endpoint_named(&name)).await
     }
-    /// Registers an endpoint at run time; [`StoreError::Duplicate`] if the name is taken.
+    /// Registers an endpoint at run time as the API does; [`StoreError::Duplicate`] if the name
+    /// is taken.
     pub async fn add_endpoint(&self, spec: &EndpointSpec) -> Result<i64, StoreError> {
+        self.add_endpoint_from(spec, Origin::Api).await
+    }
+    /// Registers an endpoint at run time, recording who did; [`StoreError::Duplicate`] if the
+    /// name is taken.
+    pub async fn add_endpoint_from(
+        &self,
+        spec: &EndpointSpec,
+        origin: Origin,
+    ) -> Result<i64, StoreError> {
         let spec = spec.clone();
-        self.run(move |db| db.add_endpoint(&spec)).await
+        self.run(move |db| db.add_endpoint(&spec, origin)).await
     }
     /// Changes an endpoint's settings.
     pub async fn update_endpoint(

@@ -34,8 +34,8 @@ impl Store {
         let id = id.to_owned();
         self.run(move |db| db.event(&id)).await
     }
-    /// Sends an event again (same event id) to one endpoint, or to every active endpoint that
-    /// wants it. Returns the endpoints it was queued for.
+    /// Sends an event again (same event id) to one endpoint, or to every endpoint that had a
+    /// delivery of it. Returns the endpoints it was queued for.
     pub async fn replay(
         &self,
         event_id: &str,

@@ -26,7 +26,7 @@ pub mod retention;
 pub mod snapshot;
 mod sqlite;
 
-pub use endpoints::{EndpointPatch, StoredEndpoint};
+pub use endpoints::{EndpointPatch, Origin, StoredEndpoint};
 pub use events::EventFilter;
 pub use outbox::{AttemptRow, DeliveryFilter, DeliveryRow, Due, Recorded};
 pub use retention::StorageStats;

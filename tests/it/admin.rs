@@ -11,7 +11,7 @@ use pollhook::admin::{Admin, EndpointState, NewEndpoint};
 use pollhook::config::Config;
 use pollhook::deliver::Wake;
 use pollhook::poll::{self, Mode};
-use pollhook::store::{DeliveryFilter, EventFilter, Store};
+use pollhook::store::{DeliveryFilter, EventFilter, Origin, Store};
 use pollhook::{Pipeline, api};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -199,7 +199,7 @@ async fn endpoints_show_json_and_the_api_print_the_same_view() {
         (&json!("paused"), &json!(false))
     );
     assert_eq!(app["headers"], json!(["X-Key"]));
-    assert_eq!(app["origin"], "api");
+    assert_eq!(app["origin"], "cli", "added with `pollhook endpoints add`");
     let erp = &listed[1];
     assert_eq!(erp["url"], "http://erp:***@127.0.0.1:9/hooks");
     assert_eq!(erp["origin"], "config");
@@ -236,6 +236,7 @@ async fn backfill_queues_created_events_for_that_endpoint_alone_in_batches() {
         timeout: None,
         format: None,
         backfill: false,
+        origin: Origin::Api,
     };
     admin
         .add_endpoint(endpoint("other", &["shop.*"], None))
@@ -427,6 +428,7 @@ async fn retry_failed_over_the_api_puts_back_one_endpoints_failed_deliveries_or_
                 timeout: None,
                 format: None,
                 backfill: true,
+                origin: Origin::Api,
             })
             .await
             .unwrap();

@@ -268,7 +268,10 @@ async fn endpoints_show_a_generated_secret_once_and_never_again() {
     assert_eq!(shown["url"], "http://127.0.0.1:9/x");
     assert_eq!(shown["signing"], "standard-webhooks");
     assert_eq!(shown["state"], "active");
-    assert_eq!(shown["origin"], "api");
+    assert_eq!(
+        shown["origin"], "cli",
+        "added with `pollhook endpoints add`"
+    );
 
     let again = cli(
         &config,

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod crash;
 mod deliver;
+mod edges;
 mod faults;
 mod layout;
 // mod newuser; (being ported onto tests/it/support)

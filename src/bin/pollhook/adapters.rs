@@ -1,5 +1,6 @@
 //! `adapters …`: the definitions pollhook knows (built in, and the user's directory), one
-//! definition's file, or a source as its config's values merge into its adapter.
+//! definition's file, an engine's keys and defaults (`engines/*.toml`), or a source as its
+//! config's values merge into its adapter.
 //!
 //! In: the config file, read raw (before `${VAR}` interpolation, so secrets show as the
 //! references they are). Out: text.
@@ -16,15 +17,42 @@ use crate::usage;
 pub enum AdaptersCommand {
     /// Every definition: built in, and from `adapters_dir` / POLLHOOK_ADAPTERS_DIR.
     List,
-    /// A definition's file, or with --source the source as the config's values merge into it.
+    /// A definition's file, an engine's keys and defaults (rest, exec, graphql, feed), or with
+    /// --source the source as the config's values merge into a definition.
     Show {
-        /// Definition name.
+        /// Definition or engine name.
         name: String,
         /// A source of the config that uses it.
         #[arg(long)]
         source: Option<String>,
     },
 }
+
+/// The engines, each with its reference: every key a source and its resources take on it, with
+/// the defaults, as a config `pollhook check` accepts (a test checks each against the parser's
+/// defaults).
+const ENGINES: [(&str, &str, &str); 4] = [
+    (
+        "rest",
+        "the generic REST engine: everything inline in the source",
+        include_str!("engines/rest.toml"),
+    ),
+    (
+        "exec",
+        "a program that prints the listing as JSON",
+        include_str!("engines/exec.toml"),
+    ),
+    (
+        "graphql",
+        "a GraphQL endpoint, one query per resource",
+        include_str!("engines/graphql.toml"),
+    ),
+    (
+        "feed",
+        "an RSS, Atom or JSON Feed document, one item per entry",
+        include_str!("engines/feed.toml"),
+    ),
+];
 
 /// The adapter catalog: built-in definitions plus the user directory named by the config file (if
 /// one is there) or POLLHOOK_ADAPTERS_DIR.
@@ -53,18 +81,7 @@ pub fn command(config_file: &Path, command: AdaptersCommand) -> anyhow::Result<(
     match command {
         AdaptersCommand::List => {
             say!("{:<20} {:<8} DESCRIPTION", "NAME", "ENGINE");
-            for (name, description) in [
-                (
-                    "rest",
-                    "the generic REST engine: everything inline in the source",
-                ),
-                ("exec", "a program that prints the listing as JSON"),
-                ("graphql", "a GraphQL endpoint, one query per resource"),
-                (
-                    "feed",
-                    "an RSS, Atom or JSON Feed document, one item per entry",
-                ),
-            ] {
+            for (name, description, _) in ENGINES {
                 say!("{name:<20} {:<8} {description}", "-");
             }
             for name in catalog.names() {
@@ -77,7 +94,11 @@ pub fn command(config_file: &Path, command: AdaptersCommand) -> anyhow::Result<(
             }
         }
         AdaptersCommand::Show { name, source: None } => {
-            let text = catalog.text(&name).ok_or_else(|| {
+            let engine = ENGINES.iter().find(|(engine, ..)| *engine == name);
+            let text = engine
+                .map(|(.., text)| *text)
+                .or_else(|| catalog.text(&name));
+            let text = text.ok_or_else(|| {
                 usage(format!(
                     "no adapter definition `{name}`; `pollhook adapters list` shows them"
                 ))

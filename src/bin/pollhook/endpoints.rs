@@ -6,6 +6,7 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 use pollhook::admin::endpoints::{DEFAULT_OVERLAP, parse_overlap};
 use pollhook::admin::{EndpointChange, EndpointState, EndpointView, NewEndpoint};
+use pollhook::store::Origin;
 
 use crate::out::{self, say};
 use crate::{Ctx, parse_headers, usage};
@@ -182,6 +183,7 @@ pub async fn command(ctx: &Ctx, command: EndpointsCommand) -> anyhow::Result<()>
                 timeout: args.timeout,
                 format: args.format,
                 backfill: args.backfill,
+                origin: Origin::Cli,
             };
             let created = admin.add_endpoint(new).await?;
             let name = &created.endpoint.name;

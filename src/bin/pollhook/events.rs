@@ -68,7 +68,9 @@ pub async fn command(ctx: &Ctx, command: EventsCommand) -> anyhow::Result<()> {
 pub async fn replay(ctx: &Ctx, event_id: &str, endpoint: Option<&str>) -> anyhow::Result<()> {
     let targets = ctx.admin().replay(event_id, endpoint).await?;
     if targets.is_empty() {
-        say!("No active endpoint wants {event_id}; nothing queued.");
+        say!(
+            "No endpoint had a delivery of {event_id}; nothing queued. Name one with --endpoint NAME."
+        );
     } else {
         say!("{event_id} queued again for: {}", targets.join(", "));
     }

@@ -83,11 +83,12 @@ enum Command {
     /// Inspect and retry deliveries.
     #[command(subcommand)]
     Deliveries(deliveries::DeliveriesCommand),
-    /// Send an event again, with the same event id, to one endpoint or all that want it.
+    /// Send an event again, with the same event id, to one endpoint or to every endpoint that
+    /// had a delivery of it.
     Replay {
         /// The event id (`evt_…`).
         event_id: String,
-        /// Only to this endpoint.
+        /// Only to this endpoint (also one added after the event).
         #[arg(long)]
         endpoint: Option<String>,
     },
@@ -96,7 +97,8 @@ enum Command {
     Adapters(adapters::AdaptersCommand),
     /// Exit 0 if a running pollhook answers its health check (for container HEALTHCHECKs).
     Healthcheck {
-        /// URL to check [default: http://$POLLHOOK_LISTEN/healthz, else 127.0.0.1:8787].
+        /// URL to check [default: /healthz on the config's [server] health_listen, else its
+        /// listen; with no config file, $POLLHOOK_HEALTH_LISTEN, $POLLHOOK_LISTEN, 127.0.0.1:8787].
         #[arg(long)]
         url: Option<String>,
     },
@@ -225,6 +227,7 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let explicit_config = cli.config.is_some();
     let path = cli
         .config
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
@@ -247,7 +250,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Verify(args) => return verify::verify(args),
         Command::Adapters(command) => adapters::command(&path, command)?,
-        Command::Healthcheck { url } => return healthcheck::check(url).await,
+        Command::Healthcheck { url } => {
+            return healthcheck::check(&path, explicit_config, url).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

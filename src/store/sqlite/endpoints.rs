@@ -11,7 +11,7 @@ use super::{Db, json, to_time, write_tx};
 use crate::endpoint::{ActionFilter, EndpointSpec};
 use crate::secret::Secret;
 use crate::sign::Scheme;
-use crate::store::{EndpointPatch, StoreError, StoredEndpoint, now_ms};
+use crate::store::{EndpointPatch, Origin, StoreError, StoredEndpoint, now_ms};
 
 impl Db {
     /// Makes the database's config-origin endpoints match `specs`: adds new ones, applies a
@@ -99,13 +99,17 @@ impl Db {
     }
 
     /// Registers an endpoint at run time.
-    pub(in crate::store) fn add_endpoint(&self, spec: &EndpointSpec) -> Result<i64, StoreError> {
+    pub(in crate::store) fn add_endpoint(
+        &self,
+        spec: &EndpointSpec,
+        origin: Origin,
+    ) -> Result<i64, StoreError> {
         let conn = self.conn();
         let now = now_ms();
         conn.execute(
             "INSERT INTO endpoints (name, url, secret, signing, resources, actions, active, headers,
                                     timeout_ms, format, origin, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, 'api', ?10, ?10)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?12, ?10, ?10)",
             params![
                 spec.name,
                 spec.url,
@@ -117,7 +121,8 @@ impl Db {
                 json(&spec.headers),
                 spec.timeout.map(|t| t.as_millis() as i64),
                 now,
-                spec.format.as_str()
+                spec.format.as_str(),
+                origin.as_str()
             ],
         )
         .map_err(|e| match e {

@@ -1,5 +1,7 @@
 //! Events in SQLite: the outbox rows, and the deliveries written with them.
 
+use std::collections::HashSet;
+
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::endpoints::load_endpoints;
@@ -68,8 +70,9 @@ impl Db {
             .transpose()
     }
 
-    /// Sends an event again (same event id) to one endpoint, or to every active endpoint that
-    /// wants it. Returns the endpoints it was queued for.
+    /// Sends an event again (same event id) to one endpoint, or to every endpoint that had a
+    /// delivery of it: one added since did not exist when the change happened. Returns the
+    /// endpoints it was queued for.
     pub(in crate::store) fn replay(
         &self,
         event_id: &str,
@@ -77,14 +80,14 @@ impl Db {
     ) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn();
         let tx = write_tx(&mut conn)?;
-        let event: Option<(i64, String, String, String, String)> = tx
+        let event: Option<(i64, String, String, String)> = tx
             .query_row(
-                "SELECT seq, source, resource, action, resource_id FROM events WHERE id = ?1",
+                "SELECT seq, source, resource, resource_id FROM events WHERE id = ?1",
                 params![event_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let Some((seq, source, resource, action, resource_id)) = event else {
+        let Some((seq, source, resource, resource_id)) = event else {
             return Err(StoreError::NotFound(format!("no event {event_id}")));
         };
         let endpoints = load_endpoints(&tx)?;
@@ -96,10 +99,18 @@ impl Db {
                     .ok_or_else(|| StoreError::NotFound(format!("no endpoint {name}")))?;
                 vec![e]
             }
-            None => endpoints
-                .into_iter()
-                .filter(|e| e.spec.wants(&source, &resource, &action))
-                .collect(),
+            None => {
+                let had: HashSet<i64> = tx
+                    .prepare_cached(
+                        "SELECT DISTINCT endpoint_id FROM deliveries WHERE event_seq = ?1",
+                    )?
+                    .query_map(params![seq], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                endpoints
+                    .into_iter()
+                    .filter(|e| had.contains(&e.id))
+                    .collect()
+            }
         };
         let now = now_ms();
         let item_key = format!("{source}/{resource}/{resource_id}");
