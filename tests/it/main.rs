@@ -10,7 +10,7 @@ mod crash;
 mod deliver;
 mod faults;
 mod layout;
-// mod newuser; (being ported onto tests/it/support)
+mod newuser;
 mod poll;
 mod props;
 mod security_api;
