@@ -11,7 +11,7 @@ mod deliver;
 mod edges;
 mod faults;
 mod layout;
-// mod newuser; (being ported onto tests/it/support)
+mod newuser;
 mod poll;
 mod props;
 mod security_api;

@@ -14,28 +14,32 @@ use serde_json::{Value, json};
 
 use pollhook::poll::Mode;
 
-use crate::common::{FakeApi, Harness, Style};
-use crate::support_deliver::{Hook, Pipeline, endpoint, eventually, loopback_delivery};
+use crate::support::{
+    ConfigBuilder, Endpoint, FakeApi, Harness, Hook, PATIENCE, Pipeline, Resource, Source, Style,
+    eventually, parse, start,
+};
 
 /// A jwt key: at least 32 bytes (HS256).
 const JWT_KEY: &str = "a-jwt-key-that-is-at-least-32-bytes-long";
 
-/// A `shop` source with an `orders` resource at `url`, `extra` lines added to the resource.
-fn shop(url: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[sources]]
-name = "shop"
-base_url = "{url}"
+/// A REST source `name` at `url` with `resource`, and nothing else.
+fn rest(name: &str, url: &str, resource: Resource) -> ConfigBuilder {
+    ConfigBuilder::without_storage().source(Source::new(name, url).resource(resource))
+}
 
-  [[sources.resources]]
-  name = "orders"
-  path = "/orders"
-  every = "200ms"
-  jitter = "0s"
-{extra}
-"#
-    )
+/// The REST source `shop` at `url` with `orders` (see [`orders`]).
+fn shop(url: &str, orders: Resource) -> ConfigBuilder {
+    rest("shop", url, orders)
+}
+
+/// `orders` at `/orders`, polled every 200 ms without jitter.
+fn orders() -> Resource {
+    Resource::new("orders", "200ms").set("path", "/orders")
+}
+
+/// [`orders`] whose first poll emits every item as `created`.
+fn emitting() -> Resource {
+    orders().set("initial", "emit")
 }
 
 // ───────────────────────── 7. changes list only what counts ─────────────────────────
@@ -44,7 +48,7 @@ base_url = "{url}"
 async fn changes_leave_out_ignored_fields_and_previous_is_the_last_data() {
     let api = FakeApi::start(Style::None).await;
     api.set_raw_items(&[r#"{"id":1,"status":"open","updatedAt":"t1"}"#]);
-    let h = Harness::new(&shop(&api.url, r#"  ignore = ["updatedAt"]"#));
+    let h = Harness::new(&shop(&api.url, orders().set("ignore", vec!["updatedAt"])).toml());
     h.poll().await.unwrap();
 
     api.set_raw_items(&[r#"{"id":1,"status":"open","updatedAt":"t2"}"#]);
@@ -79,9 +83,8 @@ async fn changes_leave_out_ignored_fields_and_previous_is_the_last_data() {
 async fn event_type_names_the_source_and_two_sources_never_collide() {
     let api = FakeApi::start(Style::None).await;
     api.set_items([json!({"id": 1})]);
-    let text = shop(&api.url, r#"  initial = "emit""#);
-    let shop_h = Harness::new(&text);
-    let pg_h = Harness::new(&text.replace(r#"name = "shop""#, r#"name = "pg""#));
+    let shop_h = Harness::new(&rest("shop", &api.url, emitting()).toml());
+    let pg_h = Harness::new(&rest("pg", &api.url, emitting()).toml());
     let shop_event = &shop_h.poll().await.unwrap().events[0];
     let pg_event = &pg_h.poll().await.unwrap().events[0];
     assert_eq!(shop_event.kind, "shop.orders.created");
@@ -104,18 +107,22 @@ async fn live_jwt_and_backfilled_events_keep_the_api_key_order() {
     api.set_raw_items(&[ITEM]);
     let hook = Hook::start(|_| 200).await;
     let secret = pollhook::sign::generate_secret(pollhook::sign::Scheme::StandardWebhooks);
-    let mut p = Pipeline::start(&format!(
-        "{}{}{}{}",
-        shop(&api.url, r#"  initial = "emit""#),
-        loopback_delivery(""),
-        endpoint(
-            "sw",
-            &format!("{}/sw", hook.url),
-            "standard-webhooks",
-            &secret
-        ),
-        endpoint("jwt", &format!("{}/jwt", hook.url), "jwt", JWT_KEY),
-    ));
+    let mut p = Pipeline::start(
+        shop(&api.url, emitting())
+            .loopback_delivery()
+            .endpoint(Endpoint::new(
+                "sw",
+                &format!("{}/sw", hook.url),
+                "standard-webhooks",
+                &secret,
+            ))
+            .endpoint(Endpoint::new(
+                "jwt",
+                &format!("{}/jwt", hook.url),
+                "jwt",
+                JWT_KEY,
+            )),
+    );
     let bodies = |path: &str| -> Option<Vec<String>> {
         let got: Vec<String> = (hook.log().iter())
             .filter(|x| x.request.path == path)
@@ -123,11 +130,11 @@ async fn live_jwt_and_backfilled_events_keep_the_api_key_order() {
             .collect();
         (!got.is_empty()).then_some(got)
     };
-    let sw = eventually("the live event at sw", || bodies("/sw")).await;
+    let sw = eventually("the live event at sw", PATIENCE, async || bodies("/sw")).await;
     assert!(sw[0].contains(&format!(r#""data":{ITEM},"#)), "{}", sw[0]);
     assert!(sw[0].ends_with(r#""backfill":false}"#), "{}", sw[0]);
 
-    let jwt = eventually("the live event at jwt", || bodies("/jwt")).await;
+    let jwt = eventually("the live event at jwt", PATIENCE, async || bodies("/jwt")).await;
     let envelope: Value = serde_json::from_str(&jwt[0]).unwrap();
     let token = envelope["data"].as_str().unwrap();
     let claims = URL_SAFE_NO_PAD
@@ -139,8 +146,12 @@ async fn live_jwt_and_backfilled_events_keep_the_api_key_order() {
         "the JWT's data claim keeps the order too: {claims}"
     );
 
-    assert_eq!(p.store.backfill("sw").await.unwrap(), 1);
-    let backfilled = eventually("the backfilled event at sw", || {
+    // Backfill is an operation of `Admin` now; the running dispatcher notices the queued
+    // delivery at its next look at the queue, not by this handle's wake-up.
+    let wake = pollhook::deliver::Wake::default();
+    let admin = pollhook::admin::Admin::new(&p.store, &p.config, &wake);
+    assert_eq!(admin.backfill("sw").await.unwrap(), 1);
+    let backfilled = eventually("the backfilled event at sw", PATIENCE, async || {
         let got = bodies("/sw")?;
         (got.len() >= 2).then(|| got[1].clone())
     })
@@ -160,11 +171,8 @@ async fn a_starting_run_releases_the_leases_of_a_dead_process() {
     let api = FakeApi::start(Style::None).await;
     api.set_items([json!({"id": 1})]);
     let hook = Hook::start(|_| 200).await;
-    let mut p = Pipeline::new(&format!(
-        "{}{}{}",
-        shop(&api.url, r#"  initial = "emit""#),
-        loopback_delivery(""),
-        endpoint("hook", &format!("{}/h", hook.url), "jwt", JWT_KEY),
+    let mut p = Pipeline::new(shop(&api.url, emitting()).loopback_delivery().endpoint(
+        Endpoint::new("hook", &format!("{}/h", hook.url), "jwt", JWT_KEY),
     ));
     p.store
         .reconcile_endpoints(&p.config.endpoints)
@@ -182,10 +190,14 @@ async fn a_starting_run_releases_the_leases_of_a_dead_process() {
     assert_eq!(claimed.len(), 1);
 
     p.run();
-    let got = eventually("the leased delivery sent by the next run", || {
-        let log = hook.log();
-        (!log.is_empty()).then(|| log.len())
-    })
+    let got = eventually(
+        "the leased delivery sent by the next run",
+        PATIENCE,
+        async || {
+            let log = hook.log();
+            (!log.is_empty()).then(|| log.len())
+        },
+    )
     .await;
     assert_eq!(got, 1);
     assert_eq!(
@@ -200,15 +212,18 @@ async fn a_starting_run_releases_the_leases_of_a_dead_process() {
 
 #[tokio::test]
 async fn pausing_or_removing_a_config_endpoint_lasts_until_the_file_changes_it() {
-    let text = |url: &str| {
-        format!(
-            "{}{}{}",
-            loopback_delivery(""),
-            endpoint("paused", "http://127.0.0.1:9/p", "jwt", JWT_KEY),
-            endpoint("removed", url, "jwt", JWT_KEY),
-        )
+    let config = |url: &str| {
+        ConfigBuilder::without_storage()
+            .loopback_delivery()
+            .endpoint(Endpoint::new(
+                "paused",
+                "http://127.0.0.1:9/p",
+                "jwt",
+                JWT_KEY,
+            ))
+            .endpoint(Endpoint::new("removed", url, "jwt", JWT_KEY))
     };
-    let p = Pipeline::new(&text("http://127.0.0.1:9/r"));
+    let p = Pipeline::new(config("http://127.0.0.1:9/r"));
     let store = &p.store;
     let specs = &p.config.endpoints;
     store.reconcile_endpoints(specs).await.unwrap();
@@ -224,7 +239,7 @@ async fn pausing_or_removing_a_config_endpoint_lasts_until_the_file_changes_it()
     assert_eq!(list[0].origin, "config", "and is marked as the file's");
 
     // The file's definition of `removed` changes: the file wins again, `paused` is untouched.
-    let changed = Pipeline::new(&text("http://127.0.0.1:9/r2"));
+    let changed = Pipeline::new(config("http://127.0.0.1:9/r2"));
     store
         .reconcile_endpoints(&changed.config.endpoints)
         .await
@@ -255,10 +270,7 @@ impl Orders {
             .route("/orders", get(Orders::list))
             .route("/orders/{id}", get(Orders::item))
             .with_state(orders.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (orders, url)
+        (orders, start(app).await)
     }
 
     /// What the listing shows and what really exists.
@@ -293,17 +305,17 @@ impl Orders {
     }
 }
 
-fn paged_orders(url: &str, item_path: &str) -> String {
-    shop(
-        url,
-        &format!("  pagination = {{ style = \"page\", size = 2 }}\n{item_path}"),
-    )
+/// [`orders`] paged `?page=N&per_page=size`.
+fn paged_orders(size: i64) -> Resource {
+    orders()
+        .set("pagination.style", "page")
+        .set("pagination.size", size)
 }
 
 #[tokio::test]
 async fn a_missing_item_is_fetched_alone_404_deletes_now_200_keeps_it() {
     let (api, url) = Orders::start(1..=6).await;
-    let h = Harness::new(&paged_orders(&url, r#"  item_path = "/orders/{id}""#));
+    let h = Harness::new(&shop(&url, paged_orders(2).set("item_path", "/orders/{id}")).toml());
     assert_eq!(
         h.resource.deleted_after, 1,
         "with confirmation, one listing is enough"
@@ -334,7 +346,7 @@ async fn a_missing_item_is_fetched_alone_404_deletes_now_200_keeps_it() {
 #[tokio::test]
 async fn without_item_path_page_listings_wait_for_a_second_listing() {
     let (api, url) = Orders::start(1..=4).await;
-    let h = Harness::new(&paged_orders(&url, ""));
+    let h = Harness::new(&shop(&url, paged_orders(2)).toml());
     assert_eq!(h.resource.deleted_after, 2);
     h.poll().await.unwrap();
     api.set([1, 3, 4], [1, 3, 4]);
@@ -353,13 +365,10 @@ async fn confirmations_are_bounded_per_poll_and_the_rest_wait() {
     let max = pollhook::confirm::MAX_CONFIRMATIONS as u64;
     let total = max + 20;
     let (api, url) = Orders::start(1..=total).await;
-    let text = paged_orders(
-        &url,
-        r#"  item_path = "/orders/{id}"
-  max_delete_ratio = 1.0"#,
-    )
-    .replace("size = 2", "size = 500");
-    let h = Harness::new(&text);
+    let resource = paged_orders(500)
+        .set("item_path", "/orders/{id}")
+        .set("max_delete_ratio", 1.0);
+    let h = Harness::new(&shop(&url, resource).toml());
     h.poll().await.unwrap();
     api.set([], []);
     // An empty listing deleting everything is what the guard is for; here it is allowed.
@@ -377,10 +386,12 @@ async fn confirmations_are_bounded_per_poll_and_the_rest_wait() {
 
 #[test]
 fn item_path_needs_an_id_placeholder_and_a_rest_resource() {
-    let text = shop("http://127.0.0.1:9", r#"  item_path = "/orders/one""#);
-    let error = crate::common::parse(&text, &Default::default())
-        .unwrap_err()
-        .to_string();
+    let text = shop(
+        "http://127.0.0.1:9",
+        orders().set("item_path", "/orders/one"),
+    )
+    .toml();
+    let error = parse(&text, &Default::default()).unwrap_err().to_string();
     assert!(
         error.contains("sources[shop].resources[orders].item_path") && error.contains("{id}"),
         "{error}"
@@ -399,29 +410,28 @@ async fn retention_removes_settled_events_and_keeps_pending_and_dead_letters_lon
         _ => 500,
     })
     .await;
-    let notes = format!(
-        "{}\n  [[sources.resources]]\n  name = \"notes\"\n  path = \"/notes\"\n  every = \"1h\"\n  initial = \"emit\"\n",
-        shop(&api.url, r#"  initial = "emit""#)
+    let notes = Resource::new("notes", "1h")
+        .set("path", "/notes")
+        .set("initial", "emit");
+    let mut p = Pipeline::start(
+        ConfigBuilder::without_storage()
+            .source(
+                Source::new("shop", &api.url)
+                    .resource(emitting())
+                    .resource(notes),
+            )
+            .loopback_delivery()
+            .set("delivery.retries", toml::Value::Array(Vec::new()))
+            .endpoint(
+                Endpoint::default_signing("hook", &format!("{}/h", hook.url), JWT_KEY)
+                    .set("resources", vec!["shop.orders"]),
+            )
+            .endpoint(
+                Endpoint::default_signing("later", &format!("{}/later", hook.url), JWT_KEY)
+                    .set("resources", vec!["shop.notes"])
+                    .set("active", false),
+            ),
     );
-    let mut p = Pipeline::start(&format!(
-        r#"{notes}{}
-[[endpoints]]
-name = "hook"
-url = "{}/h"
-secret = "{JWT_KEY}"
-resources = ["shop.orders"]
-
-[[endpoints]]
-name = "later"
-url = "{}/later"
-secret = "{JWT_KEY}"
-resources = ["shop.notes"]
-active = false
-"#,
-        loopback_delivery("retries = []"),
-        hook.url,
-        hook.url,
-    ));
     assert_eq!(
         p.config.storage.retain,
         std::time::Duration::from_secs(30 * 86_400)
@@ -430,15 +440,21 @@ active = false
         p.config.storage.retain_failed,
         std::time::Duration::from_secs(90 * 86_400)
     );
-    eventually("one delivered and one dead letter at hook", || {
-        let rows = p.deliveries("hook");
-        let settled = rows.iter().filter(|d| d.status != "pending").count();
-        (settled == 2).then_some(())
-    })
+    eventually(
+        "one delivered and one dead letter at hook",
+        PATIENCE,
+        async || {
+            let rows = p.deliveries("hook");
+            let settled = rows.iter().filter(|d| d.status != "pending").count();
+            (settled == 2).then_some(())
+        },
+    )
     .await;
-    eventually("the paused endpoint's two deliveries queued", || {
-        (p.deliveries("later").len() == 2).then_some(())
-    })
+    eventually(
+        "the paused endpoint's two deliveries queued",
+        PATIENCE,
+        async || (p.deliveries("later").len() == 2).then_some(()),
+    )
     .await;
     p.stop().await;
     let before = p.store.storage_stats().await.unwrap();
@@ -488,16 +504,12 @@ active = false
 #[test]
 fn retain_is_bounded_and_retain_failed_is_not_shorter() {
     let text = "[storage]\nretain = \"1m\"\n";
-    let error = crate::common::parse(text, &Default::default())
-        .unwrap_err()
-        .to_string();
+    let error = parse(text, &Default::default()).unwrap_err().to_string();
     assert!(error.contains("storage.retain"), "{error}");
     let text = "[storage]\nretain = \"10d\"\nretain_failed = \"2d\"\n";
-    let error = crate::common::parse(text, &Default::default())
-        .unwrap_err()
-        .to_string();
+    let error = parse(text, &Default::default()).unwrap_err().to_string();
     assert!(error.contains("storage.retain_failed"), "{error}");
-    let ok = crate::common::parse("[storage]\nretain = \"100d\"\n", &Default::default()).unwrap();
+    let ok = parse("[storage]\nretain = \"100d\"\n", &Default::default()).unwrap();
     assert_eq!(
         ok.storage.retain_failed,
         std::time::Duration::from_secs(100 * 86_400)
@@ -527,10 +539,7 @@ impl Narrow {
         let app = Router::new()
             .route("/h", axum::routing::post(Narrow::receive))
             .with_state(narrow.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/h", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (narrow, url)
+        (narrow, format!("{}/h", start(app).await))
     }
 
     async fn receive(State(n): State<Narrow>, headers: axum::http::HeaderMap) -> StatusCode {
@@ -568,18 +577,18 @@ async fn a_narrow_receiver_gets_few_requests_at_once_and_each_event_once() {
     let api = FakeApi::start(Style::None).await;
     api.set_items((1..=EVENTS).map(|i| json!({"id": i})));
     let (narrow, url) = Narrow::start(2).await;
-    let mut p = Pipeline::start(&format!(
-        "{}{}{}",
-        shop(&api.url, r#"  initial = "emit""#),
-        loopback_delivery(&format!(
-            "endpoint_concurrency = 16\nretries = [{}]",
-            vec!["\"50ms\""; 60].join(", ")
-        )),
-        endpoint("narrow", &url, "jwt", JWT_KEY),
-    ));
-    eventually("every event taken by the narrow receiver", || {
-        (narrow.taken.lock().unwrap().len() >= EVENTS).then_some(())
-    })
+    let mut p = Pipeline::start(
+        shop(&api.url, emitting())
+            .loopback_delivery()
+            .set("delivery.endpoint_concurrency", 16)
+            .set("delivery.retries", vec!["50ms"; 60])
+            .endpoint(Endpoint::new("narrow", &url, "jwt", JWT_KEY)),
+    );
+    eventually(
+        "every event taken by the narrow receiver",
+        PATIENCE,
+        async || (narrow.taken.lock().unwrap().len() >= EVENTS).then_some(()),
+    )
     .await;
     p.stop().await;
 
@@ -658,21 +667,16 @@ async fn sources_go_through_the_configured_proxy_and_no_proxy_skips_it() {
     let api = FakeApi::start(Style::None).await;
     api.set_items([json!({"id": 1})]);
     let (proxy, proxy_url) = ForwardProxy::start().await;
-    let with = |extra: &str| {
-        format!(
-            "[http]\nproxy = \"{proxy_url}\"\n{extra}\n{}",
-            shop(&api.url, r#"  initial = "emit""#)
-        )
-    };
-    let h = Harness::new(&with(""));
+    let with = || shop(&api.url, emitting()).set("http.proxy", proxy_url.as_str());
+    let h = Harness::new(&with().toml());
     assert_eq!(h.poll().await.unwrap().events.len(), 1);
     assert_eq!(proxy.seen(), [format!("{}/orders", api.url)]);
 
-    let direct = Harness::new(&with("no_proxy = [\"127.0.0.1\"]"));
+    let direct = Harness::new(&with().set("http.no_proxy", vec!["127.0.0.1"]).toml());
     assert_eq!(direct.poll().await.unwrap().events.len(), 1);
     assert_eq!(proxy.seen().len(), 1, "no_proxy goes direct");
 
-    let endpoints_only = Harness::new(&with("proxy_for = [\"endpoints\"]"));
+    let endpoints_only = Harness::new(&with().set("http.proxy_for", vec!["endpoints"]).toml());
     endpoints_only.poll().await.unwrap();
     assert_eq!(proxy.seen().len(), 1, "proxy_for leaves sources direct");
 }
@@ -684,13 +688,23 @@ async fn endpoints_go_through_the_proxy_and_the_policy_judges_the_target_not_the
     let hook = Hook::start(|_| 200).await;
     let (proxy, proxy_url) = ForwardProxy::start().await;
     // 127.0.0.1 (the receiver) is allowed; 127.0.0.2 (the proxy) is not, and need not be.
-    let mut p = Pipeline::start(&format!(
-        "[http]\nproxy = \"{proxy_url}\"\nproxy_for = [\"endpoints\"]\n{}{}{}",
-        shop(&api.url, r#"  initial = "emit""#),
-        loopback_delivery("").replace("127.0.0.0/8", "127.0.0.1/32"),
-        endpoint("hook", &format!("{}/h", hook.url), "jwt", JWT_KEY),
-    ));
-    eventually("the delivery through the proxy", || {
+    let through_proxy = || {
+        shop(&api.url, emitting())
+            .set("http.proxy", proxy_url.as_str())
+            .set("http.proxy_for", vec!["endpoints"])
+            .set("delivery.allow_http", true)
+    };
+    let mut p = Pipeline::start(
+        through_proxy()
+            .set("delivery.allow_networks", vec!["127.0.0.1/32"])
+            .endpoint(Endpoint::new(
+                "hook",
+                &format!("{}/h", hook.url),
+                "jwt",
+                JWT_KEY,
+            )),
+    );
+    eventually("the delivery through the proxy", PATIENCE, async || {
         (!hook.log().is_empty()).then_some(())
     })
     .await;
@@ -699,17 +713,17 @@ async fn endpoints_go_through_the_proxy_and_the_policy_judges_the_target_not_the
 
     // A name whose addresses the policy refuses is refused before anything reaches the proxy.
     let port = hook.url.rsplit(':').next().unwrap().to_owned();
-    let mut refused = Pipeline::start(&format!(
-        "[http]\nproxy = \"{proxy_url}\"\nproxy_for = [\"endpoints\"]\n{}\n[delivery]\nallow_http = true\nretries = [\"1h\"]\n{}",
-        shop(&api.url, r#"  initial = "emit""#),
-        endpoint(
-            "named",
-            &format!("http://localhost:{port}/n"),
-            "jwt",
-            JWT_KEY
-        ),
-    ));
-    let error = eventually("the attempt refused", || {
+    let mut refused = Pipeline::start(
+        through_proxy()
+            .set("delivery.retries", vec!["1h"])
+            .endpoint(Endpoint::new(
+                "named",
+                &format!("http://localhost:{port}/n"),
+                "jwt",
+                JWT_KEY,
+            )),
+    );
+    let error = eventually("the attempt refused", PATIENCE, async || {
         (refused.deliveries("named").into_iter())
             .find_map(|d| d.last_error.filter(|_| d.attempts > 0))
     })
@@ -723,9 +737,7 @@ async fn endpoints_go_through_the_proxy_and_the_policy_judges_the_target_not_the
 fn a_bad_proxy_setting_names_its_key() {
     let text =
         "[http]\nproxy = \"proxy:3128\"\nno_proxy = [\"a b\"]\nproxy_for = [\"everything\"]\n";
-    let error = crate::common::parse(text, &Default::default())
-        .unwrap_err()
-        .to_string();
+    let error = parse(text, &Default::default()).unwrap_err().to_string();
     for key in ["http.proxy", "http.no_proxy[0]", "http.proxy_for[0]"] {
         assert!(error.contains(key), "{key}: {error}");
     }
@@ -771,19 +783,16 @@ async fn postgrest(total: usize) -> (Arc<Mutex<Vec<String>>>, String) {
             },
         ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (seen, url)
+    (seen, start(app).await)
 }
 
 #[tokio::test]
 async fn range_pagination_walks_a_postgrest_listing_by_headers() {
     let (seen, url) = postgrest(250).await;
-    let h = Harness::new(&shop(
-        &url,
-        "  pagination = { style = \"range\", size = 100 }\n  initial = \"emit\"",
-    ));
+    let ranged = emitting()
+        .set("pagination.style", "range")
+        .set("pagination.size", 100);
+    let h = Harness::new(&shop(&url, ranged).toml());
     assert_eq!(h.resource.deleted_after, 2, "ranges shift like pages");
     let report = h.poll().await.unwrap();
     assert_eq!((report.pages, report.listed), (3, 250));
@@ -798,7 +807,7 @@ async fn range_pagination_walks_a_postgrest_listing_by_headers() {
     );
 
     let (seen, url) = postgrest(40).await;
-    let h = Harness::new(&shop(&url, "  pagination = { style = \"range\" }"));
+    let h = Harness::new(&shop(&url, orders().set("pagination.style", "range")).toml());
     assert_eq!(
         h.poll().await.unwrap().listed,
         40,
