@@ -18,4 +18,5 @@ mod security_source;
 mod service;
 mod store;
 mod support;
+mod ui;
 mod xml;

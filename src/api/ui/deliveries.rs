@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::layout::{self, Tab, Tone, action, badge, empty, enc, maybe_time, time};
-use super::{Page, render};
+use super::{Page, logout, render};
 use crate::admin::{Admin, DeliveryQuery, DeliveryView};
 use crate::api::Shared;
 use crate::store::AttemptRow;
@@ -81,7 +81,12 @@ pub(super) async fn page(State(p): State<Shared>, Query(f): Query<Filters>) -> P
             }
         }
     };
-    render(layout::frame("Deliveries", Tab::Deliveries, body))
+    render(layout::frame(
+        "Deliveries",
+        Tab::Deliveries,
+        logout(&p),
+        body,
+    ))
 }
 
 /// A delivery's status as shown: `retrying` is a pending one that has been tried.

@@ -10,7 +10,7 @@ use axum::extract::State;
 use maud::{Markup, html};
 
 use super::layout::{self, Tab, Tone, action, badge, confirmed_action, empty, enc};
-use super::{Page, render};
+use super::{Page, logout, render};
 use crate::admin::{Admin, DeliveryQuery, EndpointState, EndpointTotals, EndpointView};
 use crate::api::Shared;
 
@@ -74,7 +74,7 @@ pub(super) async fn page(State(p): State<Shared>) -> Page {
         }
         (add_form(&p))
     };
-    render(layout::frame("Endpoints", Tab::Endpoints, body))
+    render(layout::frame("Endpoints", Tab::Endpoints, logout(&p), body))
 }
 
 fn row(e: &EndpointView, totals: Option<&EndpointTotals>, last_error: Option<&str>) -> Markup {
@@ -98,7 +98,7 @@ fn row(e: &EndpointView, totals: Option<&EndpointTotals>, last_error: Option<&st
             }
             td { (e.signing) div.muted { "secret " code { (e.secret_hint) } } }
             td {
-                @if e.resources.is_empty() { "all resources" } @else { (e.resources.join(", ")) }
+                @if e.resources.is_empty() || e.resources.iter().any(|r| r == "*") { "all resources" } @else { (e.resources.join(", ")) }
                 div.muted { @if e.actions.is_empty() { "all actions" } @else { (e.actions.join(", ")) } }
             }
             td.num { a href=(format!("/ui/deliveries?endpoint={}&status=pending", enc(&e.name))) { (pending) } }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::deliveries::delivery_table;
 use super::layout::{self, Tab, action, empty, enc, time_text};
-use super::{Page, render};
+use super::{Page, logout, render};
 use crate::admin::{Admin, EventQuery, EventView};
 use crate::api::Shared;
 
@@ -136,7 +136,7 @@ pub(super) async fn list(State(p): State<Shared>, Query(f): Query<Filters>) -> P
             @if let Some(next) = events.next_cursor { a href=(f.href(Some(next))) { "Older →" } }
         }
     };
-    render(layout::frame("Events", Tab::Events, body))
+    render(layout::frame("Events", Tab::Events, logout(&p), body))
 }
 
 /// `created`, `updated`, `deleted` as a badge.
@@ -198,7 +198,7 @@ pub(super) async fn show(State(p): State<Shared>, Path(id): Path<String>) -> Pag
             }
         }
     };
-    render(layout::frame(&event.kind, Tab::Events, body))
+    render(layout::frame(&event.kind, Tab::Events, logout(&p), body))
 }
 
 /// The RFC 6902 `changes` as rows of path, before and after.

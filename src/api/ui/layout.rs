@@ -30,8 +30,8 @@ const TABS: [(Tab, &str, &str); 4] = [
     (Tab::Endpoints, "Endpoints", "/ui/endpoints"),
 ];
 
-/// A whole page.
-pub(super) fn frame(title: &str, tab: Tab, body: Markup) -> Markup {
+/// A whole page; `logout` offers **Log out** (with a token configured, so a session exists).
+pub(super) fn frame(title: &str, tab: Tab, logout: bool, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -57,11 +57,15 @@ pub(super) fn frame(title: &str, tab: Tab, body: Markup) -> Markup {
                                 }
                             }
                         }
-                        button.link type="button" data-logout { "Log out" }
+                        @if logout {
+                            button.link type="button" data-logout { "Log out" }
+                        }
                     }
                 }
-                div #flash role="status" aria-live="polite" {}
-                main #main { (body) }
+                main #main {
+                    div #flash role="status" aria-live="polite" {}
+                    (body)
+                }
             }
         }
     }
@@ -72,6 +76,7 @@ pub(super) fn error_page(status: StatusCode, message: &str) -> Markup {
     frame(
         "Error",
         Tab::None,
+        false,
         html! {
             h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("Error")) }
             p.error { (message) }

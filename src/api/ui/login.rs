@@ -29,6 +29,7 @@ fn form() -> Page {
     render(layout::frame(
         "Log in",
         Tab::None,
+        false,
         html! {
             section.login {
                 h1 { "Log in" }

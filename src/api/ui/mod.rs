@@ -141,6 +141,11 @@ async fn asset(Path(name): Path<String>) -> Response {
         .into_response()
 }
 
+/// Whether pages offer **Log out**: only a configured token makes a session.
+fn logout(p: &Shared) -> bool {
+    p.config.server.admin_token.is_some()
+}
+
 /// What a page handler returns: the page, or the error rendered as a page.
 type Page = Result<Html<String>, PageError>;
 

@@ -9,7 +9,7 @@ use axum::extract::State;
 use maud::{Markup, html};
 
 use super::layout::{self, Tone, badge, empty, enc, maybe_time, time_text};
-use super::{Page, render};
+use super::{Page, logout, render};
 use crate::admin::{Admin, EventQuery, ResourceView, SourceView};
 use crate::api::Shared;
 
@@ -46,7 +46,12 @@ pub(super) async fn page(State(p): State<Shared>) -> Page {
             }
         }
     };
-    render(layout::frame("Sources", layout::Tab::Sources, body))
+    render(layout::frame(
+        "Sources",
+        layout::Tab::Sources,
+        logout(&p),
+        body,
+    ))
 }
 
 fn source_table(
