@@ -42,7 +42,8 @@ pub struct EventPage {
     pub next_cursor: Option<i64>,
 }
 
-fn time(name: &str, value: Option<&str>) -> Result<Option<i64>, AdminError> {
+/// An RFC 3339 filter as Unix ms; the problem names `name`.
+pub(super) fn time(name: &str, value: Option<&str>) -> Result<Option<i64>, AdminError> {
     value
         .map(|v| {
             chrono::DateTime::parse_from_rfc3339(v)

@@ -117,6 +117,14 @@ pub struct DeliveryFilter {
     pub status: Option<String>,
     /// Event id.
     pub event_id: Option<String>,
+    /// At least this many attempts made (`pending` with 1: retrying).
+    pub min_attempts: Option<u32>,
+    /// The last response's status class: 2 for 2xx … 5 for 5xx.
+    pub status_class: Option<u16>,
+    /// Created at or after (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Created before (Unix ms).
+    pub until_ms: Option<i64>,
     /// At most this many, newest first.
     pub limit: usize,
 }

@@ -266,3 +266,40 @@ async fn what_another_site_could_send_is_refused() {
         assert_eq!(page.status(), 403, "a page, {name}: {value}");
     }
 }
+
+#[tokio::test]
+async fn deliveries_filter_by_retrying_response_class_and_time_through_the_api() {
+    let ui = Dashboard::start(None).await;
+    for query in [
+        "status=retrying",
+        "code=5xx",
+        "since=2026-01-01T00:00:00Z&until=2036-01-01T00:00:00Z",
+    ] {
+        let response = ui
+            .get(&format!("/api/v1/deliveries?{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{query}");
+        let page = ui
+            .get(&format!("/ui/deliveries?{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200, "{query}");
+    }
+    for (query, field) in [
+        ("code=6xx", "code"),
+        ("status=lost", "status"),
+        ("since=yesterday", "since"),
+    ] {
+        let response = ui
+            .get(&format!("/api/v1/deliveries?{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{query}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["problems"][0]["field"], field, "{body}");
+    }
+}

@@ -1,7 +1,8 @@
 //! The Deliveries page: deliveries newest first, filtered by status and endpoint, each with its
 //! attempt timeline; **Retry** on a failed one, **Retry all failed** for the endpoint filtered.
 //!
-//! In: the query string (`status`, `endpoint`). Out: the table, shared with the event page.
+//! In: the query string (`status`, `endpoint`, `code`, `since`, `until`), kept in the URL so a
+//! link can be shared. Out: the table, shared with the event page.
 //! `retrying` is shown for a pending delivery that has had attempts: it is waiting for its next.
 
 use axum::extract::{Query, State};
@@ -11,6 +12,7 @@ use serde_json::json;
 
 use super::layout::{self, Tab, Tone, action, badge, empty, enc, maybe_time, time};
 use super::{Page, logout, render};
+use crate::admin::deliveries::{CODE_CLASSES, STATUS_FILTERS};
 use crate::admin::{Admin, DeliveryQuery, DeliveryView};
 use crate::api::Shared;
 use crate::store::AttemptRow;
@@ -22,6 +24,12 @@ pub(super) struct Filters {
     status: String,
     #[serde(default)]
     endpoint: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    until: String,
 }
 
 /// `GET /ui/deliveries`.
@@ -34,6 +42,9 @@ pub(super) async fn page(State(p): State<Shared>, Query(f): Query<Filters>) -> P
             endpoint: filter(&f.endpoint),
             status: filter(&f.status),
             event_id: None,
+            code: filter(&f.code),
+            since: filter(&f.since),
+            until: filter(&f.until),
             limit: Some(50),
         })
         .await?;
@@ -49,8 +60,17 @@ pub(super) async fn page(State(p): State<Shared>, Query(f): Query<Filters>) -> P
         form.filters method="get" action="/ui/deliveries" {
             label { "Status"
                 select name="status" {
-                    @for s in ["", "pending", "delivered", "failed"] {
-                        option value=(s) selected[f.status == s] { (if s.is_empty() { "any" } else { s }) }
+                    option value="" { "any" }
+                    @for s in STATUS_FILTERS {
+                        option value=(s) selected[f.status == s] { (s) }
+                    }
+                }
+            }
+            label { "Last response"
+                select name="code" {
+                    option value="" { "any" }
+                    @for c in CODE_CLASSES {
+                        option value=(c) selected[f.code == c] { (c) }
                     }
                 }
             }
@@ -60,6 +80,8 @@ pub(super) async fn page(State(p): State<Shared>, Query(f): Query<Filters>) -> P
                     @for e in &endpoints { option value=(e.name) selected[f.endpoint == e.name] { (e.name) } }
                 }
             }
+            label { "Since" input name="since" value=(f.since) placeholder="2026-11-22T00:00:00Z"; }
+            label { "Until" input name="until" value=(f.until) placeholder="RFC 3339"; }
             button type="submit" { "Filter" }
             a href="/ui/deliveries" { "Clear" }
         }

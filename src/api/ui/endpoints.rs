@@ -25,8 +25,8 @@ pub(super) async fn page(State(p): State<Shared>) -> Page {
             .deliveries(DeliveryQuery {
                 endpoint: Some(e.name.clone()),
                 status: Some("failed".into()),
-                event_id: None,
                 limit: Some(1),
+                ..DeliveryQuery::default()
             })
             .await?;
         last_errors.push(

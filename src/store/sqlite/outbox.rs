@@ -227,6 +227,8 @@ impl Db {
                     d.last_status, d.last_error, d.created_at, d.finished_at
              FROM deliveries d JOIN events e ON e.seq = d.event_seq JOIN endpoints p ON p.id = d.endpoint_id
              WHERE (?1 IS NULL OR p.name = ?1) AND (?2 IS NULL OR d.status = ?2) AND (?3 IS NULL OR e.id = ?3)
+               AND (?5 IS NULL OR d.attempts >= ?5) AND (?6 IS NULL OR d.last_status / 100 = ?6)
+               AND (?7 IS NULL OR d.created_at >= ?7) AND (?8 IS NULL OR d.created_at < ?8)
              ORDER BY d.id DESC LIMIT ?4",
         )?;
         let rows = stmt.query_map(
@@ -234,7 +236,11 @@ impl Db {
                 filter.endpoint,
                 filter.status,
                 filter.event_id,
-                filter.limit as i64
+                filter.limit as i64,
+                filter.min_attempts,
+                filter.status_class,
+                filter.since_ms,
+                filter.until_ms,
             ],
             |r| {
                 let status: String = r.get(5)?;
