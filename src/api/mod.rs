@@ -97,6 +97,7 @@ route_table! {
     Token post "/api/v1/endpoints/{name}/resume" => endpoints::resume;
     Token post "/api/v1/endpoints/{name}/rotate-secret" => endpoints::rotate_secret;
     Token post "/api/v1/endpoints/{name}/backfill" => endpoints::backfill;
+    Token post "/api/v1/endpoints/{name}/test" => endpoints::send_test;
     Token get "/api/v1/events" => events::list;
     Token get "/api/v1/events/{id}" => events::show;
     Token get "/api/v1/events/{id}/deliveries" => events::deliveries;

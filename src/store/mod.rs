@@ -27,7 +27,7 @@ mod sqlite;
 
 pub use endpoints::{EndpointPatch, StoredEndpoint};
 pub use events::EventFilter;
-pub use outbox::{AttemptRow, DeliveryFilter, DeliveryRow, Due, Recorded};
+pub use outbox::{AttemptCount, AttemptRow, DeliveryFilter, DeliveryRow, Due, Recorded};
 pub use snapshot::{
     CommitSummary, NoUpserts, PageRecord, PollCommit, PollFailure, Prior, ResourceState,
     ResourceStatus, SnapshotRow, Upsert, Upserts,

@@ -185,4 +185,19 @@ impl Store {
     pub async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         self.run(move |db| db.delivery_counts()).await
     }
+    /// Per endpoint, the attempts made at or after `since_ms` and how many got a 2xx.
+    pub async fn attempt_counts(&self, since_ms: i64) -> Result<Vec<AttemptCount>, StoreError> {
+        self.run(move |db| db.attempt_counts(since_ms)).await
+    }
+}
+
+/// One endpoint's attempts over a window, for its success rate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptCount {
+    /// Endpoint name.
+    pub endpoint: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Of which answered 2xx.
+    pub succeeded: i64,
 }

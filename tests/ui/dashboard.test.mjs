@@ -7,6 +7,12 @@ import {
   eventually, fakeSource, launchBrowser, receiver, screenshot, startPollhook,
 } from "./support.mjs";
 
+/** The claims of a JWT-signed webhook (the endpoint's `signing = "jwt"`), as text. */
+function claims(jwt) {
+  const [, payload = ""] = jwt.split(".");
+  return Buffer.from(payload, "base64url").toString("utf8");
+}
+
 describe("the dashboard without a token (loopback only)", () => {
   let source, hook, pollhook, browser, page;
 
@@ -89,6 +95,18 @@ describe("the dashboard without a token (loopback only)", () => {
       await page.reload();
       return false;
     });
+  });
+
+  test("Endpoints: a test event arrives; the 24 h numbers count it", async () => {
+    await page.goto(`${pollhook.admin}/ui/endpoints`);
+    const before = hook.state.received.length;
+    await page.locator('tr[data-endpoint="erp"]').getByRole("button", { name: "Send test event" }).click();
+    await page.locator("#flash.ok", { hasText: "pollhook.endpoint.test" }).waitFor();
+    await eventually("the test event at the receiver", () =>
+      hook.state.received.slice(before).some((r) => claims(r.body).includes("pollhook.endpoint.test")));
+    // The live region refreshes by itself: 500, 200 (the retry), 200 (the test) = 3 attempts.
+    await page.locator('tr[data-endpoint="erp"] td.num', { hasText: /^3$/ }).waitFor({ timeout: 15_000 });
+    assert.match(await page.locator('tr[data-endpoint="erp"]').textContent(), /66 %/);
   });
 
   test("Endpoints: pause and resume", async () => {

@@ -1,8 +1,10 @@
 //! The Endpoints page: each endpoint's state (and why it is disabled), its deliveries by status
-//! (the pending ones are its queue), its success rate and last error; **Pause / Resume**,
-//! **Rotate secret**, **Remove**, and a form that adds one, with optional backfill.
+//! (the pending ones are its queue), its attempts and success rate over the last 24 h, its last
+//! error; **Pause / Resume**, **Send test event**, **Rotate secret**, **Remove**, and a form that
+//! adds one, with optional backfill.
 //!
-//! In: [`Admin::endpoints`], [`Admin::endpoint_totals`], each endpoint's newest failure. Out:
+//! In: [`Admin::endpoints`], [`Admin::endpoint_totals`], [`Admin::endpoint_activity`], each
+//! endpoint's newest failure. Out:
 //! the table and the form. A secret is never rendered: the hint only; a new one is shown once
 //! by `app.js`, from the API's answer.
 
@@ -11,7 +13,9 @@ use maud::{Markup, html};
 
 use super::layout::{self, Tab, Tone, action, badge, confirmed_action, empty, enc};
 use super::{Page, logout, render};
-use crate::admin::{Admin, DeliveryQuery, EndpointState, EndpointTotals, EndpointView};
+use crate::admin::{
+    Admin, DeliveryQuery, EndpointActivity, EndpointState, EndpointTotals, EndpointView,
+};
 use crate::api::Shared;
 
 /// `GET /ui/endpoints`.
@@ -19,6 +23,7 @@ pub(super) async fn page(State(p): State<Shared>) -> Page {
     let admin = Admin::of(&p);
     let endpoints = admin.endpoints().await?;
     let totals = admin.endpoint_totals().await?;
+    let activity = admin.endpoint_activity().await?;
     let mut last_errors = Vec::with_capacity(endpoints.len());
     for e in &endpoints {
         let failed = admin
@@ -54,13 +59,15 @@ pub(super) async fn page(State(p): State<Shared>) -> Page {
                         th scope="col" class="num" { "Queued" }
                         th scope="col" class="num" { "Delivered" }
                         th scope="col" class="num" { "Failed" }
-                        th scope="col" class="num" { "Success" }
+                        th scope="col" class="num" { abbr title="attempts over the last 24 hours" { "Attempts 24 h" } }
+                        th scope="col" class="num" { abbr title="attempts answered 2xx over the last 24 hours" { "Success 24 h" } }
                         th scope="col" { "Last error" }
                         th scope="col" { span.visually-hidden { "Actions" } }
                     } }
                     tbody {
                         @for (e, last_error) in endpoints.iter().zip(&last_errors) {
-                            (row(e, totals.iter().find(|t| t.name == e.name), last_error.as_deref()))
+                            (row(e, totals.iter().find(|t| t.name == e.name),
+                                activity.iter().find(|a| a.name == e.name), last_error.as_deref()))
                         }
                     }
                 } }
@@ -77,11 +84,16 @@ pub(super) async fn page(State(p): State<Shared>) -> Page {
     render(layout::frame("Endpoints", Tab::Endpoints, logout(&p), body))
 }
 
-fn row(e: &EndpointView, totals: Option<&EndpointTotals>, last_error: Option<&str>) -> Markup {
+fn row(
+    e: &EndpointView,
+    totals: Option<&EndpointTotals>,
+    activity: Option<&EndpointActivity>,
+    last_error: Option<&str>,
+) -> Markup {
     let base = format!("/api/v1/endpoints/{}", enc(&e.name));
     let (pending, delivered, failed) =
         totals.map_or((0, 0, 0), |t| (t.pending, t.delivered, t.failed));
-    let finished = delivered + failed;
+    let (attempts, succeeded) = activity.map_or((0, 0), |a| (a.attempts, a.succeeded));
     html! {
         tr id=(format!("endpoint-{}", e.name)) data-endpoint=(e.name) data-state=(e.state.as_str()) {
             th scope="row" {
@@ -104,9 +116,10 @@ fn row(e: &EndpointView, totals: Option<&EndpointTotals>, last_error: Option<&st
             td.num { a href=(format!("/ui/deliveries?endpoint={}&status=pending", enc(&e.name))) { (pending) } }
             td.num { (delivered) }
             td.num { a href=(format!("/ui/deliveries?endpoint={}&status=failed", enc(&e.name))) { (failed) } }
+            td.num { (attempts) }
             td.num {
-                @if finished > 0 {
-                    (format!("{:.0} %", 100.0 * delivered as f64 / finished as f64))
+                @if attempts > 0 {
+                    (success_rate(succeeded, attempts))
                 } @else { span.muted { "—" } }
             }
             td { @match last_error { Some(error) => span.error-text { (error) }, None => span.muted { "none" } } }
@@ -116,6 +129,7 @@ fn row(e: &EndpointView, totals: Option<&EndpointTotals>, last_error: Option<&st
                 } @else {
                     (action("Resume", "POST", &format!("{base}/resume"), None))
                 }
+                (action("Send test event", "POST", &format!("{base}/test"), None))
                 button type="button" data-api=(format!("{base}/rotate-secret")) data-method="POST"
                     data-body=r#"{"overlap":"24h"}"# data-show-secret
                     data-confirm=(format!("Rotate the secret of {}? The old one keeps signing for 24 h too.", e.name)) {
@@ -127,6 +141,12 @@ fn row(e: &EndpointView, totals: Option<&EndpointTotals>, last_error: Option<&st
             }
         }
     }
+}
+
+/// `succeeded / attempts` as a whole percentage, never rounded up to 100 while one failed.
+fn success_rate(succeeded: i64, attempts: i64) -> String {
+    let percent = succeeded.saturating_mul(100) / attempts.max(1);
+    format!("{percent} %")
 }
 
 fn add_form(p: &Shared) -> Markup {

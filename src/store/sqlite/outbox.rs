@@ -16,7 +16,9 @@ use super::events::insert_events;
 use super::{Db, to_time, write_tx};
 use crate::event::{self, Event};
 use crate::retry::Next;
-use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow, Due, Recorded, StoreError, now_ms};
+use crate::store::{
+    AttemptCount, AttemptRow, DeliveryFilter, DeliveryRow, Due, Recorded, StoreError, now_ms,
+};
 
 impl Db {
     /// Claims up to `limit` due deliveries of one endpoint, leasing them for `lease_ms`.
@@ -343,6 +345,26 @@ impl Db {
              GROUP BY p.name, d.status ORDER BY p.name, d.status",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub(in crate::store) fn attempt_counts(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<AttemptCount>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.name, count(*), coalesce(sum(a.status BETWEEN 200 AND 299), 0)
+             FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN endpoints p ON p.id = d.endpoint_id
+             WHERE a.at >= ?1 GROUP BY p.name ORDER BY p.name",
+        )?;
+        let rows = stmt.query_map([since_ms], |r| {
+            Ok(AttemptCount {
+                endpoint: r.get(0)?,
+                attempts: r.get(1)?,
+                succeeded: r.get(2)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

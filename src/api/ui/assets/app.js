@@ -70,6 +70,7 @@ function describe(label, result) {
   if (typeof result.accepted_deletes === "number") {
     return `${label}: ${result.accepted_deletes} deletes applied at the next poll.`;
   }
+  if (result.event_id) return `${label}: ${result.type} queued (${result.event_id}).`;
   if (typeof result.listed === "number") {
     const events = (result.events || []).length;
     return `${label}: ${result.listed} items listed in ${result.pages} pages, ${events} events.`;
