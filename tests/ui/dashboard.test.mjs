@@ -52,6 +52,9 @@ describe("the dashboard without a token (loopback only)", () => {
     await page.locator("#flash.ok", { hasText: "1 events" }).waitFor();
     await row.locator("time").nth(1).waitFor();
     await screenshot(page, "sources");
+    await page.emulateMedia({ colorScheme: "dark" });
+    await screenshot(page, "sources-dark");
+    await page.emulateMedia({ colorScheme: "light" });
   });
 
   test("Events lists the change, and its page shows the diff and its delivery", async () => {
@@ -119,6 +122,7 @@ describe("the dashboard without a token (loopback only)", () => {
     assert.match(await page.locator('tr[data-endpoint="erp"]').textContent(), /paused/);
     await page.locator('tr[data-endpoint="erp"]').getByRole("button", { name: "Resume" }).click();
     await page.locator('tr[data-endpoint="erp"][data-state="active"]').waitFor();
+    await page.locator('tr[data-endpoint="erp"] td.num', { hasText: /^3$/ }).waitFor();
     await screenshot(page, "endpoints");
   });
 
