@@ -20,7 +20,7 @@
 //!
 //! Beside the spine: `admin` (every operator operation and its `Serialize` view, shared by the
 //! CLI, the API and the dashboard), `api/` (the admin API by noun over `admin`, health,
-//! `/metrics`), `pipeline` (what a running pollhook shares, and what can stop it), `http` (the one
+//! `/metrics`, and the dashboard at `/ui/`), `pipeline` (what a running pollhook shares, and what can stop it), `http` (the one
 //! way a client is built), `secret` (values that print as `***`), `incremental` (`since`
 //! bookkeeping), `decode` / `encode` (page bytes → the JSON tree; an event → JSON or XML bytes),
 //! `endpoint` (filters, the URL and address policy), `adapters` (definitions merged into

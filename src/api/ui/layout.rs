@@ -161,7 +161,38 @@ pub(super) fn confirmed_action(label: &str, url: &str, question: &str) -> Markup
     }
 }
 
-/// A path segment or query value, percent-encoded.
+/// A path segment or query value, percent-encoded (a space as `%20`, which both accept; the
+/// form encoding's `+` means a plus sign in a path).
 pub(super) fn enc(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enc_makes_a_path_segment_and_a_query_value() {
+        assert_eq!(enc("shop.orders"), "shop.orders");
+        assert_eq!(enc("a b+c/d?e&f"), "a%20b%2Bc%2Fd%3Fe%26f");
+    }
+
+    #[test]
+    fn a_time_is_utc_text_with_a_machine_readable_datetime() {
+        let at = DateTime::parse_from_rfc3339("2026-11-22T23:40:00.5+01:00").unwrap();
+        let html = time(&at.with_timezone(&Utc)).into_string();
+        assert_eq!(
+            html,
+            r#"<time datetime="2026-11-22T22:40:00.500Z">2026-11-22 22:40:00 UTC</time>"#
+        );
+        assert_eq!(time_text("not a time").into_string(), "not a time");
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        let html = badge(Tone::Bad, "<script>").into_string();
+        assert_eq!(html, r#"<span class="badge bad">&lt;script&gt;</span>"#);
+    }
 }
