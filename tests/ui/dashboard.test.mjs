@@ -126,6 +126,34 @@ describe("the dashboard without a token (loopback only)", () => {
     await screenshot(page, "endpoints");
   });
 
+  test("Endpoints: add one with backfill, rotate its secret once, remove it", async () => {
+    page.on("dialog", (dialog) => dialog.accept());
+    await page.goto(`${pollhook.admin}/ui/endpoints`);
+    const before = hook.state.received.length;
+    const form = page.locator("#add-endpoint");
+    await form.getByLabel("Name").fill("audit");
+    await form.getByLabel("URL").fill(`${hook.url}/audit`);
+    await form.getByLabel(/Backfill/).check();
+    await form.getByRole("button", { name: "Add endpoint" }).click();
+    await page.locator("#flash.ok", { hasText: "audit" }).waitFor();
+    const shown = await page.locator("#secret-value").textContent();
+    assert.ok(shown.length >= 16, `a generated secret is shown once: ${shown}`);
+    await page.locator('tr[data-endpoint="audit"]').waitFor();
+    await eventually("the backfill at the receiver", () => hook.state.received.length >= before + 2);
+
+    await page.locator('tr[data-endpoint="audit"]').getByRole("button", { name: "Rotate secret" }).click();
+    await page.locator("#secret-overlap", { hasText: "24 h" }).waitFor();
+    const rotated = await page.locator("#secret-value").textContent();
+    assert.notEqual(rotated, shown);
+    await page.reload();
+    const html = await page.content();
+    assert.ok(!html.includes(shown) && !html.includes(rotated), "a secret is never rendered by the server");
+
+    await page.locator('tr[data-endpoint="audit"]').getByRole("button", { name: "Remove" }).click();
+    await page.locator('tr[data-endpoint="audit"]').waitFor({ state: "detached" });
+    page.removeAllListeners("dialog");
+  });
+
   test("a cross-site form post is refused", async () => {
     // Another origin's page (a port is an origin) with a plain HTML form aimed at the dashboard's API.
     const target = `${pollhook.admin}/api/v1/endpoints/erp/pause`;

@@ -136,7 +136,7 @@ fn row(
                     "Rotate secret"
                 }
                 @if e.origin != "config" {
-                    (confirmed_action("Remove", &base, &format!("Remove {}? Its queued deliveries are dropped.", e.name)))
+                    (confirmed_action("Remove", "DELETE", &base, &format!("Remove {}? Its queued deliveries are dropped.", e.name)))
                 }
             }
         }

@@ -155,9 +155,9 @@ pub(super) fn action(label: &str, method: &str, url: &str, body: Option<&str>) -
 }
 
 /// [`action`] that asks first.
-pub(super) fn confirmed_action(label: &str, url: &str, question: &str) -> Markup {
+pub(super) fn confirmed_action(label: &str, method: &str, url: &str, question: &str) -> Markup {
     html! {
-        button.danger type="button" data-api=(url) data-method="POST" data-confirm=(question) { (label) }
+        button.danger type="button" data-api=(url) data-method=(method) data-confirm=(question) { (label) }
     }
 }
 

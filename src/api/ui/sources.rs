@@ -140,7 +140,7 @@ fn resource_row(source: &SourceView, r: &ResourceView, last_change: Option<Strin
                 @if r.held_deletes > 0 {
                     (badge(Tone::Warn, &format!("{} held", r.held_deletes))) " "
                     @if r.configured {
-                        (layout::confirmed_action("Accept", &accept_url,
+                        (layout::confirmed_action("Accept", "POST", &accept_url,
                             &format!("Let the next poll of {} delete {} items?", r.key, r.held_deletes)))
                     }
                 } @else {
