@@ -34,7 +34,7 @@ pub struct EventQuery {
 }
 
 /// A page of events, newest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct EventPage {
     /// The events.
     pub data: Vec<EventView>,

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::layout::{self, Tab, Tone, action, badge, empty, enc, maybe_time, time};
 use super::{Page, logout, render};
 use crate::admin::deliveries::{CODE_CLASSES, STATUS_FILTERS};
-use crate::admin::{Admin, DeliveryQuery, DeliveryView};
+use crate::admin::{Admin, AdminError, DeliveryQuery, DeliveryView};
 use crate::api::Shared;
 use crate::store::AttemptRow;
 
@@ -37,7 +37,8 @@ pub(super) async fn page(State(p): State<Shared>, Query(f): Query<Filters>) -> P
     let admin = Admin::of(&p);
     let endpoints = admin.endpoints().await?;
     let filter = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-    let mut deliveries = admin
+    // A bad filter is shown beside the form that has it, not as an error page.
+    let listed = admin
         .deliveries(DeliveryQuery {
             endpoint: filter(&f.endpoint),
             status: filter(&f.status),
@@ -47,7 +48,12 @@ pub(super) async fn page(State(p): State<Shared>, Query(f): Query<Filters>) -> P
             until: filter(&f.until),
             limit: Some(50),
         })
-        .await?;
+        .await;
+    let (mut deliveries, problem) = match listed {
+        Ok(list) => (list, None),
+        Err(e @ AdminError::Invalid(_)) => (Vec::new(), Some(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
     for d in &mut deliveries {
         d.attempt_log = Some(admin.attempts(d.delivery.id).await?);
     }
@@ -89,8 +95,11 @@ pub(super) async fn page(State(p): State<Shared>, Query(f): Query<Filters>) -> P
             (action(if f.endpoint.is_empty() { "Retry all failed" } else { "Retry all failed of this endpoint" },
                 "POST", "/api/v1/deliveries/retry-failed", Some(&retry_all)))
         }
+        @if let Some(problem) = &problem { p.error role="alert" { "Filter not applied: " (problem) } }
         div #deliveries data-live {
-            @if deliveries.is_empty() {
+            @if problem.is_some() {
+                // The alert above says why nothing is listed.
+            } @else if deliveries.is_empty() {
                 (empty("No deliveries match.", html! {
                     @if endpoints.is_empty() {
                         "No endpoints yet: " a href="/ui/endpoints" { "add one" } " and pollhook delivers every change to it."

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::deliveries::delivery_table;
 use super::layout::{self, Tab, action, empty, enc, time_text};
 use super::{Page, logout, render};
-use crate::admin::{Admin, EventQuery, EventView};
+use crate::admin::{Admin, AdminError, EventPage, EventQuery, EventView};
 use crate::api::Shared;
 
 /// The filters, as the form sends them: an empty field is no filter.
@@ -77,7 +77,12 @@ impl Filters {
 
 /// `GET /ui/events`.
 pub(super) async fn list(State(p): State<Shared>, Query(f): Query<Filters>) -> Page {
-    let events = Admin::of(&p).events(f.query()).await?;
+    // A bad filter is shown beside the form that has it, not as an error page.
+    let (events, problem) = match Admin::of(&p).events(f.query()).await {
+        Ok(events) => (events, None),
+        Err(e @ AdminError::Invalid(_)) => (EventPage::default(), Some(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
     let sources: Vec<&str> = p.config.sources.iter().map(|s| s.name.as_str()).collect();
     let body = html! {
         h1 { "Events" }
@@ -102,8 +107,11 @@ pub(super) async fn list(State(p): State<Shared>, Query(f): Query<Filters>) -> P
             button type="submit" { "Filter" }
             a href="/ui/events" { "Clear" }
         }
+        @if let Some(problem) = &problem { p.error role="alert" { "Filter not applied: " (problem) } }
         div #events data-live {
-            @if events.data.is_empty() {
+            @if problem.is_some() {
+                // The alert above says why nothing is listed.
+            } @else if events.data.is_empty() {
                 (empty("No events match.", html! {
                     "Events appear when a poll finds an item created, updated or deleted (the first poll of a resource records a baseline silently). Clear the filters, or press Poll now on "
                     a href="/ui/" { "Sources" } "."
