@@ -170,6 +170,16 @@ function rememberSeen() {
 
 let refreshing = false;
 
+// The server's last HTML of each live region, so an unchanged one is left alone (a selection,
+// a hover, a half-read error stay put).
+const liveHtml = new Map();
+
+function rememberLive() {
+  for (const region of document.querySelectorAll("[data-live][id]")) {
+    liveHtml.set(region.id, region.innerHTML);
+  }
+}
+
 // Re-fetches this page and swaps each live region in place; forms live outside them.
 async function refresh() {
   const regions = document.querySelectorAll("[data-live][id]");
@@ -185,7 +195,8 @@ async function refresh() {
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
     for (const region of regions) {
       const next = fresh.getElementById(region.id);
-      if (!next) continue;
+      if (!next || liveHtml.get(region.id) === next.innerHTML) continue;
+      liveHtml.set(region.id, next.innerHTML);
       const open = [...region.querySelectorAll("details[open][id]")].map((d) => d.id);
       const focused = region.contains(document.activeElement) ? document.activeElement : null;
       const focusKey = focused && focused.dataset.api;
@@ -232,6 +243,7 @@ document.addEventListener("submit", (event) => {
 });
 
 document.addEventListener("DOMContentLoaded", () => {
+  rememberLive();
   localTimes(document);
   rememberSeen();
   markUnseen(document);
