@@ -190,7 +190,8 @@ describe("the dashboard with an admin token", () => {
   let source, hook, pollhook, browser, page;
 
   before(async () => {
-    source = await fakeSource([{ id: 1, name: "Desk" }]);
+    // Ten items: the delete guard watches snapshots of at least ten (src/diff.rs).
+    source = await fakeSource(Array.from({ length: 10 }, (_, i) => ({ id: i + 1, name: `Item ${i + 1}` })));
     hook = await receiver(200);
     pollhook = await startPollhook({ source: source.url, hook: hook.url, token });
     browser = await launchBrowser();
@@ -233,5 +234,28 @@ describe("the dashboard with an admin token", () => {
     await page.waitForURL(`${pollhook.admin}/ui/login`);
     const api = await page.request.get(`${pollhook.admin}/api/v1/endpoints`);
     assert.equal(api.status(), 401);
+  });
+
+  test("held-back deletes stand out on Sources; Accept lets the next poll apply them", async () => {
+    page.on("dialog", (dialog) => dialog.accept());
+    await page.goto(`${pollhook.admin}/ui/login`);
+    await page.getByLabel("Admin token").fill(token);
+    await page.getByRole("button", { name: "Log in" }).click();
+    await page.waitForURL(`${pollhook.admin}/ui/`);
+    const row = page.locator('tr[data-resource="shop.orders"]');
+    await eventually("the baseline poll", async () => {
+      await page.reload();
+      return (await row.locator("td.num").first().textContent()).trim() === "10";
+    });
+    source.state.items = source.state.items.slice(0, 2); // 8 of 10 gone: over max_delete_ratio
+    await row.getByRole("button", { name: "Poll now" }).click();
+    await row.locator(".badge.warn", { hasText: "8 held" }).waitFor();
+    await row.getByRole("button", { name: "Accept" }).click();
+    await page.locator("#flash.ok", { hasText: "applied at the next poll" }).waitFor();
+    await row.getByRole("button", { name: "Poll now" }).click();
+    await eventually("the deletes applied", async () =>
+      (await row.locator("td.num").first().textContent()).trim() === "2");
+    assert.doesNotMatch(await row.textContent(), /held/);
+    page.removeAllListeners("dialog");
   });
 });
