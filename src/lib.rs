@@ -20,7 +20,7 @@
 //!
 //! Beside the spine: `admin` (every operator operation and its `Serialize` view, shared by the
 //! CLI, the API and the dashboard), `api/` (the admin API by noun over `admin`, health,
-//! `/metrics`), `pipeline` (what a running pollhook shares, and what can stop it), `confirm` (an
+//! `/metrics`, and the dashboard at `/ui/`), `pipeline` (what a running pollhook shares, and what can stop it), `confirm` (an
 //! item missing from a listing fetched alone before it counts as deleted), `aimd` (each
 //! endpoint's concurrency, learned from its answers), `retention` (old, settled events removed in
 //! small batches), `http` (the one way a client is built), `secret` (values that print as `***`),

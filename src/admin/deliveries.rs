@@ -12,6 +12,13 @@ use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow};
 /// The statuses a delivery can have.
 pub const STATUSES: [&str; 3] = ["pending", "delivered", "failed"];
 
+/// The statuses a list can be filtered by: [`STATUSES`] and `retrying`, a pending delivery that
+/// has been tried and waits for its next attempt.
+pub const STATUS_FILTERS: [&str; 4] = ["pending", "retrying", "delivered", "failed"];
+
+/// The response classes a list can be filtered by.
+pub const CODE_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
 /// A delivery as operators see it; `attempt_log` (oldest first) where attempts are shown.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliveryView {
@@ -28,10 +35,16 @@ pub struct DeliveryView {
 pub struct DeliveryQuery {
     /// Endpoint name.
     pub endpoint: Option<String>,
-    /// `pending`, `delivered` or `failed`.
+    /// `pending`, `retrying`, `delivered` or `failed`.
     pub status: Option<String>,
     /// Event id.
     pub event_id: Option<String>,
+    /// The last response's class: `2xx`, `3xx`, `4xx` or `5xx`.
+    pub code: Option<String>,
+    /// Created at or after (RFC 3339).
+    pub since: Option<String>,
+    /// Created before (RFC 3339).
+    pub until: Option<String>,
     /// How many, 1 to 1000; default 50.
     pub limit: Option<usize>,
 }
@@ -40,19 +53,39 @@ impl Admin<'_> {
     /// Deliveries matching `query`, newest first.
     pub async fn deliveries(&self, query: DeliveryQuery) -> Result<Vec<DeliveryView>, AdminError> {
         if let Some(s) = &query.status
-            && !STATUSES.contains(&s.as_str())
+            && !STATUS_FILTERS.contains(&s.as_str())
         {
             return Err(AdminError::invalid(
                 "status",
                 format!("`{s}` is not a delivery status"),
-                Some("pending, delivered or failed"),
+                Some("pending, retrying, delivered or failed"),
             ));
         }
+        let status_class = match query.code.as_deref() {
+            None => None,
+            Some(code) if CODE_CLASSES.contains(&code) => code[..1].parse().ok(),
+            Some(code) => {
+                return Err(AdminError::invalid(
+                    "code",
+                    format!("`{code}` is not a response class"),
+                    Some("2xx, 3xx, 4xx or 5xx"),
+                ));
+            }
+        };
+        let retrying = query.status.as_deref() == Some("retrying");
         let filter = DeliveryFilter {
             limit: limit(query.limit, 50)?,
             endpoint: query.endpoint,
-            status: query.status,
+            status: if retrying {
+                Some("pending".into())
+            } else {
+                query.status
+            },
             event_id: query.event_id,
+            min_attempts: retrying.then_some(1),
+            status_class,
+            since_ms: super::events::time("since", query.since.as_deref())?,
+            until_ms: super::events::time("until", query.until.as_deref())?,
         };
         let rows = self.store.deliveries(filter).await?;
         Ok(rows

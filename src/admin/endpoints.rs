@@ -1,5 +1,6 @@
 //! Endpoints: list, show, add (scheme → secret → validate → add → optional backfill), update,
-//! rotate the secret with an overlap, pause, resume, remove, backfill.
+//! rotate the secret with an overlap, pause, resume, remove, backfill, send a test event; each
+//! one's attempts over the last day.
 //!
 //! In: names and settings from the CLI, the API or the dashboard. Out: [`EndpointView`]s;
 //! [`CreatedEndpoint`] and [`RotatedSecret`], the only values that carry a real secret, once.
@@ -168,6 +169,20 @@ pub struct EndpointChange {
     /// Resume (`true`) or pause (`false`).
     pub active: Option<bool>,
 }
+
+/// An endpoint's attempts over the last [`ACTIVITY_WINDOW`], for its success rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointActivity {
+    /// Endpoint name.
+    pub name: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Of which answered 2xx.
+    pub succeeded: i64,
+}
+
+/// How far back [`Admin::endpoint_activity`] looks.
+pub const ACTIVITY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A rotated secret, shown once, and how long the previous one stays valid.
 #[derive(Debug, Clone, Serialize)]
@@ -363,6 +378,38 @@ impl Admin<'_> {
     /// Removes an endpoint with its deliveries and attempts.
     pub async fn remove_endpoint(&self, name: &str) -> Result<(), AdminError> {
         Ok(self.store.remove_endpoint(name).await?)
+    }
+
+    /// Every endpoint's attempts over the last [`ACTIVITY_WINDOW`]; an endpoint without any is
+    /// left out.
+    pub async fn endpoint_activity(&self) -> Result<Vec<EndpointActivity>, AdminError> {
+        let window = i64::try_from(ACTIVITY_WINDOW.as_millis()).unwrap_or(i64::MAX);
+        let since = Utc::now().timestamp_millis().saturating_sub(window);
+        let counts = self.store.attempt_counts(since).await?;
+        Ok(counts
+            .into_iter()
+            .map(|c| EndpointActivity {
+                name: c.endpoint,
+                attempts: c.attempts,
+                succeeded: c.succeeded,
+            })
+            .collect())
+    }
+
+    /// Queues a `pollhook.endpoint.test` event for this endpoint alone, whatever its filters, so
+    /// an operator sees a signed webhook arrive (or why not). Returns the event.
+    pub async fn send_test(&self, name: &str) -> Result<Event, AdminError> {
+        let endpoint = self.store.endpoint_named(name).await?;
+        let data = serde_json::json!({
+            "endpoint": name,
+            "message": "A test event from pollhook: this endpoint receives signed webhooks.",
+        });
+        let event = Event::operational("endpoint", "test", name, data, Utc::now());
+        self.store
+            .queue_for_endpoint(endpoint.id, vec![event.clone()])
+            .await?;
+        self.wake.notify();
+        Ok(event)
     }
 
     /// Queues the current snapshot of every resource the endpoint wants `created` events of,

@@ -34,7 +34,7 @@ pub struct EventQuery {
 }
 
 /// A page of events, newest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct EventPage {
     /// The events.
     pub data: Vec<EventView>,
@@ -42,7 +42,8 @@ pub struct EventPage {
     pub next_cursor: Option<i64>,
 }
 
-fn time(name: &str, value: Option<&str>) -> Result<Option<i64>, AdminError> {
+/// An RFC 3339 filter as Unix ms; the problem names `name`.
+pub(super) fn time(name: &str, value: Option<&str>) -> Result<Option<i64>, AdminError> {
     value
         .map(|v| {
             chrono::DateTime::parse_from_rfc3339(v)

@@ -20,7 +20,8 @@ pub mod sources;
 
 pub use deliveries::{DeliveryQuery, DeliveryView};
 pub use endpoints::{
-    CreatedEndpoint, EndpointChange, EndpointState, EndpointView, NewEndpoint, RotatedSecret,
+    CreatedEndpoint, EndpointActivity, EndpointChange, EndpointState, EndpointView, NewEndpoint,
+    RotatedSecret,
 };
 pub use events::{EventPage, EventQuery, EventView};
 pub use sources::{EndpointTotals, PollView, ResourceView, SourceView, Status};

@@ -17,6 +17,9 @@ pub(super) struct ListQuery {
     endpoint: Option<String>,
     status: Option<String>,
     event_id: Option<String>,
+    code: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
     limit: Option<usize>,
 }
 
@@ -41,6 +44,9 @@ pub(super) async fn list(
         endpoint: q.endpoint,
         status: q.status,
         event_id: q.event_id,
+        code: q.code,
+        since: q.since,
+        until: q.until,
         limit: q.limit,
     };
     data(Admin::of(&p).deliveries(query).await?)

@@ -149,6 +149,12 @@ pub(super) async fn rotate_secret(
     ok(Admin::of(&p).rotate_secret(&name, overlap).await?)
 }
 
+/// `POST /endpoints/{name}/test`: the test event queued for it.
+pub(super) async fn send_test(State(p): State<Shared>, Path(name): Path<String>) -> ApiResult {
+    let event = Admin::of(&p).send_test(&name).await?;
+    ok(json!({ "event_id": event.id, "type": event.kind }))
+}
+
 /// `POST /endpoints/{name}/backfill`.
 pub(super) async fn backfill(State(p): State<Shared>, Path(name): Path<String>) -> ApiResult {
     let n = Admin::of(&p).backfill(&name).await?;

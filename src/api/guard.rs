@@ -112,7 +112,9 @@ fn host_allowed(server: &ServerConfig, host: &str) -> bool {
 }
 
 /// Lets a request through with `Authorization: Bearer <admin_token>` (compared in constant
-/// time), or with any when no token is configured (the API then listens on loopback only).
+/// time) or the dashboard's session cookie, or with any when no token is configured (the API
+/// then listens on loopback only). The cookie is `SameSite=Strict` and [`same_origin`] runs
+/// first, so another site's page can neither send it nor ride on it.
 pub(super) async fn require_token(
     State(p): State<Shared>,
     request: Request,
@@ -128,6 +130,9 @@ pub(super) async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(given) if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) => {
+            next.run(request).await
+        }
+        None if super::ui::session::has_session(token, request.headers()) => {
             next.run(request).await
         }
         _ => {
@@ -146,6 +151,7 @@ pub(super) async fn require_token(
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether two byte strings are equal, in time that depends only on their lengths.
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

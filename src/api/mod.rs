@@ -5,9 +5,9 @@
 //! `{"error": {"code", "message"}}` (and `problems` naming each bad field) with the right status.
 //!
 //! Invariants: every `/api/v1` route needs `Authorization: Bearer <admin_token>` (compared in
-//! constant time); with no token configured the API only listens on loopback. The health
-//! listener serves the probe routes and nothing else, so it may listen anywhere without a token.
-//! Every route but
+//! constant time) or the dashboard's session cookie; with no token configured the API only
+//! listens on loopback. The health listener serves the probe routes and nothing else, so it may
+//! listen anywhere without a token. Every route but
 //! the probes refuses what a web page could send: a foreign `Host` (DNS rebinding), a foreign
 //! `Origin` or `Sec-Fetch-Site`, a body that is not JSON. Connections are capped, headers and
 //! bodies have a deadline and bodies a size limit, so idle clients cannot starve `/livez`. Secrets are never
@@ -18,7 +18,9 @@
 //! document served at `/api/v1/openapi.json`.
 //!
 //! By noun: `sources`, `endpoints`, `events`, `deliveries`, `health` (probes and metrics),
-//! `openapi`; the request guard is in `guard`.
+//! `openapi`; the request guard is in `guard`; the dashboard, `/ui/`, in `ui` (its pages are
+//! HTML, outside the table and the OpenAPI document, behind the same guard; its session cookie
+//! is accepted in place of the bearer token).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -52,6 +54,7 @@ mod guard;
 mod health;
 mod openapi;
 mod sources;
+mod ui;
 
 /// Who may call a route.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -96,6 +99,7 @@ route_table! {
     Token post "/api/v1/endpoints/{name}/resume" => endpoints::resume;
     Token post "/api/v1/endpoints/{name}/rotate-secret" => endpoints::rotate_secret;
     Token post "/api/v1/endpoints/{name}/backfill" => endpoints::backfill;
+    Token post "/api/v1/endpoints/{name}/test" => endpoints::send_test;
     Token get "/api/v1/events" => events::list;
     Token get "/api/v1/events/{id}" => events::show;
     Token get "/api/v1/events/{id}/deliveries" => events::deliveries;
@@ -258,6 +262,7 @@ pub fn router(pipeline: Shared) -> Router {
     ));
     let guarded = public
         .merge(token)
+        .merge(ui::router(pipeline.clone()))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -28,7 +28,7 @@ mod sqlite;
 
 pub use endpoints::{EndpointPatch, Origin, StoredEndpoint};
 pub use events::EventFilter;
-pub use outbox::{AttemptRow, DeliveryFilter, DeliveryRow, Due, Recorded};
+pub use outbox::{AttemptCount, AttemptRow, DeliveryFilter, DeliveryRow, Due, Recorded};
 pub use retention::StorageStats;
 pub use snapshot::{
     CommitSummary, NoUpserts, PageRecord, PollCommit, PollFailure, Prior, ResourceState,

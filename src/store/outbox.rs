@@ -118,6 +118,14 @@ pub struct DeliveryFilter {
     pub status: Option<String>,
     /// Event id.
     pub event_id: Option<String>,
+    /// At least this many attempts made (`pending` with 1: retrying).
+    pub min_attempts: Option<u32>,
+    /// The last response's status class: 2 for 2xx … 5 for 5xx.
+    pub status_class: Option<u16>,
+    /// Created at or after (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Created before (Unix ms).
+    pub until_ms: Option<i64>,
     /// At most this many, newest first.
     pub limit: usize,
 }
@@ -185,4 +193,19 @@ impl Store {
     pub async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         self.run(move |db| db.delivery_counts()).await
     }
+    /// Per endpoint, the attempts made at or after `since_ms` and how many got a 2xx.
+    pub async fn attempt_counts(&self, since_ms: i64) -> Result<Vec<AttemptCount>, StoreError> {
+        self.run(move |db| db.attempt_counts(since_ms)).await
+    }
+}
+
+/// One endpoint's attempts over a window, for its success rate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptCount {
+    /// Endpoint name.
+    pub endpoint: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Of which answered 2xx.
+    pub succeeded: i64,
 }

@@ -1668,7 +1668,9 @@ fn the_document_lists_exactly_the_routes_with_their_parameters_and_security() {
     );
     assert_eq!(
         query("/api/v1/deliveries"),
-        set(&["endpoint", "status", "event_id", "limit"])
+        set(&[
+            "endpoint", "status", "event_id", "code", "since", "until", "limit"
+        ])
     );
 }
 

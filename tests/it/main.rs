@@ -20,4 +20,5 @@ mod security_source;
 mod service;
 mod store;
 mod support;
+mod ui;
 mod xml;

@@ -18,8 +18,8 @@ use pollhook::normalize::Hash;
 use pollhook::retry::Next;
 use pollhook::sign::Scheme;
 use pollhook::store::{
-    CommitSummary, EndpointPatch, EventFilter, NoUpserts, PollCommit, PollFailure, Recorded,
-    SnapshotRow, Store, StoreError, Upserts, now_ms,
+    CommitSummary, DeliveryFilter, EndpointPatch, EventFilter, NoUpserts, PollCommit, PollFailure,
+    Recorded, SnapshotRow, Store, StoreError, Upserts, now_ms,
 };
 use serde_json::json;
 
@@ -92,6 +92,7 @@ conformance![
     status_shows_every_resource,
     accept_deletes_lets_held_deletes_through,
     a_failing_streak_alerts_once_at_alert_after_and_recovers,
+    deliveries_filter_by_attempts_response_class_and_time,
 ];
 
 // ───────────────────────────── building blocks ─────────────────────────────
@@ -437,6 +438,59 @@ async fn record_outcomes_applies_done_retry_and_failed(store: &Store) {
     let by_event = store.attempts(&rows[0].event_id).await.unwrap();
     assert_eq!(by_event.len(), 1);
     assert_eq!(by_event[0].endpoint, "hook");
+}
+
+async fn deliveries_filter_by_attempts_response_class_and_time(store: &Store) {
+    let hook = shop_endpoint(store, "hook").await;
+    commit_events(store, created(&["1", "2", "3", "4"])).await;
+    let due = store.claim(hook, 100, LONG_LEASE_MS).await.unwrap();
+    let later = Utc::now() + chrono::Duration::hours(1);
+    store
+        .record_outcomes(
+            vec![
+                outcome(due[0].delivery_id, hook, 200, Next::Done),
+                outcome(due[1].delivery_id, hook, 503, Next::RetryAt(later)),
+                outcome(due[2].delivery_id, hook, 404, Next::Failed),
+            ],
+            NEVER_DISABLE,
+        )
+        .await
+        .unwrap();
+    let ids = async |filter: DeliveryFilter| -> Vec<String> {
+        let mut rows = store.deliveries(filter).await.unwrap();
+        rows.sort_by_key(|d| d.id);
+        rows.into_iter().map(|d| d.resource_id).collect()
+    };
+    let all = || DeliveryFilter {
+        limit: 100,
+        ..DeliveryFilter::default()
+    };
+    // Retrying: pending and tried; "4" is pending but untried.
+    let retrying = DeliveryFilter {
+        status: Some("pending".into()),
+        min_attempts: Some(1),
+        ..all()
+    };
+    assert_eq!(ids(retrying).await, ["2"]);
+    for (class, want) in [(2, vec!["1"]), (4, vec!["3"]), (5, vec!["2"]), (3, vec![])] {
+        let filter = DeliveryFilter {
+            status_class: Some(class),
+            ..all()
+        };
+        assert_eq!(ids(filter).await, want, "{class}xx");
+    }
+    let now = now_ms();
+    let since_now = DeliveryFilter {
+        since_ms: Some(now + 60_000),
+        ..all()
+    };
+    assert!(ids(since_now).await.is_empty());
+    let until_now = DeliveryFilter {
+        until_ms: Some(now + 60_000),
+        since_ms: Some(now - 3_600_000),
+        ..all()
+    };
+    assert_eq!(ids(until_now).await, ["1", "2", "3", "4"]);
 }
 
 async fn a_410_disables_the_endpoint_and_keeps_the_delivery(store: &Store) {

@@ -66,6 +66,7 @@ pub async fn command(ctx: &Ctx, command: DeliveriesCommand) -> anyhow::Result<()
                 status,
                 event_id: event,
                 limit: Some(limit),
+                ..DeliveryQuery::default()
             };
             let rows = admin.deliveries(query).await?;
             if json {

@@ -18,7 +18,9 @@ use super::events::insert_events;
 use super::{Db, to_time, write_tx};
 use crate::event::{self, Event};
 use crate::retry::Next;
-use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow, Due, Recorded, StoreError, now_ms};
+use crate::store::{
+    AttemptCount, AttemptRow, DeliveryFilter, DeliveryRow, Due, Recorded, StoreError, now_ms,
+};
 
 impl Db {
     /// Claims up to `limit` due deliveries of one endpoint, leasing them for `lease_ms`.
@@ -241,6 +243,8 @@ impl Db {
                     d.last_status, d.last_error, d.created_at, d.finished_at
              FROM deliveries d JOIN events e ON e.seq = d.event_seq JOIN endpoints p ON p.id = d.endpoint_id
              WHERE (?1 IS NULL OR p.name = ?1) AND (?2 IS NULL OR d.status = ?2) AND (?3 IS NULL OR e.id = ?3)
+               AND (?5 IS NULL OR d.attempts >= ?5) AND (?6 IS NULL OR d.last_status / 100 = ?6)
+               AND (?7 IS NULL OR d.created_at >= ?7) AND (?8 IS NULL OR d.created_at < ?8)
              ORDER BY d.id DESC LIMIT ?4",
         )?;
         let rows = stmt.query_map(
@@ -248,7 +252,11 @@ impl Db {
                 filter.endpoint,
                 filter.status,
                 filter.event_id,
-                filter.limit as i64
+                filter.limit as i64,
+                filter.min_attempts,
+                filter.status_class,
+                filter.since_ms,
+                filter.until_ms,
             ],
             |r| {
                 let status: String = r.get(5)?;
@@ -351,6 +359,26 @@ impl Db {
              GROUP BY p.name, d.status ORDER BY p.name, d.status",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub(in crate::store) fn attempt_counts(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<AttemptCount>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.name, count(*), coalesce(sum(a.status BETWEEN 200 AND 299), 0)
+             FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN endpoints p ON p.id = d.endpoint_id
+             WHERE a.at >= ?1 GROUP BY p.name ORDER BY p.name",
+        )?;
+        let rows = stmt.query_map([since_ms], |r| {
+            Ok(AttemptCount {
+                endpoint: r.get(0)?,
+                attempts: r.get(1)?,
+                succeeded: r.get(2)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
