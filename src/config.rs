@@ -103,6 +103,13 @@ pub struct Config {
 pub struct StorageConfig {
     /// Path of the SQLite database (created if missing).
     pub path: PathBuf,
+    /// A PostgreSQL URL (`postgres://user:pass@host:5432/db?sslmode=require`); when set it wins
+    /// over `path`. A secret: it holds the password.
+    pub url: Option<Secret>,
+    /// `path` was given too, and is ignored because `url` wins.
+    pub path_ignored: bool,
+    /// The most connections one process opens to PostgreSQL.
+    pub pool_size: usize,
 }
 
 /// `[server]`: the admin API.
@@ -708,10 +715,38 @@ fn resolve(file: &Path, path: &str) -> PathBuf {
     }
 }
 
+/// Why a `[storage] url` cannot be used, in words that never repeat its password.
+fn check_postgres_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(format!(
+            "`{}://` is not a PostgreSQL URL; it must start with postgres://",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("names no host".to_owned());
+    }
+    if url.path().trim_start_matches('/').is_empty() {
+        return Err("names no database (the path after the host, e.g. /pollhook)".to_owned());
+    }
+    for (key, value) in url.query_pairs() {
+        if key == "sslmode" && !matches!(&*value, "disable" | "prefer" | "require") {
+            return Err(format!(
+                "sslmode `{value}` is not one of disable, prefer, require"
+            ));
+        }
+    }
+    text.parse::<tokio_postgres::Config>()
+        .map(drop)
+        .map_err(|e| format!("cannot be read: {e}"))
+}
+
 /// The short list of environment overrides a container needs (DESIGN.md §2).
 fn apply_env_overrides(table: &mut toml::Table, env: &dyn Env) {
     let overrides = [
         ("POLLHOOK_STORAGE_PATH", "storage", "path"),
+        ("POLLHOOK_STORAGE_URL", "storage", "url"),
         ("POLLHOOK_LISTEN", "server", "listen"),
         ("POLLHOOK_ADMIN_TOKEN", "server", "admin_token"),
     ];
@@ -852,6 +887,8 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     path: Option<String>,
+    url: Option<String>,
+    pool_size: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1224,11 +1261,31 @@ mod limits {
     pub const MAX_CONNECTIONS: RangeInclusive<usize> = 1..=65_536;
     pub const HEADER_TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(100)..=secs(HOUR);
     pub const MAX_PAGE_BYTES: RangeInclusive<u64> = 1024..=(4 << 30);
+    pub const POOL_SIZE: RangeInclusive<usize> = 1..=1000;
 }
 
 fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
+    let url = raw.storage.url.filter(|u| !u.is_empty());
+    if let Some(url) = &url
+        && let Err(problem) = check_postgres_url(url)
+    {
+        p.push(
+            "storage.url",
+            problem,
+            Some("write postgres://user:password@host:5432/database, with ?sslmode=require for TLS"),
+        );
+    }
     let storage = StorageConfig {
+        path_ignored: url.is_some() && raw.storage.path.is_some(),
         path: resolve(file, raw.storage.path.as_deref().unwrap_or("pollhook.db")),
+        url: url.map(Secret::new),
+        pool_size: number(
+            raw.storage.pool_size,
+            16,
+            limits::POOL_SIZE,
+            "storage.pool_size",
+            p,
+        ),
     };
     let listen_text = raw.server.listen.as_deref().unwrap_or("127.0.0.1:8787");
     let listen = listen_text.parse().unwrap_or_else(|_| {

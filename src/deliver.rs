@@ -181,9 +181,11 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
         };
         let timeout = current.spec.timeout.unwrap_or(ctx.config.timeout);
 
-        // Top the queue up once it runs low.
+        // Top the queue up once it runs low, unless this replica is fenced (its heartbeat is
+        // stale, so the others may soon take its claims).
         let mut claimed = 0;
-        if queue.len() < concurrency {
+        let fenced = !ctx.store.may_send(timeout);
+        if queue.len() < concurrency && !fenced {
             let want = ahead - queue.len();
             // Long enough to send the whole queue one timeout per round of `concurrency`.
             let rounds = (queue.len() + want).div_ceil(concurrency) as u32 + 1;
@@ -206,8 +208,11 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             let Some((due, expires)) = queue.pop_front() else {
                 break;
             };
-            if expires.saturating_duration_since(Instant::now()) < timeout + LEASE_MARGIN {
-                // Its lease could run out mid-attempt; leave it to be claimed again.
+            if expires.saturating_duration_since(Instant::now()) < timeout + LEASE_MARGIN
+                || !ctx.store.may_send(timeout)
+            {
+                // Its lease could run out mid-attempt, or this replica could be presumed dead
+                // mid-attempt; leave it to be claimed again.
                 continue;
             }
             let permit = tokio::select! {
@@ -242,11 +247,16 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             }
             continue;
         }
-        let idle = match ctx.store.next_due_at(endpoint_id).await {
-            Ok(Some(at)) => Duration::from_millis(
-                (at - crate::store::now_ms()).clamp(0, IDLE.as_millis() as i64) as u64,
-            ),
-            _ => IDLE,
+        let idle = if fenced {
+            // Ask again about as often as the heartbeat may come back.
+            FENCED_RECHECK
+        } else {
+            match ctx.store.next_due_at(endpoint_id).await {
+                Ok(Some(at)) => Duration::from_millis(
+                    (at - crate::store::now_ms()).clamp(0, IDLE.as_millis() as i64) as u64,
+                ),
+                _ => IDLE,
+            }
         };
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -265,6 +275,9 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
     }
     while inflight.join_next().await.is_some() {}
 }
+
+/// How often a fenced lane checks whether its replica may send again.
+const FENCED_RECHECK: Duration = Duration::from_millis(100);
 
 /// A lane claims this many deliveries per slot of `endpoint_concurrency` ahead.
 const CLAIM_AHEAD: usize = 8;

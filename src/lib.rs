@@ -16,13 +16,15 @@
 //! ```
 //!
 //! Beside the spine: `api` (admin API, health, `/metrics`), `metrics`, `adapters` (definitions
-//! merged into sources), `endpoint` (filters, URL policy) and `demo`.
+//! merged into sources), `endpoint` (filters, URL policy), `cluster` (heartbeat, leader
+//! maintenance and wake-ups when replicas share a PostgreSQL database) and `demo`.
 //!
 //! [`run`] is the whole thing; it takes its shutdown signal as an argument, so `main` passes
 //! SIGTERM/SIGINT and tests pass a oneshot.
 
 pub mod adapters;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod deliver;
 pub mod demo;
@@ -201,17 +203,30 @@ impl Pipeline {
 /// returns [`RunError::Stopped`]: a half-running pollhook that looks alive is worse than one
 /// that exits and gets restarted.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-    let _lock = RunLock::acquire(&config.storage.path)?;
+    // One process per SQLite file; any number of replicas on PostgreSQL.
+    let _lock = match &config.storage.url {
+        None => Some(RunLock::acquire(&config.storage.path)?),
+        Some(_) => None,
+    };
     // Installed before anything records, so no early sample is lost.
     metrics::handle();
-    let store = Store::open(&config.storage.path)?;
+    let store = Store::connect(&config.storage).await?;
     store.reconcile_endpoints(&config.endpoints).await?;
+    if store.shared() {
+        // Announces this replica, so its dispatcher may send from the start.
+        cluster::beat(&store).await;
+    }
     let pipeline = Arc::new(Pipeline::new(config, store)?);
     let listener = api::bind(&pipeline.config.server).await?;
 
     let cancel = CancellationToken::new();
     let mut scheduler = JoinSet::new();
     schedule::spawn(&mut scheduler, &pipeline, &cancel);
+    scheduler.spawn(cluster::run(
+        pipeline.store.clone(),
+        pipeline.wake.clone(),
+        cancel.clone(),
+    ));
     pipeline.health.scheduler.store(true, Ordering::Relaxed);
     pipeline.health.dispatcher.store(true, Ordering::Relaxed);
     let mut dispatcher = tokio::spawn(deliver::run(
@@ -222,7 +237,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     ));
     let mut api = tokio::spawn(api::serve(listener, pipeline.clone(), cancel.clone()));
     tracing::info!(
-        database = %pipeline.config.storage.path.display(),
+        database = %pipeline.store.describe(),
         resources = pipeline.sources.iter().map(|(s, _)| s.resources.len()).sum::<usize>(),
         endpoints = pipeline.config.endpoints.len(),
         "pollhook running."
@@ -269,7 +284,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 /// A long-running part of `run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Task {
-    /// One of the per-resource poll loops.
+    /// One of the per-resource poll loops, or the replica's heartbeat.
     Scheduler,
     /// The delivery loop.
     Dispatcher,

@@ -46,6 +46,8 @@ enum Command {
     Run,
     /// Validate the config and report every problem; runs nothing.
     Check,
+    /// Create or upgrade the database's schema, then exit (`run` and every command also do it).
+    Migrate,
     /// Poll one resource (or all of a source's) once and print the changes found.
     Poll {
         /// `source.resource`, or `source` for all its resources.
@@ -413,7 +415,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.sources.len(),
                 resources,
                 config.endpoints.len(),
-                config.storage.path.display()
+                database(&config.storage)
+            );
+        }
+        Command::Migrate => {
+            let config = load(&path)?;
+            let store = Store::connect(&config.storage).await?;
+            println!(
+                "{}: schema version {}, up to date.",
+                database(&config.storage),
+                store.schema_version().await?
             );
         }
         Command::Run => {
@@ -430,7 +441,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { json } => {
             let config = load(&path)?;
-            let store = Store::open(&config.storage.path)?;
+            let store = Store::connect(&config.storage).await?;
             print_status(&config, &store, json).await?;
         }
         Command::Accept { target } => {
@@ -438,7 +449,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (source, resource) = split_target(&config, &target)?;
             let resource = resource
                 .ok_or_else(|| UsageError(anyhow!("name one resource: source.resource")))?;
-            let store = Store::open(&config.storage.path)?;
+            let store = Store::connect(&config.storage).await?;
             let n = store.accept_deletes(&source, &resource).await?;
             println!(
                 "{n} held-back delete(s) of {source}.{resource} will be applied at its next poll."
@@ -451,7 +462,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         }) => {
             let config = load(&path)?;
-            let store = Store::open(&config.storage.path)?;
+            let store = Store::connect(&config.storage).await?;
             let events = store
                 .events(EventFilter {
                     resource,
@@ -487,7 +498,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Events(EventsCommand::Show { id }) => {
             let config = load(&path)?;
-            let store = Store::open(&config.storage.path)?;
+            let store = Store::connect(&config.storage).await?;
             let event = store
                 .event(&id)
                 .await?
@@ -498,17 +509,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Endpoints(EndpointsCommand::Secret { signing }) => print_secret(&signing)?,
         Command::Endpoints(command) => {
             let config = load(&path)?;
-            let store = Store::open(&config.storage.path)?;
+            let store = Store::connect(&config.storage).await?;
             endpoints_command(&config, &store, command).await?;
         }
         Command::Deliveries(command) => {
             let config = load(&path)?;
-            let store = Store::open(&config.storage.path)?;
+            let store = Store::connect(&config.storage).await?;
             deliveries_command(&store, command).await?;
         }
         Command::Replay { event_id, endpoint } => {
             let config = load(&path)?;
-            let store = Store::open(&config.storage.path)?;
+            let store = Store::connect(&config.storage).await?;
             let targets = store.replay(&event_id, endpoint.as_deref()).await?;
             if targets.is_empty() {
                 println!("No active endpoint wants {event_id}; nothing queued.");
@@ -1072,6 +1083,28 @@ fn split_target(config: &Config, target: &str) -> anyhow::Result<(String, Option
     Ok((source.to_owned(), resource.map(str::to_owned)))
 }
 
+/// The database `[storage]` names, as `check` and `migrate` print it: never its password, and
+/// which setting wins when both are given.
+fn database(storage: &pollhook::config::StorageConfig) -> String {
+    match &storage.url {
+        Some(url) => {
+            let shown = url::Url::parse(url.expose())
+                .map(|u| {
+                    let host = u.host_str().unwrap_or_default();
+                    let port = u.port().unwrap_or(5432);
+                    format!("postgres://{host}:{port}{}", u.path())
+                })
+                .unwrap_or_else(|_| "PostgreSQL".to_owned());
+            if storage.path_ignored {
+                format!("{shown}; [storage] url wins over path, which is ignored")
+            } else {
+                shown
+            }
+        }
+        None => storage.path.display().to_string(),
+    }
+}
+
 async fn poll_command(
     config: &Config,
     target: &str,
@@ -1084,7 +1117,7 @@ async fn poll_command(
         .iter()
         .find(|s| s.name == source_name)
         .context("source vanished")?;
-    let store = Store::open(&config.storage.path)?;
+    let store = Store::connect(&config.storage).await?;
     if !dry_run {
         // A running `pollhook run` may poll the same resource; one writer per resource.
         store.reconcile_endpoints(&config.endpoints).await?;

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError, run};
 use crate::config::Secret;
 use crate::endpoint::{ActionFilter, EndpointSpec};
 
@@ -46,25 +46,40 @@ impl Store {
     /// ones, and removes config endpoints no longer in the file (with their deliveries).
     pub async fn reconcile_endpoints(&self, specs: &[EndpointSpec]) -> Result<(), StoreError> {
         let specs = specs.to_vec();
-        self.run(move |db| db.reconcile_endpoints(&specs)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.reconcile_endpoints(&specs)).await,
+            Backend::Postgres(pg) => pg.reconcile_endpoints(&specs).await,
+        }
     }
     /// Every endpoint, by name.
     pub async fn endpoints(&self) -> Result<Vec<StoredEndpoint>, StoreError> {
-        self.run(move |db| db.endpoints()).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.endpoints()).await,
+            Backend::Postgres(pg) => pg.endpoints().await,
+        }
     }
     /// One endpoint by row id.
     pub async fn endpoint(&self, id: i64) -> Result<Option<StoredEndpoint>, StoreError> {
-        self.run(move |db| db.endpoint(id)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.endpoint(id)).await,
+            Backend::Postgres(pg) => pg.endpoint(id).await,
+        }
     }
     /// One endpoint by name.
     pub async fn endpoint_named(&self, name: &str) -> Result<StoredEndpoint, StoreError> {
         let name = name.to_owned();
-        self.run(move |db| db.endpoint_named(&name)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.endpoint_named(&name)).await,
+            Backend::Postgres(pg) => pg.endpoint_named(&name).await,
+        }
     }
     /// Registers an endpoint at run time; [`StoreError::Duplicate`] if the name is taken.
     pub async fn add_endpoint(&self, spec: &EndpointSpec) -> Result<i64, StoreError> {
         let spec = spec.clone();
-        self.run(move |db| db.add_endpoint(&spec)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.add_endpoint(&spec)).await,
+            Backend::Postgres(pg) => pg.add_endpoint(&spec).await,
+        }
     }
     /// Changes an endpoint's settings.
     pub async fn update_endpoint(
@@ -73,23 +88,34 @@ impl Store {
         patch: EndpointPatch,
     ) -> Result<(), StoreError> {
         let name = name.to_owned();
-        self.run(move |db| db.update_endpoint(&name, &patch)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.update_endpoint(&name, &patch)).await,
+            Backend::Postgres(pg) => pg.update_endpoint(&name, &patch).await,
+        }
     }
     /// Removes an endpoint with its deliveries and attempts.
     pub async fn remove_endpoint(&self, name: &str) -> Result<(), StoreError> {
         let name = name.to_owned();
-        self.run(move |db| db.remove_endpoint(&name)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.remove_endpoint(&name)).await,
+            Backend::Postgres(pg) => pg.remove_endpoint(&name).await,
+        }
     }
     /// Pauses (`false`) or resumes (`true`) an endpoint; resuming clears a disabled state.
     pub async fn set_endpoint_active(&self, name: &str, active: bool) -> Result<(), StoreError> {
         let name = name.to_owned();
-        self.run(move |db| db.set_endpoint_active(&name, active))
-            .await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.set_endpoint_active(&name, active)).await,
+            Backend::Postgres(pg) => pg.set_endpoint_active(&name, active).await,
+        }
     }
     /// Queues the current snapshot of every resource an endpoint wants, as `created` events for
     /// that endpoint alone, so a new consumer starts from full state. Returns how many.
     pub async fn backfill(&self, name: &str) -> Result<usize, StoreError> {
         let name = name.to_owned();
-        self.run(move |db| db.backfill(&name)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.backfill(&name)).await,
+            Backend::Postgres(pg) => pg.backfill(&name).await,
+        }
     }
 }

@@ -97,6 +97,13 @@ impl Db {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The schema version (`PRAGMA user_version`).
+    pub(super) fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
     /// Checks that a write transaction can be taken: the disk is not read-only and no other
     /// writer holds the database past `busy_timeout`.
     pub(super) fn check_writable(&self) -> Result<(), StoreError> {
