@@ -10,6 +10,7 @@ mod crash;
 mod deliver;
 mod faults;
 mod poll;
+mod postgres;
 mod props;
 mod security_api;
 mod security_config;

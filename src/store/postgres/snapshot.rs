@@ -282,7 +282,8 @@ impl Db {
         let stmt = tx
             .prepare_cached(
                 "UPDATE resources SET
-                     baseline_at = CASE WHEN $3 AND baseline_at IS NULL THEN $4 ELSE baseline_at END,
+                     baseline_at = CASE WHEN $3::boolean AND baseline_at IS NULL THEN $4::bigint
+                         ELSE baseline_at END,
                      full_sync_at = CASE WHEN $3 THEN $4 ELSE full_sync_at END,
                      version = version + 1,
                      since_cursor = coalesce($8, since_cursor),
@@ -291,9 +292,9 @@ impl Db {
                          THEN (SELECT count(*) FROM snapshot WHERE source = $1 AND resource = $2)
                          ELSE item_count END,
                      consecutive_errors = 0,
-                     held_deletes = $7,
-                     held_at = CASE WHEN $7 > 0 THEN coalesce(held_at, $4) END,
-                     accept_deletes = CASE WHEN $7 > 0 THEN accept_deletes ELSE false END
+                     held_deletes = $7::bigint,
+                     held_at = CASE WHEN $7::bigint > 0 THEN coalesce(held_at, $4) END,
+                     accept_deletes = CASE WHEN $7::bigint > 0 THEN accept_deletes ELSE false END
                  WHERE source = $1 AND resource = $2",
             )
             .await?;
