@@ -1272,7 +1272,9 @@ fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config {
         p.push(
             "storage.url",
             problem,
-            Some("write postgres://user:password@host:5432/database, with ?sslmode=require for TLS"),
+            Some(
+                "write postgres://user:password@host:5432/database, with ?sslmode=require for TLS",
+            ),
         );
     }
     let storage = StorageConfig {

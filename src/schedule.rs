@@ -177,7 +177,11 @@ async fn run_resource(
         }
         due = next_due(&resource.when, resource.jitter, started, Instant::now());
         let next_in = due.saturating_duration_since(Instant::now());
-        if let Err(error) = pipeline.store.finish_resource(source_name, &resource.name, next_in).await {
+        if let Err(error) = pipeline
+            .store
+            .finish_resource(source_name, &resource.name, next_in)
+            .await
+        {
             // Its lease runs out and the next poll comes a little late; nothing is lost.
             tracing::warn!(source = %source_name, resource = %resource.name, %error, "Cannot record when the next poll is due.");
         }

@@ -50,7 +50,9 @@ impl Store {
         let event_id = event_id.to_owned();
         let endpoint = endpoint.map(str::to_owned);
         match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.replay(&event_id, endpoint.as_deref())).await,
+            Backend::Sqlite(db) => {
+                run(db, move |db| db.replay(&event_id, endpoint.as_deref())).await
+            }
             Backend::Postgres(pg) => pg.replay(&event_id, endpoint.as_deref()).await,
         }
     }

@@ -31,11 +31,11 @@ mod sqlite;
 pub use endpoints::{EndpointPatch, StoredEndpoint};
 pub use events::EventFilter;
 pub use outbox::{AttemptRow, DeliveryFilter, DeliveryRow, Due, Recorded};
+pub use replicas::{Maintenance, ResourceClaim};
 pub use snapshot::{
     CommitSummary, NoUpserts, PageRecord, PollCommit, PollFailure, Prior, ResourceState,
     ResourceStatus, SnapshotRow, Upsert, Upserts,
 };
-pub use replicas::{Maintenance, ResourceClaim};
 pub use sqlite::RunLock;
 
 use std::path::{Path, PathBuf};

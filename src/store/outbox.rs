@@ -156,7 +156,9 @@ impl Store {
         disable_after: std::time::Duration,
     ) -> Result<Vec<(i64, String)>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.record_outcomes(&batch, disable_after)).await,
+            Backend::Sqlite(db) => {
+                run(db, move |db| db.record_outcomes(&batch, disable_after)).await
+            }
             Backend::Postgres(pg) => pg.record_outcomes(&batch, disable_after).await,
         }
     }

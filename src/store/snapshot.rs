@@ -288,7 +288,12 @@ impl Store {
     ) -> Result<Snapshot, StoreError> {
         let (source, resource) = (source.to_owned(), resource.to_owned());
         match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.snapshot_state(&source, &resource, expected)).await,
+            Backend::Sqlite(db) => {
+                run(db, move |db| {
+                    db.snapshot_state(&source, &resource, expected)
+                })
+                .await
+            }
             Backend::Postgres(pg) => pg.snapshot_state(&source, &resource, expected).await,
         }
     }

@@ -9,9 +9,9 @@
 //! To hook these into the store conformance suite: [`TestDb::store`] opens a migrated
 //! [`Store`] on a fresh database, so a `backends()` list can hold it beside the SQLite one.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,13 +21,13 @@ use pollhook::config::Secret;
 use pollhook::endpoint::{ActionFilter, EndpointSpec};
 use pollhook::sign::Scheme;
 use pollhook::store::{DeliveryFilter, EventFilter, PollCommit, SnapshotRow, Store, StoreError};
-use sha2::{Digest, Sha256};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::common::block_on;
-use crate::crash;
+use crate::crash::{self, Facts, Inbox, Receiver, SourceApi, World};
 
 /// A database of its own on the test server, dropped (with whatever is connected) at the end.
 pub struct TestDb {
@@ -82,7 +82,11 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let (admin, name) = (self.admin.clone(), self.name.clone());
         block_on(async move {
-            admin_sql(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            admin_sql(
+                &admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await;
         });
     }
 }
@@ -117,7 +121,11 @@ fn rows(ids: &[(&str, u64)]) -> Vec<SnapshotRow> {
         .collect()
 }
 
-fn commit(version: i64, upserts: Vec<SnapshotRow>, events: Vec<pollhook::event::Event>) -> PollCommit {
+fn commit(
+    version: i64,
+    upserts: Vec<SnapshotRow>,
+    events: Vec<pollhook::event::Event>,
+) -> PollCommit {
     PollCommit {
         source: "shop".into(),
         resource: "orders".into(),
@@ -162,7 +170,10 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
         headers: Vec::new(),
         timeout: None,
     };
-    store.reconcile_endpoints(std::slice::from_ref(&spec)).await.unwrap();
+    store
+        .reconcile_endpoints(std::slice::from_ref(&spec))
+        .await
+        .unwrap();
     let endpoint = store.endpoint_named("app").await.unwrap();
 
     // A baseline, then two changes of one item and one of another, in two commits.
@@ -172,7 +183,10 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
         .unwrap();
     assert_eq!(summary.outcome, "baseline");
     let state = store.resource_state("shop", "orders").await.unwrap();
-    assert_eq!((state.version, state.item_count, state.has_baseline), (1, 2, true));
+    assert_eq!(
+        (state.version, state.item_count, state.has_baseline),
+        (1, 2, true)
+    );
     let updated = |id: &str, v: u64| {
         pollhook::event::Event::from_change(
             "shop",
@@ -188,7 +202,11 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
         )
     };
     let (summary, _) = store
-        .commit_poll(commit(1, rows(&[("1", 2)]), vec![updated("1", 2), updated("2", 2)]))
+        .commit_poll(commit(
+            1,
+            rows(&[("1", 2)]),
+            vec![updated("1", 2), updated("2", 2)],
+        ))
         .await
         .unwrap();
     assert_eq!((summary.events, summary.deliveries), (2, 2));
@@ -203,15 +221,38 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
         .await
         .unwrap_err();
     assert!(matches!(stale, StoreError::VersionConflict(_)), "{stale}");
-    assert_eq!(store.events(EventFilter { limit: 10, ..Default::default() }).await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .events(EventFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 
     // The claim offers each item's oldest pending delivery only, whoever asks.
     let first = store.claim(endpoint.id, 10, 60_000).await.unwrap();
     let items: Vec<&str> = first.iter().map(|d| d.resource_id.as_str()).collect();
     assert_eq!(items, ["1", "2"], "{first:?}");
-    assert!(store.claim(endpoint.id, 10, 60_000).await.unwrap().is_empty(), "leased, and item 1's next waits");
+    assert!(
+        store
+            .claim(endpoint.id, 10, 60_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased, and item 1's next waits"
+    );
     let other_replica = db.store().await;
-    assert!(other_replica.claim(endpoint.id, 10, 60_000).await.unwrap().is_empty());
+    assert!(
+        other_replica
+            .claim(endpoint.id, 10, 60_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let done = |d: &pollhook::store::Due| pollhook::store::Recorded {
         delivery_id: d.delivery_id,
         endpoint_id: endpoint.id,
@@ -222,7 +263,10 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
         response: None,
         next: pollhook::retry::Next::Done,
     };
-    store.record_outcomes(vec![done(&first[0])], Duration::from_secs(3600)).await.unwrap();
+    store
+        .record_outcomes(vec![done(&first[0])], Duration::from_secs(3600))
+        .await
+        .unwrap();
     let next = other_replica.claim(endpoint.id, 10, 60_000).await.unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].resource_id, "1");
@@ -243,7 +287,10 @@ async fn a_wrong_password_names_host_and_database_but_not_the_password() {
     };
     let mut url = url::Url::parse(&db.url).unwrap();
     url.set_password(Some("not-the-Secret-pw")).unwrap();
-    let err = Store::connect_postgres(url.as_str(), 2).await.err().expect("refused");
+    let err = Store::connect_postgres(url.as_str(), 2)
+        .await
+        .err()
+        .expect("refused");
     let text = err.to_string();
     assert!(text.contains("cannot connect to PostgreSQL at"), "{text}");
     assert!(text.contains(&db.name), "names the database: {text}");
@@ -260,4 +307,495 @@ async fn a_wrong_password_names_host_and_database_but_not_the_password() {
     assert!(text.contains("127.0.0.1:9/nowhere"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+// ───────────────────────────── the CLI ─────────────────────────────
+
+/// `pollhook ARGS… --config CONFIG`, with a clean environment; (exit code, stdout, stderr).
+async fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollhook"));
+    for var in [
+        "POLLHOOK_CONFIG",
+        "POLLHOOK_STORAGE_PATH",
+        "POLLHOOK_STORAGE_URL",
+        "POLLHOOK_LISTEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.args(args)
+        .arg("--config")
+        .arg(config)
+        .env("POLLHOOK_LOG", "warn")
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("the command finishes")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cli_command_works_on_postgres() {
+    let Some(db) = TestDb::create("postgres cli").await else {
+        return;
+    };
+    let world = SourceApi(Arc::new(Mutex::new(World::new(30))));
+    let source_url = crash::serve(
+        Router::new()
+            .route("/items", get(crash::list_items))
+            .with_state(world.clone()),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pollhook.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[storage]
+path = "ignored.db"
+url = "{url}"
+
+[[sources]]
+name = "shop"
+base_url = "{source_url}"
+
+  [[sources.resources]]
+  name = "items"
+  path = "/items"
+  every = "1h"
+
+[delivery]
+allow_http = true
+allow_networks = ["127.0.0.0/8"]
+"#,
+            url = db.url
+        ),
+    )
+    .unwrap();
+
+    let (code, out, err) = cli(&config, &["check"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("url wins over path"), "{out}");
+    assert!(
+        !out.contains("postgres:postgres@"),
+        "no password in the output: {out}"
+    );
+    let (code, out, err) = cli(&config, &["migrate"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("schema version 1"), "{out}");
+    assert!(
+        !dir.path().join("ignored.db").exists(),
+        "the SQLite path is not used"
+    );
+
+    // A baseline, then a change and a mass delete held back.
+    assert_eq!(cli(&config, &["poll", "shop.items"]).await.0, 0);
+    {
+        let mut w = world.world();
+        let mut rng = StdRng::seed_from_u64(7);
+        while w.log.iter().all(|l| l.op != crash::Op::Update) {
+            w.mutate(&mut rng);
+        }
+    }
+    let (code, out, err) = cli(&config, &["poll", "shop.items", "--json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = cli(&config, &["events", "list", "--json"]).await;
+    assert_eq!(code, 0);
+    let events: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert!(!events.is_empty(), "{out}");
+    let event_id = events[0]["id"].as_str().unwrap().to_owned();
+    let (code, out, _) = cli(&config, &["events", "show", &event_id]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains(&event_id));
+
+    let (code, out, err) = cli(
+        &config,
+        &[
+            "endpoints",
+            "add",
+            "app",
+            "--url",
+            "http://127.0.0.1:9/hooks",
+            "--resource",
+            "shop.items",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = cli(
+        &config,
+        &[
+            "endpoints",
+            "add",
+            "app",
+            "--url",
+            "http://127.0.0.1:9/hooks",
+        ],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("already exists"), "{err}");
+    let (code, out, _) = cli(&config, &["endpoints", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("app") && out.contains("127.0.0.1:9"), "{out}");
+
+    let (code, out, err) = cli(&config, &["replay", &event_id, "--endpoint", "app"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("queued again for: app"), "{out}");
+    let (code, out, _) = cli(&config, &["deliveries", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("pending") && out.contains("app"), "{out}");
+
+    // Every item gone at once: the guard holds the deletes until `accept`.
+    world.world().items.clear();
+    assert_eq!(cli(&config, &["poll", "shop.items"]).await.0, 0);
+    let (code, out, _) = cli(&config, &["status", "--json"]).await;
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        status[0]["held_deletes"].as_i64().unwrap_or(0) > 0,
+        "the deletes are held: {status}"
+    );
+    let (code, out, err) = cli(&config, &["accept", "shop.items"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("will be applied at its next poll"), "{out}");
+    // The next poll applies them.
+    assert_eq!(cli(&config, &["poll", "shop.items"]).await.0, 0);
+    let (code, _, err) = cli(&config, &["accept", "shop.items"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no held-back deletes"), "{err}");
+}
+
+// ───────────────────────────── replicas ─────────────────────────────
+
+/// [`crash::check`]'s view of the database, read with a connection of its own.
+struct PgFacts(String);
+
+impl PgFacts {
+    fn query(&self, sql: &'static str) -> Vec<tokio_postgres::Row> {
+        let url = self.0.clone();
+        block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let driver = tokio::spawn(connection);
+            let rows = client.query(sql, &[]).await.unwrap();
+            driver.abort();
+            rows
+        })
+    }
+}
+
+impl Facts for PgFacts {
+    fn snapshot(&self) -> BTreeMap<u64, (u64, u64, i64)> {
+        self.query("SELECT item_id, body, changed_at FROM snapshot WHERE source = 'shop'")
+            .iter()
+            .map(|r| {
+                let body: Value = serde_json::from_str(r.get(1)).unwrap();
+                (
+                    r.get::<_, &str>(0).parse().unwrap(),
+                    (
+                        body["version"].as_u64().unwrap(),
+                        body["touched"].as_u64().unwrap(),
+                        r.get(2),
+                    ),
+                )
+            })
+            .collect()
+    }
+    fn baseline_at(&self) -> Option<i64> {
+        self.query("SELECT baseline_at FROM resources WHERE source = 'shop' AND resource = 'items'")
+            .first()
+            .and_then(|r| r.get(0))
+    }
+}
+
+/// A replica test's world: the changing source, the receiver, the config.
+struct Cluster {
+    world: SourceApi,
+    receiver: Receiver,
+    key: [u8; 32],
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+}
+
+impl Cluster {
+    async fn start(seed: u64, url: &str) -> Cluster {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let world = SourceApi(Arc::new(Mutex::new(World::new(20))));
+        let source_url = crash::serve(
+            Router::new()
+                .route("/items", get(crash::list_items))
+                .with_state(world.clone()),
+        )
+        .await;
+        let receiver = Receiver(Arc::new(Mutex::new(Inbox {
+            receipts: Vec::new(),
+            seen: HashSet::new(),
+            rng: StdRng::seed_from_u64(seed ^ 0x5ec0),
+            injected_500: 0,
+        })));
+        let receiver_url = crash::serve(
+            Router::new()
+                .route("/hooks", post(crash::receive))
+                .with_state(receiver.clone()),
+        )
+        .await;
+        let mut key = [0u8; 32];
+        rng.fill(&mut key);
+        let secret = format!(
+            "whsec_{}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("pollhook.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[storage]
+url = "{url}"
+
+[server]
+listen = "127.0.0.1:0"
+
+[[sources]]
+name = "shop"
+base_url = "{source_url}"
+timeout = "2s"
+retries = 1
+
+  [[sources.resources]]
+  name = "items"
+  path = "/items"
+  every = "100ms"
+  jitter = "0s"
+  ignore = ["touched"]
+  max_delete_ratio = 1.0
+
+[delivery]
+allow_http = true
+allow_networks = ["127.0.0.0/8"]
+timeout = "1s"
+retries = ["50ms", "100ms"]
+
+[[endpoints]]
+name = "app"
+url = "{receiver_url}/hooks"
+signing = "standard-webhooks"
+secret = "{secret}"
+resources = ["shop.items"]
+"#
+            ),
+        )
+        .unwrap();
+        Cluster {
+            world,
+            receiver,
+            key,
+            dir,
+            config,
+        }
+    }
+
+    fn log(&self, replica: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("replica-{replica}.log"))
+    }
+
+    fn spawn(&self, replica: usize) -> Child {
+        crash::spawn_run(&self.config, &self.log(replica))
+    }
+
+    fn logs(&self) -> String {
+        (0..3)
+            .map(|i| format!("--- replica {i} ---\n{}", crash::log_tail(&self.log(i))))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Keeps the source changing until the handle is aborted.
+    fn mutate(&self, seed: u64) -> tokio::task::JoinHandle<()> {
+        let world = self.world.clone();
+        let mut rng = StdRng::seed_from_u64(seed ^ 0xc4a5);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(2..30))).await;
+                world.world().mutate(&mut rng);
+            }
+        })
+    }
+
+    /// Waits until a poll after `settled_at` found nothing new and every delivery is done and
+    /// received, while `replicas` run.
+    async fn quiesce(
+        &self,
+        store: &Store,
+        replicas: &mut [Child],
+        settled_at: chrono::DateTime<chrono::Utc>,
+        limit: Duration,
+    ) {
+        let deadline = Instant::now() + limit;
+        loop {
+            for (i, child) in replicas.iter_mut().enumerate() {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("replica {i} exited by itself ({status})\n{}", self.logs());
+                }
+            }
+            let settled = store.status().await.unwrap().iter().any(|s| {
+                s.source == "shop"
+                    && s.last_outcome.as_deref() == Some("unchanged")
+                    && s.last_poll_at.is_some_and(|at| at > settled_at)
+            });
+            let rows = store
+                .deliveries(DeliveryFilter {
+                    limit: 1_000_000,
+                    ..DeliveryFilter::default()
+                })
+                .await
+                .unwrap();
+            let received: HashSet<String> = self
+                .receiver
+                .inbox()
+                .receipts
+                .iter()
+                .map(|r| r.header("webhook-id").to_owned())
+                .collect();
+            let done = rows
+                .iter()
+                .all(|d| d.status != "pending" && received.contains(&d.event_id));
+            if settled && done {
+                return;
+            }
+            if Instant::now() > deadline {
+                let pending = rows.iter().filter(|d| d.status == "pending").count();
+                panic!(
+                    "not quiescent after {limit:?}: settled {settled}, {pending} pending of {} deliveries\n{}",
+                    rows.len(),
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERMs every replica and checks each stops cleanly.
+    async fn stop(&self, replicas: &mut [Child]) {
+        for child in replicas.iter() {
+            let term = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(term.success());
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for (i, child) in replicas.iter_mut().enumerate() {
+            let exit = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "SIGTERM did not stop replica {i}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            assert!(exit.success(), "replica {i}: {exit}\n{}", self.logs());
+        }
+    }
+
+    /// The crash test's checks, plus: every event has exactly one delivery (to the one
+    /// endpoint), so no commit was half-written and no listing was committed twice.
+    async fn check(&self, db: &TestDb, store: &Store) -> crash::Figures {
+        let extra = db
+            .sql(
+                "SELECT count(*) FROM events e WHERE e.source = 'shop'
+                 AND (SELECT count(*) FROM deliveries d WHERE d.event_seq = e.seq) != 1",
+            )
+            .await;
+        assert_eq!(
+            extra[0].get::<_, i64>(0),
+            0,
+            "an event without exactly one delivery"
+        );
+        let world = self.world.world().clone();
+        let receipts = self.receiver.inbox().receipts.clone();
+        let facts = PgFacts(db.url.clone());
+        let store = store.clone();
+        let key = self.key;
+        let result = tokio::task::spawn_blocking(move || {
+            crash::check(&world, &store, &facts, &receipts, &key)
+        })
+        .await
+        .unwrap();
+        result.unwrap_or_else(|problems| {
+            panic!(
+                "{} problem(s):\n  {}\n{}",
+                problems.len(),
+                problems.join("\n  "),
+                self.logs()
+            )
+        })
+    }
+}
+
+/// Kills in the three-replica test when `POLLHOOK_REPLICA_KILLS` is not set.
+const DEFAULT_KILLS: usize = 36;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_sigkilled_at_random_lose_nothing_and_keep_item_order() {
+    let Some(db) = TestDb::create("postgres replicas").await else {
+        return;
+    };
+    let seed: u64 = crash::env_number("POLLHOOK_CRASH_SEED", 20_261_201);
+    let kills: usize = crash::env_number("POLLHOOK_REPLICA_KILLS", DEFAULT_KILLS);
+    println!("replicas: seed {seed} (POLLHOOK_CRASH_SEED), {kills} kills (POLLHOOK_REPLICA_KILLS)");
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let cluster = Cluster::start(seed, &db.url).await;
+    let store = db.store().await;
+    let mutator = cluster.mutate(seed);
+
+    let mut replicas: Vec<Child> = (0..3).map(|i| cluster.spawn(i)).collect();
+    for kill in 0..kills {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..=400))).await;
+        let victim = rng.random_range(0..3);
+        if let Some(status) = replicas[victim].try_wait().unwrap() {
+            panic!(
+                "kill {kill}: replica {victim} exited by itself ({status})\n{}",
+                cluster.logs()
+            );
+        }
+        replicas[victim].kill().unwrap();
+        replicas[victim].wait().unwrap();
+        replicas[victim] = cluster.spawn(victim);
+    }
+    mutator.abort();
+    let _ = mutator.await;
+    let settled_at = chrono::Utc::now();
+    println!(
+        "replicas: {kills} SIGKILLs in {:.1}s, {} source changes; settling",
+        started.elapsed().as_secs_f64(),
+        cluster.world.world().log.len()
+    );
+    // Killed replicas' delivery leases come back once the leader finds their heartbeat gone.
+    cluster
+        .quiesce(&store, &mut replicas, settled_at, Duration::from_secs(120))
+        .await;
+    cluster.stop(&mut replicas).await;
+    let figures = cluster.check(&db, &store).await;
+    println!(
+        "replicas: seed {seed}: {kills} SIGKILLs across 3 replicas, {} source changes, {} events \
+         checked ({}), {} webhooks ({} duplicates); lost 0, phantom 0, out of order 0; total {:.1}s",
+        cluster.world.world().log.len(),
+        figures.events,
+        figures.by_action,
+        cluster.receiver.inbox().receipts.len(),
+        figures.duplicates,
+        started.elapsed().as_secs_f64()
+    );
 }

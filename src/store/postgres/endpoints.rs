@@ -105,10 +105,9 @@ impl Db {
             )
             .await
             .map_err(|e| match StoreError::from(e) {
-                StoreError::Duplicate(_) => StoreError::Duplicate(format!(
-                    "an endpoint named {} already exists",
-                    spec.name
-                )),
+                StoreError::Duplicate(_) => {
+                    StoreError::Duplicate(format!("an endpoint named {} already exists", spec.name))
+                }
                 e => e,
             })?;
         Ok(row.get(0))

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
 
+use super::Db;
 use super::endpoints::load_endpoints;
 use super::snapshot::notify;
-use super::Db;
 use crate::event::Event;
 use crate::store::{CommitSummary, EventFilter, StoreError, StoredEndpoint, now_ms};
 

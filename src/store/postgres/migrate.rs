@@ -178,8 +178,11 @@ impl Db {
         for step in &MIGRATIONS[version as usize..] {
             tx.batch_execute(step).await?;
         }
-        tx.execute("UPDATE pollhook_schema SET version = $1", &[&(known as i64)])
-            .await?;
+        tx.execute(
+            "UPDATE pollhook_schema SET version = $1",
+            &[&(known as i64)],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -81,12 +81,10 @@ enum Tls {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.code() {
-            Some(code) if *code == SqlState::UNIQUE_VIOLATION => {
-                StoreError::Duplicate(e.as_db_error().map_or_else(
-                    || e.to_string(),
-                    |d| d.message().to_owned(),
-                ))
-            }
+            Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Duplicate(
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_owned()),
+            ),
             Some(code)
                 if *code == SqlState::T_R_SERIALIZATION_FAILURE
                     || *code == SqlState::T_R_DEADLOCK_DETECTED
@@ -133,12 +131,11 @@ impl Db {
     /// Opens a pool on `url` and checks that one connection works, naming host and database
     /// (never the password) if it does not.
     pub(super) async fn connect(url: &str, pool_size: usize) -> Result<Db, StoreError> {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e| StoreError::Connect {
-                target: "the [storage] url".to_owned(),
-                reason: format!("it cannot be read: {e}"),
-                hint: "write postgres://user:password@host:5432/database",
-            })?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Connect {
+            target: "the [storage] url".to_owned(),
+            reason: format!("it cannot be read: {e}"),
+            hint: "write postgres://user:password@host:5432/database",
+        })?;
         config
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
@@ -235,8 +232,12 @@ impl Db {
                 drive(client, connection)
             }
             Tls::Rustls(tls) => {
-                let (client, connection) =
-                    self.shared.config.connect(tls.clone()).await.map_err(fail)?;
+                let (client, connection) = self
+                    .shared
+                    .config
+                    .connect(tls.clone())
+                    .await
+                    .map_err(fail)?;
                 drive(client, connection)
             }
         })

@@ -196,7 +196,10 @@ impl Db {
             match &r.next {
                 Next::Done => {
                     run.push(r);
-                    if batch.get(i + 1).is_some_and(|n| matches!(n.next, Next::Done)) {
+                    if batch
+                        .get(i + 1)
+                        .is_some_and(|n| matches!(n.next, Next::Done))
+                    {
                         continue;
                     }
                     let ids: Vec<i64> = run.iter().map(|r| r.delivery_id).collect();
@@ -230,7 +233,11 @@ impl Db {
                         r.status.unwrap_or(410),
                         event::timestamp(to_time(r.at))
                     );
-                    if tx.execute(&disable, &[&r.endpoint_id, &reason, &r.at]).await? > 0 {
+                    if tx
+                        .execute(&disable, &[&r.endpoint_id, &reason, &r.at])
+                        .await?
+                        > 0
+                    {
                         disabled.push((r.endpoint_id, reason));
                     }
                     continue;
@@ -243,7 +250,11 @@ impl Db {
                     "failing without a success since {} (longer than disable_after); resume it when fixed",
                     event::timestamp(to_time(since))
                 );
-                if tx.execute(&disable, &[&r.endpoint_id, &reason, &r.at]).await? > 0 {
+                if tx
+                    .execute(&disable, &[&r.endpoint_id, &reason, &r.at])
+                    .await?
+                    > 0
+                {
                     disabled.push((r.endpoint_id, reason));
                 }
             }

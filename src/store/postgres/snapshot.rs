@@ -586,15 +586,8 @@ async fn write_upserts(
         let hashes: Vec<&[u8]> = chunk.iter().map(|u| u.hash.as_slice()).collect();
         let bodies: Vec<&str> = chunk.iter().map(|u| u.body.as_str()).collect();
         let raws: Vec<Option<&[u8]>> = chunk.iter().map(|u| u.raw.as_deref()).collect();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
-            &source,
-            &resource,
-            &now,
-            &ids,
-            &hashes,
-            &bodies,
-            &raws,
-        ];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+            [&source, &resource, &now, &ids, &hashes, &bodies, &raws];
         if let Err(e) = tx.execute(&stmt, &params).await {
             failed = Some(e);
             break;
