@@ -61,6 +61,17 @@ impl TestDb {
         Some(TestDb { admin, name, url })
     }
 
+    /// A fresh database on the server at `admin`.
+    async fn on(admin: &str) -> TestDb {
+        let name = format!("pollhook_t_{}", uuid::Uuid::now_v7().simple());
+        admin_sql(admin, &format!("CREATE DATABASE {name}")).await;
+        TestDb {
+            admin: admin.to_owned(),
+            url: with_database(admin, &name),
+            name,
+        }
+    }
+
     /// A migrated store on it.
     pub async fn store(&self) -> Store {
         Store::connect_postgres(&self.url, 8).await.unwrap()
@@ -797,5 +808,278 @@ async fn three_replicas_sigkilled_at_random_lose_nothing_and_keep_item_order() {
         cluster.receiver.inbox().receipts.len(),
         figures.duplicates,
         started.elapsed().as_secs_f64()
+    );
+}
+
+// ───────────────────────────── a server restart, a network stall ─────────────────────────────
+
+/// A PostgreSQL cluster of this test's own, on a free loopback port, so it can be restarted
+/// without disturbing the other tests: `initdb` and `pg_ctl` as the `postgres` user (this test
+/// runs as root in CI). Stopped and removed when dropped.
+struct PrivateServer {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivateServer {
+    /// Starts one, or says why not (no PostgreSQL binaries, not root) and returns `None`.
+    fn start(test: &str) -> Option<PrivateServer> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("pg_ctl").exists())
+            .max()?;
+        if !Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"))
+        {
+            println!("{test}: skipped: a private PostgreSQL cluster needs root (runuser postgres)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let as_postgres = |args: String| {
+            let status = Command::new("runuser")
+                .args(["-u", "postgres", "--", "sh", "-c", &args])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "{args}");
+        };
+        Command::new("chown")
+            .args(["postgres", &dir.path().display().to_string()])
+            .status()
+            .unwrap();
+        as_postgres(format!(
+            "{} -D {} -U postgres --auth=trust -E UTF8 >/dev/null",
+            bin.join("initdb").display(),
+            data.display()
+        ));
+        let server = PrivateServer { bin, dir, port };
+        server.pg_ctl("start -w");
+        Some(server)
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self, what: &str) {
+        let data = self.dir.path().join("data");
+        let status = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                "sh",
+                "-c",
+                &format!(
+                    "{} -D {} -l {}/server.log -o '-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off' {what} >/dev/null",
+                    self.bin.join("pg_ctl").display(),
+                    data.display(),
+                    self.dir.path().display(),
+                    self.port,
+                    self.dir.path().display(),
+                ),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "pg_ctl {what}");
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &data.display().to_string(), "-m", "immediate", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_recover_from_a_postgres_restart_mid_run_and_lose_nothing() {
+    // Only runs where the shared tests run, so CI (which sets it) always runs it.
+    if TestDb::create("postgres restart").await.is_none() {
+        return;
+    }
+    let Some(server) = PrivateServer::start("postgres restart") else {
+        return;
+    };
+    let seed = 20_261_202;
+    let db = TestDb::on(&server.url()).await;
+    let cluster = Cluster::start(seed, &db.url).await;
+    let store = db.store().await;
+    let mutator = cluster.mutate(seed);
+    let mut replicas: Vec<Child> = (0..2).map(|i| cluster.spawn(i)).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = cluster.receiver.inbox().receipts.len();
+    assert!(
+        before > 0,
+        "webhooks flow before the restart\n{}",
+        cluster.logs()
+    );
+    // A fast restart drops every connection, the listeners' included.
+    server.pg_ctl("restart -w -m fast");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    mutator.abort();
+    let _ = mutator.await;
+    let settled_at = chrono::Utc::now();
+    cluster
+        .quiesce(&store, &mut replicas, settled_at, Duration::from_secs(90))
+        .await;
+    cluster.stop(&mut replicas).await;
+    let figures = cluster.check(&db, &store).await;
+    assert!(
+        cluster.receiver.inbox().receipts.len() > before,
+        "webhooks flow after the restart"
+    );
+    println!(
+        "restart: {} events checked ({}), {} webhooks ({} duplicates); lost 0, out of order 0",
+        figures.events,
+        figures.by_action,
+        cluster.receiver.inbox().receipts.len(),
+        figures.duplicates
+    );
+}
+
+/// A TCP relay on loopback that the test can freeze: while paused it neither reads nor writes,
+/// as a network that drops everything does (the connections stay open).
+struct Relay {
+    port: u16,
+    paused: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    async fn start(upstream: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (paused, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pump(cr, sw, watch.clone()));
+                tokio::spawn(pump(sr, cw, watch.clone()));
+            }
+        });
+        Relay { port, paused }
+    }
+
+    fn pause(&self, paused: bool) {
+        self.paused.send_replace(paused);
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        while *paused.borrow_and_update() {
+            if paused.changed().await.is_err() {
+                return;
+            }
+        }
+        let n = tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            _ = paused.changed() => continue,
+        };
+        // What was read just as the pause began waits for the end of it.
+        while *paused.borrow_and_update() {
+            if paused.changed().await.is_err() {
+                return;
+            }
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_cut_off_from_postgres_longer_than_a_lease_is_fenced_and_taken_over() {
+    let Some(db) = TestDb::create("postgres stall").await else {
+        return;
+    };
+    let seed = 20_261_203;
+    let cluster = Cluster::start(seed, &db.url).await;
+    let store = db.store().await;
+    // Replica 0 reaches the database through the relay; replica 1 directly.
+    let target = url::Url::parse(&db.url).unwrap();
+    let upstream = format!(
+        "{}:{}",
+        target.host_str().unwrap(),
+        target.port().unwrap_or(5432)
+    );
+    let upstream: std::net::SocketAddr = tokio::net::lookup_host(upstream)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let relay = Relay::start(upstream).await;
+    let mut relayed = target.clone();
+    relayed.set_port(Some(relay.port)).unwrap();
+    let relayed_config = cluster.dir.path().join("relayed.toml");
+    std::fs::write(
+        &relayed_config,
+        std::fs::read_to_string(&cluster.config)
+            .unwrap()
+            .replace(&db.url, relayed.as_str()),
+    )
+    .unwrap();
+    let mutator = cluster.mutate(seed);
+    let mut replicas = vec![
+        crash::spawn_run(&relayed_config, &cluster.log(0)),
+        cluster.spawn(1),
+    ];
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Longer than a resource lease (15 s) and than the time after which a silent replica is
+    // presumed dead and its delivery leases handed back.
+    relay.pause(true);
+    let stalled_at = cluster.receiver.inbox().receipts.len();
+    tokio::time::sleep(Duration::from_secs(18)).await;
+    let during = cluster.receiver.inbox().receipts.len();
+    relay.pause(false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    mutator.abort();
+    let _ = mutator.await;
+    let settled_at = chrono::Utc::now();
+    cluster
+        .quiesce(&store, &mut replicas, settled_at, Duration::from_secs(90))
+        .await;
+    cluster.stop(&mut replicas).await;
+    let figures = cluster.check(&db, &store).await;
+    assert!(
+        during > stalled_at,
+        "the other replica kept delivering during the stall"
+    );
+    println!(
+        "stall: {} webhooks during an 18 s stall of one replica; {} events checked ({}), {} \
+         duplicates; lost 0, out of order 0",
+        during - stalled_at,
+        figures.events,
+        figures.by_action,
+        figures.duplicates
     );
 }
