@@ -48,6 +48,17 @@ enum Command {
     Check,
     /// Create or upgrade the database's schema, then exit (`run` and every command also do it).
     Migrate,
+    /// Copy a SQLite database into an empty PostgreSQL one: snapshot, poll state, events in
+    /// order, endpoints with their secrets, deliveries and attempts. Nothing is re-baselined.
+    /// Stop `pollhook run` first.
+    MigrateStorage {
+        /// The SQLite file to copy.
+        #[arg(long)]
+        from: PathBuf,
+        /// The postgres:// URL to copy into [default: the config's [storage] url].
+        #[arg(long, env = "POLLHOOK_STORAGE_URL", hide_env_values = true)]
+        to: Option<String>,
+    },
     /// Poll one resource (or all of a source's) once and print the changes found.
     Poll {
         /// `source.resource`, or `source` for all its resources.
@@ -425,6 +436,33 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{}: schema version {}, up to date.",
                 database(&config.storage),
                 store.schema_version().await?
+            );
+        }
+        Command::MigrateStorage { from, to } => {
+            if !from.is_file() {
+                return Err(
+                    UsageError(anyhow!("--from {}: no such SQLite file", from.display())).into(),
+                );
+            }
+            let to = match to {
+                Some(url) => url,
+                None => load(&path)?
+                    .storage
+                    .url
+                    .map(|u| u.expose().to_owned())
+                    .ok_or_else(|| {
+                        UsageError(anyhow!(
+                            "name the PostgreSQL database with --to postgres://… or [storage] url"
+                        ))
+                    })?,
+            };
+            let source = Store::open(&from)?;
+            let target = Store::connect_postgres(&to, 2).await?;
+            let copied = pollhook::store::copy(&source, &target).await?;
+            println!(
+                "Copied {} into {}: {copied}.",
+                source.describe(),
+                target.describe()
             );
         }
         Command::Run => {

@@ -20,6 +20,7 @@
 //! - Per endpoint, an item's deliveries are offered in detection order ([`Store::claim`]), on
 //!   PostgreSQL across every replica sharing the database.
 
+pub mod copy;
 pub mod endpoints;
 pub mod events;
 pub mod outbox;
@@ -28,6 +29,7 @@ pub mod replicas;
 pub mod snapshot;
 mod sqlite;
 
+pub use copy::{Copied, copy};
 pub use endpoints::{EndpointPatch, StoredEndpoint};
 pub use events::EventFilter;
 pub use outbox::{AttemptRow, DeliveryFilter, DeliveryRow, Due, Recorded};

@@ -1083,3 +1083,165 @@ async fn a_replica_cut_off_from_postgres_longer_than_a_lease_is_fenced_and_taken
         figures.duplicates
     );
 }
+
+// ───────────────────────────── SQLite → PostgreSQL ─────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_storage_copies_a_sqlite_database_without_a_rebaseline() {
+    let Some(db) = TestDb::create("postgres migrate-storage").await else {
+        return;
+    };
+    let world = SourceApi(Arc::new(Mutex::new(World::new(12))));
+    let source_url = crash::serve(
+        Router::new()
+            .route("/items", get(crash::list_items))
+            .with_state(world.clone()),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"
+[[sources]]
+name = "shop"
+base_url = "{source_url}"
+
+  [[sources.resources]]
+  name = "items"
+  path = "/items"
+  every = "1h"
+  ignore = ["touched"]
+
+[delivery]
+allow_http = true
+allow_networks = ["127.0.0.0/8"]
+"#
+    );
+    let sqlite = dir.path().join("sqlite.toml");
+    std::fs::write(
+        &sqlite,
+        format!("[storage]\npath = \"pollhook.db\"\n{body}"),
+    )
+    .unwrap();
+    let postgres = dir.path().join("postgres.toml");
+    std::fs::write(
+        &postgres,
+        format!("[storage]\nurl = \"{}\"\n{body}", db.url),
+    )
+    .unwrap();
+
+    // On SQLite: an endpoint, a baseline, changes with their deliveries.
+    let (code, out, err) = cli(
+        &sqlite,
+        &[
+            "endpoints",
+            "add",
+            "app",
+            "--url",
+            "http://127.0.0.1:9/hooks",
+            "--signing",
+            "standard-webhooks",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(cli(&sqlite, &["poll", "shop.items"]).await.0, 0);
+    {
+        let mut w = world.world();
+        let mut rng = StdRng::seed_from_u64(11);
+        for _ in 0..20 {
+            w.mutate(&mut rng);
+        }
+    }
+    assert_eq!(cli(&sqlite, &["poll", "shop.items"]).await.0, 0);
+    let sqlite_store = Store::open(&dir.path().join("pollhook.db")).unwrap();
+    let events_before = sqlite_store
+        .events(EventFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!events_before.is_empty());
+    let deliveries_before = sqlite_store
+        .deliveries(DeliveryFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        !deliveries_before.is_empty(),
+        "the changes were queued for app"
+    );
+    let secret_before = sqlite_store
+        .endpoint_named("app")
+        .await
+        .unwrap()
+        .spec
+        .secret;
+    drop(sqlite_store);
+
+    let from = dir.path().join("pollhook.db");
+    let from = from.to_str().unwrap();
+    let (code, out, err) = cli(&postgres, &["migrate-storage", "--from", from]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("events") && !out.contains("postgres:postgres@"),
+        "{out}"
+    );
+
+    // Everything is there, in order, with the same ids; the next poll finds nothing new.
+    let store = db.store().await;
+    let events_after = store
+        .events(EventFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids = |events: &[(i64, pollhook::event::Event)]| -> Vec<(i64, String)> {
+        events.iter().map(|(seq, e)| (*seq, e.id.clone())).collect()
+    };
+    assert_eq!(ids(&events_after), ids(&events_before));
+    let deliveries_after = store
+        .deliveries(DeliveryFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let rows = |d: &[pollhook::store::DeliveryRow]| -> Vec<(i64, String, String)> {
+        d.iter()
+            .map(|d| (d.id, d.event_id.clone(), d.status.clone()))
+            .collect()
+    };
+    assert_eq!(rows(&deliveries_after), rows(&deliveries_before));
+    let endpoint = store.endpoint_named("app").await.unwrap();
+    assert_eq!(endpoint.spec.secret.expose(), secret_before.expose());
+    let (code, out, err) = cli(&postgres, &["poll", "shop.items", "--json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let found: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert!(
+        found.is_empty(),
+        "no re-baseline, no change detected twice: {out}"
+    );
+    // New rows continue after the copied ids.
+    let replayed = store
+        .replay(&events_after[0].1.id, Some("app"))
+        .await
+        .unwrap();
+    assert_eq!(replayed, ["app"]);
+    let newest = store
+        .deliveries(DeliveryFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(newest[0].id > deliveries_before.iter().map(|d| d.id).max().unwrap_or(0));
+
+    // A second copy into the same database is refused.
+    let (code, _, err) = cli(&postgres, &["migrate-storage", "--from", from]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("already holds pollhook data"), "{err}");
+}

@@ -14,6 +14,7 @@
 //! - A commit that queues deliveries sends `NOTIFY pollhook_deliveries` in its own transaction,
 //!   so a replica is woken only for work it can already see.
 
+mod copy;
 mod endpoints;
 mod events;
 mod migrate;

@@ -11,6 +11,7 @@
 //! - One process runs the pipeline per database ([`RunLock`]); the CLI may read and write
 //!   alongside it (WAL readers never block the writer).
 
+mod copy;
 mod endpoints;
 mod events;
 mod lock;
