@@ -1245,3 +1245,28 @@ allow_networks = ["127.0.0.0/8"]
     assert_ne!(code, 0);
     assert!(err.contains("already holds pollhook data"), "{err}");
 }
+
+#[test]
+fn a_bad_storage_url_is_reported_without_its_password() {
+    for url in [
+        "mysql://pollhook:hunter2secret@db.example:3306/pollhook",
+        "postgres://pollhook:hunter2secret@db.example:5432/pollhook?sslmode=sometimes",
+        "postgres://pollhook:hunter2secret@db.example:5432/",
+        "postgres://pollhook:hunter2secret@db.example:5432/pollhook?connect_timeout=soon",
+    ] {
+        let text = format!("[storage]\nurl = \"{url}\"\n");
+        let err = crate::common::parse(&text, &BTreeMap::new())
+            .err()
+            .unwrap_or_else(|| panic!("{url} is refused"))
+            .to_string();
+        assert!(err.contains("storage.url"), "{err}");
+        assert!(!err.contains("hunter2secret"), "{err}");
+    }
+    // From the environment too, and it wins over a path given in the file.
+    let env = crate::common::env(&[(
+        "POLLHOOK_STORAGE_URL",
+        "postgres://u:p@127.0.0.1:5432/pollhook",
+    )]);
+    let config = crate::common::parse("[storage]\npath = \"x.db\"\n", &env).unwrap();
+    assert!(config.storage.url.is_some() && config.storage.path_ignored);
+}
