@@ -208,12 +208,20 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             let Some((due, expires)) = queue.pop_front() else {
                 break;
             };
-            if expires.saturating_duration_since(Instant::now()) < timeout + LEASE_MARGIN
-                || !ctx.store.may_send(timeout)
-            {
-                // Its lease could run out mid-attempt, or this replica could be presumed dead
-                // mid-attempt; leave it to be claimed again.
+            if expires.saturating_duration_since(Instant::now()) < timeout + LEASE_MARGIN {
+                // Its lease could run out mid-attempt; leave it to be claimed again.
                 continue;
+            }
+            if !ctx.store.may_send(timeout) {
+                // Fenced (this replica's heartbeat is late, so the others may soon presume it
+                // dead): send nothing more, and hand the queue back so they need not wait for
+                // its leases.
+                queue.push_front((due, expires));
+                let ids: Vec<i64> = queue.drain(..).map(|(d, _)| d.delivery_id).collect();
+                if let Err(error) = ctx.store.release(ids).await {
+                    tracing::warn!(%error, "Cannot hand claimed deliveries back; they come back when their lease ends.");
+                }
+                break;
             }
             let permit = tokio::select! {
                 () = cancel.cancelled() => {

@@ -85,10 +85,12 @@ impl Db {
     /// Hands claimed deliveries back before their lease ends.
     pub(in crate::store) async fn release(&self, ids: &[i64]) -> Result<(), StoreError> {
         let conn = self.conn().await?;
+        // Only this replica's own leases: one the leader already handed to another replica
+        // stays with that one.
         conn.execute(
             "UPDATE deliveries SET locked_until = 0, locked_by = NULL
-             WHERE id = ANY($1::bigint[]) AND status = 'pending'",
-            &[&ids],
+             WHERE id = ANY($1::bigint[]) AND status = 'pending' AND locked_by = $2",
+            &[&ids, &self.replica()],
         )
         .await?;
         Ok(())
