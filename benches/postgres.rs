@@ -227,7 +227,9 @@ fn binary() -> PathBuf {
 
 fn spawn_replicas(n: usize, config: &std::path::Path) -> Vec<Child> {
     (0..n)
-        .map(|_| {
+        .map(|i| {
+            let log = std::fs::File::create(config.with_file_name(format!("replica-{n}-{i}.log")))
+                .expect("a log file");
             Command::new(binary())
                 .args(["run", "--config"])
                 .arg(config)
@@ -235,7 +237,7 @@ fn spawn_replicas(n: usize, config: &std::path::Path) -> Vec<Child> {
                 .env("POLLHOOK_LOG", "warn")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log)
                 .spawn()
                 .expect("the release binary runs (cargo build --release)")
         })
@@ -323,6 +325,7 @@ async fn main() {
 
     // (1) commit_poll.
     let dir = tempfile::tempdir().unwrap();
+    println!("replica logs in {}", dir.path().display());
     let sqlite = Store::open(&dir.path().join("bench.db")).unwrap();
     let rate = commit_rate(&sqlite, 100_000, 1000, 20).await;
     println!(
@@ -464,5 +467,8 @@ async fn main() {
         stop(children);
         drop(pg);
         db.drop_it().await;
+    }
+    if std::env::var_os("PG_KEEP_LOGS").is_some() {
+        let _ = dir.keep();
     }
 }
