@@ -41,7 +41,9 @@ impl Db {
                            SELECT 1 FROM deliveries x
                            WHERE x.endpoint_id = d.endpoint_id AND x.item_key = d.item_key
                              AND x.status = 'pending' AND x.id < d.id)
-                     ORDER BY d.id LIMIT $3
+                     -- (endpoint_id, id) walks `deliveries_pending`, which holds pending rows
+                     -- only, rather than the primary key past every delivered one.
+                     ORDER BY d.endpoint_id, d.id LIMIT $3
                      FOR UPDATE OF d SKIP LOCKED)
                  UPDATE deliveries d SET locked_until = $2 + $4, locked_by = $5
                  FROM due, events e
