@@ -198,12 +198,14 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
         };
         let timeout = current.spec.timeout.unwrap_or(ctx.config.timeout);
 
-        // Top the queue up once it runs low; claims and leases follow the current limit, so a
-        // slow endpoint's queue is not claimed further ahead than it can be sent.
+        // Top the queue up once it runs low, unless this replica is fenced (its heartbeat is
+        // stale, so the others may soon take its claims). Claims and leases follow the current
+        // limit, so a slow endpoint's queue is not claimed further ahead than it can be sent.
         let concurrency = limit.current();
         let ahead = (concurrency * CLAIM_AHEAD).min(MAX_CLAIM);
         let mut claimed = 0;
-        if queue.len() < concurrency {
+        let fenced = !ctx.store.may_send(timeout);
+        if queue.len() < concurrency && !fenced {
             let want = ahead.saturating_sub(queue.len());
             // Long enough to send the whole queue one timeout per round of `concurrency`.
             let rounds = (queue.len() + want).div_ceil(concurrency) as u32 + 1;
@@ -233,6 +235,17 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             if expires.saturating_duration_since(Instant::now()) < timeout + LEASE_MARGIN {
                 // Its lease could run out mid-attempt; leave it to be claimed again.
                 continue;
+            }
+            if !ctx.store.may_send(timeout) {
+                // Fenced (this replica's heartbeat is late, so the others may soon presume it
+                // dead): send nothing more, and hand the queue back so they need not wait for
+                // its leases.
+                queue.push_front((due, expires));
+                let ids: Vec<i64> = queue.drain(..).map(|(d, _)| d.delivery_id).collect();
+                if let Err(error) = ctx.store.release(ids).await {
+                    tracing::warn!(%error, "Cannot hand claimed deliveries back; they come back when their lease ends.");
+                }
+                break;
             }
             let permit = tokio::select! {
                 () = cancel.cancelled() => {
@@ -267,11 +280,16 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
             }
             continue;
         }
-        let idle = match ctx.store.next_due_at(endpoint_id).await {
-            Ok(Some(at)) => Duration::from_millis(
-                (at - crate::store::now_ms()).clamp(0, IDLE.as_millis() as i64) as u64,
-            ),
-            _ => IDLE,
+        let idle = if fenced {
+            // Ask again about as often as the heartbeat may come back.
+            FENCED_RECHECK
+        } else {
+            match ctx.store.next_due_at(endpoint_id).await {
+                Ok(Some(at)) => Duration::from_millis(
+                    (at - crate::store::now_ms()).clamp(0, IDLE.as_millis() as i64) as u64,
+                ),
+                _ => IDLE,
+            }
         };
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -295,6 +313,9 @@ async fn lane(ctx: Arc<Ctx>, endpoint_id: i64, cancel: CancellationToken) {
 fn feedback(limit: &mut Limit, done: Result<Signal, tokio::task::JoinError>) {
     limit.record(done.unwrap_or(Signal::Neutral));
 }
+
+/// How often a fenced lane checks whether its replica may send again.
+const FENCED_RECHECK: Duration = Duration::from_millis(100);
 
 /// A lane claims this many deliveries per slot of `endpoint_concurrency` ahead.
 const CLAIM_AHEAD: usize = 8;

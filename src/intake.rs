@@ -139,7 +139,7 @@ impl Intake {
             differ: Differ::new([]),
             normalizer,
             newest: Newest::new(resource.incremental.as_ref()),
-            bodies: Bodies::beside(store.path(), SPILL_AFTER),
+            bodies: Bodies::beside(&store.path(), SPILL_AFTER),
             records: Vec::new(),
             known_pages,
             conditional: resource.conditional,

@@ -25,10 +25,11 @@
 //! endpoint's concurrency, learned from its answers), `retention` (old, settled events removed in
 //! small batches), `http` (the one way a client is built), `secret` (values that print as `***`),
 //! `incremental` (`since` bookkeeping), `decode` / `encode` (page bytes → the JSON tree; an event
-//! → JSON or XML bytes), `endpoint` (filters, the URL and address policy), `adapters`
-//! (definitions merged into sources), `logging` (what `POLLHOOK_LOG` and `RUST_LOG` let
+//! → JSON or XML bytes), `endpoint` (filters, the URL and address policy), `cluster`
+//! (heartbeat, leader maintenance and wake-ups when replicas share a PostgreSQL database),
+//! `adapters` (definitions merged into sources), `logging` (what `POLLHOOK_LOG` and `RUST_LOG` let
 //! through), `metrics`, `demo`. `store/` is an async facade by noun; its SQL lives in
-//! `store/sqlite/`. The binary, `src/bin/pollhook/`, is one file per command group over the same
+//! `store/sqlite/` and `store/postgres/`. The binary, `src/bin/pollhook/`, is one file per command group over the same
 //! `admin`.
 //!
 //! [`run`] is the whole thing; it takes its shutdown signal as an argument, so `main` passes
@@ -38,6 +39,7 @@ pub mod adapters;
 pub mod admin;
 pub mod aimd;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod confirm;
 pub mod decode;
@@ -85,12 +87,21 @@ use crate::store::{RunLock, Store};
 /// returns [`RunError::Stopped`]: a half-running pollhook that looks alive is worse than one
 /// that exits and gets restarted.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-    let _lock = RunLock::acquire(&config.storage.path)?;
+    // One process per SQLite file; any number of replicas on PostgreSQL.
+    let _lock = match &config.storage.url {
+        None => Some(RunLock::acquire(&config.storage.path)?),
+        Some(_) => None,
+    };
     // Installed before anything records, so no early sample is lost.
     metrics::handle();
-    let store = Store::open(&config.storage.path)?;
+    let store = Store::connect(&config.storage).await?;
     store.reconcile_endpoints(&config.endpoints).await?;
-    // We hold the run lock: every lease in the database belongs to a process that died.
+    if store.shared() {
+        // Announces this replica, so its dispatcher may send from the start.
+        cluster::beat(&store).await;
+    }
+    // On SQLite we hold the run lock: every lease in the database belongs to a process that
+    // died. On PostgreSQL only those of replicas that are gone (the heartbeat sweep's rule).
     let released = store.release_all_leases().await?;
     if released > 0 {
         tracing::info!(
@@ -105,6 +116,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let cancel = CancellationToken::new();
     let mut scheduler = JoinSet::new();
     schedule::spawn(&mut scheduler, &pipeline, &cancel);
+    scheduler.spawn(cluster::run(
+        pipeline.store.clone(),
+        pipeline.wake.clone(),
+        cancel.clone(),
+    ));
     pipeline.health.scheduler.store(true, Ordering::Relaxed);
     pipeline.health.dispatcher.store(true, Ordering::Relaxed);
     let mut dispatcher = tokio::spawn(deliver::run(
@@ -131,7 +147,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     });
     tracing::info!(
-        database = %pipeline.config.storage.path.display(),
+        database = %pipeline.store.describe(),
         resources = pipeline.sources.iter().map(|(s, _)| s.resources.len()).sum::<usize>(),
         endpoints = pipeline.config.endpoints.len(),
         "pollhook running."

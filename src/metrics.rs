@@ -44,6 +44,11 @@ pub const DATABASE_BYTES: &str = "pollhook_database_bytes";
 /// When the oldest kept event was detected (Unix seconds; 0 when none is kept).
 pub const OLDEST_EVENT: &str = "pollhook_oldest_event_timestamp_seconds";
 
+/// 1 on the replica holding the maintenance leader lease (PostgreSQL), 0 on the others.
+pub const LEADER: &str = "pollhook_replica_leader";
+/// Dead tuples in the deliveries table (PostgreSQL), as the leader last read them.
+pub const QUEUE_DEAD_TUPLES: &str = "pollhook_deliveries_dead_tuples";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder (once) and returns the handle that renders it.
@@ -111,6 +116,22 @@ fn describe() {
         OLDEST_EVENT,
         "Detection time of the oldest kept event, Unix seconds (0: none kept)."
     );
+    describe_gauge!(
+        LEADER,
+        "1 if this replica holds the maintenance leader lease (PostgreSQL)."
+    );
+    describe_gauge!(
+        QUEUE_DEAD_TUPLES,
+        "Dead tuples in the deliveries table: autovacuum falling behind shows here first."
+    );
+}
+
+/// Records what a heartbeat's maintenance saw.
+pub fn maintenance(leader: bool, dead_tuples: Option<i64>) {
+    gauge!(LEADER).set(if leader { 1.0 } else { 0.0 });
+    if let Some(n) = dead_tuples {
+        gauge!(QUEUE_DEAD_TUPLES).set(n as f64);
+    }
 }
 
 /// Records a finished poll.

@@ -152,7 +152,7 @@ impl Pipeline {
 /// A long-running part of `run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Task {
-    /// One of the per-resource poll loops.
+    /// One of the per-resource poll loops, or the replica's heartbeat.
     Scheduler,
     /// The delivery loop.
     Dispatcher,

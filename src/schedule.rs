@@ -4,7 +4,9 @@
 //! and a cancellation token. Out: calls to [`crate::poll::poll`], one resource at a time each.
 //!
 //! Invariants: one task per resource awaits its own poll before planning the next, so two polls
-//! of the same resource never overlap, however slow one is; a poll that overran its interval is
+//! of the same resource never overlap, however slow one is; on a database shared by replicas
+//! (PostgreSQL), a task polls only after winning the claim on the resource's due time, so each
+//! due time is polled by one replica, whichever are alive (the others' timers only ask again); a poll that overran its interval is
 //! followed by the next one right away, not by a burst of missed ones; at most
 //! `[poll] concurrency` polls run at once; on cancellation no new poll starts and a running one is
 //! dropped before its commit or finishes it (the commit is one transaction either way).
@@ -20,8 +22,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Pipeline;
+use crate::cluster::RESOURCE_LEASE;
 use crate::config::When;
 use crate::poll::PollError;
+use crate::store::ResourceClaim;
+
+/// The longest a replica waits before asking again about a resource another replica is polling:
+/// if that one dies, its lease is handed back within seconds.
+const BUSY_RECHECK: Duration = Duration::from_secs(2);
 
 /// When the poll after one that started at `started` is due, `now` being the moment it ended.
 /// Never panics: a sum past what an `Instant` holds becomes about thirty years ahead (config
@@ -107,6 +115,28 @@ async fn run_resource(
                 Err(_) => return,
             },
         };
+        let claim = tokio::select! {
+            () = cancel.cancelled() => return,
+            claim = pipeline.store.claim_resource(source_name, &resource.name, RESOURCE_LEASE) => claim,
+        };
+        match claim {
+            Ok(ResourceClaim::Won) => {}
+            Ok(ResourceClaim::NotYet(wait)) => {
+                // Another replica polled it; its next due time is the shared one. A little
+                // jitter keeps the replicas from all asking in the same millisecond.
+                due = Instant::now() + wait + random_jitter(Duration::from_millis(20));
+                continue;
+            }
+            Ok(ResourceClaim::Busy(wait)) => {
+                due = Instant::now() + wait.min(BUSY_RECHECK);
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(source = %source_name, resource = %resource.name, %error, "Cannot claim the next poll; trying again shortly.");
+                due = Instant::now() + BUSY_RECHECK;
+                continue;
+            }
+        }
         let started = Instant::now();
         let outcome = tokio::select! {
             () = cancel.cancelled() => return,
@@ -146,6 +176,15 @@ async fn run_resource(
             ),
         }
         due = next_due(&resource.when, resource.jitter, started, Instant::now());
+        let next_in = due.saturating_duration_since(Instant::now());
+        if let Err(error) = pipeline
+            .store
+            .finish_resource(source_name, &resource.name, next_in)
+            .await
+        {
+            // Its lease runs out and the next poll comes a little late; nothing is lost.
+            tracing::warn!(source = %source_name, resource = %resource.name, %error, "Cannot record when the next poll is due.");
+        }
     }
 }
 

@@ -36,6 +36,7 @@ impl Env for BTreeMap<String, String> {
 pub(super) fn apply_env_overrides(table: &mut toml::Table, env: &dyn Env) {
     let overrides = [
         ("POLLHOOK_STORAGE_PATH", "storage", "path"),
+        ("POLLHOOK_STORAGE_URL", "storage", "url"),
         ("POLLHOOK_LISTEN", "server", "listen"),
         ("POLLHOOK_HEALTH_LISTEN", "server", "health_listen"),
         ("POLLHOOK_ADMIN_TOKEN", "server", "admin_token"),

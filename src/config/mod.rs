@@ -78,6 +78,13 @@ pub struct Config {
 pub struct StorageConfig {
     /// Path of the SQLite database (created if missing).
     pub path: PathBuf,
+    /// A PostgreSQL URL (`postgres://user:pass@host:5432/db?sslmode=require`); when set it wins
+    /// over `path`. A secret: it holds the password.
+    pub url: Option<Secret>,
+    /// `path` was given too, and is ignored because `url` wins.
+    pub path_ignored: bool,
+    /// The most connections one process opens to PostgreSQL.
+    pub pool_size: usize,
     /// Delivered events (and those no endpoint wanted) older than this are removed with their
     /// deliveries and attempts (default 30 days).
     pub retain: Duration,

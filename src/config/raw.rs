@@ -34,6 +34,8 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStorage {
     pub(super) path: Option<String>,
+    pub(super) url: Option<String>,
+    pub(super) pool_size: Option<usize>,
     pub(super) retain: Option<String>,
     pub(super) retain_failed: Option<String>,
 }

@@ -35,8 +35,29 @@ pub(super) fn validate(file: &Path, raw: RawConfig, p: &mut Problems) -> Config 
             Some("make retain_failed at least as long as retain (default 90d)"),
         );
     }
+    let url = raw.storage.url.filter(|u| !u.is_empty());
+    if let Some(url) = &url
+        && let Err(problem) = check_postgres_url(url)
+    {
+        p.push(
+            "storage.url",
+            problem,
+            Some(
+                "write postgres://user:password@host:5432/database, with ?sslmode=require for TLS",
+            ),
+        );
+    }
     let storage = StorageConfig {
+        path_ignored: url.is_some() && raw.storage.path.is_some(),
         path: resolve(file, raw.storage.path.as_deref().unwrap_or("pollhook.db")),
+        url: url.map(Secret::new),
+        pool_size: number(
+            raw.storage.pool_size,
+            16,
+            limits::POOL_SIZE,
+            "storage.pool_size",
+            p,
+        ),
         retain,
         retain_failed,
     };
@@ -223,6 +244,33 @@ fn validate_http(raw: RawHttp, p: &mut Problems) -> (Option<crate::http::Proxy>,
 
 /// Whether two listen addresses would take the same port: the same non-zero port, on the same
 /// address or with either on a wildcard.
+/// Why a `[storage] url` cannot be used, in words that never repeat its password.
+fn check_postgres_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(format!(
+            "`{}://` is not a PostgreSQL URL; it must start with postgres://",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("names no host".to_owned());
+    }
+    if url.path().trim_start_matches('/').is_empty() {
+        return Err("names no database (the path after the host, e.g. /pollhook)".to_owned());
+    }
+    for (key, value) in url.query_pairs() {
+        if key == "sslmode" && !matches!(&*value, "disable" | "prefer" | "require") {
+            return Err(format!(
+                "sslmode `{value}` is not one of disable, prefer, require"
+            ));
+        }
+    }
+    text.parse::<tokio_postgres::Config>()
+        .map(drop)
+        .map_err(|e| format!("cannot be read: {e}"))
+}
+
 fn shares_port(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() != 0
         && a.port() == b.port()

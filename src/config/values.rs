@@ -156,6 +156,7 @@ pub(super) mod limits {
     pub const MAX_CONNECTIONS: RangeInclusive<usize> = 1..=65_536;
     pub const HEADER_TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(100)..=secs(HOUR);
     pub const MAX_PAGE_BYTES: RangeInclusive<u64> = 1024..=(4 << 30);
+    pub const POOL_SIZE: RangeInclusive<usize> = 1..=1000;
 }
 
 /// Parses a CIDR, or a bare address as a one-address network.

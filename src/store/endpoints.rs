@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError, run};
 use crate::endpoint::{ActionFilter, EndpointSpec};
 use crate::event::Event;
 use crate::secret::Secret;
@@ -73,20 +73,32 @@ impl Store {
     /// (with their deliveries).
     pub async fn reconcile_endpoints(&self, specs: &[EndpointSpec]) -> Result<(), StoreError> {
         let specs = specs.to_vec();
-        self.run(move |db| db.reconcile_endpoints(&specs)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.reconcile_endpoints(&specs)).await,
+            Backend::Postgres(pg) => pg.reconcile_endpoints(&specs).await,
+        }
     }
     /// Every endpoint, by name.
     pub async fn endpoints(&self) -> Result<Vec<StoredEndpoint>, StoreError> {
-        self.run(move |db| db.endpoints()).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.endpoints()).await,
+            Backend::Postgres(pg) => pg.endpoints().await,
+        }
     }
     /// One endpoint by row id.
     pub async fn endpoint(&self, id: i64) -> Result<Option<StoredEndpoint>, StoreError> {
-        self.run(move |db| db.endpoint(id)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.endpoint(id)).await,
+            Backend::Postgres(pg) => pg.endpoint(id).await,
+        }
     }
     /// One endpoint by name.
     pub async fn endpoint_named(&self, name: &str) -> Result<StoredEndpoint, StoreError> {
         let name = name.to_owned();
-        self.run(move |db| db.endpoint_named(&name)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.endpoint_named(&name)).await,
+            Backend::Postgres(pg) => pg.endpoint_named(&name).await,
+        }
     }
     /// Registers an endpoint at run time as the API does; [`StoreError::Duplicate`] if the name
     /// is taken.
@@ -101,7 +113,10 @@ impl Store {
         origin: Origin,
     ) -> Result<i64, StoreError> {
         let spec = spec.clone();
-        self.run(move |db| db.add_endpoint(&spec, origin)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.add_endpoint(&spec, origin)).await,
+            Backend::Postgres(pg) => pg.add_endpoint(&spec, origin).await,
+        }
     }
     /// Changes an endpoint's settings.
     pub async fn update_endpoint(
@@ -110,19 +125,27 @@ impl Store {
         patch: EndpointPatch,
     ) -> Result<(), StoreError> {
         let name = name.to_owned();
-        self.run(move |db| db.update_endpoint(&name, &patch)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.update_endpoint(&name, &patch)).await,
+            Backend::Postgres(pg) => pg.update_endpoint(&name, &patch).await,
+        }
     }
     /// Removes an endpoint with its deliveries and attempts; a config endpoint stays removed
     /// across restarts until the file's definition of it changes.
     pub async fn remove_endpoint(&self, name: &str) -> Result<(), StoreError> {
         let name = name.to_owned();
-        self.run(move |db| db.remove_endpoint(&name)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.remove_endpoint(&name)).await,
+            Backend::Postgres(pg) => pg.remove_endpoint(&name).await,
+        }
     }
     /// Pauses (`false`) or resumes (`true`) an endpoint; resuming clears a disabled state.
     pub async fn set_endpoint_active(&self, name: &str, active: bool) -> Result<(), StoreError> {
         let name = name.to_owned();
-        self.run(move |db| db.set_endpoint_active(&name, active))
-            .await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.set_endpoint_active(&name, active)).await,
+            Backend::Postgres(pg) => pg.set_endpoint_active(&name, active).await,
+        }
     }
     /// Writes `events` with one delivery each, for endpoint `endpoint_id` alone, in one
     /// transaction ([`StoreError::NotFound`] if it is gone). Returns how many.
@@ -131,7 +154,11 @@ impl Store {
         endpoint_id: i64,
         events: Vec<Event>,
     ) -> Result<usize, StoreError> {
-        self.run(move |db| db.queue_for_endpoint(endpoint_id, &events))
-            .await
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                run(db, move |db| db.queue_for_endpoint(endpoint_id, &events)).await
+            }
+            Backend::Postgres(pg) => pg.queue_for_endpoint(endpoint_id, &events).await,
+        }
     }
 }

@@ -6,9 +6,9 @@
 //! backend-neutral types, and a [`StoreError`] that says what went wrong in the caller's terms.
 //!
 //! Callers never see a connection or a transaction: each method is one unit of work, run by the
-//! backend where it belongs (SQLite's on the blocking pool, so the async runtime never stalls).
-//! The SQL lives in `sqlite/` alone; a second backend is a second implementation of these
-//! methods, not a change to their callers.
+//! backend where it belongs (SQLite's on the blocking pool, so the async runtime never stalls;
+//! PostgreSQL's awaited on a pooled connection). The SQL lives in `sqlite/` and `postgres/`
+//! alone, one file per noun in each; a method here is a `match` over the two.
 //!
 //! Invariants:
 //! - [`Store::commit_poll`] writes a poll's snapshot changes, its events and one delivery per
@@ -17,18 +17,24 @@
 //!   or none of it.
 //! - A committed change survives a machine crash; only a poll's bookkeeping when it found nothing
 //!   to write may be forgotten by one, never a change.
-//! - Per endpoint, an item's deliveries are offered in detection order ([`Store::claim`]).
+//! - Per endpoint, an item's deliveries are offered in detection order ([`Store::claim`]), on
+//!   PostgreSQL across every replica sharing the database.
 
+pub mod copy;
 pub mod endpoints;
 pub mod events;
 pub mod outbox;
+mod postgres;
+pub mod replicas;
 pub mod retention;
 pub mod snapshot;
 mod sqlite;
 
+pub use copy::{Copied, copy};
 pub use endpoints::{EndpointPatch, Origin, StoredEndpoint};
 pub use events::EventFilter;
 pub use outbox::{AttemptCount, AttemptRow, DeliveryFilter, DeliveryRow, Due, Recorded};
+pub use replicas::{Maintenance, ResourceClaim};
 pub use retention::StorageStats;
 pub use snapshot::{
     CommitSummary, NoUpserts, PageRecord, PollCommit, PollFailure, Prior, ResourceState,
@@ -40,6 +46,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::Utc;
+
+use crate::config::StorageConfig;
 
 /// A boxed error from a backend or from the rows a caller hands in.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -68,6 +76,16 @@ pub enum StoreError {
         found: i64,
         /// Ours.
         known: usize,
+    },
+    /// PostgreSQL could not be reached or refused the login.
+    #[error("cannot connect to PostgreSQL at {target}: {reason} (hint: {hint})")]
+    Connect {
+        /// `host:port/database`, never the user or password.
+        target: String,
+        /// Why, in words.
+        reason: String,
+        /// What to do.
+        hint: &'static str,
     },
     /// Another `pollhook run` holds the database.
     #[error(
@@ -116,37 +134,94 @@ pub fn now_ms() -> i64 {
 /// The database. Cheap to clone: clones share one backend.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<sqlite::Db>,
+    backend: Backend,
+}
+
+/// Where the rows live.
+#[derive(Clone)]
+enum Backend {
+    /// One file, one writer process.
+    Sqlite(Arc<sqlite::Db>),
+    /// A server that any number of replicas share.
+    Postgres(postgres::Db),
 }
 
 impl Store {
     /// Opens (creating if needed) and migrates the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Ok(Store {
-            db: Arc::new(sqlite::Db::open(path)?),
+            backend: Backend::Sqlite(Arc::new(sqlite::Db::open(path)?)),
         })
     }
 
-    /// The database file: a large poll keeps its changed bodies beside it until its commit.
-    pub fn path(&self) -> &Path {
-        self.db.path()
+    /// Opens the database `[storage]` names: PostgreSQL if it has a `url`, else the SQLite file
+    /// at `path`; migrated either way.
+    pub async fn connect(storage: &StorageConfig) -> Result<Store, StoreError> {
+        match &storage.url {
+            Some(url) => Store::connect_postgres(url.expose(), storage.pool_size).await,
+            None => {
+                let path = storage.path.clone();
+                let open = tokio::task::spawn_blocking(move || Store::open(&path));
+                match open.await {
+                    Ok(result) => result,
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                }
+            }
+        }
+    }
+
+    /// Connects to PostgreSQL at `url` with at most `pool_size` connections, and migrates it.
+    pub async fn connect_postgres(url: &str, pool_size: usize) -> Result<Store, StoreError> {
+        let db = postgres::Db::connect(url, pool_size).await?;
+        db.migrate().await?;
+        Ok(Store {
+            backend: Backend::Postgres(db),
+        })
+    }
+
+    /// Whether several processes may run the pipeline on this database at once (PostgreSQL),
+    /// or only one ([`RunLock`], SQLite).
+    pub fn shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// What the database is, for a log line: the SQLite file, or PostgreSQL's
+    /// `host:port/database` (never a password).
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(db) => db.path().display().to_string(),
+            Backend::Postgres(pg) => format!("postgres://{}", pg.target()),
+        }
+    }
+
+    /// Where a large poll keeps its changed bodies until its commit: beside the SQLite file, or
+    /// in the temporary directory for PostgreSQL.
+    pub fn path(&self) -> PathBuf {
+        match &self.backend {
+            Backend::Sqlite(db) => db.path().to_owned(),
+            Backend::Postgres(_) => std::env::temp_dir().join("pollhook-spill"),
+        }
     }
 
     /// Checks that a write transaction can be taken (for `/readyz`): the disk is not read-only
-    /// and no other writer holds the database too long.
+    /// and no other writer holds the database too long; on PostgreSQL, that the server answers
+    /// and is not a read-only standby.
     pub async fn check_writable(&self) -> Result<(), StoreError> {
-        self.run(|db| db.check_writable()).await
-    }
-
-    /// Runs one unit of SQLite work on the blocking pool.
-    async fn run<R: Send + 'static>(
-        &self,
-        work: impl FnOnce(&sqlite::Db) -> Result<R, StoreError> + Send + 'static,
-    ) -> Result<R, StoreError> {
-        let db = self.db.clone();
-        match tokio::task::spawn_blocking(move || work(&db)).await {
-            Ok(result) => result,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, |db| db.check_writable()).await,
+            Backend::Postgres(pg) => pg.check_writable().await,
         }
+    }
+}
+
+/// Runs one unit of SQLite work on the blocking pool.
+async fn run<R: Send + 'static>(
+    db: &Arc<sqlite::Db>,
+    work: impl FnOnce(&sqlite::Db) -> Result<R, StoreError> + Send + 'static,
+) -> Result<R, StoreError> {
+    let db = db.clone();
+    match tokio::task::spawn_blocking(move || work(&db)).await {
+        Ok(result) => result,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }

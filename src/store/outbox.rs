@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError, run};
 use crate::retry::Next;
 
 /// A claimed delivery with what is needed to send it.
@@ -138,23 +138,36 @@ impl Store {
         limit: usize,
         lease_ms: i64,
     ) -> Result<Vec<Due>, StoreError> {
-        self.run(move |db| db.claim(endpoint_id, limit, lease_ms))
-            .await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.claim(endpoint_id, limit, lease_ms)).await,
+            Backend::Postgres(pg) => pg.claim(endpoint_id, limit, lease_ms).await,
+        }
     }
     /// Hands claimed deliveries back before their lease ends (a lane stopping with a queue).
     pub async fn release(&self, ids: Vec<i64>) -> Result<(), StoreError> {
-        self.run(move |db| db.release(&ids)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.release(&ids)).await,
+            Backend::Postgres(pg) => pg.release(&ids).await,
+        }
     }
-    /// Ends every delivery lease, so work a dead process had claimed is due at once (and sent
-    /// again with the same event id: at least once). Only for a `run` that holds the
-    /// [`RunLock`](crate::store::RunLock): with SQLite, no other process can hold a lease then.
-    /// Returns how many leases there were.
+    /// Ends the leases of processes that died, so their work is due at once (and sent again
+    /// with the same event id: at least once); for a starting `run`. On SQLite that is every
+    /// lease: the `run` holds the [`RunLock`](crate::store::RunLock), so no other process can
+    /// hold one. On PostgreSQL, only those of replicas that are gone (no heartbeat row, or one
+    /// older than its sends may last): live replicas keep theirs, as the leader's sweep would.
+    /// Returns how many leases it ended.
     pub async fn release_all_leases(&self) -> Result<usize, StoreError> {
-        self.run(|db| db.release_all_leases()).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, |db| db.release_all_leases()).await,
+            Backend::Postgres(pg) => pg.release_all_leases().await,
+        }
     }
     /// When the endpoint's next pending delivery is due (ms), if it has one.
     pub async fn next_due_at(&self, endpoint_id: i64) -> Result<Option<i64>, StoreError> {
-        self.run(move |db| db.next_due_at(endpoint_id)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.next_due_at(endpoint_id)).await,
+            Backend::Postgres(pg) => pg.next_due_at(endpoint_id).await,
+        }
     }
     /// Records a group of attempt outcomes in one transaction. Returns the endpoints it disabled,
     /// with the reason.
@@ -163,39 +176,63 @@ impl Store {
         batch: Vec<Recorded>,
         disable_after: std::time::Duration,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        self.run(move |db| db.record_outcomes(&batch, disable_after))
-            .await
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                run(db, move |db| db.record_outcomes(&batch, disable_after)).await
+            }
+            Backend::Postgres(pg) => pg.record_outcomes(&batch, disable_after).await,
+        }
     }
     /// Deliveries, newest first.
     pub async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
-        self.run(move |db| db.deliveries(&filter)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.deliveries(&filter)).await,
+            Backend::Postgres(pg) => pg.deliveries(&filter).await,
+        }
     }
     /// Attempts of a delivery (numeric id) or of every delivery of an event (`evt_…`), oldest first.
     pub async fn attempts(&self, id: &str) -> Result<Vec<AttemptRow>, StoreError> {
         let id = id.to_owned();
-        self.run(move |db| db.attempts(&id)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.attempts(&id)).await,
+            Backend::Postgres(pg) => pg.attempts(&id).await,
+        }
     }
     /// Puts a failed (or waiting) delivery back in line now, with a fresh retry schedule.
     pub async fn retry_delivery(&self, id: i64) -> Result<(), StoreError> {
-        self.run(move |db| db.retry_delivery(id)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.retry_delivery(id)).await,
+            Backend::Postgres(pg) => pg.retry_delivery(id).await,
+        }
     }
     /// Puts every failed delivery (of one endpoint, or all) back in line. Returns how many.
     pub async fn retry_failed(&self, endpoint: Option<&str>) -> Result<usize, StoreError> {
         let endpoint = endpoint.map(str::to_owned);
-        self.run(move |db| db.retry_failed(endpoint.as_deref()))
-            .await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.retry_failed(endpoint.as_deref())).await,
+            Backend::Postgres(pg) => pg.retry_failed(endpoint.as_deref()).await,
+        }
     }
     /// Whether a delivery row exists.
     pub async fn delivery_exists(&self, id: i64) -> Result<bool, StoreError> {
-        self.run(move |db| db.delivery_exists(id)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.delivery_exists(id)).await,
+            Backend::Postgres(pg) => pg.delivery_exists(id).await,
+        }
     }
     /// Counts of deliveries by endpoint and status, for `status`.
     pub async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        self.run(move |db| db.delivery_counts()).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.delivery_counts()).await,
+            Backend::Postgres(pg) => pg.delivery_counts().await,
+        }
     }
     /// Per endpoint, the attempts made at or after `since_ms` and how many got a 2xx.
     pub async fn attempt_counts(&self, since_ms: i64) -> Result<Vec<AttemptCount>, StoreError> {
-        self.run(move |db| db.attempt_counts(since_ms)).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.attempt_counts(since_ms)).await,
+            Backend::Postgres(pg) => pg.attempt_counts(since_ms).await,
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError, run};
 
 /// The database's size and age.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,11 +36,18 @@ impl Store {
         failed_before: i64,
         batch: usize,
     ) -> Result<usize, StoreError> {
-        self.run(move |db| db.prune_events(before, failed_before, batch))
-            .await
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                run(db, move |db| db.prune_events(before, failed_before, batch)).await
+            }
+            Backend::Postgres(pg) => pg.prune_events(before, failed_before, batch).await,
+        }
     }
     /// The database's size on disk and its oldest kept event.
     pub async fn storage_stats(&self) -> Result<StorageStats, StoreError> {
-        self.run(|db| db.storage_stats()).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, |db| db.storage_stats()).await,
+            Backend::Postgres(pg) => pg.storage_stats().await,
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError, run};
 use crate::diff::Snapshot;
 use crate::event::{Event, Payload};
 use crate::normalize::{Hash, RawHash};
@@ -238,7 +238,13 @@ impl Store {
         snapshot_up_to: i64,
     ) -> Result<Prior, StoreError> {
         let (source, resource) = (source.to_owned(), resource.to_owned());
-        self.run(move |db| {
+        let db = match &self.backend {
+            Backend::Sqlite(db) => db,
+            Backend::Postgres(pg) => {
+                return pg.prior(&source, &resource, pages, snapshot_up_to).await;
+            }
+        };
+        run(db, move |db| {
             let state = db.resource_state(&source, &resource)?;
             let pages = if pages {
                 db.pages(&source, &resource)?
@@ -266,8 +272,10 @@ impl Store {
         resource: &str,
     ) -> Result<ResourceState, StoreError> {
         let (source, resource) = (source.to_owned(), resource.to_owned());
-        self.run(move |db| db.resource_state(&source, &resource))
-            .await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.resource_state(&source, &resource)).await,
+            Backend::Postgres(pg) => pg.resource_state(&source, &resource).await,
+        }
     }
 
     /// The snapshot of a resource: `id → what is known of it`. `expected` (its `item_count`, or 0)
@@ -279,8 +287,15 @@ impl Store {
         expected: i64,
     ) -> Result<Snapshot, StoreError> {
         let (source, resource) = (source.to_owned(), resource.to_owned());
-        self.run(move |db| db.snapshot_state(&source, &resource, expected))
-            .await
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                run(db, move |db| {
+                    db.snapshot_state(&source, &resource, expected)
+                })
+                .await
+            }
+            Backend::Postgres(pg) => pg.snapshot_state(&source, &resource, expected).await,
+        }
     }
 
     /// The snapshot of a resource as `(id, hash)` pairs, for inspection.
@@ -290,8 +305,10 @@ impl Store {
         resource: &str,
     ) -> Result<Vec<(String, Hash)>, StoreError> {
         let (source, resource) = (source.to_owned(), resource.to_owned());
-        self.run(move |db| db.snapshot_hashes(&source, &resource))
-            .await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.snapshot_hashes(&source, &resource)).await,
+            Backend::Postgres(pg) => pg.snapshot_hashes(&source, &resource).await,
+        }
     }
 
     /// The stored bodies of some items, for `previous` and `changes`.
@@ -302,11 +319,16 @@ impl Store {
         ids: Vec<String>,
     ) -> Result<HashMap<String, Payload>, StoreError> {
         let (source, resource) = (source.to_owned(), resource.to_owned());
-        self.run(move |db| {
-            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-            db.snapshot_bodies(&source, &resource, &ids)
-        })
-        .await
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                run(db, move |db| {
+                    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                    db.snapshot_bodies(&source, &resource, &ids)
+                })
+                .await
+            }
+            Backend::Postgres(pg) => pg.snapshot_bodies(&source, &resource, &ids).await,
+        }
     }
 
     /// Up to `limit` items of a resource's snapshot with ids after `after` (all from the first
@@ -319,8 +341,18 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(String, Payload)>, StoreError> {
         let (source, resource) = (source.to_owned(), resource.to_owned());
-        self.run(move |db| db.snapshot_items(&source, &resource, after.as_deref(), limit))
-            .await
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                run(db, move |db| {
+                    db.snapshot_items(&source, &resource, after.as_deref(), limit)
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                pg.snapshot_items(&source, &resource, after.as_deref(), limit)
+                    .await
+            }
+        }
     }
 
     /// Writes a poll's snapshot changes, events and deliveries, and the poll's outcome, in one
@@ -333,11 +365,19 @@ impl Store {
         &self,
         mut commit: PollCommit,
     ) -> Result<(CommitSummary, Vec<Event>), StoreError> {
-        self.run(move |db| {
-            let summary = db.commit_poll(&mut commit)?;
-            Ok((summary, std::mem::take(&mut commit.events)))
-        })
-        .await
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                run(db, move |db| {
+                    let summary = db.commit_poll(&mut commit)?;
+                    Ok((summary, std::mem::take(&mut commit.events)))
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                let summary = pg.commit_poll(&mut commit).await?;
+                Ok((summary, std::mem::take(&mut commit.events)))
+            }
+        }
     }
 
     /// Records a failed poll; the snapshot is untouched. When the failures in a row reach
@@ -345,25 +385,35 @@ impl Store {
     /// `forget_pages`, the resource's page records go too, so its next poll fetches every page
     /// in full. Returns the failures in a row.
     pub async fn record_poll_failure(&self, failure: PollFailure) -> Result<i64, StoreError> {
-        self.run(move |db| {
-            if failure.forget_pages {
-                db.clear_pages(&failure.source, &failure.resource)?;
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                run(db, move |db| {
+                    if failure.forget_pages {
+                        db.clear_pages(&failure.source, &failure.resource)?;
+                    }
+                    db.record_poll_failure(&failure)
+                })
+                .await
             }
-            db.record_poll_failure(&failure)
-        })
-        .await
+            Backend::Postgres(pg) => pg.record_poll_failure(&failure).await,
+        }
     }
 
     /// Lets the next complete listing of a resource apply deletes it would otherwise hold back.
     /// Returns how many are held.
     pub async fn accept_deletes(&self, source: &str, resource: &str) -> Result<i64, StoreError> {
         let (source, resource) = (source.to_owned(), resource.to_owned());
-        self.run(move |db| db.accept_deletes(&source, &resource))
-            .await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.accept_deletes(&source, &resource)).await,
+            Backend::Postgres(pg) => pg.accept_deletes(&source, &resource).await,
+        }
     }
 
     /// Every resource's last poll, for `pollhook status`.
     pub async fn status(&self) -> Result<Vec<ResourceStatus>, StoreError> {
-        self.run(|db| db.status()).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(db, move |db| db.status()).await,
+            Backend::Postgres(pg) => pg.status().await,
+        }
     }
 }

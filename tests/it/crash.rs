@@ -40,7 +40,7 @@ const DEFAULT_CYCLES: usize = 50;
 /// deliveries claimed by killed processes).
 const FINAL_RUN_LIMIT: Duration = Duration::from_secs(100);
 
-fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+pub(crate) fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.trim().parse().ok())
@@ -50,7 +50,7 @@ fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
 // ───────────────────────────── the changing source ─────────────────────────────
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
+pub(crate) enum Op {
     Create,
     Update,
     Delete,
@@ -59,8 +59,8 @@ enum Op {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Logged {
-    op: Op,
+pub(crate) struct Logged {
+    pub(crate) op: Op,
     id: u64,
     /// The item's version after the op (before it, for a delete).
     version: u64,
@@ -68,17 +68,17 @@ struct Logged {
 
 /// The source's items and its change log.
 #[derive(Debug, Clone)]
-struct World {
+pub(crate) struct World {
     /// id → (version, touch counter).
-    items: BTreeMap<u64, (u64, u64)>,
+    pub(crate) items: BTreeMap<u64, (u64, u64)>,
     /// The items before any change.
     initial: BTreeMap<u64, u64>,
     /// Highest version each id ever had (a re-created item continues from there).
     highest: BTreeMap<u64, u64>,
     next_id: u64,
-    log: Vec<Logged>,
+    pub(crate) log: Vec<Logged>,
     /// Listings served.
-    served: usize,
+    pub(crate) served: usize,
 }
 
 /// An item's body at a version: `touched` is the ignored field.
@@ -93,7 +93,7 @@ fn body(id: u64, version: u64, touched: u64) -> Value {
 }
 
 impl World {
-    fn new(n: u64) -> World {
+    pub(crate) fn new(n: u64) -> World {
         let items: BTreeMap<u64, (u64, u64)> = (1..=n).map(|id| (id, (1, 0))).collect();
         World {
             initial: items.iter().map(|(id, (v, _))| (*id, *v)).collect(),
@@ -106,7 +106,7 @@ impl World {
     }
 
     /// One random change.
-    fn mutate(&mut self, rng: &mut StdRng) {
+    pub(crate) fn mutate(&mut self, rng: &mut StdRng) {
         let roll = rng.random_range(0..100);
         let ids: Vec<u64> = self.items.keys().copied().collect();
         let pick = |rng: &mut StdRng| ids[rng.random_range(0..ids.len())];
@@ -191,15 +191,15 @@ impl World {
 }
 
 #[derive(Clone)]
-struct SourceApi(Arc<Mutex<World>>);
+pub(crate) struct SourceApi(pub(crate) Arc<Mutex<World>>);
 
 impl SourceApi {
-    fn world(&self) -> MutexGuard<'_, World> {
+    pub(crate) fn world(&self) -> MutexGuard<'_, World> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-async fn list_items(State(api): State<SourceApi>) -> axum::Json<Vec<Value>> {
+pub(crate) async fn list_items(State(api): State<SourceApi>) -> axum::Json<Vec<Value>> {
     let mut world = api.world();
     world.served += 1;
     axum::Json(world.listing())
@@ -208,7 +208,7 @@ async fn list_items(State(api): State<SourceApi>) -> axum::Json<Vec<Value>> {
 // ───────────────────────────── the receiver ─────────────────────────────
 
 #[derive(Debug, Clone)]
-struct Receipt {
+pub(crate) struct Receipt {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     /// Unix seconds when it arrived.
@@ -217,7 +217,7 @@ struct Receipt {
 }
 
 impl Receipt {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -225,23 +225,23 @@ impl Receipt {
     }
 }
 
-struct Inbox {
-    receipts: Vec<Receipt>,
-    seen: HashSet<String>,
-    rng: StdRng,
-    injected_500: usize,
+pub(crate) struct Inbox {
+    pub(crate) receipts: Vec<Receipt>,
+    pub(crate) seen: HashSet<String>,
+    pub(crate) rng: StdRng,
+    pub(crate) injected_500: usize,
 }
 
 #[derive(Clone)]
-struct Receiver(Arc<Mutex<Inbox>>);
+pub(crate) struct Receiver(pub(crate) Arc<Mutex<Inbox>>);
 
 impl Receiver {
-    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+    pub(crate) fn inbox(&self) -> MutexGuard<'_, Inbox> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-async fn receive(
+pub(crate) async fn receive(
     State(r): State<Receiver>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -279,10 +279,27 @@ async fn receive(
 
 // ───────────────────────────── the process ─────────────────────────────
 
-fn log_tail(log: &Path) -> String {
+pub(crate) fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// What the checks read straight from the database, beside what the store's API shows.
+pub(crate) trait Facts {
+    /// id → (version, touched, changed_at) of the snapshot.
+    fn snapshot(&self) -> BTreeMap<u64, (u64, u64, i64)>;
+    /// When the resource's baseline was recorded.
+    fn baseline_at(&self) -> Option<i64>;
+}
+
+impl Facts for Db {
+    fn snapshot(&self) -> BTreeMap<u64, (u64, u64, i64)> {
+        Db::snapshot(self)
+    }
+    fn baseline_at(&self) -> Option<i64> {
+        Db::baseline_at(self)
+    }
 }
 
 /// Reads what the checks need straight from the database (a second connection, as the CLI has).
@@ -596,10 +613,10 @@ async fn sigkill_at_random_moments_loses_no_change_and_invents_none() {
 }
 
 /// What the checks counted.
-struct Figures {
-    events: usize,
-    by_action: String,
-    duplicates: usize,
+pub(crate) struct Figures {
+    pub(crate) events: usize,
+    pub(crate) by_action: String,
+    pub(crate) duplicates: usize,
 }
 
 fn version_of(v: &Value) -> Option<u64> {
@@ -631,10 +648,10 @@ fn without_touched(v: &Value) -> Value {
 /// 5. the final snapshot is exactly the source's final state, each item's last event matches it,
 ///    and items without events are baseline items;
 /// 6. the baseline (the state the chains start from) is a state the source really was in.
-fn check(
+pub(crate) fn check(
     world: &World,
     store: &Store,
-    db: &Db,
+    db: &dyn Facts,
     receipts: &[Receipt],
     key: &[u8],
 ) -> Result<Figures, Vec<String>> {

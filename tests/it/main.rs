@@ -13,6 +13,7 @@ mod faults;
 mod layout;
 mod newuser;
 mod poll;
+mod postgres;
 mod props;
 mod security_api;
 mod security_config;

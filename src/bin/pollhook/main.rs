@@ -61,6 +61,12 @@ enum Command {
     Run,
     /// Validate the config and report every problem; runs nothing.
     Check,
+    /// Create or upgrade the database's schema, then exit (`run` and every command also do it).
+    Migrate,
+    /// Copy a SQLite database into an empty PostgreSQL one: snapshot, poll state, events in
+    /// order, endpoints with their secrets, deliveries and attempts. Nothing is re-baselined.
+    /// Stop `pollhook run` first.
+    MigrateStorage(run::MigrateStorageArgs),
     /// Poll one resource (or all of a source's) once and print the changes found.
     Poll(run::PollArgs),
     /// Per resource: last poll, outcome, item count, held-back deletes.
@@ -137,9 +143,9 @@ struct Ctx {
 
 impl Ctx {
     /// Loads the config (a problem is exit 2) and opens its database.
-    fn open(path: &Path) -> anyhow::Result<Ctx> {
+    async fn open(path: &Path) -> anyhow::Result<Ctx> {
         let config = load(path)?;
-        let store = Store::open(&config.storage.path)?;
+        let store = Store::connect(&config.storage).await?;
         Ok(Ctx {
             config,
             store,
@@ -234,19 +240,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => run::demo(args, shutdown_signal()).await?,
         Command::Check => run::check(&path)?,
+        Command::Migrate => run::migrate(&path).await?,
+        Command::MigrateStorage(args) => run::migrate_storage(&path, args).await?,
         Command::Run => run::run(&path, shutdown_signal()).await?,
         Command::Poll(args) => return run::poll(&load(&path)?, args).await,
-        Command::Status { json } => status::status(&Ctx::open(&path)?, json).await?,
-        Command::Accept { target } => status::accept(&Ctx::open(&path)?, &target).await?,
-        Command::Events(command) => events::command(&Ctx::open(&path)?, command).await?,
+        Command::Status { json } => status::status(&Ctx::open(&path).await?, json).await?,
+        Command::Accept { target } => status::accept(&Ctx::open(&path).await?, &target).await?,
+        Command::Events(command) => events::command(&Ctx::open(&path).await?, command).await?,
         // Needs no config: a secret is often made before anything is deployed.
         Command::Endpoints(endpoints::EndpointsCommand::Secret { signing }) => {
             endpoints::print_secret(&signing)?
         }
-        Command::Endpoints(command) => endpoints::command(&Ctx::open(&path)?, command).await?,
-        Command::Deliveries(command) => deliveries::command(&Ctx::open(&path)?, command).await?,
+        Command::Endpoints(command) => {
+            endpoints::command(&Ctx::open(&path).await?, command).await?
+        }
+        Command::Deliveries(command) => {
+            deliveries::command(&Ctx::open(&path).await?, command).await?
+        }
         Command::Replay { event_id, endpoint } => {
-            events::replay(&Ctx::open(&path)?, &event_id, endpoint.as_deref()).await?
+            events::replay(&Ctx::open(&path).await?, &event_id, endpoint.as_deref()).await?
         }
         Command::Verify(args) => return verify::verify(args),
         Command::Adapters(command) => adapters::command(&path, command)?,

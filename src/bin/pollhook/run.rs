@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
@@ -56,9 +56,85 @@ pub fn check(path: &Path) -> anyhow::Result<()> {
         config.sources.len(),
         resources,
         config.endpoints.len(),
-        config.storage.path.display()
+        database(&config.storage)
     );
     Ok(())
+}
+
+#[derive(Args)]
+pub struct MigrateStorageArgs {
+    /// The SQLite file to copy.
+    #[arg(long)]
+    from: PathBuf,
+    /// The postgres:// URL to copy into [default: the config's [storage] url].
+    #[arg(long, env = "POLLHOOK_STORAGE_URL", hide_env_values = true)]
+    to: Option<String>,
+}
+
+/// `pollhook migrate`.
+pub async fn migrate(path: &Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let store = Store::connect(&config.storage).await?;
+    say!(
+        "{}: schema version {}, up to date.",
+        database(&config.storage),
+        store.schema_version().await?
+    );
+    Ok(())
+}
+
+/// `pollhook migrate-storage`.
+pub async fn migrate_storage(path: &Path, args: MigrateStorageArgs) -> anyhow::Result<()> {
+    let MigrateStorageArgs { from, to } = args;
+    if !from.is_file() {
+        bail!(UsageError(anyhow!(
+            "--from {}: no such SQLite file",
+            from.display()
+        )));
+    }
+    let to = match to {
+        Some(url) => url,
+        None => load(path)?
+            .storage
+            .url
+            .map(|u| u.expose().to_owned())
+            .ok_or_else(|| {
+                UsageError(anyhow!(
+                    "name the PostgreSQL database with --to postgres://… or [storage] url"
+                ))
+            })?,
+    };
+    let source = Store::open(&from)?;
+    let target = Store::connect_postgres(&to, 2).await?;
+    let copied = pollhook::store::copy(&source, &target).await?;
+    say!(
+        "Copied {} into {}: {copied}.",
+        source.describe(),
+        target.describe()
+    );
+    Ok(())
+}
+
+/// The database `[storage]` names, as `check` and `migrate` print it: never its password, and
+/// which setting wins when both are given.
+fn database(storage: &pollhook::config::StorageConfig) -> String {
+    match &storage.url {
+        Some(url) => {
+            let shown = url::Url::parse(url.expose())
+                .map(|u| {
+                    let host = u.host_str().unwrap_or_default();
+                    let port = u.port().unwrap_or(5432);
+                    format!("postgres://{host}:{port}{}", u.path())
+                })
+                .unwrap_or_else(|_| "PostgreSQL".to_owned());
+            if storage.path_ignored {
+                format!("{shown}; [storage] url wins over path, which is ignored")
+            } else {
+                shown
+            }
+        }
+        None => storage.path.display().to_string(),
+    }
 }
 
 /// `pollhook run`.
@@ -114,7 +190,7 @@ pub async fn poll(config: &Config, args: PollArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .find(|s| s.name == source_name)
         .context("source vanished")?;
-    let store = Store::open(&config.storage.path)?;
+    let store = Store::connect(&config.storage).await?;
     if !dry_run {
         // A running `pollhook run` may poll the same resource; one writer per resource.
         store.reconcile_endpoints(&config.endpoints).await?;

@@ -11,6 +11,7 @@
 //! - One process runs the pipeline per database ([`RunLock`]); the CLI may read and write
 //!   alongside it (WAL readers never block the writer).
 
+mod copy;
 mod endpoints;
 mod events;
 mod lock;
@@ -96,6 +97,13 @@ impl Db {
         // A panic while holding the lock cannot leave a half-done transaction behind (rusqlite
         // rolls back on drop), so a poisoned lock is safe to reuse.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The schema version (`PRAGMA user_version`).
+    pub(super) fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
     /// Checks that a write transaction can be taken: the disk is not read-only and no other

@@ -1,0 +1,1273 @@
+//! PostgreSQL: the store's operations, the CLI and several `pollhook run` replicas on a real
+//! server.
+//!
+//! `POLLHOOK_TEST_POSTGRES` is an admin URL (`postgres://postgres:…@127.0.0.1:5432/postgres`);
+//! each test creates a database of its own from it and drops it at the end, so tests run in
+//! parallel. Without it each test prints one "skipped" line and passes, except under `CI=true`,
+//! where a missing server fails the run (`.ci/run` starts one).
+//!
+//! To hook these into the store conformance suite: [`TestDb::store`] opens a migrated
+//! [`Store`] on a fresh database, so a `backends()` list can hold it beside the SQLite one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::{get, post};
+use pollhook::config::Secret;
+use pollhook::endpoint::{ActionFilter, EndpointSpec};
+use pollhook::sign::Scheme;
+use pollhook::store::{DeliveryFilter, EventFilter, PollCommit, SnapshotRow, Store, StoreError};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::crash::{self, Facts, Inbox, Receiver, SourceApi, World};
+use crate::support::{Child, block_on, spawn_run, start};
+
+/// A database of its own on the test server, dropped (with whatever is connected) at the end.
+pub struct TestDb {
+    admin: String,
+    name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+impl TestDb {
+    /// A fresh, empty database, or `None` (after saying so) when no server is configured.
+    pub async fn create(test: &str) -> Option<TestDb> {
+        let Some(admin) = std::env::var("POLLHOOK_TEST_POSTGRES")
+            .ok()
+            .filter(|v| !v.is_empty())
+        else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but POLLHOOK_TEST_POSTGRES is not set: .ci/run starts PostgreSQL and sets it"
+            );
+            println!("{test}: skipped: set POLLHOOK_TEST_POSTGRES to run the PostgreSQL tests");
+            return None;
+        };
+        let name = format!(
+            "pollhook_t_{}_{}",
+            std::process::id(),
+            uuid::Uuid::now_v7().simple()
+        );
+        admin_sql(&admin, &format!("CREATE DATABASE {name}")).await;
+        let url = with_database(&admin, &name);
+        Some(TestDb { admin, name, url })
+    }
+
+    /// A fresh database on the server at `admin`.
+    async fn on(admin: &str) -> TestDb {
+        let name = format!("pollhook_t_{}", uuid::Uuid::now_v7().simple());
+        admin_sql(admin, &format!("CREATE DATABASE {name}")).await;
+        TestDb {
+            admin: admin.to_owned(),
+            url: with_database(admin, &name),
+            name,
+        }
+    }
+
+    /// A migrated store on it.
+    pub async fn store(&self) -> Store {
+        Store::connect_postgres(&self.url, 8).await.unwrap()
+    }
+
+    /// Runs SQL in it.
+    pub async fn sql(&self, sql: &str) -> Vec<tokio_postgres::Row> {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let driver = tokio::spawn(connection);
+        let rows = client.query(sql, &[]).await.unwrap();
+        driver.abort();
+        rows
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        block_on(async move {
+            admin_sql(
+                &admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await;
+        });
+    }
+}
+
+async fn admin_sql(admin: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("POLLHOOK_TEST_POSTGRES does not connect: {e}"));
+    let driver = tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap();
+    driver.abort();
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let mut url = url::Url::parse(url).expect("POLLHOOK_TEST_POSTGRES is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+fn rows(ids: &[(&str, u64)]) -> Vec<SnapshotRow> {
+    ids.iter()
+        .map(|(id, v)| {
+            let body = format!(r#"{{"id":"{id}","v":{v}}}"#);
+            SnapshotRow {
+                id: (*id).to_owned(),
+                hash: Sha256::digest(body.as_bytes()).into(),
+                raw: None,
+                body,
+            }
+        })
+        .collect()
+}
+
+fn commit(
+    version: i64,
+    upserts: Vec<SnapshotRow>,
+    events: Vec<pollhook::event::Event>,
+) -> PollCommit {
+    PollCommit {
+        source: "shop".into(),
+        resource: "orders".into(),
+        upserts: Box::new(upserts),
+        rehashed: Vec::new(),
+        deletes: Vec::new(),
+        events,
+        listed: 2,
+        held: None,
+        complete: true,
+        duration: Duration::from_millis(3),
+        at: chrono::Utc::now(),
+        alert_after: 3,
+        missing: Vec::new(),
+        found: Vec::new(),
+        since_cursor: None,
+        pages: None,
+        version,
+    }
+}
+
+// ───────────────────────────── the store ─────────────────────────────
+
+#[tokio::test]
+async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
+    let Some(db) = TestDb::create("postgres store").await else {
+        return;
+    };
+    let store = db.store().await;
+    // Migrating again (a second replica starting) changes nothing.
+    let again = db.store().await;
+    assert_eq!(again.schema_version().await.unwrap(), 3);
+
+    let spec = EndpointSpec {
+        name: "app".into(),
+        url: "http://127.0.0.1:9/hooks".into(),
+        secret: Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        signing: Scheme::StandardWebhooks,
+        resources: vec!["*".into()],
+        actions: ActionFilter::default(),
+        active: true,
+        headers: Vec::new(),
+        timeout: None,
+        format: Default::default(),
+    };
+    store
+        .reconcile_endpoints(std::slice::from_ref(&spec))
+        .await
+        .unwrap();
+    let endpoint = store.endpoint_named("app").await.unwrap();
+
+    // A baseline, then two changes of one item and one of another, in two commits.
+    let (summary, _) = store
+        .commit_poll(commit(0, rows(&[("1", 1), ("2", 1)]), Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, "baseline");
+    let state = store.resource_state("shop", "orders").await.unwrap();
+    assert_eq!(
+        (state.version, state.item_count, state.has_baseline),
+        (1, 2, true)
+    );
+    let updated = |id: &str, v: u64| {
+        pollhook::event::Event::from_change(
+            "shop",
+            "orders",
+            &pollhook::diff::Change::Updated(pollhook::normalize::Record {
+                id: id.to_owned(),
+                body: serde_json::json!({"id": id, "v": v}),
+                hash: [0; 32],
+                raw: None,
+            }),
+            None,
+            &[],
+            chrono::Utc::now(),
+        )
+    };
+    let (summary, _) = store
+        .commit_poll(commit(
+            1,
+            rows(&[("1", 2)]),
+            vec![updated("1", 2), updated("2", 2)],
+        ))
+        .await
+        .unwrap();
+    assert_eq!((summary.events, summary.deliveries), (2, 2));
+    store
+        .commit_poll(commit(2, rows(&[("1", 3)]), vec![updated("1", 3)]))
+        .await
+        .unwrap();
+
+    // A poll that read version 2 commits nothing now that it is 3.
+    let stale = store
+        .commit_poll(commit(2, rows(&[("1", 9)]), vec![updated("1", 9)]))
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::VersionConflict(_)), "{stale}");
+    assert_eq!(
+        store
+            .events(EventFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // The claim offers each item's oldest pending delivery only, whoever asks.
+    let first = store.claim(endpoint.id, 10, 60_000).await.unwrap();
+    let items: Vec<&str> = first.iter().map(|d| d.resource_id.as_str()).collect();
+    assert_eq!(items, ["1", "2"], "{first:?}");
+    assert!(
+        store
+            .claim(endpoint.id, 10, 60_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased, and item 1's next waits"
+    );
+    let other_replica = db.store().await;
+    assert!(
+        other_replica
+            .claim(endpoint.id, 10, 60_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let done = |d: &pollhook::store::Due| pollhook::store::Recorded {
+        delivery_id: d.delivery_id,
+        endpoint_id: endpoint.id,
+        at: pollhook::store::now_ms(),
+        status: Some(204),
+        latency_ms: 1,
+        error: None,
+        response: None,
+        next: pollhook::retry::Next::Done,
+    };
+    store
+        .record_outcomes(vec![done(&first[0])], Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let next = other_replica.claim(endpoint.id, 10, 60_000).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].resource_id, "1");
+    assert!(next[0].payload.contains("\"v\":3"), "{}", next[0].payload);
+
+    // Duplicates and missing rows are the same errors as on SQLite.
+    let dup = store.add_endpoint(&spec).await.unwrap_err();
+    assert!(matches!(dup, StoreError::Duplicate(_)), "{dup}");
+    assert!(dup.to_string().contains("already exists"), "{dup}");
+    let missing = store.accept_deletes("shop", "orders").await.unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound(_)), "{missing}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_names_host_and_database_but_not_the_password() {
+    let Some(db) = TestDb::create("postgres login").await else {
+        return;
+    };
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_password(Some("not-the-Secret-pw")).unwrap();
+    let err = Store::connect_postgres(url.as_str(), 2)
+        .await
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(text.contains("cannot connect to PostgreSQL at"), "{text}");
+    assert!(text.contains(&db.name), "names the database: {text}");
+    assert!(text.contains("password"), "says what to check: {text}");
+    assert!(!text.contains("not-the-Secret-pw"), "{text}");
+
+    // Nothing listens on port 9: a clear error, quickly.
+    let started = Instant::now();
+    let err = Store::connect_postgres("postgres://u:hunter2@127.0.0.1:9/nowhere", 2)
+        .await
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(text.contains("127.0.0.1:9/nowhere"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+// ───────────────────────────── the CLI ─────────────────────────────
+
+/// `pollhook ARGS… --config CONFIG`, with a clean environment; (exit code, stdout, stderr).
+async fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollhook"));
+    for var in [
+        "POLLHOOK_CONFIG",
+        "POLLHOOK_STORAGE_PATH",
+        "POLLHOOK_STORAGE_URL",
+        "POLLHOOK_LISTEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.args(args)
+        .arg("--config")
+        .arg(config)
+        .env("POLLHOOK_LOG", "warn")
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("the command finishes")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cli_command_works_on_postgres() {
+    let Some(db) = TestDb::create("postgres cli").await else {
+        return;
+    };
+    let world = SourceApi(Arc::new(Mutex::new(World::new(30))));
+    let source_url = start(
+        Router::new()
+            .route("/items", get(crash::list_items))
+            .with_state(world.clone()),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pollhook.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[storage]
+path = "ignored.db"
+url = "{url}"
+
+[[sources]]
+name = "shop"
+base_url = "{source_url}"
+
+  [[sources.resources]]
+  name = "items"
+  path = "/items"
+  every = "1h"
+
+[delivery]
+allow_http = true
+allow_networks = ["127.0.0.0/8"]
+"#,
+            url = db.url
+        ),
+    )
+    .unwrap();
+
+    let (code, out, err) = cli(&config, &["check"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("url wins over path"), "{out}");
+    assert!(
+        !out.contains("postgres:postgres@"),
+        "no password in the output: {out}"
+    );
+    let (code, out, err) = cli(&config, &["migrate"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("schema version 1"), "{out}");
+    assert!(
+        !dir.path().join("ignored.db").exists(),
+        "the SQLite path is not used"
+    );
+
+    // A baseline, then a change and a mass delete held back.
+    assert_eq!(cli(&config, &["poll", "shop.items"]).await.0, 0);
+    {
+        let mut w = world.world();
+        let mut rng = StdRng::seed_from_u64(7);
+        while w.log.iter().all(|l| l.op != crash::Op::Update) {
+            w.mutate(&mut rng);
+        }
+    }
+    let (code, out, err) = cli(&config, &["poll", "shop.items", "--json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = cli(&config, &["events", "list", "--json"]).await;
+    assert_eq!(code, 0);
+    let events: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert!(!events.is_empty(), "{out}");
+    let event_id = events[0]["id"].as_str().unwrap().to_owned();
+    let (code, out, _) = cli(&config, &["events", "show", &event_id]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains(&event_id));
+
+    let (code, out, err) = cli(
+        &config,
+        &[
+            "endpoints",
+            "add",
+            "app",
+            "--url",
+            "http://127.0.0.1:9/hooks",
+            "--resource",
+            "shop.items",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = cli(
+        &config,
+        &[
+            "endpoints",
+            "add",
+            "app",
+            "--url",
+            "http://127.0.0.1:9/hooks",
+        ],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("already exists"), "{err}");
+    let (code, out, _) = cli(&config, &["endpoints", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("app") && out.contains("127.0.0.1:9"), "{out}");
+
+    let (code, out, err) = cli(&config, &["replay", &event_id, "--endpoint", "app"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("queued again for: app"), "{out}");
+    let (code, out, _) = cli(&config, &["deliveries", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("pending") && out.contains("app"), "{out}");
+
+    // Every item gone at once: the guard holds the deletes until `accept`.
+    world.world().items.clear();
+    assert_eq!(cli(&config, &["poll", "shop.items"]).await.0, 0);
+    let (code, out, _) = cli(&config, &["status", "--json"]).await;
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        status[0]["held_deletes"].as_i64().unwrap_or(0) > 0,
+        "the deletes are held: {status}"
+    );
+    let (code, out, err) = cli(&config, &["accept", "shop.items"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("will be applied at its next poll"), "{out}");
+    // The next poll applies them.
+    assert_eq!(cli(&config, &["poll", "shop.items"]).await.0, 0);
+    let (code, _, err) = cli(&config, &["accept", "shop.items"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no held-back deletes"), "{err}");
+}
+
+// ───────────────────────────── replicas ─────────────────────────────
+
+/// [`crash::check`]'s view of the database, read with a connection of its own.
+struct PgFacts(String);
+
+impl PgFacts {
+    fn query(&self, sql: &'static str) -> Vec<tokio_postgres::Row> {
+        let url = self.0.clone();
+        block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let driver = tokio::spawn(connection);
+            let rows = client.query(sql, &[]).await.unwrap();
+            driver.abort();
+            rows
+        })
+    }
+}
+
+impl Facts for PgFacts {
+    fn snapshot(&self) -> BTreeMap<u64, (u64, u64, i64)> {
+        self.query("SELECT item_id, body, changed_at FROM snapshot WHERE source = 'shop'")
+            .iter()
+            .map(|r| {
+                let body: Value = serde_json::from_str(r.get(1)).unwrap();
+                (
+                    r.get::<_, &str>(0).parse().unwrap(),
+                    (
+                        body["version"].as_u64().unwrap(),
+                        body["touched"].as_u64().unwrap(),
+                        r.get(2),
+                    ),
+                )
+            })
+            .collect()
+    }
+    fn baseline_at(&self) -> Option<i64> {
+        self.query("SELECT baseline_at FROM resources WHERE source = 'shop' AND resource = 'items'")
+            .first()
+            .and_then(|r| r.get(0))
+    }
+}
+
+/// A replica test's world: the changing source, the receiver, the config.
+struct Cluster {
+    world: SourceApi,
+    receiver: Receiver,
+    key: [u8; 32],
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+}
+
+impl Cluster {
+    async fn start(seed: u64, url: &str) -> Cluster {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let world = SourceApi(Arc::new(Mutex::new(World::new(20))));
+        let source_url = start(
+            Router::new()
+                .route("/items", get(crash::list_items))
+                .with_state(world.clone()),
+        )
+        .await;
+        let receiver = Receiver(Arc::new(Mutex::new(Inbox {
+            receipts: Vec::new(),
+            seen: HashSet::new(),
+            rng: StdRng::seed_from_u64(seed ^ 0x5ec0),
+            injected_500: 0,
+        })));
+        let receiver_url = start(
+            Router::new()
+                .route("/hooks", post(crash::receive))
+                .with_state(receiver.clone()),
+        )
+        .await;
+        let mut key = [0u8; 32];
+        rng.fill(&mut key);
+        let secret = format!(
+            "whsec_{}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("pollhook.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[storage]
+url = "{url}"
+
+[server]
+listen = "127.0.0.1:0"
+
+[[sources]]
+name = "shop"
+base_url = "{source_url}"
+timeout = "2s"
+retries = 1
+
+  [[sources.resources]]
+  name = "items"
+  path = "/items"
+  every = "100ms"
+  jitter = "0s"
+  ignore = ["touched"]
+  max_delete_ratio = 1.0
+
+[delivery]
+allow_http = true
+allow_networks = ["127.0.0.0/8"]
+timeout = "1s"
+retries = ["50ms", "100ms"]
+
+[[endpoints]]
+name = "app"
+url = "{receiver_url}/hooks"
+signing = "standard-webhooks"
+secret = "{secret}"
+resources = ["shop.items"]
+"#
+            ),
+        )
+        .unwrap();
+        Cluster {
+            world,
+            receiver,
+            key,
+            dir,
+            config,
+        }
+    }
+
+    fn log(&self, replica: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("replica-{replica}.log"))
+    }
+
+    fn spawn(&self, replica: usize) -> Child {
+        spawn_run(&self.config, &self.log(replica))
+    }
+
+    fn logs(&self) -> String {
+        (0..3)
+            .map(|i| format!("--- replica {i} ---\n{}", crash::log_tail(&self.log(i))))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Keeps the source changing until the handle is aborted.
+    fn mutate(&self, seed: u64) -> tokio::task::JoinHandle<()> {
+        let world = self.world.clone();
+        let mut rng = StdRng::seed_from_u64(seed ^ 0xc4a5);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(2..30))).await;
+                world.world().mutate(&mut rng);
+            }
+        })
+    }
+
+    /// Waits until a poll after `settled_at` found nothing new and every delivery is done and
+    /// received, while `replicas` run.
+    async fn quiesce(
+        &self,
+        store: &Store,
+        replicas: &mut [Child],
+        settled_at: chrono::DateTime<chrono::Utc>,
+        limit: Duration,
+    ) {
+        let deadline = Instant::now() + limit;
+        loop {
+            for (i, child) in replicas.iter_mut().enumerate() {
+                if let Some(status) = child.try_wait() {
+                    panic!("replica {i} exited by itself ({status})\n{}", self.logs());
+                }
+            }
+            let settled = store.status().await.unwrap().iter().any(|s| {
+                s.source == "shop"
+                    && s.last_outcome.as_deref() == Some("unchanged")
+                    && s.last_poll_at.is_some_and(|at| at > settled_at)
+            });
+            let rows = store
+                .deliveries(DeliveryFilter {
+                    limit: 1_000_000,
+                    ..DeliveryFilter::default()
+                })
+                .await
+                .unwrap();
+            let received: HashSet<String> = self
+                .receiver
+                .inbox()
+                .receipts
+                .iter()
+                .map(|r| r.header("webhook-id").to_owned())
+                .collect();
+            let done = rows
+                .iter()
+                .all(|d| d.status != "pending" && received.contains(&d.event_id));
+            if settled && done {
+                return;
+            }
+            if Instant::now() > deadline {
+                let pending = rows.iter().filter(|d| d.status == "pending").count();
+                panic!(
+                    "not quiescent after {limit:?}: settled {settled}, {pending} pending of {} deliveries\n{}",
+                    rows.len(),
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERMs every replica and checks each stops cleanly.
+    async fn stop(&self, replicas: &mut [Child]) {
+        for child in replicas.iter() {
+            let term = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(term.success());
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for (i, child) in replicas.iter_mut().enumerate() {
+            let exit = loop {
+                if let Some(status) = child.try_wait() {
+                    break status;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "SIGTERM did not stop replica {i}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            assert!(exit.success(), "replica {i}: {exit}\n{}", self.logs());
+        }
+    }
+
+    /// The crash test's checks, plus: every event has exactly one delivery (to the one
+    /// endpoint), so no commit was half-written and no listing was committed twice.
+    async fn check(&self, db: &TestDb, store: &Store) -> crash::Figures {
+        let extra = db
+            .sql(
+                "SELECT count(*) FROM events e WHERE e.source = 'shop'
+                 AND (SELECT count(*) FROM deliveries d WHERE d.event_seq = e.seq) != 1",
+            )
+            .await;
+        assert_eq!(
+            extra[0].get::<_, i64>(0),
+            0,
+            "an event without exactly one delivery"
+        );
+        let world = self.world.world().clone();
+        let receipts = self.receiver.inbox().receipts.clone();
+        let facts = PgFacts(db.url.clone());
+        let store = store.clone();
+        let key = self.key;
+        let result = tokio::task::spawn_blocking(move || {
+            crash::check(&world, &store, &facts, &receipts, &key)
+        })
+        .await
+        .unwrap();
+        result.unwrap_or_else(|problems| {
+            panic!(
+                "{} problem(s):\n  {}\n{}",
+                problems.len(),
+                problems.join("\n  "),
+                self.logs()
+            )
+        })
+    }
+}
+
+/// Kills in the three-replica test when `POLLHOOK_REPLICA_KILLS` is not set.
+const DEFAULT_KILLS: usize = 36;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_sigkilled_at_random_lose_nothing_and_keep_item_order() {
+    let Some(db) = TestDb::create("postgres replicas").await else {
+        return;
+    };
+    let seed: u64 = crash::env_number("POLLHOOK_CRASH_SEED", 20_261_201);
+    let kills: usize = crash::env_number("POLLHOOK_REPLICA_KILLS", DEFAULT_KILLS);
+    println!("replicas: seed {seed} (POLLHOOK_CRASH_SEED), {kills} kills (POLLHOOK_REPLICA_KILLS)");
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let cluster = Cluster::start(seed, &db.url).await;
+    let store = db.store().await;
+    let mutator = cluster.mutate(seed);
+
+    let mut replicas: Vec<Child> = (0..3).map(|i| cluster.spawn(i)).collect();
+    for kill in 0..kills {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..=400))).await;
+        let victim = rng.random_range(0..3);
+        if let Some(status) = replicas[victim].try_wait() {
+            panic!(
+                "kill {kill}: replica {victim} exited by itself ({status})\n{}",
+                cluster.logs()
+            );
+        }
+        replicas[victim].kill();
+        replicas[victim] = cluster.spawn(victim);
+    }
+    mutator.abort();
+    let _ = mutator.await;
+    let settled_at = chrono::Utc::now();
+    println!(
+        "replicas: {kills} SIGKILLs in {:.1}s, {} source changes; settling",
+        started.elapsed().as_secs_f64(),
+        cluster.world.world().log.len()
+    );
+    // Killed replicas' delivery leases come back once the leader finds their heartbeat gone.
+    cluster
+        .quiesce(&store, &mut replicas, settled_at, Duration::from_secs(120))
+        .await;
+    cluster.stop(&mut replicas).await;
+    let figures = cluster.check(&db, &store).await;
+    println!(
+        "replicas: seed {seed}: {kills} SIGKILLs across 3 replicas, {} source changes, {} events \
+         checked ({}), {} webhooks ({} duplicates); lost 0, phantom 0, out of order 0; total {:.1}s",
+        cluster.world.world().log.len(),
+        figures.events,
+        figures.by_action,
+        cluster.receiver.inbox().receipts.len(),
+        figures.duplicates,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+// ───────────────────────────── a server restart, a network stall ─────────────────────────────
+
+/// A PostgreSQL cluster of this test's own, on a free loopback port, so it can be restarted
+/// without disturbing the other tests: `initdb` and `pg_ctl` as the `postgres` user (this test
+/// runs as root in CI). Stopped and removed when dropped.
+struct PrivateServer {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivateServer {
+    /// Starts one, or says why not (no PostgreSQL binaries, not root) and returns `None`.
+    fn start(test: &str) -> Option<PrivateServer> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("pg_ctl").exists())
+            .max()?;
+        if !Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"))
+        {
+            println!("{test}: skipped: a private PostgreSQL cluster needs root (runuser postgres)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let as_postgres = |args: String| {
+            let status = Command::new("runuser")
+                .args(["-u", "postgres", "--", "sh", "-c", &args])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "{args}");
+        };
+        Command::new("chown")
+            .args(["postgres", &dir.path().display().to_string()])
+            .status()
+            .unwrap();
+        as_postgres(format!(
+            "{} -D {} -U postgres --auth=trust -E UTF8 >/dev/null",
+            bin.join("initdb").display(),
+            data.display()
+        ));
+        let server = PrivateServer { bin, dir, port };
+        server.pg_ctl("start -w");
+        Some(server)
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self, what: &str) {
+        let data = self.dir.path().join("data");
+        let status = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                "sh",
+                "-c",
+                &format!(
+                    "{} -D {} -l {}/server.log -o '-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off' {what} >/dev/null",
+                    self.bin.join("pg_ctl").display(),
+                    data.display(),
+                    self.dir.path().display(),
+                    self.port,
+                    self.dir.path().display(),
+                ),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "pg_ctl {what}");
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &data.display().to_string(), "-m", "immediate", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_recover_from_a_postgres_restart_mid_run_and_lose_nothing() {
+    // Only runs where the shared tests run, so CI (which sets it) always runs it.
+    if TestDb::create("postgres restart").await.is_none() {
+        return;
+    }
+    let Some(server) = PrivateServer::start("postgres restart") else {
+        return;
+    };
+    let seed = 20_261_202;
+    let db = TestDb::on(&server.url()).await;
+    let cluster = Cluster::start(seed, &db.url).await;
+    let store = db.store().await;
+    let mutator = cluster.mutate(seed);
+    let mut replicas: Vec<Child> = (0..2).map(|i| cluster.spawn(i)).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = cluster.receiver.inbox().receipts.len();
+    assert!(
+        before > 0,
+        "webhooks flow before the restart\n{}",
+        cluster.logs()
+    );
+    // A fast restart drops every connection, the listeners' included.
+    server.pg_ctl("restart -w -m fast");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    mutator.abort();
+    let _ = mutator.await;
+    let settled_at = chrono::Utc::now();
+    cluster
+        .quiesce(&store, &mut replicas, settled_at, Duration::from_secs(90))
+        .await;
+    cluster.stop(&mut replicas).await;
+    let figures = cluster.check(&db, &store).await;
+    assert!(
+        cluster.receiver.inbox().receipts.len() > before,
+        "webhooks flow after the restart"
+    );
+    println!(
+        "restart: {} events checked ({}), {} webhooks ({} duplicates); lost 0, out of order 0",
+        figures.events,
+        figures.by_action,
+        cluster.receiver.inbox().receipts.len(),
+        figures.duplicates
+    );
+}
+
+/// A TCP relay on loopback that the test can freeze: while paused it neither reads nor writes,
+/// as a network that drops everything does (the connections stay open).
+struct Relay {
+    port: u16,
+    paused: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    async fn start(upstream: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (paused, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pump(cr, sw, watch.clone()));
+                tokio::spawn(pump(sr, cw, watch.clone()));
+            }
+        });
+        Relay { port, paused }
+    }
+
+    fn pause(&self, paused: bool) {
+        self.paused.send_replace(paused);
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        while *paused.borrow_and_update() {
+            if paused.changed().await.is_err() {
+                return;
+            }
+        }
+        let n = tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            _ = paused.changed() => continue,
+        };
+        // What was read just as the pause began waits for the end of it.
+        while *paused.borrow_and_update() {
+            if paused.changed().await.is_err() {
+                return;
+            }
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_cut_off_from_postgres_longer_than_a_lease_is_fenced_and_taken_over() {
+    let Some(db) = TestDb::create("postgres stall").await else {
+        return;
+    };
+    let seed = 20_261_203;
+    let cluster = Cluster::start(seed, &db.url).await;
+    let store = db.store().await;
+    // Replica 0 reaches the database through the relay; replica 1 directly.
+    let target = url::Url::parse(&db.url).unwrap();
+    let upstream = format!(
+        "{}:{}",
+        target.host_str().unwrap(),
+        target.port().unwrap_or(5432)
+    );
+    let upstream: std::net::SocketAddr = tokio::net::lookup_host(upstream)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let relay = Relay::start(upstream).await;
+    let mut relayed = target.clone();
+    relayed.set_port(Some(relay.port)).unwrap();
+    let relayed_config = cluster.dir.path().join("relayed.toml");
+    std::fs::write(
+        &relayed_config,
+        std::fs::read_to_string(&cluster.config)
+            .unwrap()
+            .replace(&db.url, relayed.as_str()),
+    )
+    .unwrap();
+    let mutator = cluster.mutate(seed);
+    let mut replicas = vec![
+        spawn_run(&relayed_config, &cluster.log(0)),
+        cluster.spawn(1),
+    ];
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Longer than a resource lease (15 s) and than the time after which a silent replica is
+    // presumed dead and its delivery leases handed back.
+    relay.pause(true);
+    let stalled_at = cluster.receiver.inbox().receipts.len();
+    tokio::time::sleep(Duration::from_secs(18)).await;
+    let during = cluster.receiver.inbox().receipts.len();
+    relay.pause(false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    mutator.abort();
+    let _ = mutator.await;
+    let settled_at = chrono::Utc::now();
+    cluster
+        .quiesce(&store, &mut replicas, settled_at, Duration::from_secs(90))
+        .await;
+    cluster.stop(&mut replicas).await;
+    let figures = cluster.check(&db, &store).await;
+    assert!(
+        during > stalled_at,
+        "the other replica kept delivering during the stall"
+    );
+    println!(
+        "stall: {} webhooks during an 18 s stall of one replica; {} events checked ({}), {} \
+         duplicates; lost 0, out of order 0",
+        during - stalled_at,
+        figures.events,
+        figures.by_action,
+        figures.duplicates
+    );
+}
+
+// ───────────────────────────── SQLite → PostgreSQL ─────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_storage_copies_a_sqlite_database_without_a_rebaseline() {
+    let Some(db) = TestDb::create("postgres migrate-storage").await else {
+        return;
+    };
+    let world = SourceApi(Arc::new(Mutex::new(World::new(12))));
+    let source_url = start(
+        Router::new()
+            .route("/items", get(crash::list_items))
+            .with_state(world.clone()),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"
+[[sources]]
+name = "shop"
+base_url = "{source_url}"
+
+  [[sources.resources]]
+  name = "items"
+  path = "/items"
+  every = "1h"
+  ignore = ["touched"]
+
+[delivery]
+allow_http = true
+allow_networks = ["127.0.0.0/8"]
+"#
+    );
+    let sqlite = dir.path().join("sqlite.toml");
+    std::fs::write(
+        &sqlite,
+        format!("[storage]\npath = \"pollhook.db\"\n{body}"),
+    )
+    .unwrap();
+    let postgres = dir.path().join("postgres.toml");
+    std::fs::write(
+        &postgres,
+        format!("[storage]\nurl = \"{}\"\n{body}", db.url),
+    )
+    .unwrap();
+
+    // On SQLite: an endpoint, a baseline, changes with their deliveries.
+    let (code, out, err) = cli(
+        &sqlite,
+        &[
+            "endpoints",
+            "add",
+            "app",
+            "--url",
+            "http://127.0.0.1:9/hooks",
+            "--signing",
+            "standard-webhooks",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(cli(&sqlite, &["poll", "shop.items"]).await.0, 0);
+    {
+        let mut w = world.world();
+        let mut rng = StdRng::seed_from_u64(11);
+        for _ in 0..20 {
+            w.mutate(&mut rng);
+        }
+    }
+    assert_eq!(cli(&sqlite, &["poll", "shop.items"]).await.0, 0);
+    let sqlite_store = Store::open(&dir.path().join("pollhook.db")).unwrap();
+    let events_before = sqlite_store
+        .events(EventFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!events_before.is_empty());
+    let deliveries_before = sqlite_store
+        .deliveries(DeliveryFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        !deliveries_before.is_empty(),
+        "the changes were queued for app"
+    );
+    let secret_before = sqlite_store
+        .endpoint_named("app")
+        .await
+        .unwrap()
+        .spec
+        .secret;
+    drop(sqlite_store);
+
+    let from = dir.path().join("pollhook.db");
+    let from = from.to_str().unwrap();
+    let (code, out, err) = cli(&postgres, &["migrate-storage", "--from", from]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("events") && !out.contains("postgres:postgres@"),
+        "{out}"
+    );
+
+    // Everything is there, in order, with the same ids; the next poll finds nothing new.
+    let store = db.store().await;
+    let events_after = store
+        .events(EventFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids = |events: &[(i64, pollhook::event::Event)]| -> Vec<(i64, String)> {
+        events.iter().map(|(seq, e)| (*seq, e.id.clone())).collect()
+    };
+    assert_eq!(ids(&events_after), ids(&events_before));
+    let deliveries_after = store
+        .deliveries(DeliveryFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let rows = |d: &[pollhook::store::DeliveryRow]| -> Vec<(i64, String, String)> {
+        d.iter()
+            .map(|d| (d.id, d.event_id.clone(), d.status.clone()))
+            .collect()
+    };
+    assert_eq!(rows(&deliveries_after), rows(&deliveries_before));
+    let endpoint = store.endpoint_named("app").await.unwrap();
+    assert_eq!(endpoint.spec.secret.expose(), secret_before.expose());
+    let (code, out, err) = cli(&postgres, &["poll", "shop.items", "--json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let found: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert!(
+        found.is_empty(),
+        "no re-baseline, no change detected twice: {out}"
+    );
+    // New rows continue after the copied ids.
+    let replayed = store
+        .replay(&events_after[0].1.id, Some("app"))
+        .await
+        .unwrap();
+    assert_eq!(replayed, ["app"]);
+    let newest = store
+        .deliveries(DeliveryFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(newest[0].id > deliveries_before.iter().map(|d| d.id).max().unwrap_or(0));
+
+    // A second copy into the same database is refused.
+    let (code, _, err) = cli(&postgres, &["migrate-storage", "--from", from]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("already holds pollhook data"), "{err}");
+}
+
+#[test]
+fn a_bad_storage_url_is_reported_without_its_password() {
+    for url in [
+        "mysql://pollhook:hunter2secret@db.example:3306/pollhook",
+        "postgres://pollhook:hunter2secret@db.example:5432/pollhook?sslmode=sometimes",
+        "postgres://pollhook:hunter2secret@db.example:5432/",
+        "postgres://pollhook:hunter2secret@db.example:5432/pollhook?connect_timeout=soon",
+    ] {
+        let text = format!("[storage]\nurl = \"{url}\"\n");
+        let err = crate::support::parse(&text, &BTreeMap::new())
+            .err()
+            .unwrap_or_else(|| panic!("{url} is refused"))
+            .to_string();
+        assert!(err.contains("storage.url"), "{err}");
+        assert!(!err.contains("hunter2secret"), "{err}");
+    }
+    // From the environment too, and it wins over a path given in the file.
+    let env = crate::support::env(&[(
+        "POLLHOOK_STORAGE_URL",
+        "postgres://u:p@127.0.0.1:5432/pollhook",
+    )]);
+    let config = crate::support::parse("[storage]\npath = \"x.db\"\n", &env).unwrap();
+    assert!(config.storage.url.is_some() && config.storage.path_ignored);
+}
