@@ -40,7 +40,7 @@ struct Backend {
 /// One line a backend; one that needs a server it may not have returns `Option` and is added
 /// with `.chain(postgres().await)` so a machine without it runs the rest.
 async fn backends() -> Vec<Backend> {
-    std::iter::once(sqlite()).collect()
+    std::iter::once(sqlite()).chain(postgres().await).collect()
 }
 
 /// SQLite in a temp dir.
@@ -52,6 +52,18 @@ fn sqlite() -> Backend {
         store,
         _keep: Box::new(dir),
     }
+}
+
+/// PostgreSQL in a database of its own on `POLLHOOK_TEST_POSTGRES`'s server (dropped with the
+/// backend), or `None` without one (see [`TestDb::create`](crate::postgres::TestDb::create)).
+async fn postgres() -> Option<Backend> {
+    let db = crate::postgres::TestDb::create("store conformance").await?;
+    let store = db.store().await;
+    Some(Backend {
+        name: "postgres",
+        store,
+        _keep: Box::new(db),
+    })
 }
 
 /// Runs `case` against every backend, saying which one a failure came from.
