@@ -105,6 +105,14 @@ conformance![
     accept_deletes_lets_held_deletes_through,
     a_failing_streak_alerts_once_at_alert_after_and_recovers,
     deliveries_filter_by_attempts_response_class_and_time,
+    reconcile_keeps_runtime_state_until_the_file_changes,
+    an_endpoint_keeps_its_format_and_origin,
+    replay_without_an_endpoint_goes_to_those_that_had_a_delivery,
+    snapshot_items_page_in_byte_order_of_ids,
+    queue_for_endpoint_queues_for_that_endpoint_alone,
+    release_all_leases_hands_back_a_dead_process_claims,
+    prune_removes_settled_events_and_keeps_pending_and_dead_letters,
+    attempt_counts_count_attempts_and_successes_per_endpoint,
 ];
 
 // ───────────────────────────── building blocks ─────────────────────────────
@@ -951,4 +959,210 @@ async fn a_failing_streak_alerts_once_at_alert_after_and_recovers(store: &Store)
         ["pollhook.resource.failing", "pollhook.resource.recovered"]
     );
     assert_eq!(store.status().await.unwrap()[0].consecutive_errors, 0);
+}
+
+async fn reconcile_keeps_runtime_state_until_the_file_changes(store: &Store) {
+    let file = [spec("a", &["shop.*"])];
+    store.reconcile_endpoints(&file).await.unwrap();
+    // Paused at run time: a restart with the same file leaves it paused.
+    store.set_endpoint_active("a", false).await.unwrap();
+    store.reconcile_endpoints(&file).await.unwrap();
+    assert!(!store.endpoint_named("a").await.unwrap().spec.active);
+    // Removed at run time: it stays removed.
+    store.remove_endpoint("a").await.unwrap();
+    store.reconcile_endpoints(&file).await.unwrap();
+    assert!(store.endpoints().await.unwrap().is_empty());
+    // Until the file's definition of it changes: then it is back, as the file says.
+    let mut changed = spec("a", &["shop.*"]);
+    changed.url = "http://127.0.0.1:9/changed".to_owned();
+    store
+        .reconcile_endpoints(std::slice::from_ref(&changed))
+        .await
+        .unwrap();
+    let back = store.endpoint_named("a").await.unwrap();
+    assert_eq!(back.spec.url, "http://127.0.0.1:9/changed");
+    assert!(back.spec.active);
+    assert_eq!(back.origin, "config");
+    // A file change resets run-time state too.
+    store.set_endpoint_active("a", false).await.unwrap();
+    store.reconcile_endpoints(&file).await.unwrap();
+    let reset = store.endpoint_named("a").await.unwrap();
+    assert!(reset.spec.active);
+    assert_eq!(reset.spec.url, "http://127.0.0.1:9/a");
+}
+
+async fn an_endpoint_keeps_its_format_and_origin(store: &Store) {
+    let mut xml = spec("xml", &["shop.*"]);
+    xml.format = pollhook::encode::Format::Xml;
+    store
+        .add_endpoint_from(&xml, pollhook::store::Origin::Cli)
+        .await
+        .unwrap();
+    let stored = store.endpoint_named("xml").await.unwrap();
+    assert_eq!(stored.spec.format, pollhook::encode::Format::Xml);
+    assert_eq!(stored.origin, "cli");
+    let mut file = spec("file", &["shop.*"]);
+    file.format = pollhook::encode::Format::Xml;
+    store.reconcile_endpoints(&[file]).await.unwrap();
+    let stored = store.endpoint_named("file").await.unwrap();
+    assert_eq!(stored.spec.format, pollhook::encode::Format::Xml);
+    assert_eq!(stored.origin, "config");
+}
+
+async fn replay_without_an_endpoint_goes_to_those_that_had_a_delivery(store: &Store) {
+    shop_endpoint(store, "hook").await;
+    let created = event(Action::Created, "1");
+    let id = created.id.clone();
+    commit_events(store, vec![created]).await;
+    // Added after the change: it wants the event, but never had it.
+    shop_endpoint(store, "later").await;
+    assert_eq!(store.replay(&id, None).await.unwrap(), ["hook"]);
+    assert_eq!(deliveries_of(store, "hook").await.len(), 2);
+    assert!(deliveries_of(store, "later").await.is_empty());
+}
+
+async fn snapshot_items_page_in_byte_order_of_ids(store: &Store) {
+    let rows: Vec<SnapshotRow> = ["a", "B", "9", "10", "b"]
+        .iter()
+        .enumerate()
+        .map(|(n, id)| row(id, n as u8))
+        .collect();
+    commit_to(store, RESOURCE, rows, &[], Vec::new()).await;
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .snapshot_items(SOURCE, RESOURCE, after.clone(), 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(last.clone());
+        seen.extend(page);
+    }
+    let ids: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["10", "9", "B", "a", "b"]);
+    let body: serde_json::Value = serde_json::from_str(seen[3].1.get()).unwrap();
+    assert_eq!(body, json!({"id": "a", "v": 0}));
+    assert!(
+        store
+            .snapshot_items(SOURCE, "customers", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn queue_for_endpoint_queues_for_that_endpoint_alone(store: &Store) {
+    let hook = shop_endpoint(store, "hook").await;
+    shop_endpoint(store, "other").await;
+    let queued = store
+        .queue_for_endpoint(hook, created(&["1", "2"]))
+        .await
+        .unwrap();
+    assert_eq!(queued, 2);
+    assert_eq!(deliveries_of(store, "hook").await.len(), 2);
+    assert!(deliveries_of(store, "other").await.is_empty());
+    assert_eq!(all_events(store).await.len(), 2);
+    assert_eq!(claim_items(store, hook, LONG_LEASE_MS).await, ["1", "2"]);
+    let err = store
+        .queue_for_endpoint(hook + 1000, created(&["3"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(all_events(store).await.len(), 2, "nothing written");
+}
+
+async fn release_all_leases_hands_back_a_dead_process_claims(store: &Store) {
+    let hook = shop_endpoint(store, "hook").await;
+    commit_events(store, created(&["1", "2"])).await;
+    // Claimed by a process that then died (this store runs no heartbeat: on PostgreSQL, a
+    // replica that is gone).
+    assert_eq!(claim_items(store, hook, LONG_LEASE_MS).await, ["1", "2"]);
+    assert!(claim_items(store, hook, LONG_LEASE_MS).await.is_empty());
+    assert_eq!(store.release_all_leases().await.unwrap(), 2);
+    assert_eq!(claim_items(store, hook, LONG_LEASE_MS).await, ["1", "2"]);
+}
+
+async fn prune_removes_settled_events_and_keeps_pending_and_dead_letters(store: &Store) {
+    let hook = shop_endpoint(store, "hook").await;
+    commit_events(store, created(&["1", "2", "3"])).await;
+    let due = store.claim(hook, 100, LONG_LEASE_MS).await.unwrap();
+    store
+        .record_outcomes(
+            vec![
+                outcome(due[0].delivery_id, hook, 200, Next::Done),
+                outcome(due[1].delivery_id, hook, 500, Next::Failed),
+            ],
+            NEVER_DISABLE,
+        )
+        .await
+        .unwrap();
+    let stats = store.storage_stats().await.unwrap();
+    assert_eq!(stats.events, 3);
+    assert!(stats.bytes > 0);
+    assert!(stats.oldest_event_at.is_some());
+
+    let later = now_ms() + 60_000;
+    // Nothing is old enough yet.
+    assert_eq!(store.prune_events(0, 0, 100).await.unwrap(), 0);
+    // The delivered one goes, with its delivery and attempt; the dead letter waits for the
+    // longer cut-off; the pending one stays.
+    assert_eq!(store.prune_events(later, 0, 100).await.unwrap(), 1);
+    assert!(store.attempts(&due[0].event_id).await.unwrap().is_empty());
+    assert_eq!(store.prune_events(later, later, 100).await.unwrap(), 1);
+    assert_eq!(store.prune_events(later, later, 100).await.unwrap(), 0);
+    let left: Vec<String> = all_events(store)
+        .await
+        .into_iter()
+        .map(|e| e.resource_id)
+        .collect();
+    assert_eq!(left, ["3"]);
+    assert_eq!(store.storage_stats().await.unwrap().events, 1);
+
+    // In batches: fewer than asked means nothing more is due.
+    commit_events(store, created(&["4", "5", "6"])).await;
+    store.remove_endpoint("hook").await.unwrap();
+    assert_eq!(store.prune_events(later, later, 2).await.unwrap(), 2);
+    assert_eq!(store.prune_events(later, later, 2).await.unwrap(), 2);
+    assert_eq!(store.prune_events(later, later, 2).await.unwrap(), 0);
+    let stats = store.storage_stats().await.unwrap();
+    assert_eq!((stats.events, stats.oldest_event_at), (0, None));
+}
+
+async fn attempt_counts_count_attempts_and_successes_per_endpoint(store: &Store) {
+    let hook = shop_endpoint(store, "hook").await;
+    let other = shop_endpoint(store, "other").await;
+    let start = now_ms();
+    commit_events(store, created(&["1", "2"])).await;
+    let mut outcomes = Vec::new();
+    for (endpoint, status) in [(hook, 200), (other, 503)] {
+        let due = store.claim(endpoint, 100, LONG_LEASE_MS).await.unwrap();
+        outcomes.push(outcome(due[0].delivery_id, endpoint, status, Next::Done));
+        outcomes.push(outcome(due[1].delivery_id, endpoint, 500, Next::Failed));
+    }
+    store
+        .record_outcomes(outcomes, NEVER_DISABLE)
+        .await
+        .unwrap();
+    let counts: Vec<(String, i64, i64)> = store
+        .attempt_counts(start)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.endpoint, c.attempts, c.succeeded))
+        .collect();
+    assert_eq!(
+        counts,
+        [("hook".to_owned(), 2, 1), ("other".to_owned(), 2, 0)]
+    );
+    assert!(
+        store
+            .attempt_counts(now_ms() + 60_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
