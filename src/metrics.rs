@@ -39,7 +39,8 @@ pub const ATTEMPT_DURATION: &str = "pollhook_delivery_attempt_duration_seconds";
 pub const DELIVERY_LATENCY: &str = "pollhook_delivery_latency_seconds";
 /// 1 when an endpoint is active, 0 when paused or disabled.
 pub const ENDPOINT_ACTIVE: &str = "pollhook_endpoint_active";
-/// The database's size on disk (file and write-ahead log).
+/// The database's size on disk (SQLite: file and write-ahead log; PostgreSQL: pollhook's
+/// tables with their indexes).
 pub const DATABASE_BYTES: &str = "pollhook_database_bytes";
 /// When the oldest kept event was detected (Unix seconds; 0 when none is kept).
 pub const OLDEST_EVENT: &str = "pollhook_oldest_event_timestamp_seconds";
@@ -110,7 +111,7 @@ fn describe() {
     describe_gauge!(
         DATABASE_BYTES,
         Unit::Bytes,
-        "Size of the database on disk, write-ahead log included."
+        "Size of the database on disk: SQLite's file and write-ahead log, or PostgreSQL's pollhook tables with their indexes."
     );
     describe_gauge!(
         OLDEST_EVENT,

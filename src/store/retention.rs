@@ -17,7 +17,8 @@ use super::{Backend, Store, StoreError, run};
 /// The database's size and age.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StorageStats {
-    /// Bytes on disk: the database file and its write-ahead log.
+    /// Bytes on disk: SQLite's file and its write-ahead log; on PostgreSQL, pollhook's tables
+    /// with their indexes and TOAST (the database may hold others).
     pub bytes: u64,
     /// When the oldest kept event was detected, if any is kept.
     pub oldest_event_at: Option<DateTime<Utc>>,

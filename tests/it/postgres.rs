@@ -294,6 +294,68 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
 }
 
 #[tokio::test]
+async fn a_starting_replica_hands_back_only_the_leases_of_replicas_that_are_gone() {
+    let Some(db) = TestDb::create("postgres release_all_leases").await else {
+        return;
+    };
+    let live = db.store().await;
+    let gone = db.store().await;
+    let spec = EndpointSpec {
+        name: "app".into(),
+        url: "http://127.0.0.1:9/hooks".into(),
+        secret: Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        signing: Scheme::StandardWebhooks,
+        resources: vec!["*".into()],
+        actions: ActionFilter::default(),
+        active: true,
+        headers: Vec::new(),
+        timeout: None,
+        format: Default::default(),
+    };
+    live.reconcile_endpoints(std::slice::from_ref(&spec))
+        .await
+        .unwrap();
+    let endpoint = live.endpoint_named("app").await.unwrap();
+    live.commit_poll(commit(0, rows(&[("1", 1), ("2", 1)]), Vec::new()))
+        .await
+        .unwrap();
+    let created = |id: &str| {
+        pollhook::event::Event::from_change(
+            "shop",
+            "orders",
+            &pollhook::diff::Change::Created(pollhook::normalize::Record {
+                id: id.to_owned(),
+                body: serde_json::json!({"id": id}),
+                hash: [0; 32],
+                raw: None,
+            }),
+            None,
+            &[],
+            chrono::Utc::now(),
+        )
+    };
+    live.commit_poll(commit(
+        1,
+        rows(&[("1", 1), ("2", 1), ("3", 1), ("4", 1)]),
+        vec![created("3"), created("4")],
+    ))
+    .await
+    .unwrap();
+    // One replica heartbeats (it is alive) and claims item 3; another, which never did (or
+    // whose row was swept), claims item 4.
+    pollhook::cluster::beat(&live).await;
+    assert_eq!(live.claim(endpoint.id, 1, 600_000).await.unwrap().len(), 1);
+    assert_eq!(gone.claim(endpoint.id, 1, 600_000).await.unwrap().len(), 1);
+    // A third starts: only the gone one's lease ends.
+    let starting = db.store().await;
+    pollhook::cluster::beat(&starting).await;
+    assert_eq!(starting.release_all_leases().await.unwrap(), 1);
+    let freed = starting.claim(endpoint.id, 10, 600_000).await.unwrap();
+    let ids: Vec<&str> = freed.iter().map(|d| d.resource_id.as_str()).collect();
+    assert_eq!(ids, ["4"], "the live replica keeps item 3");
+}
+
+#[tokio::test]
 async fn a_wrong_password_names_host_and_database_but_not_the_password() {
     let Some(db) = TestDb::create("postgres login").await else {
         return;
@@ -400,7 +462,7 @@ allow_networks = ["127.0.0.0/8"]
     );
     let (code, out, err) = cli(&config, &["migrate"]).await;
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("schema version 1"), "{out}");
+    assert!(out.contains("schema version 3"), "{out}");
     assert!(
         !dir.path().join("ignored.db").exists(),
         "the SQLite path is not used"
@@ -471,7 +533,10 @@ allow_networks = ["127.0.0.0/8"]
     assert_eq!(code, 0);
     let status: Value = serde_json::from_str(&out).unwrap();
     assert!(
-        status[0]["held_deletes"].as_i64().unwrap_or(0) > 0,
+        status["sources"][0]["resources"][0]["held_deletes"]
+            .as_i64()
+            .unwrap_or(0)
+            > 0,
         "the deletes are held: {status}"
     );
     let (code, out, err) = cli(&config, &["accept", "shop.items"]).await;

@@ -71,7 +71,7 @@ pub async fn status(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
     say!();
     say!(
         "database {}: {:.1} MB, {} event(s) kept, oldest detected {}; retain = {}, retain_failed = {}",
-        ctx.config.storage.path.display(),
+        ctx.store.describe(),
         stats.bytes as f64 / 1e6,
         stats.events,
         time(stats.oldest_event_at),

@@ -159,7 +159,7 @@ pub(super) async fn insert_events(
     insert_events_for(tx, events, &endpoints, now_ms()).await
 }
 
-/// [`insert_events`] for the given endpoints only (a backfill's one endpoint).
+/// [`insert_events`] for the given endpoints.
 pub(super) async fn insert_events_for(
     tx: &impl GenericClient,
     events: &[Event],
