@@ -3,6 +3,10 @@
 //! In: a source's [`RestConfig`] and a resource's path, query and paging style. Out: the listing,
 //! page by page, to the poll.
 //!
+//! This room is the engine: a source's setup, its origins and credentials, the fetch loop over a
+//! listing's pages. One request (pacing, redirects, retries, the capped body) is [`super::request`];
+//! a page's items are [`super::items`].
+//!
 //! Invariants: a page that fails after its retries fails the whole fetch; a `429` is waited out
 //! (`Retry-After`, capped by `max_retry_after`); requests are spaced by the source's `rate_limit`
 //! and by its host's `host_rate_limit`, shared by every source on that host; an OAuth2 token is
