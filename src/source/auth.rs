@@ -118,18 +118,18 @@ impl TokenCache {
         if !status.is_success() {
             // The error body (RFC 6749 §5.2) names the problem (`invalid_client`, …) and holds no
             // secret of ours; only its start is read.
-            let text = super::rest::quote(response).await;
+            let text = super::request::quote(response).await;
             return Err(fail(format!(
                 "HTTP {status}: {text} (hint: check client_id, client_secret and scope)"
             )));
         }
-        let bytes = super::rest::read_capped(response, MAX_TOKEN_RESPONSE)
+        let bytes = super::request::read_capped(response, MAX_TOKEN_RESPONSE)
             .await
             .map_err(|e| match e {
-                super::rest::BodyError::TooLarge => fail(format!(
+                super::request::BodyError::TooLarge => fail(format!(
                     "the response is larger than {MAX_TOKEN_RESPONSE} bytes, too large for a token response"
                 )),
-                super::rest::BodyError::Transport(e) => fail(crate::http::error_text(&e)),
+                super::request::BodyError::Transport(e) => fail(crate::http::error_text(&e)),
             })?;
         let parsed: TokenResponse = serde_json::from_slice(&bytes)
             .map_err(|e| fail(format!("the response is not a token response: {e}")))?;

@@ -16,7 +16,7 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-use super::paginate::extract_items;
+use super::items::extract_items;
 use super::rest::RestSource;
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
 use crate::config::{Pagination, ResourceConfig, RestConfig};

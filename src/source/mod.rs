@@ -16,7 +16,9 @@ pub mod auth;
 pub mod exec;
 pub mod feed;
 pub mod graphql;
+pub mod items;
 pub mod paginate;
+mod request;
 pub mod rest;
 
 use std::collections::HashMap;

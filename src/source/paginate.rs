@@ -17,6 +17,9 @@ use url::Url;
 
 use crate::config::{Pagination, Request};
 
+/// Item extraction lives in its own room; these paths stay for callers.
+pub use super::items::{extract_items, extract_xml_items};
+
 /// Walks the pages of one listing.
 #[derive(Debug)]
 pub struct Pager<'a> {
@@ -417,125 +420,6 @@ pub fn next_link(header: &str) -> Option<String> {
     }
 }
 
-/// Takes the items out of a response body: the nodes `items` selects (one array node is
-/// unwrapped), or the body itself, which must then be an array.
-pub fn extract_items(
-    body: Value,
-    items: Option<&JsonPath>,
-    items_text: Option<&str>,
-) -> Result<Vec<Value>, String> {
-    let Some(path) = items else {
-        return match body {
-            Value::Array(list) => Ok(list),
-            other => Err(format!(
-                "the response is {}, not a JSON array (hint: set `items` to the JSONPath of the list, e.g. \"$.data\")",
-                kind(&other)
-            )),
-        };
-    };
-    let text = items_text.unwrap_or("items");
-    let nodes = path.query(&body).all();
-    match nodes.as_slice() {
-        [] if selects_members_of_empty(&body, text) => Ok(Vec::new()),
-        [] => Err(format!(
-            "`items = \"{text}\"` matches nothing in the response (hint: check the path against a real response)"
-        )),
-        [Value::Array(list)] => Ok(list.clone()),
-        [Value::Null] => Err(format!("`items = \"{text}\"` is null in the response")),
-        nodes if nodes.iter().all(|n| n.is_object()) => {
-            Ok(nodes.iter().map(|n| (*n).clone()).collect())
-        }
-        [one] => Err(format!(
-            "`items = \"{text}\"` selects {}, not a list of items",
-            kind(one)
-        )),
-        _ => Err(format!(
-            "`items = \"{text}\"` selects several values that are not all objects"
-        )),
-    }
-}
-
-/// Takes the items out of an XML page's tree ([`super::decode::xml`]). As [`extract_items`], and:
-/// one matched element is a one-item list (the xmltodict convention cannot tell it from a list),
-/// and a path whose last step misses under an element that is there (`$.orders.order` in
-/// `<orders/>`) is an empty page, since XML writes an empty list as an element without children.
-pub fn extract_xml_items(
-    body: Value,
-    items: Option<&JsonPath>,
-    items_text: Option<&str>,
-) -> Result<Vec<Value>, String> {
-    let Some(path) = items else {
-        let root = body
-            .as_object()
-            .and_then(|o| o.keys().next())
-            .map(String::as_str)
-            .unwrap_or("root");
-        return Err(format!(
-            "the response is XML; its root element <{root}> is not a list (hint: set `items` to the JSONPath of the entries, e.g. items = \"$['{root}'].entry\")"
-        ));
-    };
-    let text = items_text.unwrap_or("items");
-    if path.query(&body).all().is_empty() && parent_is_there(&body, text) {
-        return Ok(Vec::new());
-    }
-    extract_items(body, Some(path), Some(text))
-}
-
-/// Whether the path `items` without its last member step (`.name` or `['name']`) selects an
-/// element without children (`null`, or an object of attributes only): the element that would
-/// hold the list, empty. An element with other children means the path is wrong, not the page
-/// empty.
-fn parent_is_there(body: &Value, items: &str) -> bool {
-    let items = items.trim();
-    let cut = if items.ends_with(']') {
-        items.rfind("['").or_else(|| items.rfind("[\""))
-    } else {
-        items.rfind('.')
-    };
-    let Some(parent) = cut.map(|at| &items[..at]).filter(|p| !p.is_empty()) else {
-        return false;
-    };
-    let Ok(parent) = JsonPath::parse(parent) else {
-        return false;
-    };
-    match parent.query(body).all().as_slice() {
-        [Value::Null] => true,
-        [Value::Object(map)] => map.keys().all(|k| k.starts_with('@') || k == "#text"),
-        _ => false,
-    }
-}
-
-/// Whether `items` ends in a wildcard (`[*]`, `.*`) over a list or object that is there and empty:
-/// an empty page, not a path that misses.
-fn selects_members_of_empty(body: &Value, items: &str) -> bool {
-    let items = items.trim();
-    let Some(parent) = items
-        .strip_suffix("[*]")
-        .or_else(|| items.strip_suffix(".*"))
-    else {
-        return false;
-    };
-    let Ok(parent) = JsonPath::parse(parent) else {
-        return false;
-    };
-    match parent.query(body).all().as_slice() {
-        [Value::Array(list)] => list.is_empty(),
-        [Value::Object(map)] => map.is_empty(),
-        _ => false,
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -755,60 +639,5 @@ mod tests {
         );
         let get = Request::default();
         assert_eq!(request_for(&get, &cursor, &page), (page.clone(), None));
-    }
-
-    #[test]
-    fn xml_items_one_element_is_a_list_and_an_empty_parent_an_empty_page() {
-        let path = JsonPath::parse("$.orders.order").unwrap();
-        let text = Some("$.orders.order");
-        let one = json!({"orders": {"order": {"@id": "1"}}});
-        assert_eq!(extract_xml_items(one, Some(&path), text).unwrap().len(), 1);
-        for empty in [json!({"orders": null}), json!({"orders": {"@count": "0"}})] {
-            assert!(
-                extract_xml_items(empty, Some(&path), text)
-                    .unwrap()
-                    .is_empty()
-            );
-        }
-        let wrong = json!({"orders": {"ordr": {"@id": "1"}}});
-        let err = extract_xml_items(wrong, Some(&path), text).unwrap_err();
-        assert!(err.contains("matches nothing"), "{err}");
-        let err = extract_xml_items(json!({"orders": null}), None, None).unwrap_err();
-        assert!(err.contains("<orders>") && err.contains("items"), "{err}");
-    }
-
-    #[test]
-    fn items_extraction() {
-        let data = JsonPath::parse("$.data").unwrap();
-        assert_eq!(
-            extract_items(json!({"data": [1, 2]}), Some(&data), Some("$.data")).unwrap(),
-            vec![json!(1), json!(2)]
-        );
-        let each = JsonPath::parse("$.data[*]").unwrap();
-        assert_eq!(
-            extract_items(json!({"data": [{"a": 1}, {"a": 2}]}), Some(&each), None)
-                .unwrap()
-                .len(),
-            2
-        );
-        let err = extract_items(json!({"error": "x"}), Some(&data), Some("$.data")).unwrap_err();
-        assert!(err.contains("matches nothing"), "{err}");
-        // A wildcard over a list that is there and empty is an empty page; over nothing, a miss.
-        for empty in [json!({"data": []}), json!({"data": {}})] {
-            assert_eq!(
-                extract_items(empty, Some(&each), Some("$.data[*]")).unwrap(),
-                Vec::<Value>::new()
-            );
-        }
-        let members = JsonPath::parse("$.data.*").unwrap();
-        assert!(
-            extract_items(json!({"data": {}}), Some(&members), Some("$.data.*"))
-                .unwrap()
-                .is_empty()
-        );
-        let err = extract_items(json!({"other": []}), Some(&each), Some("$.data[*]")).unwrap_err();
-        assert!(err.contains("matches nothing"), "{err}");
-        let err = extract_items(json!({"data": 1}), None, None).unwrap_err();
-        assert!(err.contains("not a JSON array"), "{err}");
     }
 }

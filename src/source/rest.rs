@@ -3,6 +3,10 @@
 //! In: a source's [`RestConfig`] and a resource's path, query and paging style. Out: the listing,
 //! page by page, to the poll.
 //!
+//! This room is the engine: a source's setup, its origins and credentials, the fetch loop over a
+//! listing's pages. One request (pacing, redirects, retries, the capped body) is [`super::request`];
+//! a page's items are [`super::items`].
+//!
 //! Invariants: a page that fails after its retries fails the whole fetch; a `429` is waited out
 //! (`Retry-After`, capped by `max_retry_after`); requests are spaced by the source's `rate_limit`
 //! and by its host's `host_rate_limit`, shared by every source on that host; an OAuth2 token is
@@ -17,124 +21,38 @@
 //! go only to the own origin and to listed origins marked `credentials = true`. A body is read as
 //! it arrives and never past `max_page_bytes` (decompressed); an error body only as far as quoted.
 
-use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
-use reqwest::StatusCode;
-use reqwest::header::{
-    AUTHORIZATION, CONTENT_ENCODING, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, HeaderName,
-    HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LINK, LOCATION, RANGE,
-    RETRY_AFTER,
-};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 use url::Url;
 
 use super::Presence;
 use super::auth::TokenCache;
-use super::paginate::{Pager, RangeAnswer, extract_items, extract_xml_items, request_for};
+use super::items::{count_items, extract_items, extract_xml_items, member_chain, split_items};
+use super::paginate::{Pager, RangeAnswer, request_for};
+use super::request::{Got, Outgoing, Pacer, host_pacer, redact};
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
-use crate::config::{Auth, Format, KeyPlace, Pagination, ResourceConfig, RestConfig, Secret};
+use crate::config::{Auth, Format, KeyPlace, Pagination, ResourceConfig, RestConfig};
 use crate::decode;
-use crate::store::PageRecord;
-
-/// How much of an error response body is read and quoted in the error.
-const BODY_QUOTE: usize = 300;
-
-/// Redirects followed per request.
-const MAX_REDIRECTS: usize = 5;
-
-/// Spaces requests: at most one per `interval`.
-#[derive(Debug)]
-struct Pacer {
-    interval: std::sync::Mutex<Duration>,
-    next: Mutex<Instant>,
-}
-
-impl Pacer {
-    fn new(rate: f64) -> Arc<Pacer> {
-        Arc::new(Pacer {
-            interval: std::sync::Mutex::new(Duration::from_secs_f64(1.0 / rate)),
-            next: Mutex::new(Instant::now()),
-        })
-    }
-
-    async fn wait(&self) {
-        let interval = *self.interval.lock().unwrap_or_else(|e| e.into_inner());
-        let at = {
-            let mut next = self.next.lock().await;
-            let now = Instant::now();
-            let at = (*next).max(now);
-            *next = at + interval;
-            at
-        };
-        tokio::time::sleep_until(at).await;
-    }
-}
-
-/// One pacer per host (and port), shared by every source of this process that polls it: an API's limit is
-/// usually per account or per host, not per pollhook source. Where sources disagree, the
-/// strictest limit wins.
-fn host_pacer(host: &str, rate: f64) -> Arc<Pacer> {
-    static HOSTS: OnceLock<std::sync::Mutex<HashMap<String, Arc<Pacer>>>> = OnceLock::new();
-    let mut hosts = HOSTS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let pacer = hosts
-        .entry(host.to_owned())
-        .or_insert_with(|| Pacer::new(rate));
-    let mut interval = pacer.interval.lock().unwrap_or_else(|e| e.into_inner());
-    *interval = (*interval).max(Duration::from_secs_f64(1.0 / rate));
-    drop(interval);
-    pacer.clone()
-}
-
-/// A request body: what a POST carries.
-#[derive(Debug, Clone)]
-pub(super) struct Outgoing {
-    /// The bytes sent.
-    pub(super) bytes: Vec<u8>,
-    /// Their media type.
-    pub(super) content_type: String,
-}
-
-/// What one request brought back.
-enum Got {
-    /// A 2xx with a body (UTF-8; whether it is JSON or XML is for the caller to find out).
-    Fresh {
-        text: String,
-        /// Its `Content-Type`: how to read it, when the resource does not say.
-        content_type: Option<String>,
-        link: Option<String>,
-        /// `Content-Range` and whether the status was 206 (`range` pagination).
-        content_range: Option<String>,
-        partial: bool,
-        etag: Option<String>,
-        last_modified: Option<String>,
-    },
-    /// 304: the page is as it was.
-    NotModified,
-}
 
 /// A REST source: one HTTP client, its pacers and its OAuth2 token, shared by its resources.
 pub struct RestSource {
-    name: String,
-    config: RestConfig,
-    client: reqwest::Client,
+    pub(super) name: String,
+    pub(super) config: RestConfig,
+    pub(super) client: reqwest::Client,
     /// `base_url`'s origin: where credentials go.
-    own: url::Origin,
+    pub(super) own: url::Origin,
     /// The auth header and the source's `headers`, sent only where credentials may go.
-    credentials: HeaderMap,
-    pacer: Option<Arc<Pacer>>,
-    host_pacer: Option<Arc<Pacer>>,
-    token: Option<TokenCache>,
+    pub(super) credentials: HeaderMap,
+    pub(super) pacer: Option<Arc<Pacer>>,
+    pub(super) host_pacer: Option<Arc<Pacer>>,
+    pub(super) token: Option<TokenCache>,
     /// A client without the source's headers: they are meant for the API, not the token server.
-    token_client: reqwest::Client,
+    pub(super) token_client: reqwest::Client,
 }
 
 impl RestSource {
@@ -232,7 +150,7 @@ impl RestSource {
 
     /// Whether a request to `url` may carry the source's credentials; an error if it may not be
     /// made at all (an origin neither the source's own nor listed in `follow_origins`).
-    fn credentials_for(&self, url: &Url) -> Result<bool, SourceError> {
+    pub(super) fn credentials_for(&self, url: &Url) -> Result<bool, SourceError> {
         let origin = url.origin();
         if origin == self.own {
             return Ok(true);
@@ -289,7 +207,7 @@ impl RestSource {
 
     /// Sets the query API key, if that is the auth, just before sending (replacing a copy that a
     /// next link may have carried over); without `credentials`, removes any copy instead.
-    fn with_key(&self, url: &Url, credentials: bool) -> Url {
+    pub(super) fn with_key(&self, url: &Url, credentials: bool) -> Url {
         let mut url = url.clone();
         if let Auth::ApiKey {
             place: KeyPlace::Query(param),
@@ -313,18 +231,8 @@ impl RestSource {
         url
     }
 
-    fn redact(&self, url: &Url) -> String {
+    pub(super) fn redact(&self, url: &Url) -> String {
         redact(url, self.key_param())
-    }
-
-    /// Waits for this source's and this host's next request slot.
-    async fn pace(&self) {
-        if let Some(pacer) = &self.pacer {
-            pacer.wait().await;
-        }
-        if let Some(pacer) = &self.host_pacer {
-            pacer.wait().await;
-        }
     }
 
     /// POSTs a JSON body (a GraphQL query) with this source's auth, pacing and retries, and
@@ -397,337 +305,6 @@ impl RestSource {
     pub(super) fn url_of(&self, resource: &ResourceConfig) -> Result<Url, SourceError> {
         self.resource_url(resource)
     }
-
-    /// GETs one page (or POSTs `body`), retrying what is worth retrying; conditional when `known`
-    /// has validators.
-    async fn send(
-        &self,
-        url: &Url,
-        body: Option<&Outgoing>,
-        known: Option<&PageRecord>,
-        requests: &mut u32,
-    ) -> Result<Got, SourceError> {
-        let shown = self.redact(url);
-        let mut attempt = 0;
-        let mut renewed_token = false;
-        loop {
-            self.pace().await;
-            let (sent, token) = self.exchange(url, body, known, requests).await?;
-            let failure = match sent {
-                Ok(resp) => {
-                    let status = resp.status();
-                    if status == StatusCode::NOT_MODIFIED && known.is_some() {
-                        return Ok(Got::NotModified);
-                    }
-                    if status == StatusCode::UNAUTHORIZED
-                        && let (Some(cache), Some(token), false) =
-                            (&self.token, &token, renewed_token)
-                    {
-                        // The token was revoked or expired early: fetch a new one, once.
-                        cache.invalidate(token).await;
-                        renewed_token = true;
-                        continue;
-                    }
-                    if status.is_success() {
-                        let header = |name| {
-                            resp.headers()
-                                .get(name)
-                                .and_then(|v: &HeaderValue| v.to_str().ok())
-                                .map(str::to_owned)
-                        };
-                        let (link, etag, last_modified) =
-                            (header(LINK), header(ETAG), header(LAST_MODIFIED));
-                        let content_range = header(CONTENT_RANGE);
-                        let partial = status == StatusCode::PARTIAL_CONTENT;
-                        let (content_type, encoding) =
-                            (header(CONTENT_TYPE), header(CONTENT_ENCODING));
-                        match read_capped(resp, self.config.max_page_bytes).await {
-                            Ok(body) => {
-                                let text =
-                                    utf8_text(body, encoding.as_deref()).map_err(|message| {
-                                        SourceError::Shape {
-                                            url: shown.clone(),
-                                            message,
-                                        }
-                                    })?;
-                                return Ok(Got::Fresh {
-                                    text,
-                                    content_type,
-                                    link,
-                                    content_range,
-                                    partial,
-                                    etag,
-                                    last_modified,
-                                });
-                            }
-                            Err(BodyError::TooLarge) => {
-                                return Err(SourceError::TooLarge {
-                                    url: shown,
-                                    limit: self.config.max_page_bytes,
-                                });
-                            }
-                            Err(BodyError::Transport(e)) => {
-                                Failure::Retry(self.transport_error(&shown, &e))
-                            }
-                        }
-                    } else if status.as_u16() == 429 {
-                        let wait = resp
-                            .headers()
-                            .get(RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| crate::retry::parse_retry_after(v, chrono::Utc::now()));
-                        match wait {
-                            Some(wait) if wait > self.config.max_retry_after => {
-                                return Err(SourceError::RetryAfterTooLong {
-                                    url: shown,
-                                    wait_secs: wait.as_secs(),
-                                    max_secs: self.config.max_retry_after.as_secs(),
-                                });
-                            }
-                            _ => Failure::Wait(
-                                wait,
-                                SourceError::Status {
-                                    url: shown.clone(),
-                                    status: 429,
-                                    body: quote(resp).await,
-                                },
-                            ),
-                        }
-                    } else if status.is_server_error() || status.as_u16() == 408 {
-                        Failure::Retry(SourceError::Status {
-                            url: shown.clone(),
-                            status: status.as_u16(),
-                            body: quote(resp).await,
-                        })
-                    } else {
-                        return Err(SourceError::Status {
-                            url: shown,
-                            status: status.as_u16(),
-                            body: quote(resp).await,
-                        });
-                    }
-                }
-                Err(e) => Failure::Retry(self.transport_error(&shown, &e)),
-            };
-            attempt += 1;
-            let (wait, error) = match failure {
-                Failure::Retry(error) => (None, error),
-                Failure::Wait(wait, error) => (wait, error),
-            };
-            if attempt > self.config.retries {
-                return Err(error);
-            }
-            let wait = wait.unwrap_or_else(|| backoff(attempt));
-            tracing::debug!(source = %self.name, url = %shown, attempt, wait_ms = wait.as_millis() as u64, %error, "Request failed; retrying.");
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    /// Makes one request and follows its redirects (at most [`MAX_REDIRECTS`]), each hop checked
-    /// with [`RestSource::credentials_for`] and given credentials only where they may go. Returns
-    /// the final answer (or the transport error) and the OAuth2 token sent with it, if any.
-    async fn exchange(
-        &self,
-        url: &Url,
-        body: Option<&Outgoing>,
-        known: Option<&PageRecord>,
-        requests: &mut u32,
-    ) -> Result<(Result<reqwest::Response, reqwest::Error>, Option<Secret>), SourceError> {
-        let mut target = url.clone();
-        let mut body = body;
-        for _ in 0..=MAX_REDIRECTS {
-            let credentials = self.credentials_for(&target)?;
-            *requests += 1;
-            let mut address = self.with_key(&target, credentials);
-            // A `range` page's fragment is its `Range` header, never part of the request.
-            let range = super::paginate::range_of(&target)
-                .map(|(unit, range)| (unit.to_owned(), range.to_owned()));
-            address.set_fragment(None);
-            let mut request = match body {
-                Some(body) => self
-                    .client
-                    .post(address)
-                    .header(CONTENT_TYPE, &body.content_type)
-                    .body(body.bytes.clone()),
-                None => self.client.get(address),
-            };
-            if let Some((unit, range)) = range {
-                request = request.header("range-unit", unit).header(RANGE, range);
-            }
-            if let Some(known) = known {
-                if let Some(etag) = &known.etag {
-                    request = request.header(IF_NONE_MATCH, etag);
-                }
-                if let Some(date) = &known.last_modified {
-                    request = request.header(IF_MODIFIED_SINCE, date);
-                }
-            }
-            let mut token = None;
-            if credentials {
-                request = request.headers(self.credentials.clone());
-                if let Some(cache) = &self.token {
-                    let sent = cache.token(&self.token_client).await?;
-                    let mut value = HeaderValue::from_str(&format!("Bearer {}", sent.expose()))
-                        .map_err(|_| {
-                            SourceError::Setup("the OAuth2 token is not valid in a header".into())
-                        })?;
-                    value.set_sensitive(true);
-                    request = request.header(AUTHORIZATION, value);
-                    token = Some(sent);
-                }
-            }
-            let resp = match request.send().await {
-                Ok(resp) => resp,
-                Err(e) => return Ok((Err(e), token)),
-            };
-            let status = resp.status();
-            let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok());
-            let (true, Some(location)) = (
-                status.is_redirection() && status != StatusCode::NOT_MODIFIED,
-                location,
-            ) else {
-                return Ok((Ok(resp), token));
-            };
-            target = target.join(location).map_err(|e| SourceError::Shape {
-                url: self.redact(&target),
-                message: format!("answered {status} with Location `{location}`, not a URL: {e}"),
-            })?;
-            // RFC 9110 §15.4: 303 turns the request into a GET; so do 301 and 302 in practice.
-            if matches!(status.as_u16(), 301..=303) {
-                body = None;
-            }
-        }
-        Err(SourceError::Shape {
-            url: self.redact(url),
-            message: format!("more than {MAX_REDIRECTS} redirects"),
-        })
-    }
-
-    fn transport_error(&self, shown: &str, e: &reqwest::Error) -> SourceError {
-        if e.is_timeout() {
-            SourceError::Timeout {
-                url: shown.to_owned(),
-                seconds: self.config.timeout.as_secs_f64(),
-            }
-        } else {
-            SourceError::Network {
-                url: shown.to_owned(),
-                message: crate::http::error_text(e),
-            }
-        }
-    }
-}
-
-enum Failure {
-    /// Retry after the usual backoff.
-    Retry(SourceError),
-    /// Retry after the server's `Retry-After`, if it gave one.
-    Wait(Option<Duration>, SourceError),
-}
-
-/// 0.5 s, 1 s, 2 s, … capped at 30 s.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(500u64.saturating_mul(1 << attempt.min(6).saturating_sub(1)))
-        .min(Duration::from_secs(30))
-}
-
-/// Why a body was not read to its end.
-pub(super) enum BodyError {
-    /// It is larger than the cap.
-    TooLarge,
-    /// The transfer failed.
-    Transport(reqwest::Error),
-}
-
-/// A response's body, read chunk by chunk and never past `limit` bytes: a body declared or found
-/// to be larger fails as soon as that is known, and the rest is not read.
-pub(super) async fn read_capped(
-    mut resp: reqwest::Response,
-    limit: u64,
-) -> Result<Vec<u8>, BodyError> {
-    let declared = resp.content_length();
-    if declared.is_some_and(|n| n > limit) {
-        return Err(BodyError::TooLarge);
-    }
-    let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
-    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(BodyError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// A body as text: UTF-8 without its byte order mark (RFC 8259 §8.1 lets a parser ignore one).
-fn utf8_text(body: Vec<u8>, encoding: Option<&str>) -> Result<String, String> {
-    match encoding {
-        // Decoded encodings (gzip, deflate, br) are gone from the headers by now.
-        Some(encoding) if std::str::from_utf8(&body).is_err() => Err(format!(
-            "the response is compressed with Content-Encoding `{encoding}`, which pollhook cannot decode (hint: ask the API for gzip, deflate or br, e.g. headers = {{ Accept-Encoding = \"gzip\" }})"
-        )),
-        _ => decode::text(body),
-    }
-}
-
-/// The start of an error response's body, for the error message; only that much is read.
-pub(super) async fn quote(mut resp: reqwest::Response) -> String {
-    let mut bytes = Vec::with_capacity(BODY_QUOTE);
-    while bytes.len() < BODY_QUOTE {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                bytes.extend_from_slice(&chunk[..chunk.len().min(BODY_QUOTE - bytes.len())])
-            }
-            _ => break,
-        }
-    }
-    // Dropping the response closes the connection rather than reading the rest.
-    drop(resp);
-    let text = String::from_utf8_lossy(&bytes);
-    let text = text.trim();
-    if text.is_empty() {
-        "(empty body)".into()
-    } else {
-        text.to_owned()
-    }
-}
-
-/// Query parameters whose values are treated as credentials wherever a URL is shown.
-const SECRET_PARAMS: [&str; 9] = [
-    "api_key",
-    "apikey",
-    "key",
-    "token",
-    "access_token",
-    "secret",
-    "client_secret",
-    "signature",
-    "password",
-];
-
-/// The URL as errors and logs may show it: no password, and every query value that is or could be
-/// a credential (the configured query key, common credential names) replaced by `***`.
-fn redact(url: &Url, key_param: Option<&str>) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_password(None);
-    let secret = |name: &str| {
-        key_param == Some(name) || SECRET_PARAMS.iter().any(|p| name.eq_ignore_ascii_case(p))
-    };
-    if url.query_pairs().any(|(k, _)| secret(&k)) {
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if secret(&k) {
-                    "***".to_owned()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        shown.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    shown.to_string()
 }
 
 #[async_trait]
@@ -993,124 +570,5 @@ fn not_json(
             format!("the response is not valid JSON (Content-Type: {shown}): {e}")
         }
         _ => format!("the response is not valid JSON: {e}"),
-    }
-}
-
-/// The member names of a JSONPath that is only that (`$`, `$.data`, `$.a.b`, `$['odd key']`).
-fn member_chain(path: &str) -> Option<Vec<String>> {
-    let mut rest = path.trim().strip_prefix('$')?;
-    let mut chain = Vec::new();
-    while !rest.is_empty() {
-        if let Some(after) = rest.strip_prefix('.') {
-            let end = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            let name = &after[..end];
-            if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-                return None;
-            }
-            chain.push(name.to_owned());
-            rest = &after[end..];
-        } else {
-            let after = rest
-                .strip_prefix("['")
-                .or_else(|| rest.strip_prefix("[\""))?;
-            let quote = if rest.starts_with("['") { "']" } else { "\"]" };
-            let end = after.find(quote)?;
-            let name = &after[..end];
-            if name.contains(['\\', '\'', '"']) {
-                return None;
-            }
-            chain.push(name.to_owned());
-            rest = &after[end + 2..];
-        }
-    }
-    Some(chain)
-}
-
-/// The spans of the items of a page whose list is at `chain` (member names from the root), found
-/// without parsing the items. `None` when the page is not shaped so (then the page is parsed and
-/// [`extract_items`] says what is wrong, or handles what is unusual).
-fn split_items(text: &str, chain: &[String]) -> Option<Vec<std::ops::Range<usize>>> {
-    let mut node: &str = text;
-    for key in chain {
-        let members: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
-            serde_json::from_str(node).ok()?;
-        node = members.get(key)?.get();
-    }
-    let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(node).ok()?;
-    let base = text.as_ptr() as usize;
-    Some(
-        items
-            .iter()
-            .map(|item| {
-                let start = item.get().as_ptr() as usize - base;
-                start..start + item.get().len()
-            })
-            .collect(),
-    )
-}
-
-fn count_items(body: &Value, path: &serde_json_path::JsonPath) -> usize {
-    let nodes = path.query(body).all();
-    match nodes.as_slice() {
-        [Value::Array(list)] => list.len(),
-        nodes => nodes.len(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn member_chains_are_recognised_and_anything_else_is_not() {
-        let chain = |p: &str| member_chain(p);
-        assert_eq!(chain("$"), Some(vec![]));
-        assert_eq!(chain("$.data"), Some(vec!["data".to_owned()]));
-        assert_eq!(
-            chain("$.a.b_2"),
-            Some(vec!["a".to_owned(), "b_2".to_owned()])
-        );
-        assert_eq!(
-            chain("$['odd key'][\"x\"]"),
-            Some(vec!["odd key".to_owned(), "x".to_owned()])
-        );
-        for other in ["$.data[*]", "$..id", "$.data[0]", "$.a-b", "data", "$.1"] {
-            assert_eq!(chain(other), None, "{other}");
-        }
-    }
-
-    #[test]
-    fn items_are_cut_out_of_the_text_as_sent() {
-        let text = r#"{"meta": {"n": 2}, "data": [ {"id": 1, "a": [1, 2]},{"id":"x\"y"} ], "data": [{"id": 3}]}"#;
-        let spans = split_items(text, &["data".to_owned()]).unwrap();
-        let items: Vec<&str> = spans.iter().map(|s| &text[s.clone()]).collect();
-        assert_eq!(
-            items,
-            [r#"{"id": 3}"#],
-            "a repeated key: the last copy wins"
-        );
-        let text = r#"[ {"id": 1, "a": [1, 2]},{"id":"x\"y"} ]"#;
-        let spans = split_items(text, &[]).unwrap();
-        let items: Vec<&str> = spans.iter().map(|s| &text[s.clone()]).collect();
-        assert_eq!(items, [r#"{"id": 1, "a": [1, 2]}"#, r#"{"id":"x\"y"}"#]);
-        assert_eq!(
-            split_items(r#"{"data": {"id": 1}}"#, &["data".to_owned()]),
-            None
-        );
-        assert_eq!(
-            split_items(r#"{"data": [1]} x"#, &["data".to_owned()]),
-            None
-        );
-        assert_eq!(split_items(r#"{"other": []}"#, &["data".to_owned()]), None);
-    }
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        assert_eq!(backoff(1), Duration::from_millis(500));
-        assert_eq!(backoff(2), Duration::from_secs(1));
-        assert_eq!(backoff(3), Duration::from_secs(2));
-        assert_eq!(backoff(40), Duration::from_secs(16));
     }
 }

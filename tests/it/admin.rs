@@ -38,6 +38,22 @@ async fn orders_api(n: u64) -> String {
 
 /// A config file in a fresh directory: source `shop` with `resources` at `url`, loopback
 /// endpoints allowed, and `extra` appended.
+/// The config at `path`, its database, and the report of one committed poll of each resource of
+/// its first source (`shop`), in order.
+async fn load_and_poll(path: &Path) -> (Config, Store, Vec<poll::PollReport>) {
+    let config = Config::load(path).unwrap();
+    let store = Store::open(&config.storage.path).unwrap();
+    let source = pollhook::source::build(&config.sources[0]).unwrap();
+    let mut reports = Vec::new();
+    for resource in &config.sources[0].resources {
+        let report = poll::poll(&store, "shop", source.as_ref(), resource, Mode::Commit)
+            .await
+            .unwrap();
+        reports.push(report);
+    }
+    (config, store, reports)
+}
+
 fn config_file(url: &str, resources: &[&str], extra: &str) -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let mut text = format!(
@@ -213,15 +229,8 @@ async fn backfill_queues_created_events_for_that_endpoint_alone_in_batches() {
     // More items than one batch, in a resource the endpoint wants and one it does not.
     let url = orders_api(1205).await;
     let (_dir, path) = config_file(&url, &["orders", "archive"], "");
-    let config = Config::load(&path).unwrap();
-    let store = Store::open(&config.storage.path).unwrap();
-    for resource in &config.sources[0].resources {
-        let source = pollhook::source::build(&config.sources[0]).unwrap();
-        let report = poll::poll(&store, "shop", source.as_ref(), resource, Mode::Commit)
-            .await
-            .unwrap();
-        assert!(report.baseline);
-    }
+    let (config, store, reports) = load_and_poll(&path).await;
+    assert!(reports.iter().all(|r| r.baseline));
     let wake = Wake::default();
     let admin = Admin::new(&store, &config, &wake);
     let endpoint = |name: &str, resources: &[&str], actions: Option<&[&str]>| NewEndpoint {
@@ -317,14 +326,7 @@ async fn backfill_queues_created_events_for_that_endpoint_alone_in_batches() {
 async fn status_keeps_resources_the_config_no_longer_names() {
     let url = orders_api(3).await;
     let (dir, path) = config_file(&url, &["orders", "archive"], "");
-    let config = Config::load(&path).unwrap();
-    let store = Store::open(&config.storage.path).unwrap();
-    let source = pollhook::source::build(&config.sources[0]).unwrap();
-    for resource in &config.sources[0].resources {
-        poll::poll(&store, "shop", source.as_ref(), resource, Mode::Commit)
-            .await
-            .unwrap();
-    }
+    let (_, store, _) = load_and_poll(&path).await;
     drop(store);
     // The same database, with `archive` gone from the config.
     std::fs::write(

@@ -123,6 +123,24 @@ fn every_bad_config_is_refused_naming_the_place() {
     report(problems, corpus.len());
 }
 
+/// Each bad adapter definition written as `STEM.toml` in a fresh dir, tried by `check` with that
+/// dir, its stem and what its error must say; every failure is reported together.
+fn for_each_bad_adapter(check: impl Fn(&Path, &str, &[String]) -> Result<(), String>) {
+    let corpus = corpus("adapters");
+    let problems: Vec<String> = corpus
+        .iter()
+        .filter_map(|(path, text, expects)| {
+            let dir = tempfile::tempdir().unwrap();
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            std::fs::write(dir.path().join(format!("{stem}.toml")), text).unwrap();
+            check(dir.path(), &stem, expects)
+                .err()
+                .map(|e| format!("adapters/{stem}.toml: {e}"))
+        })
+        .collect();
+    report(problems, corpus.len());
+}
+
 /// The config each adapter definition is tried with: everything but the names comes from it.
 fn adapter_config(dir: &Path, adapter: &str) -> String {
     format!(
@@ -141,20 +159,10 @@ adapter = "{adapter}"
 
 #[test]
 fn every_bad_adapter_definition_is_refused_naming_the_place() {
-    let corpus = corpus("adapters");
-    let problems: Vec<String> = corpus
-        .iter()
-        .filter_map(|(path, text, expects)| {
-            let dir = tempfile::tempdir().unwrap();
-            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-            std::fs::write(dir.path().join(format!("{stem}.toml")), text).unwrap();
-            let config = adapter_config(dir.path(), &stem);
-            refused(&dir.path().join("pollhook.toml"), &config, expects)
-                .err()
-                .map(|e| format!("adapters/{stem}.toml: {e}"))
-        })
-        .collect();
-    report(problems, corpus.len());
+    for_each_bad_adapter(|dir, stem, expects| {
+        let config = adapter_config(dir, stem);
+        refused(&dir.join("pollhook.toml"), &config, expects)
+    });
 }
 
 /// `pollhook check` on a bad file: exit code 2, `error: ` first, the expected text, no noise.
@@ -204,21 +212,11 @@ fn check_refuses_every_bad_config_with_exit_code_2() {
 
 #[test]
 fn check_refuses_every_bad_adapter_definition_with_exit_code_2() {
-    let corpus = corpus("adapters");
-    let problems: Vec<String> = corpus
-        .iter()
-        .filter_map(|(path, text, expects)| {
-            let dir = tempfile::tempdir().unwrap();
-            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-            std::fs::write(dir.path().join(format!("{stem}.toml")), text).unwrap();
-            let config = dir.path().join("pollhook.toml");
-            std::fs::write(&config, adapter_config(dir.path(), &stem)).unwrap();
-            check_refuses(&config, expects)
-                .err()
-                .map(|e| format!("adapters/{stem}.toml: {e}"))
-        })
-        .collect();
-    report(problems, corpus.len());
+    for_each_bad_adapter(|dir, stem, expects| {
+        let config = dir.join("pollhook.toml");
+        std::fs::write(&config, adapter_config(dir, stem)).unwrap();
+        check_refuses(&config, expects)
+    });
 }
 
 /// Text that is not a config at all: binary noise, a BOM, a NUL, deep nesting, huge numbers.

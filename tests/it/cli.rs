@@ -13,8 +13,9 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::support::{
-    ConfigBuilder, EVENT_KEYS, Endpoint, Out, PATIENCE, Resource, Source, command, deliveries,
-    event_ids, events, eventually, object_keys, output, shop_config, spawn_run,
+    ConfigBuilder, EVENT_KEYS, Endpoint, Out, PATIENCE, Resource, Source,
+    add_endpoint_with_generated_secret, command, deliveries, event_ids, events, eventually,
+    object_keys, output, shop_config, spawn_run,
 };
 
 /// `pollhook ARGS… --config CONFIG`; the future owns what it needs, so it can be spawned.
@@ -41,15 +42,7 @@ fn config_file(shop_url: &str, endpoints: &[Endpoint]) -> (TempDir, PathBuf) {
 #[tokio::test]
 async fn check_says_ok_or_names_every_broken_key_with_exit_2() {
     let (secret, _) = whsec();
-    let (dir, good) = config_file(
-        "http://127.0.0.1:9",
-        &[Endpoint::new(
-            "app",
-            "http://127.0.0.1:9/hooks",
-            "standard-webhooks",
-            &secret,
-        )],
-    );
+    let (dir, good) = config_file("http://127.0.0.1:9", &[app_endpoint(&secret)]);
     let out = cli(&good, &["check"]).await.ok();
     assert!(out.stdout.contains(": ok ("), "{out:#?}");
     assert!(
@@ -63,12 +56,7 @@ async fn check_says_ok_or_names_every_broken_key_with_exit_2() {
         .source(Source::json_server("shop", "http://127.0.0.1:9").resource(often))
         .loopback_delivery()
         .set("delivery.timeout", "soon")
-        .endpoint(Endpoint::new(
-            "app",
-            "http://127.0.0.1:9/hooks",
-            "standard-webhooks",
-            &secret,
-        ))
+        .endpoint(app_endpoint(&secret))
         .write_as("broken.toml");
     let out = cli(&broken, &["check"]).await;
     assert_eq!(out.code, 2, "{out:#?}");
@@ -115,15 +103,7 @@ async fn the_config_comes_from_the_flag_before_or_after_the_subcommand_or_the_en
 async fn poll_dry_run_writes_nothing_and_poll_records_events_and_deliveries() {
     let shop = FakeShop::start(3).await.unwrap();
     let (secret, _) = whsec();
-    let (_dir, config) = config_file(
-        &shop.url,
-        &[Endpoint::new(
-            "app",
-            "http://127.0.0.1:9/hooks",
-            "standard-webhooks",
-            &secret,
-        )],
-    );
+    let (_dir, config) = config_file(&shop.url, &[app_endpoint(&secret)]);
 
     let dry = cli(&config, &["poll", "shop.orders", "--dry-run"])
         .await
@@ -220,26 +200,7 @@ async fn poll_dry_run_writes_nothing_and_poll_records_events_and_deliveries() {
 #[tokio::test]
 async fn endpoints_show_a_generated_secret_once_and_never_again() {
     let (_dir, config) = config_file("http://127.0.0.1:9", &[]);
-    let add = cli(
-        &config,
-        &[
-            "endpoints",
-            "add",
-            "hook",
-            "--url",
-            "http://127.0.0.1:9/x",
-            "--signing",
-            "standard-webhooks",
-        ],
-    )
-    .await
-    .ok();
-    let secret = add
-        .stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("whsec_"))
-        .unwrap_or_else(|| panic!("no secret printed: {add:#?}"))
-        .to_owned();
+    let secret = add_endpoint_with_generated_secret(&config, "hook").await;
     sign::decode_secret(Scheme::StandardWebhooks, &secret).expect("a usable whsec_ secret");
     let key_part = &secret["whsec_".len()..];
 
@@ -273,37 +234,21 @@ async fn endpoints_show_a_generated_secret_once_and_never_again() {
         "added with `pollhook endpoints add`"
     );
 
-    let again = cli(
-        &config,
-        &["endpoints", "add", "hook", "--url", "http://127.0.0.1:9/y"],
-    )
-    .await;
+    let again = add_endpoint(&config, "hook", "http://127.0.0.1:9/y").await;
     assert_ne!(again.code, 0, "{again:#?}");
     assert!(again.stderr.contains("already exists"), "{again:#?}");
-    let private = cli(
-        &config,
-        &["endpoints", "add", "lan", "--url", "http://10.0.0.1/x"],
-    )
-    .await;
+    let private = add_endpoint(&config, "lan", "http://10.0.0.1/x").await;
     assert_eq!(private.code, 2, "{private:#?}");
     assert!(private.stderr.contains("allow_networks"), "{private:#?}");
 
     cli(&config, &["endpoints", "pause", "hook"]).await.ok();
-    let shown = cli(&config, &["endpoints", "show", "hook", "--json"])
-        .await
-        .ok()
-        .json();
     assert_eq!(
-        (shown["active"].clone(), shown["state"].clone()),
+        active_and_state(&config, "hook").await,
         (false.into(), "paused".into())
     );
     cli(&config, &["endpoints", "resume", "hook"]).await.ok();
-    let shown = cli(&config, &["endpoints", "show", "hook", "--json"])
-        .await
-        .ok()
-        .json();
     assert_eq!(
-        (shown["active"].clone(), shown["state"].clone()),
+        active_and_state(&config, "hook").await,
         (true.into(), "active".into())
     );
     cli(&config, &["endpoints", "remove", "hook"]).await.ok();
@@ -322,6 +267,30 @@ async fn endpoints_show_a_generated_secret_once_and_never_again() {
 }
 
 // ───────────────────────────── verify ─────────────────────────────
+
+/// The one endpoint most tests here deliver to: `app`, a closed loopback port, Standard Webhooks.
+fn app_endpoint(secret: &str) -> Endpoint {
+    Endpoint::new(
+        "app",
+        "http://127.0.0.1:9/hooks",
+        "standard-webhooks",
+        secret,
+    )
+}
+
+/// `endpoints add NAME --url URL`, however it ends.
+async fn add_endpoint(config: &Path, name: &str, url: &str) -> Out {
+    cli(config, &["endpoints", "add", name, "--url", url]).await
+}
+
+/// `endpoints show NAME --json`'s `active` and `state`.
+async fn active_and_state(config: &Path, name: &str) -> (Value, Value) {
+    let shown = cli(config, &["endpoints", "show", name, "--json"])
+        .await
+        .ok()
+        .json();
+    (shown["active"].clone(), shown["state"].clone())
+}
 
 fn whsec() -> (String, Vec<u8>) {
     let secret = sign::generate_secret(Scheme::StandardWebhooks);
@@ -516,15 +485,7 @@ async fn a_running_pollhook_picks_up_cli_changes_and_a_second_run_refuses() {
 async fn operator_commands_wait_for_a_busy_database() {
     let shop = FakeShop::start(1).await.unwrap();
     let (secret, _) = whsec();
-    let (dir, config) = config_file(
-        &shop.url,
-        &[Endpoint::new(
-            "app",
-            "http://127.0.0.1:9/hooks",
-            "standard-webhooks",
-            &secret,
-        )],
-    );
+    let (dir, config) = config_file(&shop.url, &[app_endpoint(&secret)]);
     cli(&config, &["poll", "shop.orders"]).await.ok();
     let store = Store::open(&dir.path().join("pollhook.db")).unwrap();
     let event = events(&store).remove(0);

@@ -19,6 +19,18 @@ async fn cli(config: &std::path::Path, args: &[&str]) -> Out {
     output(cmd).await
 }
 
+/// `pollhook check` exits 2 and its error names `key`.
+async fn check_refuses(config: &std::path::Path, key: &str) {
+    let out = cli(config, &["check"]).await;
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(out.stderr.contains(key), "{out:#?}");
+}
+
+/// A config in `dir` whose shop source is a closed loopback port.
+fn shop_nowhere(dir: &TempDir) -> ConfigBuilder {
+    ConfigBuilder::new(dir.path()).source(shop_source("http://127.0.0.1:9"))
+}
+
 /// A config with the shop source at `url` and a file endpoint `early`, in `dir`.
 fn shop_file(dir: &TempDir, url: &str) -> std::path::PathBuf {
     ConfigBuilder::new(dir.path())
@@ -76,26 +88,7 @@ async fn endpoints_say_who_added_them_and_hint_their_own_secret() {
     let config = shop_file(&dir, "http://127.0.0.1:9");
     let mut tails = Vec::new();
     for name in ["one", "two"] {
-        let add = cli(
-            &config,
-            &[
-                "endpoints",
-                "add",
-                name,
-                "--url",
-                "http://127.0.0.1:9/x",
-                "--signing",
-                "standard-webhooks",
-            ],
-        )
-        .await
-        .ok();
-        let secret = add
-            .stdout
-            .split_whitespace()
-            .find(|w| w.starts_with("whsec_"))
-            .unwrap_or_else(|| panic!("no secret printed: {add:#?}"))
-            .to_owned();
+        let secret = add_endpoint_with_generated_secret(&config, name).await;
         tails.push(secret[secret.len() - 4..].to_owned());
     }
     let listed = cli(&config, &["endpoints", "list", "--json"])
@@ -123,8 +116,7 @@ async fn endpoints_say_who_added_them_and_hint_their_own_secret() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_standard_webhooks_secret_is_hinted_with_its_scheme() {
     let dir = TempDir::new().unwrap();
-    let config = ConfigBuilder::new(dir.path())
-        .source(shop_source("http://127.0.0.1:9"))
+    let config = shop_nowhere(&dir)
         .loopback_delivery()
         .endpoint(Endpoint::new(
             "app",
@@ -161,7 +153,7 @@ async fn healthz_server() -> (String, Arc<AtomicUsize>) {
 async fn healthcheck_asks_the_configs_health_listen_else_its_listen() {
     let (addr, hits) = healthz_server().await;
     let dir = TempDir::new().unwrap();
-    let base = ConfigBuilder::new(dir.path()).source(shop_source("http://127.0.0.1:9"));
+    let base = shop_nowhere(&dir);
 
     let on_listen = base
         .clone()
@@ -191,8 +183,7 @@ async fn healthcheck_asks_the_configs_health_listen_else_its_listen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_listen_serves_the_probes_and_nothing_else() {
     let dir = TempDir::new().unwrap();
-    let config = ConfigBuilder::new(dir.path())
-        .source(shop_source("http://127.0.0.1:9"))
+    let config = shop_nowhere(&dir)
         .set("server.health_listen", "127.0.0.1:0")
         .write();
     let log = dir.path().join("run.log");
@@ -245,14 +236,11 @@ async fn health_listen_serves_the_probes_and_nothing_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_listen_on_the_admin_port_is_a_config_problem() {
     let dir = TempDir::new().unwrap();
-    let config = ConfigBuilder::new(dir.path())
-        .source(shop_source("http://127.0.0.1:9"))
+    let config = shop_nowhere(&dir)
         .set("server.listen", "127.0.0.1:8787")
         .set("server.health_listen", "0.0.0.0:8787")
         .write();
-    let out = cli(&config, &["check"]).await;
-    assert_eq!(out.code, 2, "{out:#?}");
-    assert!(out.stderr.contains("server.health_listen"), "{out:#?}");
+    check_refuses(&config, "server.health_listen").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

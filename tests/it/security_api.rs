@@ -57,6 +57,13 @@ impl Running {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// `GET /api/v1/events` with the token, naming `host` in its `Host` header.
+    async fn events_with_host(&self, host: &str) -> Resp {
+        let host = format!("Host: {host}");
+        self.send("GET", "/api/v1/events", &[&host, &auth()], "")
+            .await
+    }
+
     /// A request with these extra header lines and this body (`Content-Length` added).
     async fn send(&self, method: &str, path: &str, headers: &[&str], body: &str) -> Resp {
         let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
@@ -210,6 +217,16 @@ fn dechunk(mut body: &str) -> String {
         body = rest[size..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// `POST PATH` with `{"FIELD":null}` is refused with 422 `invalid`, naming FIELD as the problem.
+async fn refuses_a_null(api: &Running, path: &str, field: &str) {
+    let body = format!(r#"{{"{field}":null}}"#);
+    let reply = api
+        .send("POST", path, &["Content-Type: application/json"], &body)
+        .await
+        .error(422, "invalid");
+    assert_eq!(reply["error"]["problems"][0]["field"], field, "{reply}");
 }
 
 fn new_endpoint(name: &str) -> String {
@@ -397,14 +414,7 @@ async fn with_a_token_any_host_unless_allowed_hosts_and_never_a_foreign_origin()
     let api = Running::start(&[("admin_token", TOKEN.into())]).await;
     let json = "Content-Type: application/json";
     // Behind an ingress the Host is the ingress's name; the token is what protects the API.
-    api.send(
-        "GET",
-        "/api/v1/events",
-        &["Host: pollhook.example.com", &auth()],
-        "",
-    )
-    .await
-    .json(200);
+    api.events_with_host("pollhook.example.com").await.json(200);
     api.send(
         "POST",
         "/api/v1/endpoints",
@@ -439,30 +449,13 @@ async fn with_a_token_any_host_unless_allowed_hosts_and_never_a_foreign_origin()
         ("allowed_hosts", vec!["PollHook.example.com"].into()),
     ])
     .await;
-    api.send(
-        "GET",
-        "/api/v1/events",
-        &["Host: pollhook.example.com", &auth()],
-        "",
-    )
-    .await
-    .json(200);
-    api.send(
-        "GET",
-        "/api/v1/events",
-        &["Host: other.example.com", &auth()],
-        "",
-    )
-    .await
-    .error(421, "wrong_host");
-    api.send(
-        "GET",
-        "/api/v1/events",
-        &[&format!("Host: localhost:{}", api.port), &auth()],
-        "",
-    )
-    .await
-    .json(200);
+    api.events_with_host("pollhook.example.com").await.json(200);
+    api.events_with_host("other.example.com")
+        .await
+        .error(421, "wrong_host");
+    api.events_with_host(&format!("localhost:{}", api.port))
+        .await
+        .json(200);
     api.stop().await;
 }
 
@@ -541,32 +534,8 @@ async fn handlers_refuse_what_the_document_refuses() {
         .await
         .error(400, "bad_json");
     // … and these fields are strings, not nullable.
-    let overlap = api
-        .send(
-            "POST",
-            "/api/v1/endpoints/e/rotate-secret",
-            &[json],
-            r#"{"overlap":null}"#,
-        )
-        .await
-        .error(422, "invalid");
-    assert_eq!(
-        overlap["error"]["problems"][0]["field"], "overlap",
-        "{overlap}"
-    );
-    let endpoint = api
-        .send(
-            "POST",
-            "/api/v1/events/nope/replay",
-            &[json],
-            r#"{"endpoint":null}"#,
-        )
-        .await
-        .error(422, "invalid");
-    assert_eq!(
-        endpoint["error"]["problems"][0]["field"], "endpoint",
-        "{endpoint}"
-    );
+    refuses_a_null(&api, "/api/v1/endpoints/e/rotate-secret", "overlap").await;
+    refuses_a_null(&api, "/api/v1/events/nope/replay", "endpoint").await;
     api.send("PATCH", "/api/v1/endpoints/e", &[json], r#"{"url":null}"#)
         .await
         .error(422, "invalid");

@@ -27,12 +27,7 @@ async fn sigterm_with_deliveries_in_flight_exits_cleanly_and_loses_nothing() {
         .in_dir(dir.path())
         .set("delivery.endpoint_concurrency", 2)
         .set("delivery.retries", vec!["200ms"])
-        .endpoint(Endpoint::new(
-            "app",
-            &format!("{}/hooks", hook.url),
-            "standard-webhooks",
-            SECRET,
-        ))
+        .endpoint(signed_endpoint("app", &format!("{}/hooks", hook.url)))
         .write();
     let mut run = spawn_run(&config, &dir.path().join("run.log"));
     eventually(
@@ -61,15 +56,7 @@ async fn sigterm_with_deliveries_in_flight_exits_cleanly_and_loses_nothing() {
     let store = pollhook::store::Store::open(&dir.path().join("pollhook.db")).unwrap();
     let rows = crate::support::deliveries(&store, "app");
     assert_eq!(rows.len(), 6);
-    let answered: BTreeSet<String> = event_ids(
-        &hook
-            .log()
-            .iter()
-            .map(|x| x.request.clone())
-            .collect::<Vec<Received>>(),
-    )
-    .into_iter()
-    .collect();
+    let answered: BTreeSet<String> = answered_ids(&hook);
     let delivered: BTreeSet<String> = rows
         .iter()
         .filter(|d| d.status == "delivered")
@@ -101,16 +88,29 @@ async fn sigterm_with_deliveries_in_flight_exits_cleanly_and_loses_nothing() {
             .await
             .is_some_and(|s| s.success())
     );
-    let all: BTreeSet<String> = event_ids(
-        &hook
-            .log()
-            .iter()
-            .map(|x| x.request.clone())
-            .collect::<Vec<Received>>(),
-    )
-    .into_iter()
-    .collect();
+    let all: BTreeSet<String> = answered_ids(&hook);
     assert_eq!(all.len(), 6, "every event reached the receiver");
+}
+
+/// The ids of every event the hook has been sent, once each.
+fn answered_ids(hook: &Hook) -> BTreeSet<String> {
+    let received: Vec<Received> = hook.log().iter().map(|x| x.request.clone()).collect();
+    event_ids(&received).into_iter().collect()
+}
+
+/// Endpoint `name` at `url`, Standard Webhooks with [`SECRET`].
+fn signed_endpoint(name: &str, url: &str) -> Endpoint {
+    Endpoint::new(name, url, "standard-webhooks", SECRET)
+}
+
+/// The operators' endpoint: `ops` on `ops`, subscribed to pollhook's own events.
+fn ops_endpoint(ops: &Hook) -> Endpoint {
+    signed_endpoint("ops", &format!("{}/ops", ops.url)).set("resources", vec!["pollhook.*"])
+}
+
+/// The body of the first webhook of event type `kind` the hook gets, as JSON.
+async fn first_event(hook: &Hook, kind: &str) -> serde_json::Value {
+    serde_json::from_slice(&first_of(hook, kind).await.body).unwrap()
 }
 
 /// The first webhook of event type `kind` the hook gets.
@@ -158,24 +158,10 @@ async fn a_failing_resource_is_announced_once_and_so_is_its_recovery() {
             .set("poll.alert_after_failures", 3)
             .source(shop_source(&url).set("retries", 0))
             .loopback_delivery()
-            .endpoint(
-                Endpoint::new(
-                    "ops",
-                    &format!("{}/ops", ops.url),
-                    "standard-webhooks",
-                    SECRET,
-                )
-                .set("resources", vec!["pollhook.*"]),
-            )
-            .endpoint(Endpoint::new(
-                "app",
-                &format!("{}/app", app.url),
-                "standard-webhooks",
-                SECRET,
-            )),
+            .endpoint(ops_endpoint(&ops))
+            .endpoint(signed_endpoint("app", &format!("{}/app", app.url))),
     );
-    let failing = first_of(&ops, "pollhook.resource.failing").await;
-    let event: serde_json::Value = serde_json::from_slice(&failing.body).unwrap();
+    let event = first_event(&ops, "pollhook.resource.failing").await;
     assert_eq!(event["resource_id"], "shop.orders");
     assert_eq!(event["data"]["failed_polls"], 3);
     assert!(
@@ -198,8 +184,7 @@ async fn a_failing_resource_is_announced_once_and_so_is_its_recovery() {
 
     // The API comes back: one recovery alert, and the listing's own event goes to `app`.
     down.off();
-    let recovered = first_of(&ops, "pollhook.resource.recovered").await;
-    let event: serde_json::Value = serde_json::from_slice(&recovered.body).unwrap();
+    let event = first_event(&ops, "pollhook.resource.recovered").await;
     assert!(
         event["data"]["failed_polls"].as_i64().unwrap() >= 6,
         "{event}"
@@ -226,27 +211,13 @@ async fn a_disabled_endpoint_is_announced() {
     let gone = Hook::start(|_| 410).await;
     let mut p = Pipeline::start(
         shop_config(&shop.url)
+            .endpoint(ops_endpoint(&ops))
             .endpoint(
-                Endpoint::new(
-                    "ops",
-                    &format!("{}/ops", ops.url),
-                    "standard-webhooks",
-                    SECRET,
-                )
-                .set("resources", vec!["pollhook.*"]),
-            )
-            .endpoint(
-                Endpoint::new(
-                    "gone",
-                    &format!("{}/gone", gone.url),
-                    "standard-webhooks",
-                    SECRET,
-                )
-                .set("resources", vec!["shop.*"]),
+                signed_endpoint("gone", &format!("{}/gone", gone.url))
+                    .set("resources", vec!["shop.*"]),
             ),
     );
-    let alert = first_of(&ops, "pollhook.endpoint.disabled").await;
-    let event: serde_json::Value = serde_json::from_slice(&alert.body).unwrap();
+    let event = first_event(&ops, "pollhook.endpoint.disabled").await;
     assert_eq!(event["resource_id"], "gone");
     assert_eq!(event["source"], "pollhook");
     assert!(

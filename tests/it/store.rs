@@ -18,8 +18,8 @@ use pollhook::normalize::Hash;
 use pollhook::retry::Next;
 use pollhook::sign::Scheme;
 use pollhook::store::{
-    CommitSummary, DeliveryFilter, EndpointPatch, EventFilter, NoUpserts, PollCommit, PollFailure,
-    Recorded, SnapshotRow, Store, StoreError, Upserts, now_ms,
+    CommitSummary, DeliveryFilter, Due, EndpointPatch, EventFilter, NoUpserts, PollCommit,
+    PollFailure, Recorded, SnapshotRow, Store, StoreError, Upserts, now_ms,
 };
 use serde_json::json;
 
@@ -245,6 +245,29 @@ async fn claim_items(store: &Store, endpoint_id: i64, lease_ms: i64) -> Vec<Stri
 }
 
 /// The outcome of an attempt on `delivery_id` that answered `status`.
+/// Records, for the first three of `due`: 200 and done; 503 and a retry at `retry_at`; `failed`
+/// and failed. Never disabling; the endpoints disabled.
+async fn done_retry_failed(
+    store: &Store,
+    hook: i64,
+    due: &[Due],
+    retry_at: chrono::DateTime<Utc>,
+    failed: u16,
+) -> Vec<(i64, String)> {
+    assert!(due.len() >= 3, "{due:?}");
+    let results = [
+        (200, Next::Done),
+        (503, Next::RetryAt(retry_at)),
+        (failed, Next::Failed),
+    ];
+    let batch = due
+        .iter()
+        .zip(results)
+        .map(|(d, (status, next))| outcome(d.delivery_id, hook, status, next))
+        .collect();
+    store.record_outcomes(batch, NEVER_DISABLE).await.unwrap()
+}
+
 fn outcome(delivery_id: i64, endpoint_id: i64, status: u16, next: Next) -> Recorded {
     Recorded {
         delivery_id,
@@ -417,17 +440,7 @@ async fn record_outcomes_applies_done_retry_and_failed(store: &Store) {
     let due = store.claim(hook, 100, LONG_LEASE_MS).await.unwrap();
     assert_eq!(due.len(), 3);
     let later = Utc::now() + chrono::Duration::hours(1);
-    let disabled = store
-        .record_outcomes(
-            vec![
-                outcome(due[0].delivery_id, hook, 200, Next::Done),
-                outcome(due[1].delivery_id, hook, 503, Next::RetryAt(later)),
-                outcome(due[2].delivery_id, hook, 500, Next::Failed),
-            ],
-            NEVER_DISABLE,
-        )
-        .await
-        .unwrap();
+    let disabled = done_retry_failed(store, hook, &due, later, 500).await;
     assert!(disabled.is_empty());
 
     let rows = deliveries_of(store, "hook").await;
@@ -465,17 +478,7 @@ async fn deliveries_filter_by_attempts_response_class_and_time(store: &Store) {
     commit_events(store, created(&["1", "2", "3", "4"])).await;
     let due = store.claim(hook, 100, LONG_LEASE_MS).await.unwrap();
     let later = Utc::now() + chrono::Duration::hours(1);
-    store
-        .record_outcomes(
-            vec![
-                outcome(due[0].delivery_id, hook, 200, Next::Done),
-                outcome(due[1].delivery_id, hook, 503, Next::RetryAt(later)),
-                outcome(due[2].delivery_id, hook, 404, Next::Failed),
-            ],
-            NEVER_DISABLE,
-        )
-        .await
-        .unwrap();
+    done_retry_failed(store, hook, &due, later, 404).await;
     let ids = async |filter: DeliveryFilter| -> Vec<String> {
         let mut rows = store.deliveries(filter).await.unwrap();
         rows.sort_by_key(|d| d.id);

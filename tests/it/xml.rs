@@ -45,6 +45,12 @@ fn actions(events: &[Event]) -> Vec<(String, String)> {
 
 type Orders = Arc<Mutex<BTreeMap<u32, String>>>;
 
+/// Shared orders, id to status, that a test edits while a fake service serves them.
+fn orders_of(orders: &[(u32, &str)]) -> Orders {
+    let orders = orders.iter().map(|&(id, s)| (id, s.to_owned())).collect();
+    Arc::new(Mutex::new(orders))
+}
+
 /// `<order id="N"><status>…</status></order>` for each order on page `page` of two.
 fn orders_page(orders: &Orders, page: usize) -> String {
     let orders = orders.lock().unwrap();
@@ -62,11 +68,7 @@ fn orders_page(orders: &Orders, page: usize) -> String {
 
 #[tokio::test]
 async fn an_xml_listing_with_page_pagination_by_content_type() {
-    let orders: Orders = Arc::new(Mutex::new(
-        [(1, "open"), (2, "open"), (3, "open")]
-            .map(|(id, s)| (id, s.to_owned()))
-            .into(),
-    ));
+    let orders = orders_of(&[(1, "open"), (2, "open"), (3, "open")]);
     let served = orders.clone();
     let app = Router::new().route(
         "/orders",
@@ -167,11 +169,7 @@ async fn soap_service(orders: Orders, seen: Arc<Mutex<Vec<String>>>) -> String {
 
 #[tokio::test]
 async fn the_soap_example_lists_by_post_with_its_envelope() {
-    let orders: Orders = Arc::new(Mutex::new(
-        [(10, "open"), (11, "open"), (12, "held")]
-            .map(|(id, s)| (id, s.to_owned()))
-            .into(),
-    ));
+    let orders = orders_of(&[(10, "open"), (11, "open"), (12, "held")]);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let url = soap_service(orders.clone(), seen.clone()).await;
     let example = std::fs::read_to_string(
@@ -232,25 +230,28 @@ async fn feed_server(doc: Arc<Mutex<String>>, content_type: &'static str) -> Str
     serve(app).await
 }
 
+/// `markup` for each (id, title), one after another.
+fn each_item(items: &[(&str, &str)], markup: impl Fn(&str, &str) -> String) -> String {
+    items.iter().map(|(id, title)| markup(id, title)).collect()
+}
+
 fn rss(items: &[(&str, &str)]) -> String {
-    let items: String = items
-        .iter()
-        .map(|(guid, title)| {
-            format!("<item><guid>{guid}</guid><title>{title}</title><link>https://e.example/{guid}</link></item>")
-        })
-        .collect();
+    let items = each_item(items, |guid, title| {
+        format!(
+            "<item><guid>{guid}</guid><title>{title}</title><link>https://e.example/{guid}</link></item>"
+        )
+    });
     format!(
         r#"<?xml version="1.0"?><rss version="2.0"><channel><title>News</title>{items}</channel></rss>"#
     )
 }
 
 fn atom(items: &[(&str, &str)]) -> String {
-    let entries: String = items
-        .iter()
-        .map(|(id, title)| {
-            format!("<entry><id>urn:{id}</id><title>{title}</title><updated>2025-06-10T04:00:00Z</updated></entry>")
-        })
-        .collect();
+    let entries = each_item(items, |id, title| {
+        format!(
+            "<entry><id>urn:{id}</id><title>{title}</title><updated>2025-06-10T04:00:00Z</updated></entry>"
+        )
+    });
     format!(
         r#"<feed xmlns="http://www.w3.org/2005/Atom"><id>urn:f</id><title>F</title><updated>2025-06-10T04:00:00Z</updated>{entries}</feed>"#
     )
@@ -416,19 +417,23 @@ async fn an_xml_endpoint_is_read_by_xml_etree_and_its_signature_verifies() {
     .unwrap();
     assert_eq!(verified.event["type"], "shop.orders.created");
 
+    // The Python receiver, given the secret, this request's signature headers and a body file.
+    let python_receiver = |body: &std::path::Path| {
+        std::process::Command::new("python3")
+            .args(["-c", PYTHON_RECEIVER, &secret])
+            .args([
+                header("webhook-id"),
+                header("webhook-timestamp"),
+                header("webhook-signature"),
+            ])
+            .arg(body)
+            .output()
+            .expect("python3 runs")
+    };
     let dir = tempfile::tempdir().unwrap();
     let body = dir.path().join("body.xml");
     std::fs::write(&body, &request.body).unwrap();
-    let out = std::process::Command::new("python3")
-        .args(["-c", PYTHON_RECEIVER, &secret])
-        .args([
-            header("webhook-id"),
-            header("webhook-timestamp"),
-            header("webhook-signature"),
-        ])
-        .arg(&body)
-        .output()
-        .expect("python3 runs");
+    let out = python_receiver(&body);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -444,15 +449,6 @@ async fn an_xml_endpoint_is_read_by_xml_etree_and_its_signature_verifies() {
     let mut tampered = request.body.clone();
     tampered.extend_from_slice(b" ");
     std::fs::write(&body, &tampered).unwrap();
-    let out = std::process::Command::new("python3")
-        .args(["-c", PYTHON_RECEIVER, &secret])
-        .args([
-            header("webhook-id"),
-            header("webhook-timestamp"),
-            header("webhook-signature"),
-        ])
-        .arg(&body)
-        .output()
-        .unwrap();
+    let out = python_receiver(&body);
     assert!(!out.status.success());
 }

@@ -145,38 +145,13 @@ impl Db {
                 "no endpoint with id {endpoint_id} (removed meanwhile?)"
             )));
         }
-        let now = now_ms();
-        {
-            let mut insert_event = tx.prepare_cached(
-                "INSERT INTO events (id, type, source, resource, action, resource_id, detected_at, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            let mut insert_delivery = tx.prepare_cached(
-                "INSERT INTO deliveries (event_seq, endpoint_id, item_key, next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4)",
-            )?;
-            for event in events {
-                insert_event.execute(params![
-                    event.id,
-                    event.kind,
-                    event.source,
-                    event.resource,
-                    event.action,
-                    event.resource_id,
-                    now,
-                    event.to_json()
-                ])?;
-                let seq = tx.last_insert_rowid();
-                let item_key = format!("{}/{}/{}", event.source, event.resource, event.resource_id);
-                insert_delivery.execute(params![seq, endpoint_id, item_key, now])?;
-            }
-        }
+        write_events(&tx, events, |_| vec![endpoint_id])?;
         tx.commit()?;
         Ok(events.len())
     }
 }
 
-/// Inserts events and a delivery per matching active endpoint, inside the caller's transaction.
+/// Inserts events and a delivery per matching endpoint, inside the caller's transaction.
 pub(super) fn insert_events(
     tx: &Transaction<'_>,
     events: &[Event],
@@ -186,6 +161,21 @@ pub(super) fn insert_events(
     }
     // Paused and disabled endpoints get their deliveries too; they wait until it is resumed.
     let endpoints: Vec<StoredEndpoint> = load_endpoints(tx)?;
+    write_events(tx, events, |event| {
+        (endpoints.iter())
+            .filter(|e| e.spec.wants(&event.source, &event.resource, &event.action))
+            .map(|e| e.id)
+            .collect()
+    })
+}
+
+/// Inserts `events`, each with a delivery for every endpoint id `endpoints_for` names, inside
+/// the caller's transaction.
+fn write_events(
+    tx: &Transaction<'_>,
+    events: &[Event],
+    mut endpoints_for: impl FnMut(&Event) -> Vec<i64>,
+) -> Result<CommitSummary, StoreError> {
     let now = now_ms();
     let mut summary = CommitSummary::default();
     let mut insert_event = tx.prepare_cached(
@@ -210,14 +200,9 @@ pub(super) fn insert_events(
         let seq = tx.last_insert_rowid();
         summary.events += 1;
         let item_key = format!("{}/{}/{}", event.source, event.resource, event.resource_id);
-        for endpoint in &endpoints {
-            if endpoint
-                .spec
-                .wants(&event.source, &event.resource, &event.action)
-            {
-                insert_delivery.execute(params![seq, endpoint.id, item_key, now])?;
-                summary.deliveries += 1;
-            }
+        for endpoint_id in endpoints_for(event) {
+            insert_delivery.execute(params![seq, endpoint_id, item_key, now])?;
+            summary.deliveries += 1;
         }
     }
     Ok(summary)

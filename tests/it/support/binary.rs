@@ -204,3 +204,18 @@ impl Display for WithLog<'_> {
         write!(f, "{}\n--- {} ---\n{log}", self.0, self.1.display())
     }
 }
+
+/// `pollhook endpoints add NAME --url http://127.0.0.1:9/x --signing standard-webhooks --config
+/// CONFIG`, which must succeed: the `whsec_` secret it generated and printed.
+pub async fn add_endpoint_with_generated_secret(config: &Path, name: &str) -> String {
+    let mut cmd = command();
+    cmd.args(["endpoints", "add", name, "--url", "http://127.0.0.1:9/x"])
+        .args(["--signing", "standard-webhooks", "--config"])
+        .arg(config);
+    let add = output(cmd).await.ok();
+    add.stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("whsec_"))
+        .unwrap_or_else(|| panic!("no secret printed: {add:#?}"))
+        .to_owned()
+}
