@@ -182,7 +182,8 @@ async fn run_resource(
             .finish_resource(source_name, &resource.name, next_in)
             .await
         {
-            // Its lease runs out and the next poll comes a little late; nothing is lost.
+            // The lease stays this replica's (its heartbeat renews it) until its next claim
+            // takes it again; no other replica polls it meanwhile, and nothing is lost.
             tracing::warn!(source = %source_name, resource = %resource.name, %error, "Cannot record when the next poll is due.");
         }
     }

@@ -20,14 +20,16 @@ use axum::routing::{get, post};
 use pollhook::config::Secret;
 use pollhook::endpoint::{ActionFilter, EndpointSpec};
 use pollhook::sign::Scheme;
-use pollhook::store::{DeliveryFilter, EventFilter, PollCommit, SnapshotRow, Store, StoreError};
+use pollhook::store::{
+    DeliveryFilter, EventFilter, PollCommit, ResourceClaim, SnapshotRow, Store, StoreError,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::crash::{self, Facts, Inbox, Receiver, SourceApi, World};
-use crate::support::{Child, block_on, spawn_run, start};
+use crate::support::{Child, block_on, eventually, spawn_run, start};
 
 /// A database of its own on the test server, dropped (with whatever is connected) at the end.
 pub struct TestDb {
@@ -353,6 +355,36 @@ async fn a_starting_replica_hands_back_only_the_leases_of_replicas_that_are_gone
     let freed = starting.claim(endpoint.id, 10, 600_000).await.unwrap();
     let ids: Vec<&str> = freed.iter().map(|d| d.resource_id.as_str()).collect();
     assert_eq!(ids, ["4"], "the live replica keeps item 3");
+}
+
+#[tokio::test]
+async fn a_resource_is_claimed_by_one_replica_and_an_unfinished_claim_comes_back_to_it() {
+    let Some(db) = TestDb::create("postgres claim_resource").await else {
+        return;
+    };
+    let (one, two) = (db.store().await, db.store().await);
+    let lease = Duration::from_secs(600);
+    let claim = async |store: &Store| store.claim_resource("shop", "orders", lease).await.unwrap();
+    // Its first ask makes the row; the next wins it, and the other replica finds it busy.
+    assert!(matches!(claim(&one).await, ResourceClaim::Busy(wait) if wait.is_zero()));
+    assert!(matches!(claim(&one).await, ResourceClaim::Won));
+    assert!(
+        matches!(claim(&two).await, ResourceClaim::Busy(wait) if wait > Duration::from_secs(500))
+    );
+    // A poll whose finish was never written (the database restarted under it): its heartbeat
+    // keeps the lease alive, so only the same replica's next claim may take it back.
+    pollhook::cluster::beat(&one).await;
+    assert!(matches!(claim(&two).await, ResourceClaim::Busy(_)));
+    assert!(matches!(claim(&one).await, ResourceClaim::Won));
+    // Finished: not due for a minute, for either.
+    one.finish_resource("shop", "orders", Duration::from_secs(60))
+        .await
+        .unwrap();
+    for store in [&one, &two] {
+        assert!(
+            matches!(claim(store).await, ResourceClaim::NotYet(wait) if wait > Duration::from_secs(50))
+        );
+    }
 }
 
 #[tokio::test]
@@ -761,6 +793,23 @@ resources = ["shop.items"]
         }
     }
 
+    /// Waits until some replica has committed the baseline.
+    async fn baselined(&self, store: &Store) {
+        let polled = async || {
+            let status = store.status().await.ok()?;
+            status
+                .iter()
+                .any(|s| s.source == "shop" && s.last_poll_at.is_some())
+                .then_some(())
+        };
+        eventually(
+            "a replica commits the baseline",
+            Duration::from_secs(30),
+            polled,
+        )
+        .await;
+    }
+
     /// SIGTERMs every replica and checks each stops cleanly.
     async fn stop(&self, replicas: &mut [Child]) {
         for child in replicas.iter() {
@@ -836,9 +885,11 @@ async fn three_replicas_sigkilled_at_random_lose_nothing_and_keep_item_order() {
     let mut rng = StdRng::seed_from_u64(seed);
     let cluster = Cluster::start(seed, &db.url).await;
     let store = db.store().await;
-    let mutator = cluster.mutate(seed);
 
     let mut replicas: Vec<Child> = (0..3).map(|i| cluster.spawn(i)).collect();
+    // The kills start once the baseline is in, so that what they interrupt is change detection.
+    cluster.baselined(&store).await;
+    let mutator = cluster.mutate(seed);
     for kill in 0..kills {
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..=400))).await;
         let victim = rng.random_range(0..3);
@@ -865,8 +916,19 @@ async fn three_replicas_sigkilled_at_random_lose_nothing_and_keep_item_order() {
         .await;
     cluster.stop(&mut replicas).await;
     let figures = cluster.check(&db, &store).await;
+    let polls_with_changes = db
+        .sql("SELECT count(DISTINCT detected_at) FROM events WHERE source = 'shop'")
+        .await[0]
+        .get::<_, i64>(0);
+    // Not a vacuous pass: change detection went on while replicas were being killed.
+    assert!(
+        polls_with_changes >= 5 && figures.events >= 50,
+        "only {polls_with_changes} polls found changes ({} events): the kills left no replica polling\n{}",
+        figures.events,
+        cluster.logs()
+    );
     println!(
-        "replicas: seed {seed}: {kills} SIGKILLs across 3 replicas, {} source changes, {} events \
+        "replicas: seed {seed}: {polls_with_changes} polls found changes; {kills} SIGKILLs across 3 replicas, {} source changes, {} events \
          checked ({}), {} webhooks ({} duplicates); lost 0, phantom 0, out of order 0; total {:.1}s",
         cluster.world.world().log.len(),
         figures.events,

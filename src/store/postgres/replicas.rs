@@ -37,6 +37,10 @@ pub(super) const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000):
 
 impl Db {
     /// Claims the next poll of a resource, leasing it for `lease`.
+    ///
+    /// A lease this replica already holds is claimable: a replica asks only from the one task
+    /// that polls the resource, so such a lease is left over from a poll whose finish could not
+    /// be written (a database restart), and the heartbeat would otherwise renew it forever.
     pub(in crate::store) async fn claim_resource(
         &self,
         source: &str,
@@ -49,7 +53,7 @@ impl Db {
                 "WITH c AS (
                      SELECT source, resource FROM resources
                      WHERE source = $1 AND resource = $2 AND next_due_at <= {DB_NOW}
-                       AND (lease_until <= {DB_NOW} OR leased_by IS NULL)
+                       AND (lease_until <= {DB_NOW} OR leased_by IS NULL OR leased_by = $3)
                      FOR UPDATE SKIP LOCKED)
                  UPDATE resources r SET leased_by = $3, lease_until = {DB_NOW} + $4
                  FROM c WHERE r.source = c.source AND r.resource = c.resource
