@@ -3,7 +3,9 @@
 //! In: the store and `[storage] retain` / `retain_failed`. Out: old, settled events removed with
 //! their deliveries and attempts, and the database's size and oldest kept event as gauges.
 //!
-//! Invariants: it never blocks polls or deliveries for long: each batch is one short
+//! Invariants: with several replicas (PostgreSQL) it runs on one, the leader; any replica may
+//! run a pass safely (each batch is its own transaction), so a leader that moves mid-pass breaks
+//! nothing. It never blocks polls or deliveries for long: each batch is one short
 //! transaction of at most [`BATCH`] events, with a pause between batches so other writers take
 //! their turn. It never removes an event with a pending delivery, and one with a dead-lettered
 //! delivery only after `retain_failed` (see [`Store::prune_events`]). The snapshot is never
@@ -23,10 +25,22 @@ pub const EVERY: Duration = Duration::from_secs(60);
 /// The pause between two batches of one pass.
 const BETWEEN_BATCHES: Duration = Duration::from_millis(50);
 
-/// Runs a pass now and then every [`EVERY`] until `cancel`.
+/// Runs a pass now and then every [`EVERY`] until `cancel`; with several replicas, only the one
+/// holding the leader lease runs it ([`Store::leads_maintenance`]), whichever that is by then.
 pub async fn run(store: Store, storage: StorageConfig, cancel: CancellationToken) {
+    if store.shared() {
+        // The first heartbeat decides who leads; a pass at start is not urgent.
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(crate::cluster::HEARTBEAT * 2) => {}
+        }
+    }
     loop {
-        if let Err(error) = pass(&store, &storage, &cancel).await {
+        if !store.leads_maintenance() {
+            tracing::debug!(
+                "Retention runs on the replica holding the leader lease; not this one."
+            );
+        } else if let Err(error) = pass(&store, &storage, &cancel).await {
             tracing::warn!(%error, "Retention pass failed; trying again later.");
         }
         tokio::select! {

@@ -90,6 +90,15 @@ impl Store {
         }
     }
 
+    /// Whether maintenance that must run once (retention) is this process's to run: always on
+    /// SQLite (one process), on PostgreSQL only on the replica holding the leader lease.
+    pub fn leads_maintenance(&self) -> bool {
+        match &self.backend {
+            Backend::Sqlite(_) => true,
+            Backend::Postgres(pg) => pg.leads(),
+        }
+    }
+
     /// Hands this replica's claims back at a clean shutdown.
     pub async fn leave(&self) -> Result<(), StoreError> {
         match &self.backend {

@@ -388,6 +388,34 @@ async fn a_resource_is_claimed_by_one_replica_and_an_unfinished_claim_comes_back
 }
 
 #[tokio::test]
+async fn maintenance_runs_on_the_one_replica_holding_the_leader_lease() {
+    let Some(db) = TestDb::create("postgres leader").await else {
+        return;
+    };
+    let (one, two) = (db.store().await, db.store().await);
+    // Before any heartbeat nobody leads; the first to beat takes the lease, the other does not.
+    assert!(!one.leads_maintenance() && !two.leads_maintenance());
+    pollhook::cluster::beat(&one).await;
+    pollhook::cluster::beat(&two).await;
+    assert!(
+        one.leads_maintenance(),
+        "the first heartbeat takes the lease"
+    );
+    assert!(!two.leads_maintenance(), "one leader at a time");
+    // The leader leaves cleanly: the next heartbeat of the other takes over.
+    one.leave().await.unwrap();
+    pollhook::cluster::beat(&two).await;
+    assert!(
+        two.leads_maintenance(),
+        "the lease moves once its holder left"
+    );
+    // SQLite has one process, which always runs it.
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&dir.path().join("p.db")).unwrap();
+    assert!(sqlite.leads_maintenance());
+}
+
+#[tokio::test]
 async fn a_wrong_password_names_host_and_database_but_not_the_password() {
     let Some(db) = TestDb::create("postgres login").await else {
         return;

@@ -23,7 +23,7 @@ mod replicas;
 mod retention;
 mod snapshot;
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,8 @@ struct Shared {
     wanted_ms: AtomicI64,
     /// The longest one its last heartbeat announced (and so may be sent with), ms.
     announced_ms: AtomicI64,
+    /// Whether the last heartbeat that succeeded took or renewed the leader lease.
+    leading: AtomicBool,
 }
 
 /// How connections are encrypted: `sslmode=require` uses rustls with Mozilla's roots (so the
@@ -183,6 +185,7 @@ impl Db {
                 beat: Mutex::new(None),
                 wanted_ms: AtomicI64::new(DEFAULT_ANNOUNCED.as_millis() as i64),
                 announced_ms: AtomicI64::new(0),
+                leading: AtomicBool::new(false),
             }),
         };
         // Fail now, with the reason, rather than at the first poll.

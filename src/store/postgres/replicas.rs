@@ -131,6 +131,18 @@ impl Db {
         fresh && timeout_ms <= shared.announced_ms.load(Ordering::Relaxed)
     }
 
+    /// Whether this replica holds the leader lease: its last heartbeat took or renewed it, and
+    /// that heartbeat is fresh (the lease outlives [`FENCE`], so no other replica holds it yet).
+    pub(in crate::store) fn leads(&self) -> bool {
+        let fresh = self
+            .shared
+            .beat
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < FENCE);
+        fresh && self.shared.leading.load(Ordering::Relaxed)
+    }
+
     /// One heartbeat: refreshes this replica's row and its resource leases, takes or renews the
     /// leader lease, and if it leads, hands the work of dead replicas back.
     pub(in crate::store) async fn heartbeat(
@@ -227,6 +239,7 @@ impl Db {
         tx.commit().await?;
         *self.shared.beat.lock().unwrap_or_else(|e| e.into_inner()) = Some(sent);
         self.shared.announced_ms.store(announce, Ordering::Relaxed);
+        self.shared.leading.store(leader, Ordering::Relaxed);
         Ok(report)
     }
 
