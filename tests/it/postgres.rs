@@ -29,7 +29,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::crash::{self, Facts, Inbox, Receiver, SourceApi, World};
-use crate::support::{Child, block_on, eventually, spawn_run, start};
+use crate::support::{Child, Hook, block_on, eventually, spawn_run, start};
 
 /// A database of its own on the test server, dropped (with whatever is connected) at the end.
 pub struct TestDb {
@@ -896,6 +896,121 @@ resources = ["shop.items"]
             )
         })
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_change_through_one_replicas_api_takes_effect_on_every_replica() {
+    let Some(db) = TestDb::create("postgres api").await else {
+        return;
+    };
+    let seed = 20_261_204;
+    let cluster = Cluster::start(seed, &db.url).await;
+    let store = db.store().await;
+    let mut replicas: Vec<Child> = (0..2).map(|i| cluster.spawn(i)).collect();
+    let (one, two) = (
+        replicas[0].admin_addr().await,
+        replicas[1].admin_addr().await,
+    );
+    cluster.baselined(&store).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let hook = Hook::start(|_| 200).await;
+
+    // An endpoint added through replica 0 shows the same on replica 1, and gets webhooks.
+    let added = http
+        .post(format!("http://{one}/api/v1/endpoints"))
+        .json(&serde_json::json!({
+            "name": "second",
+            "url": format!("{}/second", hook.url),
+            "resources": ["shop.items"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 201, "{}", added.text().await.unwrap());
+    let show = async |addr: std::net::SocketAddr| -> Value {
+        let got = http
+            .get(format!("http://{addr}/api/v1/endpoints/second"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200);
+        got.json().await.unwrap()
+    };
+    assert_eq!(
+        show(one).await,
+        show(two).await,
+        "both replicas show one endpoint"
+    );
+    let mutator = cluster.mutate(seed);
+    eventually(
+        "webhooks reach the endpoint added through one replica",
+        Duration::from_secs(30),
+        async || (!hook.log().is_empty()).then_some(()),
+    )
+    .await;
+
+    // Paused through replica 1: no replica sends to it any more (what was in flight lands).
+    let paused = http
+        .post(format!("http://{two}/api/v1/endpoints/second/pause"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paused.status(), 200, "{}", paused.text().await.unwrap());
+    assert_eq!(show(one).await["state"], "paused", "{}", show(one).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let at_pause = hook.log().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        hook.log().len(),
+        at_pause,
+        "a paused endpoint gets nothing, from either replica"
+    );
+    // Events meanwhile wait in its queue; resumed through replica 0, they arrive.
+    let queued = store
+        .deliveries(DeliveryFilter {
+            limit: 1_000_000,
+            ..DeliveryFilter::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .filter(|d| d.endpoint == "second" && d.status == "pending")
+        .count();
+    assert!(queued > 0, "changes went on while it was paused");
+    let resumed = http
+        .post(format!("http://{one}/api/v1/endpoints/second/resume"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
+    eventually(
+        "the paused queue is delivered after resume",
+        Duration::from_secs(30),
+        async || (hook.log().len() >= at_pause + queued).then_some(()),
+    )
+    .await;
+    mutator.abort();
+    let _ = mutator.await;
+    // Both replicas' dashboards and listings read the same database.
+    for addr in [one, two] {
+        for path in [
+            "/api/v1/sources",
+            "/api/v1/events?limit=5",
+            "/api/v1/deliveries?limit=5",
+            "/ui/",
+            "/ui/events",
+            "/ui/deliveries",
+            "/ui/endpoints",
+        ] {
+            let got = http
+                .get(format!("http://{addr}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(got.status(), 200, "{addr}{path}");
+        }
+    }
+    cluster.stop(&mut replicas).await;
 }
 
 /// Kills in the three-replica test when `POLLHOOK_REPLICA_KILLS` is not set.
