@@ -254,6 +254,9 @@ impl UrlPolicy {
     }
 }
 
+/// What [`shown_url`] shows in place of a password.
+pub const MASKED_PASSWORD: &str = "***";
+
 /// An endpoint URL as it may be shown (CLI, API, logs, errors): a password in it is `***`.
 /// The stored URL, used to deliver, keeps it.
 pub fn shown_url(url: &Url) -> String {
@@ -262,8 +265,14 @@ pub fn shown_url(url: &Url) -> String {
     }
     let mut shown = url.clone();
     // Only fails for URLs that cannot have credentials, and this one has them.
-    let _ = shown.set_password(Some("***"));
+    let _ = shown.set_password(Some(MASKED_PASSWORD));
     shown.to_string()
+}
+
+/// Whether `url` is one [`shown_url`] printed: its password is the mask, not a password, so
+/// storing it would lose the real one.
+pub fn is_masked_url(url: &str) -> bool {
+    Url::parse(url).is_ok_and(|u| u.password() == Some(MASKED_PASSWORD))
 }
 
 /// [`shown_url`] for URL text that may not parse: unparsable text is shown as it is, since a URL
@@ -273,7 +282,7 @@ pub fn shown_url_text(url: &str) -> String {
         Ok(parsed) => shown_url(&parsed),
         Err(_) => match (url.find("://"), url.rfind('@')) {
             (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}***@{}", &url[..scheme + 3], &url[at + 1..])
+                format!("{}{MASKED_PASSWORD}@{}", &url[..scheme + 3], &url[at + 1..])
             }
             _ => url.to_owned(),
         },
@@ -634,6 +643,10 @@ mod tests {
         let plain = Url::parse("https://example.com/in").unwrap();
         assert_eq!(shown_url(&plain), "https://example.com/in");
         assert_eq!(shown_url_text("https://u:pw@[bad/x"), "https://***@[bad/x");
+        assert!(is_masked_url(&shown_url(&url)));
+        assert!(!is_masked_url(url.as_str()));
+        assert!(!is_masked_url("https://***@example.com/in"));
+        assert!(!is_masked_url("https://u:pw@[bad/x"));
         let err = UrlPolicy::default()
             .check_url("http://u:pw@example.com/")
             .unwrap_err();

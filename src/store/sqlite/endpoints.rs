@@ -184,6 +184,12 @@ impl Db {
                 params![name, signing.as_str()],
             )?;
         }
+        if let Some(format) = patch.format {
+            tx.execute(
+                "UPDATE endpoints SET format = ?2 WHERE name = ?1",
+                params![name, format.as_str()],
+            )?;
+        }
         tx.execute(
             "UPDATE endpoints SET updated_at = ?2 WHERE name = ?1",
             params![name, now],
