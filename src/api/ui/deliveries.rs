@@ -101,22 +101,12 @@ pub(super) fn status_badge(d: &DeliveryView) -> Markup {
 
 /// The deliveries with their attempts (`attempt_log`), for this page and the event page.
 pub(super) fn delivery_table(deliveries: &[DeliveryView], on_event_page: bool) -> Markup {
-    let mut cols = vec![Col::text("#")];
-    if !on_event_page {
-        cols.push(Col::text("Event"));
-    }
-    cols.extend([
-        Col::text("Endpoint"),
-        Col::text("Status"),
-        Col::num("Attempts"),
-        Col::text("Last response"),
-        Col::text("Created"),
-        Col::text("Next attempt / finished"),
-        Col::ACTIONS,
-    ]);
+    const EVENT: Col = Col::text("Event");
+    let event: &[Col] = if on_event_page { &[] } else { &[EVENT] };
     html! {
         div.scroll { table.deliveries {
-            (head(&cols))
+            (head(&[&[Col::text("#")], event, &[Col::text("Endpoint"), Col::text("Status"), Col::num("Attempts"),
+                Col::text("Last response"), Col::text("Created"), Col::text("Next attempt / finished"), Col::ACTIONS]].concat()))
             @for d in deliveries {
                 @let row = &d.delivery;
                 tbody id=(format!("delivery-{}", row.id)) data-delivery=(row.id) data-status=(row.status) {

@@ -51,19 +51,11 @@ pub(super) async fn page(State(p): State<Shared>) -> Page {
                 }))
             } @else {
                 div.scroll { table {
-                    (head(&[
-                        Col::text("Endpoint"),
-                        Col::text("State"),
-                        Col::text("Signing"),
-                        Col::text("Wants"),
-                        Col::num("Queued"),
-                        Col::num("Delivered"),
-                        Col::num("Failed"),
+                    (head(&[Col::text("Endpoint"), Col::text("State"), Col::text("Signing"), Col::text("Wants"),
+                        Col::num("Queued"), Col::num("Delivered"), Col::num("Failed"),
                         Col::num("Attempts 24 h").titled("attempts over the last 24 hours"),
                         Col::num("Success 24 h").titled("attempts answered 2xx over the last 24 hours"),
-                        Col::text("Last error"),
-                        Col::ACTIONS,
-                    ]))
+                        Col::text("Last error"), Col::ACTIONS]))
                     tbody {
                         @for (e, last_error) in endpoints.iter().zip(&last_errors) {
                             (row(e, totals.iter().find(|t| t.name == e.name),

@@ -107,13 +107,7 @@ pub(super) async fn list(State(p): State<Shared>, Query(f): Query<Filters>) -> P
 fn event_table(events: &[EventView]) -> Markup {
     html! {
         div.scroll { table {
-            (head(&[
-                Col::text("Detected"),
-                Col::text("Type"),
-                Col::text("Resource"),
-                Col::text("Item"),
-                Col::text("Event"),
-            ]))
+            (head(&[Col::text("Detected"), Col::text("Type"), Col::text("Resource"), Col::text("Item"), Col::text("Event")]))
             tbody {
                 @for e in events {
                     tr {

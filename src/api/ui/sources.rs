@@ -67,16 +67,8 @@ fn source_table(
             }
             div.scroll {
                 table {
-                    (head(&[
-                        Col::text("Resource"),
-                        Col::text("Schedule"),
-                        Col::text("Last poll"),
-                        Col::num("Items"),
-                        Col::text("Last change"),
-                        Col::text("Failures"),
-                        Col::text("Held deletes"),
-                        Col::ACTIONS,
-                    ]))
+                    (head(&[Col::text("Resource"), Col::text("Schedule"), Col::text("Last poll"), Col::num("Items"),
+                        Col::text("Last change"), Col::text("Failures"), Col::text("Held deletes"), Col::ACTIONS]))
                     tbody {
                         @for resource in &source.resources {
                             (resource_row(source, resource, last_changes.next().flatten()))
