@@ -120,16 +120,17 @@ async fn serve_api(config: Config) -> (String, CancellationToken) {
     (url, cancel)
 }
 
-async fn get(url: &str) -> Value {
-    let response = reqwest::Client::builder()
+/// A client for the API [`serve_api`] serves: no proxy, bounded in time.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
-        .get(url)
-        .send()
-        .await
-        .unwrap();
+}
+
+async fn get(url: &str) -> Value {
+    let response = client().get(url).send().await.unwrap();
     assert!(
         response.status().is_success(),
         "{url}: {}",
@@ -512,16 +513,7 @@ async fn retry_failed_over_the_api_puts_back_one_endpoints_failed_deliveries_or_
 /// `PATCH url` with a JSON `body` and no token (the API of [`serve_api`] has none): the status
 /// and the JSON answer.
 async fn patch(url: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-        .patch(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = client().patch(url).json(&body).send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
