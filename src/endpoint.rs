@@ -9,6 +9,7 @@
 //! unless the operator opened it up explicitly; a URL is shown with its password masked.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -254,6 +255,9 @@ impl UrlPolicy {
     }
 }
 
+/// What [`shown_url`] shows in place of a password.
+pub const MASKED_PASSWORD: &str = "***";
+
 /// An endpoint URL as it may be shown (CLI, API, logs, errors): a password in it is `***`.
 /// The stored URL, used to deliver, keeps it.
 pub fn shown_url(url: &Url) -> String {
@@ -262,8 +266,14 @@ pub fn shown_url(url: &Url) -> String {
     }
     let mut shown = url.clone();
     // Only fails for URLs that cannot have credentials, and this one has them.
-    let _ = shown.set_password(Some("***"));
+    let _ = shown.set_password(Some(MASKED_PASSWORD));
     shown.to_string()
+}
+
+/// Whether `url` is one [`shown_url`] printed: its password is the mask, not a password, so
+/// storing it would lose the real one.
+pub fn is_masked_url(url: &str) -> bool {
+    Url::parse(url).is_ok_and(|u| u.password() == Some(MASKED_PASSWORD))
 }
 
 /// [`shown_url`] for URL text that may not parse: unparsable text is shown as it is, since a URL
@@ -273,7 +283,7 @@ pub fn shown_url_text(url: &str) -> String {
         Ok(parsed) => shown_url(&parsed),
         Err(_) => match (url.find("://"), url.rfind('@')) {
             (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}***@{}", &url[..scheme + 3], &url[at + 1..])
+                format!("{}{MASKED_PASSWORD}@{}", &url[..scheme + 3], &url[at + 1..])
             }
             _ => url.to_owned(),
         },
@@ -294,141 +304,77 @@ pub enum AddrClass {
 /// NAT64, 6to4, Teredo) is classified by that IPv4 address, since that is where it leads.
 pub fn classify(ip: IpAddr) -> AddrClass {
     match ip {
-        IpAddr::V4(v4) => classify_v4(v4),
-        IpAddr::V6(v6) => classify_v6(v6),
+        IpAddr::V6(v6) => special(embedded_v4(v6).map_or(ip, IpAddr::V4)),
+        IpAddr::V4(_) => special(ip),
     }
 }
 
-const fn v4(a: u8, b: u8, c: u8, d: u8) -> u32 {
-    Ipv4Addr::new(a, b, c, d).to_bits()
-}
-
-#[allow(clippy::too_many_arguments)]
-const fn v6(a: u16, b: u16, c: u16, d: u16, e: u16, f: u16, g: u16, h: u16) -> u128 {
-    Ipv6Addr::new(a, b, c, d, e, f, g, h).to_bits()
-}
-
-/// IPv4 special-purpose ranges that are not globally reachable; the most specific first.
-const SPECIAL_V4: &[(u32, u32, &str)] = &[
-    (
-        v4(169, 254, 169, 254),
-        32,
-        "cloud metadata (169.254.169.254)",
-    ),
-    (v4(255, 255, 255, 255), 32, "broadcast (255.255.255.255)"),
-    (v4(0, 0, 0, 0), 8, "\"this network\" (0.0.0.0/8)"),
-    (v4(10, 0, 0, 0), 8, "private (10.0.0.0/8)"),
-    (v4(100, 64, 0, 0), 10, "shared CGNAT (100.64.0.0/10)"),
-    (v4(127, 0, 0, 0), 8, "loopback (127.0.0.0/8)"),
-    (v4(169, 254, 0, 0), 16, "link-local (169.254.0.0/16)"),
-    (v4(172, 16, 0, 0), 12, "private (172.16.0.0/12)"),
-    (
-        v4(192, 0, 0, 0),
-        24,
-        "IETF protocol assignments (192.0.0.0/24)",
-    ),
-    (
-        v4(192, 0, 2, 0),
-        24,
-        "documentation TEST-NET-1 (192.0.2.0/24)",
-    ),
-    (
-        v4(192, 88, 99, 0),
-        24,
-        "deprecated 6to4 relay anycast (192.88.99.0/24)",
-    ),
-    (v4(192, 168, 0, 0), 16, "private (192.168.0.0/16)"),
-    (v4(198, 18, 0, 0), 15, "benchmarking (198.18.0.0/15)"),
-    (
-        v4(198, 51, 100, 0),
-        24,
-        "documentation TEST-NET-2 (198.51.100.0/24)",
-    ),
-    (
-        v4(203, 0, 113, 0),
-        24,
-        "documentation TEST-NET-3 (203.0.113.0/24)",
-    ),
-    (v4(224, 0, 0, 0), 4, "multicast (224.0.0.0/4)"),
-    (v4(240, 0, 0, 0), 4, "reserved (240.0.0.0/4)"),
+/// The special-purpose ranges that are not globally reachable, each named with its prefix (an
+/// address alone is a single host); per family, the most specific first. The IPv6 forms
+/// [`embedded_v4`] reads (Teredo's 2001::/32 among them) are classified by their IPv4 address
+/// before these.
+const SPECIAL: &[&str] = &[
+    // IPv4
+    "cloud metadata (169.254.169.254)",
+    "broadcast (255.255.255.255)",
+    "\"this network\" (0.0.0.0/8)",
+    "private (10.0.0.0/8)",
+    "shared CGNAT (100.64.0.0/10)",
+    "loopback (127.0.0.0/8)",
+    "link-local (169.254.0.0/16)",
+    "private (172.16.0.0/12)",
+    "IETF protocol assignments (192.0.0.0/24)",
+    "documentation TEST-NET-1 (192.0.2.0/24)",
+    "deprecated 6to4 relay anycast (192.88.99.0/24)",
+    "private (192.168.0.0/16)",
+    "benchmarking (198.18.0.0/15)",
+    "documentation TEST-NET-2 (198.51.100.0/24)",
+    "documentation TEST-NET-3 (203.0.113.0/24)",
+    "multicast (224.0.0.0/4)",
+    "reserved (240.0.0.0/4)",
+    // IPv6 that embeds no IPv4 address
+    "unspecified (::/128)",
+    "loopback (::1/128)",
+    "cloud metadata (fd00:ec2::254)",
+    "local-use NAT64 (64:ff9b:1::/48)",
+    "discard-only (100::/64)",
+    "documentation (2001:db8::/32)",
+    "IETF protocol assignments, ORCHID and benchmarking (2001::/23)",
+    "documentation (3fff::/20)",
+    "segment routing SIDs (5f00::/16)",
+    "unique local (fc00::/7)",
+    "link-local (fe80::/10)",
+    "deprecated site-local (fec0::/10)",
+    "multicast (ff00::/8)",
 ];
 
-/// IPv6 special-purpose ranges that are not globally reachable and embed no IPv4 address; the
-/// most specific first. The forms [`embedded_v4`] reads (Teredo's 2001::/32 among them) are
-/// classified by their IPv4 address before these.
-const SPECIAL_V6: &[(u128, u32, &str)] = &[
-    (v6(0, 0, 0, 0, 0, 0, 0, 0), 128, "unspecified (::/128)"),
-    (v6(0, 0, 0, 0, 0, 0, 0, 1), 128, "loopback (::1/128)"),
-    (
-        v6(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254),
-        128,
-        "cloud metadata (fd00:ec2::254)",
-    ),
-    (
-        v6(0x64, 0xff9b, 1, 0, 0, 0, 0, 0),
-        48,
-        "local-use NAT64 (64:ff9b:1::/48)",
-    ),
-    (
-        v6(0x100, 0, 0, 0, 0, 0, 0, 0),
-        64,
-        "discard-only (100::/64)",
-    ),
-    (
-        v6(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0),
-        32,
-        "documentation (2001:db8::/32)",
-    ),
-    (
-        v6(0x2001, 0, 0, 0, 0, 0, 0, 0),
-        23,
-        "IETF protocol assignments, ORCHID and benchmarking (2001::/23)",
-    ),
-    (
-        v6(0x3fff, 0, 0, 0, 0, 0, 0, 0),
-        20,
-        "documentation (3fff::/20)",
-    ),
-    (
-        v6(0x5f00, 0, 0, 0, 0, 0, 0, 0),
-        16,
-        "segment routing SIDs (5f00::/16)",
-    ),
-    (
-        v6(0xfc00, 0, 0, 0, 0, 0, 0, 0),
-        7,
-        "unique local (fc00::/7)",
-    ),
-    (
-        v6(0xfe80, 0, 0, 0, 0, 0, 0, 0),
-        10,
-        "link-local (fe80::/10)",
-    ),
-    (
-        v6(0xfec0, 0, 0, 0, 0, 0, 0, 0),
-        10,
-        "deprecated site-local (fec0::/10)",
-    ),
-    (v6(0xff00, 0, 0, 0, 0, 0, 0, 0), 8, "multicast (ff00::/8)"),
-];
-
-fn classify_v4(ip: Ipv4Addr) -> AddrClass {
-    let bits = ip.to_bits();
-    SPECIAL_V4
+/// [`SPECIAL`] read once: each range with its name.
+static SPECIAL_NETS: LazyLock<Vec<(IpNet, &'static str)>> = LazyLock::new(|| {
+    SPECIAL
         .iter()
-        .find(|(net, len, _)| bits >> (32 - len) == net >> (32 - len))
-        .map_or(AddrClass::Public, |(_, _, kind)| AddrClass::Special(kind))
+        .map(|&kind| match special_net(kind) {
+            Some(net) => (net, kind),
+            None => unreachable!("SPECIAL holds `{kind}`, which names no prefix"),
+        })
+        .collect()
+});
+
+/// The prefix in a [`SPECIAL`] entry's parentheses.
+fn special_net(kind: &str) -> Option<IpNet> {
+    let (_, prefix) = kind.rsplit_once('(')?;
+    let prefix = prefix.strip_suffix(')')?;
+    prefix
+        .parse()
+        .ok()
+        .or_else(|| prefix.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
-fn classify_v6(ip: Ipv6Addr) -> AddrClass {
-    if let Some(v4) = embedded_v4(ip) {
-        return classify_v4(v4);
-    }
-    let bits = ip.to_bits();
-    SPECIAL_V6
+/// The first [`SPECIAL`] range holding `ip`, as it is (no embedded address read).
+fn special(ip: IpAddr) -> AddrClass {
+    SPECIAL_NETS
         .iter()
-        .find(|(net, len, _)| bits >> (128 - len) == net >> (128 - len))
-        .map_or(AddrClass::Public, |(_, _, kind)| AddrClass::Special(kind))
+        .find(|(net, _)| net.contains(&ip))
+        .map_or(AddrClass::Public, |&(_, kind)| AddrClass::Special(kind))
 }
 
 /// The IPv4 address an IPv6 address leads to, for the forms that carry one: IPv4-mapped
@@ -439,17 +385,17 @@ fn classify_v6(ip: Ipv6Addr) -> AddrClass {
 pub fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let bits = ip.to_bits();
     let low = Ipv4Addr::from_bits(bits as u32);
-    let prefix = |net: u128, len: u32| bits >> (128 - len) == net >> (128 - len);
-    if prefix(v6(0, 0, 0, 0, 0, 0xffff, 0, 0), 96)
-        || prefix(v6(0, 0, 0, 0, 0xffff, 0, 0, 0), 96)
-        || prefix(v6(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96)
+    let prefix = |net: Ipv6Addr, len: u32| bits >> (128 - len) == net.to_bits() >> (128 - len);
+    if prefix(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96)
+        || prefix(Ipv6Addr::new(0, 0, 0, 0, 0xffff, 0, 0, 0), 96)
+        || prefix(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96)
     {
         Some(low)
-    } else if prefix(0, 96) {
+    } else if prefix(Ipv6Addr::UNSPECIFIED, 96) {
         (bits > 1).then_some(low)
-    } else if prefix(v6(0x2002, 0, 0, 0, 0, 0, 0, 0), 16) {
+    } else if prefix(Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0), 16) {
         Some(Ipv4Addr::from_bits((bits >> 80) as u32))
-    } else if prefix(v6(0x2001, 0, 0, 0, 0, 0, 0, 0), 32) {
+    } else if prefix(Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 32) {
         Some(Ipv4Addr::from_bits(!(bits as u32)))
     } else {
         None
@@ -602,6 +548,27 @@ mod tests {
     }
 
     #[test]
+    fn every_special_range_names_its_prefix() {
+        for kind in SPECIAL {
+            let net = special_net(kind).unwrap_or_else(|| panic!("`{kind}` names no prefix"));
+            assert_eq!(special(net.network()), AddrClass::Special(kind), "{kind}");
+        }
+        assert_eq!(SPECIAL_NETS.len(), SPECIAL.len());
+        assert_eq!(
+            special_net("cloud metadata (fd00:ec2::254)")
+                .unwrap()
+                .prefix_len(),
+            128
+        );
+        assert_eq!(
+            special_net("broadcast (255.255.255.255)")
+                .unwrap()
+                .prefix_len(),
+            32
+        );
+    }
+
+    #[test]
     fn an_embedded_ipv4_address_is_allowed_by_its_ipv4_network() {
         let open = UrlPolicy {
             allow_http: true,
@@ -634,6 +601,10 @@ mod tests {
         let plain = Url::parse("https://example.com/in").unwrap();
         assert_eq!(shown_url(&plain), "https://example.com/in");
         assert_eq!(shown_url_text("https://u:pw@[bad/x"), "https://***@[bad/x");
+        assert!(is_masked_url(&shown_url(&url)));
+        assert!(!is_masked_url(url.as_str()));
+        assert!(!is_masked_url("https://***@example.com/in"));
+        assert!(!is_masked_url("https://u:pw@[bad/x"));
         let err = UrlPolicy::default()
             .check_url("http://u:pw@example.com/")
             .unwrap_err();

@@ -4,7 +4,7 @@
 //! In: filters and ids. Out: [`DeliveryView`]s (with `attempt_log` where attempts are shown),
 //! attempt rows, and what was queued again; the dispatcher is woken for each retry or replay.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Admin, AdminError, MAX_LIMIT, limit};
 use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow};
@@ -30,8 +30,10 @@ pub struct DeliveryView {
     pub attempt_log: Option<Vec<AttemptRow>>,
 }
 
-/// Filters for listing deliveries.
-#[derive(Debug, Clone, Default)]
+/// Filters for listing deliveries; every one optional. Also the query string of
+/// `GET /deliveries`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeliveryQuery {
     /// Endpoint name.
     pub endpoint: Option<String>,

@@ -7,6 +7,7 @@
 //!
 //! Invariant: settings are checked by [`validate_endpoint`] as the endpoint would be after the
 //! change, whichever edge they came from; problems name the field (`url`), not the config path.
+//! A URL sent back with its password masked as pollhook shows it is refused, never stored.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use serde::Serialize;
 
 use super::{Admin, AdminError};
 use crate::config::{EndpointInput, Problem, Secret, parse_duration, validate_endpoint};
-use crate::endpoint::shown_url_text;
+use crate::endpoint::{MASKED_PASSWORD, is_masked_url, shown_url_text};
 use crate::event::{Action, Event};
 use crate::sign::{self, Scheme};
 use crate::store::{EndpointPatch, Origin, StoredEndpoint};
@@ -168,6 +169,8 @@ pub struct EndpointChange {
     pub actions: Option<Vec<String>>,
     /// Resume (`true`) or pause (`false`).
     pub active: Option<bool>,
+    /// New body format, `json` or `xml`.
+    pub format: Option<String>,
 }
 
 /// An endpoint's attempts over the last [`ACTIVITY_WINDOW`], for its success rate.
@@ -300,6 +303,25 @@ impl Admin<'_> {
         name: &str,
         change: EndpointChange,
     ) -> Result<EndpointView, AdminError> {
+        if change.url.as_deref().is_some_and(is_masked_url) {
+            return Err(AdminError::invalid(
+                "url",
+                format!(
+                    "has its password masked as `{MASKED_PASSWORD}`, as pollhook shows it; storing it would replace the real password"
+                ),
+                Some(
+                    "send the real URL with its password, or leave `url` out to keep the current one",
+                ),
+            ));
+        }
+        // Until the PostgreSQL backend applies a format patch (the store refuses it there).
+        if change.format.is_some() && self.store.shared() {
+            return Err(AdminError::invalid(
+                "format",
+                "cannot be changed yet when the database is PostgreSQL",
+                Some("remove the endpoint and add it again with the new format"),
+            ));
+        }
         let current = self.store.endpoint_named(name).await?;
         let spec = &current.spec;
         let input = EndpointInput {
@@ -328,7 +350,12 @@ impl Admin<'_> {
             active: spec.active,
             headers: spec.headers.iter().cloned().collect(),
             timeout: None,
-            format: Some(spec.format.as_str().to_owned()),
+            format: Some(
+                change
+                    .format
+                    .clone()
+                    .unwrap_or_else(|| spec.format.as_str().to_owned()),
+            ),
         };
         let valid = validate_endpoint(input, self.config).map_err(fields)?;
         let patch = EndpointPatch {
@@ -338,6 +365,7 @@ impl Admin<'_> {
             resources: change.resources.map(|_| valid.resources.clone()),
             actions: change.actions.map(|_| valid.actions.clone()),
             signing: change.signing.map(|_| valid.signing),
+            format: change.format.map(|_| valid.format),
         };
         self.store.update_endpoint(name, patch).await?;
         if let Some(active) = change.active {

@@ -3,7 +3,7 @@
 //! In: filters as an operator writes them (RFC 3339 times, an action name). Out: [`EventView`]s,
 //! which are the webhook payload itself (DESIGN.md §5), and a cursor for the next page.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Admin, AdminError, limit};
 use crate::event::{Action, Event, OPERATIONAL_ACTIONS};
@@ -12,8 +12,9 @@ use crate::store::EventFilter;
 /// An event as operators see it: exactly what receivers get.
 pub type EventView = Event;
 
-/// Filters for listing events; every one optional.
-#[derive(Debug, Clone, Default)]
+/// Filters for listing events; every one optional. Also the query string of `GET /events`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventQuery {
     /// Source name.
     pub source: Option<String>,

@@ -10,19 +10,6 @@ use serde_json::json;
 use super::{ApiError, ApiResult, OptionalJsonBody, Shared, data, ok, present, query_problem};
 use crate::admin::{Admin, DeliveryQuery};
 
-/// The query string of `GET /deliveries`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ListQuery {
-    endpoint: Option<String>,
-    status: Option<String>,
-    event_id: Option<String>,
-    code: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    limit: Option<usize>,
-}
-
 /// A delivery id from the path: a number, else no such delivery.
 fn delivery_id(id: &str) -> Result<i64, ApiError> {
     id.parse().map_err(|_| {
@@ -34,21 +21,12 @@ fn delivery_id(id: &str) -> Result<i64, ApiError> {
     })
 }
 
-/// `GET /deliveries`.
+/// `GET /deliveries`: the query string is a [`DeliveryQuery`].
 pub(super) async fn list(
     State(p): State<Shared>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    query: Result<Query<DeliveryQuery>, QueryRejection>,
 ) -> ApiResult {
-    let Query(q) = query.map_err(query_problem)?;
-    let query = DeliveryQuery {
-        endpoint: q.endpoint,
-        status: q.status,
-        event_id: q.event_id,
-        code: q.code,
-        since: q.since,
-        until: q.until,
-        limit: q.limit,
-    };
+    let Query(query) = query.map_err(query_problem)?;
     data(Admin::of(&p).deliveries(query).await?)
 }
 

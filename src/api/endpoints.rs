@@ -64,6 +64,8 @@ pub(super) struct ChangeBody {
     secret: Option<String>,
     #[serde(default, deserialize_with = "present")]
     active: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    format: Option<String>,
 }
 
 /// `POST /endpoints/{name}/rotate-secret`, body optional.
@@ -119,6 +121,7 @@ pub(super) async fn update(
         resources: body.resources,
         actions: body.actions,
         active: body.active,
+        format: body.format,
     };
     ok(Admin::of(&p).update_endpoint(&name, change).await?)
 }

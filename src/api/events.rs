@@ -9,20 +9,6 @@ use serde_json::json;
 use super::{ApiResult, OptionalJsonBody, Shared, data, ok, present, query_problem};
 use crate::admin::{Admin, EventQuery};
 
-/// The query string of `GET /events`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ListQuery {
-    source: Option<String>,
-    resource: Option<String>,
-    action: Option<String>,
-    resource_id: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    cursor: Option<i64>,
-    limit: Option<usize>,
-}
-
 /// The body of `POST /events/{id}/replay`, optional.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -31,22 +17,12 @@ pub(super) struct ReplayBody {
     endpoint: Option<String>,
 }
 
-/// `GET /events`.
+/// `GET /events`: the query string is an [`EventQuery`].
 pub(super) async fn list(
     State(p): State<Shared>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    query: Result<Query<EventQuery>, QueryRejection>,
 ) -> ApiResult {
-    let Query(q) = query.map_err(query_problem)?;
-    let query = EventQuery {
-        source: q.source,
-        resource: q.resource,
-        action: q.action,
-        resource_id: q.resource_id,
-        since: q.since,
-        until: q.until,
-        cursor: q.cursor,
-        limit: q.limit,
-    };
+    let Query(query) = query.map_err(query_problem)?;
     ok(Admin::of(&p).events(query).await?)
 }
 

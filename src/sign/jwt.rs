@@ -201,15 +201,19 @@ mod tests {
         assert_eq!(verified.event, claims["data"]);
     }
 
-    #[test]
-    fn jwt_claims_are_serialized_in_the_documented_order() {
-        let signed = sign(Scheme::Jwt, &[JWT_KEY], &spec_input()).unwrap();
+    /// The claims JSON of the token that signing `input` puts in the envelope, as its bytes are.
+    fn signed_claims(input: &SignInput) -> String {
+        let signed = sign(Scheme::Jwt, &[JWT_KEY], input).unwrap();
         let body: Value = serde_json::from_slice(&signed.body).unwrap();
         let token = body["data"].as_str().unwrap();
         let payload = token.split('.').nth(1).unwrap();
-        let json = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn jwt_claims_are_serialized_in_the_documented_order() {
         assert_eq!(
-            json,
+            signed_claims(&spec_input()),
             // `data` is the event's own bytes (the spec vector's, with its space), not re-serialized.
             r#"{"webhook":"erp","url":"https://erp.example.com/hooks/pollhook","data":{"test":2432232314},"iat":1614265330,"exp":1614265630,"jti":"msg_p5jXN8AQM9LWM0D4loKWxJek"}"#
         );
@@ -222,13 +226,8 @@ mod tests {
             body: event,
             ..spec_input()
         };
-        let signed = sign(Scheme::Jwt, &[JWT_KEY], &input).unwrap();
-        let body: Value = serde_json::from_slice(&signed.body).unwrap();
-        let token = body["data"].as_str().unwrap();
-        let payload = token.split('.').nth(1).unwrap();
-        let json = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
         assert_eq!(
-            json,
+            signed_claims(&input),
             r#"{"webhook":"erp","url":"https://erp.example.com/hooks/pollhook","data":{"id":"evt_1","data":{"z":1,"a":"x \" y","n":1.50,"big":100000000000000000000001}},"iat":1614265330,"exp":1614265630,"jti":"msg_p5jXN8AQM9LWM0D4loKWxJek"}"#
         );
         assert_eq!(compact_json(" [ 1 , \"a b\" ] "), r#"[1,"a b"]"#);

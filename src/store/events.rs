@@ -1,6 +1,6 @@
 //! Events: the outbox of everything detected, newest first, and replays of one.
 
-use super::{Backend, Store, StoreError, run};
+use super::{Store, StoreError};
 use crate::event::Event;
 
 /// Filters for listing events.
@@ -27,18 +27,12 @@ pub struct EventFilter {
 impl Store {
     /// Events, newest first, with their sequence numbers.
     pub async fn events(&self, filter: EventFilter) -> Result<Vec<(i64, Event)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.events(&filter)).await,
-            Backend::Postgres(pg) => pg.events(&filter).await,
-        }
+        on_backend!(self, |db| db.events(&filter))
     }
     /// One event by id.
     pub async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
         let id = id.to_owned();
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.event(&id)).await,
-            Backend::Postgres(pg) => pg.event(&id).await,
-        }
+        on_backend!(self, |db| db.event(&id))
     }
     /// Sends an event again (same event id) to one endpoint, or to every endpoint that had a
     /// delivery of it. Returns the endpoints it was queued for.
@@ -49,11 +43,6 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let event_id = event_id.to_owned();
         let endpoint = endpoint.map(str::to_owned);
-        match &self.backend {
-            Backend::Sqlite(db) => {
-                run(db, move |db| db.replay(&event_id, endpoint.as_deref())).await
-            }
-            Backend::Postgres(pg) => pg.replay(&event_id, endpoint.as_deref()).await,
-        }
+        on_backend!(self, |db| db.replay(&event_id, endpoint.as_deref()))
     }
 }

@@ -8,7 +8,8 @@
 //! Callers never see a connection or a transaction: each method is one unit of work, run by the
 //! backend where it belongs (SQLite's on the blocking pool, so the async runtime never stalls;
 //! PostgreSQL's awaited on a pooled connection). The SQL lives in `sqlite/` and `postgres/`
-//! alone, one file per noun in each; a method here is a `match` over the two.
+//! alone, one file per noun in each; a method here is one call made on either (`on_backend!`),
+//! or a `match` where the two differ.
 //!
 //! Invariants:
 //! - [`Store::commit_poll`] writes a poll's snapshot changes, its events and one delivery per
@@ -19,6 +20,18 @@
 //!   to write may be forgotten by one, never a change.
 //! - Per endpoint, an item's deliveries are offered in detection order ([`Store::claim`]), on
 //!   PostgreSQL across every replica sharing the database.
+
+/// Makes one call on whichever backend holds the rows: SQLite's on the blocking pool (what the
+/// call uses is moved into the closure), PostgreSQL's awaited. `$db` names the backend in `$call`,
+/// which both implement with the same name and arguments.
+macro_rules! on_backend {
+    ($store:expr, |$db:ident| $call:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite(db) => $crate::store::run(db, move |$db| $call).await,
+            $crate::store::Backend::Postgres($db) => $call.await,
+        }
+    };
+}
 
 pub mod copy;
 pub mod endpoints;
@@ -207,10 +220,7 @@ impl Store {
     /// and no other writer holds the database too long; on PostgreSQL, that the server answers
     /// and is not a read-only standby.
     pub async fn check_writable(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, |db| db.check_writable()).await,
-            Backend::Postgres(pg) => pg.check_writable().await,
-        }
+        on_backend!(self, |db| db.check_writable())
     }
 }
 

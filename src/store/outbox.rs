@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Backend, Store, StoreError, run};
+use super::{Store, StoreError};
 use crate::retry::Next;
 
 /// A claimed delivery with what is needed to send it.
@@ -138,17 +138,11 @@ impl Store {
         limit: usize,
         lease_ms: i64,
     ) -> Result<Vec<Due>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.claim(endpoint_id, limit, lease_ms)).await,
-            Backend::Postgres(pg) => pg.claim(endpoint_id, limit, lease_ms).await,
-        }
+        on_backend!(self, |db| db.claim(endpoint_id, limit, lease_ms))
     }
     /// Hands claimed deliveries back before their lease ends (a lane stopping with a queue).
     pub async fn release(&self, ids: Vec<i64>) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.release(&ids)).await,
-            Backend::Postgres(pg) => pg.release(&ids).await,
-        }
+        on_backend!(self, |db| db.release(&ids))
     }
     /// Ends the leases of processes that died, so their work is due at once (and sent again
     /// with the same event id: at least once); for a starting `run`. On SQLite that is every
@@ -157,17 +151,11 @@ impl Store {
     /// older than its sends may last): live replicas keep theirs, as the leader's sweep would.
     /// Returns how many leases it ended.
     pub async fn release_all_leases(&self) -> Result<usize, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, |db| db.release_all_leases()).await,
-            Backend::Postgres(pg) => pg.release_all_leases().await,
-        }
+        on_backend!(self, |db| db.release_all_leases())
     }
     /// When the endpoint's next pending delivery is due (ms), if it has one.
     pub async fn next_due_at(&self, endpoint_id: i64) -> Result<Option<i64>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.next_due_at(endpoint_id)).await,
-            Backend::Postgres(pg) => pg.next_due_at(endpoint_id).await,
-        }
+        on_backend!(self, |db| db.next_due_at(endpoint_id))
     }
     /// Records a group of attempt outcomes in one transaction. Returns the endpoints it disabled,
     /// with the reason.
@@ -176,63 +164,37 @@ impl Store {
         batch: Vec<Recorded>,
         disable_after: std::time::Duration,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => {
-                run(db, move |db| db.record_outcomes(&batch, disable_after)).await
-            }
-            Backend::Postgres(pg) => pg.record_outcomes(&batch, disable_after).await,
-        }
+        on_backend!(self, |db| db.record_outcomes(&batch, disable_after))
     }
     /// Deliveries, newest first.
     pub async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.deliveries(&filter)).await,
-            Backend::Postgres(pg) => pg.deliveries(&filter).await,
-        }
+        on_backend!(self, |db| db.deliveries(&filter))
     }
     /// Attempts of a delivery (numeric id) or of every delivery of an event (`evt_…`), oldest first.
     pub async fn attempts(&self, id: &str) -> Result<Vec<AttemptRow>, StoreError> {
         let id = id.to_owned();
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.attempts(&id)).await,
-            Backend::Postgres(pg) => pg.attempts(&id).await,
-        }
+        on_backend!(self, |db| db.attempts(&id))
     }
     /// Puts a failed (or waiting) delivery back in line now, with a fresh retry schedule.
     pub async fn retry_delivery(&self, id: i64) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.retry_delivery(id)).await,
-            Backend::Postgres(pg) => pg.retry_delivery(id).await,
-        }
+        on_backend!(self, |db| db.retry_delivery(id))
     }
     /// Puts every failed delivery (of one endpoint, or all) back in line. Returns how many.
     pub async fn retry_failed(&self, endpoint: Option<&str>) -> Result<usize, StoreError> {
         let endpoint = endpoint.map(str::to_owned);
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.retry_failed(endpoint.as_deref())).await,
-            Backend::Postgres(pg) => pg.retry_failed(endpoint.as_deref()).await,
-        }
+        on_backend!(self, |db| db.retry_failed(endpoint.as_deref()))
     }
     /// Whether a delivery row exists.
     pub async fn delivery_exists(&self, id: i64) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.delivery_exists(id)).await,
-            Backend::Postgres(pg) => pg.delivery_exists(id).await,
-        }
+        on_backend!(self, |db| db.delivery_exists(id))
     }
     /// Counts of deliveries by endpoint and status, for `status`.
     pub async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.delivery_counts()).await,
-            Backend::Postgres(pg) => pg.delivery_counts().await,
-        }
+        on_backend!(self, |db| db.delivery_counts())
     }
     /// Per endpoint, the attempts made at or after `since_ms` and how many got a 2xx.
     pub async fn attempt_counts(&self, since_ms: i64) -> Result<Vec<AttemptCount>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.attempt_counts(since_ms)).await,
-            Backend::Postgres(pg) => pg.attempt_counts(since_ms).await,
-        }
+        on_backend!(self, |db| db.attempt_counts(since_ms))
     }
 }
 

@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Backend, Store, StoreError, run};
+use super::{Store, StoreError};
 
 /// The database's size and age.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,18 +37,10 @@ impl Store {
         failed_before: i64,
         batch: usize,
     ) -> Result<usize, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => {
-                run(db, move |db| db.prune_events(before, failed_before, batch)).await
-            }
-            Backend::Postgres(pg) => pg.prune_events(before, failed_before, batch).await,
-        }
+        on_backend!(self, |db| db.prune_events(before, failed_before, batch))
     }
     /// The database's size on disk and its oldest kept event.
     pub async fn storage_stats(&self) -> Result<StorageStats, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, |db| db.storage_stats()).await,
-            Backend::Postgres(pg) => pg.storage_stats().await,
-        }
+        on_backend!(self, |db| db.storage_stats())
     }
 }

@@ -272,10 +272,7 @@ impl Store {
         resource: &str,
     ) -> Result<ResourceState, StoreError> {
         let (source, resource) = (source.to_owned(), resource.to_owned());
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.resource_state(&source, &resource)).await,
-            Backend::Postgres(pg) => pg.resource_state(&source, &resource).await,
-        }
+        on_backend!(self, |db| db.resource_state(&source, &resource))
     }
 
     /// The snapshot of a resource: `id → what is known of it`. `expected` (its `item_count`, or 0)
@@ -287,15 +284,7 @@ impl Store {
         expected: i64,
     ) -> Result<Snapshot, StoreError> {
         let (source, resource) = (source.to_owned(), resource.to_owned());
-        match &self.backend {
-            Backend::Sqlite(db) => {
-                run(db, move |db| {
-                    db.snapshot_state(&source, &resource, expected)
-                })
-                .await
-            }
-            Backend::Postgres(pg) => pg.snapshot_state(&source, &resource, expected).await,
-        }
+        on_backend!(self, |db| db.snapshot_state(&source, &resource, expected))
     }
 
     /// The snapshot of a resource as `(id, hash)` pairs, for inspection.
@@ -305,10 +294,7 @@ impl Store {
         resource: &str,
     ) -> Result<Vec<(String, Hash)>, StoreError> {
         let (source, resource) = (source.to_owned(), resource.to_owned());
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.snapshot_hashes(&source, &resource)).await,
-            Backend::Postgres(pg) => pg.snapshot_hashes(&source, &resource).await,
-        }
+        on_backend!(self, |db| db.snapshot_hashes(&source, &resource))
     }
 
     /// The stored bodies of some items, for `previous` and `changes`.
@@ -341,18 +327,12 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(String, Payload)>, StoreError> {
         let (source, resource) = (source.to_owned(), resource.to_owned());
-        match &self.backend {
-            Backend::Sqlite(db) => {
-                run(db, move |db| {
-                    db.snapshot_items(&source, &resource, after.as_deref(), limit)
-                })
-                .await
-            }
-            Backend::Postgres(pg) => {
-                pg.snapshot_items(&source, &resource, after.as_deref(), limit)
-                    .await
-            }
-        }
+        on_backend!(self, |db| db.snapshot_items(
+            &source,
+            &resource,
+            after.as_deref(),
+            limit
+        ))
     }
 
     /// Writes a poll's snapshot changes, events and deliveries, and the poll's outcome, in one
@@ -403,17 +383,11 @@ impl Store {
     /// Returns how many are held.
     pub async fn accept_deletes(&self, source: &str, resource: &str) -> Result<i64, StoreError> {
         let (source, resource) = (source.to_owned(), resource.to_owned());
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.accept_deletes(&source, &resource)).await,
-            Backend::Postgres(pg) => pg.accept_deletes(&source, &resource).await,
-        }
+        on_backend!(self, |db| db.accept_deletes(&source, &resource))
     }
 
     /// Every resource's last poll, for `pollhook status`.
     pub async fn status(&self) -> Result<Vec<ResourceStatus>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.status()).await,
-            Backend::Postgres(pg) => pg.status().await,
-        }
+        on_backend!(self, |db| db.status())
     }
 }

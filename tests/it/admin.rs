@@ -120,16 +120,17 @@ async fn serve_api(config: Config) -> (String, CancellationToken) {
     (url, cancel)
 }
 
-async fn get(url: &str) -> Value {
-    let response = reqwest::Client::builder()
+/// A client for the API [`serve_api`] serves: no proxy, bounded in time.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
-        .get(url)
-        .send()
-        .await
-        .unwrap();
+}
+
+async fn get(url: &str) -> Value {
+    let response = client().get(url).send().await.unwrap();
     assert!(
         response.status().is_success(),
         "{url}: {}",
@@ -506,5 +507,132 @@ async fn retry_failed_over_the_api_puts_back_one_endpoints_failed_deliveries_or_
     );
     assert_eq!(post(None).await, (200, json!({"queued": 3})));
     assert_eq!(statuses("b").await, ["pending"; 3]);
+    stop.cancel();
+}
+
+/// `PATCH url` with a JSON `body` and no token (the API of [`serve_api`] has none): the status
+/// and the JSON answer.
+async fn patch(url: &str, body: Value) -> (u16, Value) {
+    let response = client().patch(url).json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// The one problem of a 422 answer: its field and its message and hint, joined.
+fn problem(status: u16, body: &Value) -> (&str, String) {
+    assert_eq!(status, 422, "{body}");
+    let problems = body["error"]["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{body}");
+    let p = &problems[0];
+    let text = format!("{} {}", p["message"], p["hint"]);
+    (p["field"].as_str().unwrap(), text)
+}
+
+/// A config with endpoint `erp` (jwt, a URL with a password), and `app` (standard-webhooks)
+/// added with the CLI; the API served over it.
+async fn two_endpoints() -> (TempDir, PathBuf, String, CancellationToken) {
+    let (dir, config) = config_file(
+        "http://127.0.0.1:9",
+        &["orders"],
+        "\n[[endpoints]]\nname = \"erp\"\nurl = \"http://erp:pa55word@127.0.0.1:9/hooks\"\nsecret = \"a-jwt-secret-that-is-long-enough-0123456789\"\n",
+    );
+    let (url, stop) = serve_api(Config::load(&config).unwrap()).await;
+    let add = ["endpoints", "add", "app", "--url", "http://127.0.0.1:9/app"];
+    cli(
+        &config,
+        &[&add[..], &["--signing", "standard-webhooks"]].concat(),
+    )
+    .await;
+    (dir, config, url, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_and_update_change_an_endpoints_format_checked_like_the_other_fields() {
+    let (_dir, config, url, stop) = two_endpoints().await;
+    let app = format!("{url}/api/v1/endpoints/app");
+    let (status, changed) = patch(&app, json!({"format": "xml"})).await;
+    assert_eq!(
+        (status, &changed["format"]),
+        (200, &json!("xml")),
+        "{changed}"
+    );
+    assert_eq!(get(&app).await, changed, "stored");
+    assert_eq!(
+        changed["signing"], "standard-webhooks",
+        "the rest untouched"
+    );
+
+    let (status, body) = patch(&app, json!({"format": "yaml"})).await;
+    assert_eq!(problem(status, &body).0, "format");
+    // jwt signs JSON claims: an XML body cannot be signed with it.
+    let (status, body) = patch(
+        &format!("{url}/api/v1/endpoints/erp"),
+        json!({"format": "xml"}),
+    )
+    .await;
+    let (field, text) = problem(status, &body);
+    assert!(
+        field == "format" && text.contains("standard-webhooks"),
+        "{body}"
+    );
+    assert_eq!(
+        get(&format!("{url}/api/v1/endpoints/erp")).await["format"],
+        "json"
+    );
+
+    cli(&config, &["endpoints", "update", "app", "--format", "json"]).await;
+    let shown: Value =
+        serde_json::from_str(&cli(&config, &["endpoints", "show", "app", "--json"]).await).unwrap();
+    assert_eq!(shown["format"], "json", "{shown}");
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_sent_back_with_its_password_masked_is_refused_and_the_real_one_kept() {
+    let (_dir, config, url, stop) = two_endpoints().await;
+    let erp = format!("{url}/api/v1/endpoints/erp");
+    let shown = get(&erp).await["url"].as_str().unwrap().to_owned();
+    assert_eq!(shown, "http://erp:***@127.0.0.1:9/hooks");
+
+    // What the API printed, sent back: refused, with what to do.
+    let (status, body) = patch(&erp, json!({"url": shown, "actions": ["created"]})).await;
+    let (field, text) = problem(status, &body);
+    assert_eq!(field, "url", "{body}");
+    assert!(
+        text.contains("***") && text.contains("real URL") && text.contains("leave"),
+        "{body}"
+    );
+    // The CLI's update goes through the same check.
+    let out = command(&config, &["endpoints", "update", "erp", "--url", &shown])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("real URL"),
+        "{stderr}"
+    );
+
+    let store = Store::open(&Config::load(&config).unwrap().storage.path).unwrap();
+    let kept = store.endpoint_named("erp").await.unwrap().spec;
+    assert_eq!(
+        kept.url, "http://erp:pa55word@127.0.0.1:9/hooks",
+        "the password kept"
+    );
+    assert!(
+        kept.actions.as_slice().is_empty(),
+        "nothing of the refused change applied"
+    );
+    // A real password is taken.
+    let moved = "http://erp:n3w-pass@127.0.0.1:9/v2";
+    let (status, body) = patch(&erp, json!({"url": moved})).await;
+    assert_eq!(
+        (status, &body["url"]),
+        (200, &json!("http://erp:***@127.0.0.1:9/v2")),
+        "{body}"
+    );
+    assert_eq!(store.endpoint_named("erp").await.unwrap().spec.url, moved);
     stop.cancel();
 }

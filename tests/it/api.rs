@@ -1638,7 +1638,15 @@ fn the_document_lists_exactly_the_routes_with_their_parameters_and_security() {
     );
     assert_eq!(
         keys("EndpointChange"),
-        set(&["url", "resources", "actions", "signing", "secret", "active"])
+        set(&[
+            "url",
+            "resources",
+            "actions",
+            "signing",
+            "secret",
+            "active",
+            "format"
+        ])
     );
     assert_eq!(keys("Rotation"), set(&["overlap"]));
     assert_eq!(keys("ReplayBody"), set(&["endpoint"]));

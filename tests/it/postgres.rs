@@ -578,6 +578,14 @@ allow_networks = ["127.0.0.0/8"]
     let (code, out, _) = cli(&config, &["endpoints", "list"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("app") && out.contains("127.0.0.1:9"), "{out}");
+    // A format change is refused here, with what to do, until this backend applies it.
+    let update = ["endpoints", "update", "app", "--format", "json"];
+    let (code, _, err) = cli(&config, &update).await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("format") && err.contains("add it again"),
+        "{err}"
+    );
 
     let (code, out, err) = cli(&config, &["replay", &event_id, "--endpoint", "app"]).await;
     assert_eq!(code, 0, "{out}{err}");

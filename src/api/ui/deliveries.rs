@@ -10,10 +10,13 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::layout::{self, Tab, Tone, action, badge, empty, enc, maybe_time, time};
-use super::{Page, logout, render};
+use super::layout::{
+    self, Col, Tab, Tone, action, badge, choice, empty, enc, filter_form, filtered, head,
+    maybe_time, time,
+};
+use super::{Page, logout, render, unless_refused};
 use crate::admin::deliveries::{CODE_CLASSES, STATUS_FILTERS};
-use crate::admin::{Admin, AdminError, DeliveryQuery, DeliveryView};
+use crate::admin::{Admin, DeliveryQuery, DeliveryView};
 use crate::api::Shared;
 use crate::store::AttemptRow;
 
@@ -37,7 +40,6 @@ pub(super) async fn page(State(p): State<Shared>, Query(f): Query<Filters>) -> P
     let admin = Admin::of(&p);
     let endpoints = admin.endpoints().await?;
     let filter = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-    // A bad filter is shown beside the form that has it, not as an error page.
     let listed = admin
         .deliveries(DeliveryQuery {
             endpoint: filter(&f.endpoint),
@@ -49,11 +51,7 @@ pub(super) async fn page(State(p): State<Shared>, Query(f): Query<Filters>) -> P
             limit: Some(50),
         })
         .await;
-    let (mut deliveries, problem) = match listed {
-        Ok(list) => (list, None),
-        Err(e @ AdminError::Invalid(_)) => (Vec::new(), Some(e.to_string())),
-        Err(e) => return Err(e.into()),
-    };
+    let (mut deliveries, problem) = unless_refused(listed)?;
     for d in &mut deliveries {
         d.attempt_log = Some(admin.attempts(d.delivery.id).await?);
     }
@@ -63,54 +61,24 @@ pub(super) async fn page(State(p): State<Shared>, Query(f): Query<Filters>) -> P
     };
     let body = html! {
         h1 { "Deliveries" }
-        form.filters method="get" action="/ui/deliveries" {
-            label { "Status"
-                select name="status" {
-                    option value="" { "any" }
-                    @for s in STATUS_FILTERS {
-                        option value=(s) selected[f.status == s] { (s) }
-                    }
-                }
-            }
-            label { "Last response"
-                select name="code" {
-                    option value="" { "any" }
-                    @for c in CODE_CLASSES {
-                        option value=(c) selected[f.code == c] { (c) }
-                    }
-                }
-            }
-            label { "Endpoint"
-                select name="endpoint" {
-                    option value="" { "any" }
-                    @for e in &endpoints { option value=(e.name) selected[f.endpoint == e.name] { (e.name) } }
-                }
-            }
-            label { "Since" input name="since" value=(f.since) placeholder="2026-11-22T00:00:00Z"; }
-            label { "Until" input name="until" value=(f.until) placeholder="RFC 3339"; }
-            button type="submit" { "Filter" }
-            a href="/ui/deliveries" { "Clear" }
-        }
+        (filter_form("/ui/deliveries", html! {
+            (choice("Status", "status", STATUS_FILTERS.iter().copied(), &f.status))
+            (choice("Last response", "code", CODE_CLASSES.iter().copied(), &f.code))
+            (choice("Endpoint", "endpoint", endpoints.iter().map(|e| e.name.as_str()), &f.endpoint))
+        }, &f.since, &f.until))
         p.toolbar {
             (action(if f.endpoint.is_empty() { "Retry all failed" } else { "Retry all failed of this endpoint" },
                 "POST", "/api/v1/deliveries/retry-failed", Some(&retry_all)))
         }
-        @if let Some(problem) = &problem { p.error role="alert" { "Filter not applied: " (problem) } }
-        div #deliveries data-live {
-            @if problem.is_some() {
-                // The alert above says why nothing is listed.
-            } @else if deliveries.is_empty() {
-                (empty("No deliveries match.", html! {
-                    @if endpoints.is_empty() {
-                        "No endpoints yet: " a href="/ui/endpoints" { "add one" } " and pollhook delivers every change to it."
-                    } @else {
-                        "A delivery is queued for each endpoint that wants an event. Clear the filters to see them all."
-                    }
-                }))
-            } @else {
-                (delivery_table(&deliveries, false))
-            }
-        }
+        (filtered("deliveries", problem.as_deref(),
+            (!deliveries.is_empty()).then(|| delivery_table(&deliveries, false)),
+            empty("No deliveries match.", html! {
+                @if endpoints.is_empty() {
+                    "No endpoints yet: " a href="/ui/endpoints" { "add one" } " and pollhook delivers every change to it."
+                } @else {
+                    "A delivery is queued for each endpoint that wants an event. Clear the filters to see them all."
+                }
+            })))
     };
     render(layout::frame(
         "Deliveries",
@@ -133,19 +101,12 @@ pub(super) fn status_badge(d: &DeliveryView) -> Markup {
 
 /// The deliveries with their attempts (`attempt_log`), for this page and the event page.
 pub(super) fn delivery_table(deliveries: &[DeliveryView], on_event_page: bool) -> Markup {
+    const EVENT: Col = Col::text("Event");
+    let event: &[Col] = if on_event_page { &[] } else { &[EVENT] };
     html! {
         div.scroll { table.deliveries {
-            thead { tr {
-                th scope="col" { "#" }
-                @if !on_event_page { th scope="col" { "Event" } }
-                th scope="col" { "Endpoint" }
-                th scope="col" { "Status" }
-                th scope="col" class="num" { "Attempts" }
-                th scope="col" { "Last response" }
-                th scope="col" { "Created" }
-                th scope="col" { "Next attempt / finished" }
-                th scope="col" { span.visually-hidden { "Actions" } }
-            } }
+            (head(&[&[Col::text("#")], event, &[Col::text("Endpoint"), Col::text("Status"), Col::num("Attempts"),
+                Col::text("Last response"), Col::text("Created"), Col::text("Next attempt / finished"), Col::ACTIONS]].concat()))
             @for d in deliveries {
                 @let row = &d.delivery;
                 tbody id=(format!("delivery-{}", row.id)) data-delivery=(row.id) data-status=(row.status) {

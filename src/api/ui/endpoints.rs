@@ -11,7 +11,7 @@
 use axum::extract::State;
 use maud::{Markup, html};
 
-use super::layout::{self, Tab, Tone, action, badge, confirmed_action, empty, enc};
+use super::layout::{self, Col, Tab, Tone, action, badge, confirmed_action, empty, enc, head};
 use super::{Page, logout, render};
 use crate::admin::{
     Admin, DeliveryQuery, EndpointActivity, EndpointState, EndpointTotals, EndpointView,
@@ -51,19 +51,11 @@ pub(super) async fn page(State(p): State<Shared>) -> Page {
                 }))
             } @else {
                 div.scroll { table {
-                    thead { tr {
-                        th scope="col" { "Endpoint" }
-                        th scope="col" { "State" }
-                        th scope="col" { "Signing" }
-                        th scope="col" { "Wants" }
-                        th scope="col" class="num" { "Queued" }
-                        th scope="col" class="num" { "Delivered" }
-                        th scope="col" class="num" { "Failed" }
-                        th scope="col" class="num" { abbr title="attempts over the last 24 hours" { "Attempts 24 h" } }
-                        th scope="col" class="num" { abbr title="attempts answered 2xx over the last 24 hours" { "Success 24 h" } }
-                        th scope="col" { "Last error" }
-                        th scope="col" { span.visually-hidden { "Actions" } }
-                    } }
+                    (head(&[Col::text("Endpoint"), Col::text("State"), Col::text("Signing"), Col::text("Wants"),
+                        Col::num("Queued"), Col::num("Delivered"), Col::num("Failed"),
+                        Col::num("Attempts 24 h").titled("attempts over the last 24 hours"),
+                        Col::num("Success 24 h").titled("attempts answered 2xx over the last 24 hours"),
+                        Col::text("Last error"), Col::ACTIONS]))
                     tbody {
                         @for (e, last_error) in endpoints.iter().zip(&last_errors) {
                             (row(e, totals.iter().find(|t| t.name == e.name),

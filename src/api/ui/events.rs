@@ -11,9 +11,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::deliveries::delivery_table;
-use super::layout::{self, Tab, action, empty, enc, time_text};
-use super::{Page, logout, render};
-use crate::admin::{Admin, AdminError, EventPage, EventQuery, EventView};
+use super::layout::{
+    self, Col, Tab, action, choice, empty, enc, filter_form, filtered, head, time_text,
+};
+use super::{Page, logout, render, unless_refused};
+use crate::admin::{Admin, EventPage, EventQuery, EventView};
 use crate::api::Shared;
 
 /// The filters, as the form sends them: an empty field is no filter.
@@ -77,74 +79,48 @@ impl Filters {
 
 /// `GET /ui/events`.
 pub(super) async fn list(State(p): State<Shared>, Query(f): Query<Filters>) -> Page {
-    // A bad filter is shown beside the form that has it, not as an error page.
-    let (events, problem) = match Admin::of(&p).events(f.query()).await {
-        Ok(events) => (events, None),
-        Err(e @ AdminError::Invalid(_)) => (EventPage::default(), Some(e.to_string())),
-        Err(e) => return Err(e.into()),
-    };
+    let (events, problem): (EventPage, _) = unless_refused(Admin::of(&p).events(f.query()).await)?;
     let sources: Vec<&str> = p.config.sources.iter().map(|s| s.name.as_str()).collect();
     let body = html! {
         h1 { "Events" }
-        form.filters method="get" action="/ui/events" {
-            label { "Source"
-                select name="source" {
-                    option value="" { "any" }
-                    @for s in &sources { option value=(s) selected[f.source == *s] { (s) } }
-                }
-            }
+        (filter_form("/ui/events", html! {
+            (choice("Source", "source", sources, &f.source))
             label { "Resource" input name="resource" value=(f.resource) placeholder="shop.orders"; }
-            label { "Action"
-                select name="action" {
-                    @for a in ["", "created", "updated", "deleted"] {
-                        option value=(a) selected[f.action == a] { (if a.is_empty() { "any" } else { a }) }
-                    }
-                }
-            }
+            (choice("Action", "action", ["created", "updated", "deleted"], &f.action))
             label { "Item id" input name="resource_id" value=(f.resource_id); }
-            label { "Since" input name="since" value=(f.since) placeholder="2026-11-22T00:00:00Z"; }
-            label { "Until" input name="until" value=(f.until) placeholder="RFC 3339"; }
-            button type="submit" { "Filter" }
-            a href="/ui/events" { "Clear" }
-        }
-        @if let Some(problem) = &problem { p.error role="alert" { "Filter not applied: " (problem) } }
-        div #events data-live {
-            @if problem.is_some() {
-                // The alert above says why nothing is listed.
-            } @else if events.data.is_empty() {
-                (empty("No events match.", html! {
-                    "Events appear when a poll finds an item created, updated or deleted (the first poll of a resource records a baseline silently). Clear the filters, or press Poll now on "
-                    a href="/ui/" { "Sources" } "."
-                }))
-            } @else {
-                div.scroll { table {
-                    thead { tr {
-                        th scope="col" { "Detected" }
-                        th scope="col" { "Type" }
-                        th scope="col" { "Resource" }
-                        th scope="col" { "Item" }
-                        th scope="col" { "Event" }
-                    } }
-                    tbody {
-                        @for e in &events.data {
-                            tr {
-                                td { (time_text(&e.detected_at)) }
-                                td { (action_badge(&e.action)) " " code { (e.kind) } }
-                                td { (e.source) "." (e.resource) }
-                                td { code { (e.resource_id) } }
-                                td { a href=(format!("/ui/events/{}", enc(&e.id))) { code { (e.id) } } }
-                            }
-                        }
-                    }
-                } }
-            }
-        }
+        }, &f.since, &f.until))
+        (filtered("events", problem.as_deref(),
+            (!events.data.is_empty()).then(|| event_table(&events.data)),
+            empty("No events match.", html! {
+                "Events appear when a poll finds an item created, updated or deleted (the first poll of a resource records a baseline silently). Clear the filters, or press Poll now on "
+                a href="/ui/" { "Sources" } "."
+            })))
         nav.pager aria-label="Pages" {
             @if f.cursor.is_some() { a href=(f.href(None)) { "← Newest" } }
             @if let Some(next) = events.next_cursor { a href=(f.href(Some(next))) { "Older →" } }
         }
     };
     render(layout::frame("Events", Tab::Events, logout(&p), body))
+}
+
+/// A page of events, newest first.
+fn event_table(events: &[EventView]) -> Markup {
+    html! {
+        div.scroll { table {
+            (head(&[Col::text("Detected"), Col::text("Type"), Col::text("Resource"), Col::text("Item"), Col::text("Event")]))
+            tbody {
+                @for e in events {
+                    tr {
+                        td { (time_text(&e.detected_at)) }
+                        td { (action_badge(&e.action)) " " code { (e.kind) } }
+                        td { (e.source) "." (e.resource) }
+                        td { code { (e.resource_id) } }
+                        td { a href=(format!("/ui/events/{}", enc(&e.id))) { code { (e.id) } } }
+                    }
+                }
+            }
+        } }
+    }
 }
 
 /// `created`, `updated`, `deleted` as a badge.
@@ -220,11 +196,7 @@ fn changes(event: &EventView) -> Markup {
         section.card {
             h2 { "Changes" }
             table.diff {
-                thead { tr {
-                    th scope="col" { "Field" }
-                    th scope="col" { "Before" }
-                    th scope="col" { "After" }
-                } }
+                (head(&[Col::text("Field"), Col::text("Before"), Col::text("After")]))
                 tbody {
                     @for op in ops {
                         @let kind = op["op"].as_str().unwrap_or("?");

@@ -1,5 +1,6 @@
 //! The frame of every dashboard page (navigation, the flash region, assets) and the small
-//! pieces pages share: times, status badges, empty states, JSON.
+//! pieces pages share: times, status badges, empty states, table headings, filter forms and the
+//! listing under them, JSON.
 //!
 //! In: a page's title, which tab it is, its body. Out: a whole HTML document.
 //!
@@ -136,6 +137,117 @@ pub(super) fn empty(what: &str, todo: Markup) -> Markup {
         div.empty {
             p { strong { (what) } }
             p { (todo) }
+        }
+    }
+}
+
+/// A table column's heading: right-aligned over numbers, with a longer `title` on hover.
+#[derive(Clone, Copy)]
+pub(super) struct Col {
+    text: &'static str,
+    num: bool,
+    title: Option<&'static str>,
+    hidden: bool,
+}
+
+impl Col {
+    /// A column of text.
+    pub(super) const fn text(text: &'static str) -> Col {
+        Col {
+            text,
+            num: false,
+            title: None,
+            hidden: false,
+        }
+    }
+
+    /// A column of numbers.
+    pub(super) const fn num(text: &'static str) -> Col {
+        Col {
+            num: true,
+            ..Col::text(text)
+        }
+    }
+
+    /// The heading abbreviates `title`.
+    pub(super) const fn titled(self, title: &'static str) -> Col {
+        Col {
+            title: Some(title),
+            ..self
+        }
+    }
+
+    /// The buttons' column: its heading is for screen readers only.
+    pub(super) const ACTIONS: Col = Col {
+        hidden: true,
+        ..Col::text("Actions")
+    };
+}
+
+/// A table's header row.
+pub(super) fn head(cols: &[Col]) -> Markup {
+    html! {
+        thead { tr {
+            @for c in cols {
+                th scope="col" class=[c.num.then_some("num")] {
+                    @if c.hidden { span.visually-hidden { (c.text) } }
+                    @else if let Some(title) = c.title { abbr title=(title) { (c.text) } }
+                    @else { (c.text) }
+                }
+            }
+        } }
+    }
+}
+
+/// A listing's filter form: `fields`, then the time range every listing has, **Filter** and
+/// **Clear**. It GETs `page`, so the filters stay in the URL and a link can be shared.
+pub(super) fn filter_form(page: &str, fields: Markup, since: &str, until: &str) -> Markup {
+    html! {
+        form.filters method="get" action=(page) {
+            (fields)
+            label { "Since" input name="since" value=(since) placeholder="2026-11-22T00:00:00Z"; }
+            label { "Until" input name="until" value=(until) placeholder="RFC 3339"; }
+            button type="submit" { "Filter" }
+            a href=(page) { "Clear" }
+        }
+    }
+}
+
+/// A labelled `select` for a filter: `any` (no filter) first, then `options`; `current` selected.
+pub(super) fn choice<'a>(
+    label: &str,
+    name: &str,
+    options: impl IntoIterator<Item = &'a str>,
+    current: &str,
+) -> Markup {
+    html! {
+        label { (label)
+            select name=(name) {
+                option value="" { "any" }
+                @for o in options { option value=(o) selected[current == o] { (o) } }
+            }
+        }
+    }
+}
+
+/// A filtered listing, refreshed live (`id` names it for `app.js`): a filter the server refused
+/// is said in an alert above it and nothing is listed; else `list`, or `none` without rows.
+pub(super) fn filtered(
+    id: &str,
+    problem: Option<&str>,
+    list: Option<Markup>,
+    none: Markup,
+) -> Markup {
+    html! {
+        @if let Some(problem) = problem { p.error role="alert" { "Filter not applied: " (problem) } }
+        div id=(id) data-live {
+            @if problem.is_some() {
+                // The alert above says why nothing is listed.
+            } @else if let Some(list) = list {
+                (list)
+            } @else {
+                (none)
+            }
         }
     }
 }

@@ -153,6 +153,18 @@ fn render(markup: Markup) -> Page {
     Ok(Html(markup.into_string()))
 }
 
+/// A filtered listing, or none and why when a filter is refused: a bad filter is shown beside the
+/// form that has it ([`layout::filtered`]), not as an error page.
+fn unless_refused<T: Default>(
+    listed: Result<T, AdminError>,
+) -> Result<(T, Option<String>), PageError> {
+    match listed {
+        Ok(list) => Ok((list, None)),
+        Err(e @ AdminError::Invalid(_)) => Ok((T::default(), Some(e.to_string()))),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// An operation that failed, shown as a page with the status the API would answer.
 struct PageError(AdminError);
 

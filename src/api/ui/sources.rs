@@ -8,7 +8,7 @@
 use axum::extract::State;
 use maud::{Markup, html};
 
-use super::layout::{self, Tone, badge, empty, enc, maybe_time, time_text};
+use super::layout::{self, Col, Tone, badge, empty, enc, head, maybe_time, time_text};
 use super::{Page, logout, render};
 use crate::admin::{Admin, EventQuery, ResourceView, SourceView};
 use crate::api::Shared;
@@ -67,16 +67,8 @@ fn source_table(
             }
             div.scroll {
                 table {
-                    thead { tr {
-                        th scope="col" { "Resource" }
-                        th scope="col" { "Schedule" }
-                        th scope="col" { "Last poll" }
-                        th scope="col" class="num" { "Items" }
-                        th scope="col" { "Last change" }
-                        th scope="col" { "Failures" }
-                        th scope="col" { "Held deletes" }
-                        th scope="col" { span.visually-hidden { "Actions" } }
-                    } }
+                    (head(&[Col::text("Resource"), Col::text("Schedule"), Col::text("Last poll"), Col::num("Items"),
+                        Col::text("Last change"), Col::text("Failures"), Col::text("Held deletes"), Col::ACTIONS]))
                     tbody {
                         @for resource in &source.resources {
                             (resource_row(source, resource, last_changes.next().flatten()))

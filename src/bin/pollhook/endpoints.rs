@@ -112,6 +112,9 @@ pub struct UpdateEndpoint {
     /// Replace the action filter.
     #[arg(long = "action")]
     actions: Vec<String>,
+    /// New body format: json or xml (xml needs standard-webhooks signing).
+    #[arg(long)]
+    format: Option<String>,
 }
 
 /// `active`, `paused`, or `disabled: why`, as the tables show it.
@@ -205,6 +208,7 @@ pub async fn command(ctx: &Ctx, command: EndpointsCommand) -> anyhow::Result<()>
                 overlap: Some(overlap),
                 resources: given(args.resources),
                 actions: given(args.actions),
+                format: args.format,
                 ..EndpointChange::default()
             };
             admin.update_endpoint(&args.name, change).await?;

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Db, json, to_time, write_tx};
+use super::{Db, json, rows, to_time, write_tx};
 use crate::endpoint::{ActionFilter, EndpointSpec};
 use crate::secret::Secret;
-use crate::sign::Scheme;
 use crate::store::{EndpointPatch, Origin, StoreError, StoredEndpoint, now_ms};
 
 impl Db {
@@ -44,36 +43,13 @@ impl Db {
                 }
                 None => {}
             }
-            tx.execute(
-                "INSERT INTO endpoints (name, url, secret, signing, resources, actions, active,
-                                        headers, timeout_ms, format, origin, config_fingerprint,
-                                        created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?12, 'config', ?10, ?11, ?11)
-                 ON CONFLICT (name) DO UPDATE SET
-                     url = excluded.url, secret = excluded.secret, signing = excluded.signing,
-                     format = excluded.format,
-                     resources = excluded.resources, actions = excluded.actions,
-                     active = excluded.active, headers = excluded.headers,
-                     timeout_ms = excluded.timeout_ms, origin = 'config',
-                     config_fingerprint = excluded.config_fingerprint,
-                     old_secret = NULL, old_secret_until = NULL,
-                     disabled_reason = NULL, failing_since = NULL,
-                     updated_at = excluded.updated_at
-                 WHERE config_fingerprint IS NOT excluded.config_fingerprint",
-                params![
-                    spec.name,
-                    spec.url,
-                    spec.secret.expose(),
-                    spec.signing.as_str(),
-                    json(&spec.resources),
-                    json(&spec.actions),
-                    spec.active,
-                    json(&spec.headers),
-                    spec.timeout.map(|t| t.as_millis() as i64),
-                    fingerprint,
-                    now,
-                    spec.format.as_str()
-                ],
+            insert_endpoint(
+                &tx,
+                spec,
+                Origin::Config,
+                Some(&fingerprint),
+                now,
+                APPLY_CHANGED,
             )?;
         }
         // A config endpoint removed from the file is removed here too, with its queue: kept
@@ -106,27 +82,10 @@ impl Db {
     ) -> Result<i64, StoreError> {
         let conn = self.conn();
         let now = now_ms();
-        conn.execute(
-            "INSERT INTO endpoints (name, url, secret, signing, resources, actions, active, headers,
-                                    timeout_ms, format, origin, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?12, ?10, ?10)",
-            params![
-                spec.name,
-                spec.url,
-                spec.secret.expose(),
-                spec.signing.as_str(),
-                json(&spec.resources),
-                json(&spec.actions),
-                spec.active,
-                json(&spec.headers),
-                spec.timeout.map(|t| t.as_millis() as i64),
-                now,
-                spec.format.as_str(),
-                origin.as_str()
-            ],
-        )
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+        insert_endpoint(&conn, spec, origin, None, now, "").map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
                 StoreError::Duplicate(format!("an endpoint named {} already exists", spec.name))
             }
             e => e.into(),
@@ -182,6 +141,12 @@ impl Db {
             tx.execute(
                 "UPDATE endpoints SET signing = ?2 WHERE name = ?1",
                 params![name, signing.as_str()],
+            )?;
+        }
+        if let Some(format) = patch.format {
+            tx.execute(
+                "UPDATE endpoints SET format = ?2 WHERE name = ?1",
+                params![name, format.as_str()],
             )?;
         }
         tx.execute(
@@ -260,63 +225,92 @@ impl Db {
     }
 }
 
+/// How [`Db::reconcile_endpoints`] writes a config endpoint that exists: the file's definition
+/// replaces it, with its runtime state, only if that definition changed.
+const APPLY_CHANGED: &str = "
+     ON CONFLICT (name) DO UPDATE SET
+         url = excluded.url, secret = excluded.secret, signing = excluded.signing,
+         format = excluded.format,
+         resources = excluded.resources, actions = excluded.actions,
+         active = excluded.active, headers = excluded.headers,
+         timeout_ms = excluded.timeout_ms, origin = 'config',
+         config_fingerprint = excluded.config_fingerprint,
+         old_secret = NULL, old_secret_until = NULL,
+         disabled_reason = NULL, failing_since = NULL,
+         updated_at = excluded.updated_at
+     WHERE config_fingerprint IS NOT excluded.config_fingerprint";
+
+/// Inserts an endpoint's row, `on_conflict` saying what an existing one of that name becomes
+/// (nothing: the insert fails).
+fn insert_endpoint(
+    conn: &Connection,
+    spec: &EndpointSpec,
+    origin: Origin,
+    fingerprint: Option<&str>,
+    now: i64,
+    on_conflict: &str,
+) -> rusqlite::Result<usize> {
+    let sql = format!(
+        "INSERT INTO endpoints (name, url, secret, signing, resources, actions, active, headers,
+                                timeout_ms, format, origin, config_fingerprint, created_at,
+                                updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13){on_conflict}"
+    );
+    conn.prepare_cached(&sql)?.execute(params![
+        spec.name,
+        spec.url,
+        spec.secret.expose(),
+        spec.signing.as_str(),
+        json(&spec.resources),
+        json(&spec.actions),
+        spec.active,
+        json(&spec.headers),
+        spec.timeout.map(|t| t.as_millis() as i64),
+        spec.format.as_str(),
+        origin.as_str(),
+        fingerprint,
+        now,
+    ])
+}
+
 pub(super) fn load_endpoints(conn: &Connection) -> Result<Vec<StoredEndpoint>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+    rows(
+        conn,
         "SELECT id, name, url, secret, signing, resources, actions, active, headers, timeout_ms,
                 old_secret, old_secret_until, origin, disabled_reason, failing_since, format
          FROM endpoints ORDER BY name",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, String>(6)?,
-            r.get::<_, bool>(7)?,
-            r.get::<_, String>(8)?,
-            r.get::<_, Option<i64>>(9)?,
-            (
-                r.get::<_, Option<String>>(10)?,
-                r.get::<_, Option<i64>>(11)?,
-                r.get::<_, String>(12)?,
-                r.get::<_, Option<String>>(13)?,
-                r.get::<_, Option<i64>>(14)?,
-                r.get::<_, String>(15)?,
-            ),
-        ))
-    })?;
-    rows.map(|row| {
-        let (id, name, url, secret, signing, resources, actions, active, headers, timeout, rest) =
-            row?;
-        let (old_secret, old_until, origin, disabled_reason, failing_since, format) = rest;
-        let corrupt = |what: &str| StoreError::Corrupt(format!("endpoint {name}: {what}"));
-        let signing: Scheme = signing.parse().map_err(|_| corrupt("signing"))?;
-        Ok(StoredEndpoint {
-            id,
-            spec: EndpointSpec {
-                url,
-                secret: Secret::new(secret),
-                signing,
-                resources: serde_json::from_str(&resources).map_err(|_| corrupt("resources"))?,
-                actions: serde_json::from_str::<ActionFilter>(&actions)
-                    .map_err(|_| corrupt("actions"))?,
-                active,
-                headers: serde_json::from_str(&headers).map_err(|_| corrupt("headers"))?,
-                timeout: timeout.map(|ms| Duration::from_millis(ms.max(0) as u64)),
-                format: format.parse().map_err(|_| corrupt("format"))?,
-                name: name.clone(),
-            },
-            old_secret: match (old_secret, old_until) {
-                (Some(s), Some(until)) => Some((Secret::new(s), to_time(until))),
-                _ => None,
-            },
-            origin,
-            disabled_reason,
-            failing_since: failing_since.map(to_time),
-        })
-    })
-    .collect()
+        [],
+        |r| {
+            let name: String = r.get(1)?;
+            let corrupt = |what: &str| StoreError::Corrupt(format!("endpoint {name}: {what}"));
+            // The JSON and enum columns, read as text and parsed.
+            let text = |i: usize| r.get::<_, String>(i);
+            let timeout: Option<i64> = r.get(9)?;
+            let old_secret: Option<String> = r.get(10)?;
+            let old_until: Option<i64> = r.get(11)?;
+            Ok(StoredEndpoint {
+                id: r.get(0)?,
+                spec: EndpointSpec {
+                    url: r.get(2)?,
+                    secret: Secret::new(text(3)?),
+                    signing: text(4)?.parse().map_err(|_| corrupt("signing"))?,
+                    resources: serde_json::from_str(&text(5)?).map_err(|_| corrupt("resources"))?,
+                    actions: serde_json::from_str::<ActionFilter>(&text(6)?)
+                        .map_err(|_| corrupt("actions"))?,
+                    active: r.get(7)?,
+                    headers: serde_json::from_str(&text(8)?).map_err(|_| corrupt("headers"))?,
+                    timeout: timeout.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+                    format: text(15)?.parse().map_err(|_| corrupt("format"))?,
+                    name: name.clone(),
+                },
+                old_secret: match (old_secret, old_until) {
+                    (Some(s), Some(until)) => Some((Secret::new(s), to_time(until))),
+                    _ => None,
+                },
+                origin: r.get(12)?,
+                disabled_reason: r.get(13)?,
+                failing_since: r.get::<_, Option<i64>>(14)?.map(to_time),
+            })
+        },
+    )
 }

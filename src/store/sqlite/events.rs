@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::endpoints::load_endpoints;
-use super::{Db, write_tx};
+use super::{Db, rows, write_tx};
 use crate::event::Event;
 use crate::store::StoredEndpoint;
 use crate::store::{CommitSummary, EventFilter, StoreError, now_ms};
@@ -22,15 +22,14 @@ impl Db {
             Some(None) => (filter.source.clone(), filter.resource.clone()),
             None => (filter.source.clone(), None),
         };
-        let mut stmt = conn.prepare_cached(
+        rows(
+            &conn,
             "SELECT seq, payload FROM events
              WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR resource = ?2)
                AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR resource_id = ?4)
                AND (?5 IS NULL OR seq < ?5)
                AND (?7 IS NULL OR detected_at >= ?7) AND (?8 IS NULL OR detected_at < ?8)
              ORDER BY seq DESC LIMIT ?6",
-        )?;
-        let rows = stmt.query_map(
             params![
                 source,
                 resource,
@@ -41,15 +40,14 @@ impl Db {
                 filter.since_ms,
                 filter.until_ms
             ],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-        )?;
-        rows.map(|row| {
-            let (seq, payload) = row?;
-            let event = serde_json::from_str(&payload)
-                .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
-            Ok((seq, event))
-        })
-        .collect()
+            |r| {
+                let seq: i64 = r.get(0)?;
+                let payload: String = r.get(1)?;
+                let event = serde_json::from_str(&payload)
+                    .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
+                Ok((seq, event))
+            },
+        )
     }
 
     /// One event by id.
@@ -100,12 +98,12 @@ impl Db {
                 vec![e]
             }
             None => {
-                let had: HashSet<i64> = tx
-                    .prepare_cached(
-                        "SELECT DISTINCT endpoint_id FROM deliveries WHERE event_seq = ?1",
-                    )?
-                    .query_map(params![seq], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?;
+                let had: HashSet<i64> = rows(
+                    &tx,
+                    "SELECT DISTINCT endpoint_id FROM deliveries WHERE event_seq = ?1",
+                    params![seq],
+                    |r| Ok(r.get(0)?),
+                )?;
                 endpoints
                     .into_iter()
                     .filter(|e| had.contains(&e.id))

@@ -213,6 +213,18 @@ fn write_tx(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
+/// Runs the cached statement `sql` with `params`, turning each row into a `T` with `map` (whose
+/// own errors, a corrupt value say, end it as well as the database's).
+fn rows<T, C: FromIterator<T>>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<C, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    stmt.query_and_then(params, map)?.collect()
+}
+
 fn json<T: Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }

@@ -15,7 +15,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::endpoints::load_endpoints;
 use super::events::insert_events;
-use super::{Db, to_time, write_tx};
+use super::{Db, rows, to_time, write_tx};
 use crate::event::{self, Event};
 use crate::retry::Next;
 use crate::store::{
@@ -34,8 +34,7 @@ impl Db {
         let tx = write_tx(&mut conn)?;
         let now = now_ms();
         let due: Vec<Due> = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT d.id, d.attempts, e.id, e.type, e.source, e.resource, e.action, e.resource_id,
+            rows(&tx, "SELECT d.id, d.attempts, e.id, e.type, e.source, e.resource, e.action, e.resource_id,
                         e.payload, e.detected_at
                  FROM deliveries d JOIN events e ON e.seq = d.event_seq
                  JOIN endpoints p ON p.id = d.endpoint_id
@@ -45,9 +44,7 @@ impl Db {
                        SELECT 1 FROM deliveries x
                        WHERE x.endpoint_id = d.endpoint_id AND x.item_key = d.item_key
                          AND x.status = 'pending' AND x.id < d.id)
-                 ORDER BY d.id LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![endpoint_id, now, limit as i64], |r| {
+                 ORDER BY d.id LIMIT ?3", params![endpoint_id, now, limit as i64], |r| {
                 Ok(Due {
                     delivery_id: r.get(0)?,
                     attempts: r.get(1)?,
@@ -60,8 +57,7 @@ impl Db {
                     payload: r.get(8)?,
                     detected_at_ms: r.get(9)?,
                 })
-            })?;
-            rows.collect::<Result<_, _>>()?
+            })?
         };
         {
             let mut lease =
@@ -238,17 +234,13 @@ impl Db {
         filter: &DeliveryFilter,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT d.id, e.id, e.type, e.resource_id, p.name, d.status, d.attempts, d.next_attempt_at,
+        rows(&conn, "SELECT d.id, e.id, e.type, e.resource_id, p.name, d.status, d.attempts, d.next_attempt_at,
                     d.last_status, d.last_error, d.created_at, d.finished_at
              FROM deliveries d JOIN events e ON e.seq = d.event_seq JOIN endpoints p ON p.id = d.endpoint_id
              WHERE (?1 IS NULL OR p.name = ?1) AND (?2 IS NULL OR d.status = ?2) AND (?3 IS NULL OR e.id = ?3)
                AND (?5 IS NULL OR d.attempts >= ?5) AND (?6 IS NULL OR d.last_status / 100 = ?6)
                AND (?7 IS NULL OR d.created_at >= ?7) AND (?8 IS NULL OR d.created_at < ?8)
-             ORDER BY d.id DESC LIMIT ?4",
-        )?;
-        let rows = stmt.query_map(
-            params![
+             ORDER BY d.id DESC LIMIT ?4", params![
                 filter.endpoint,
                 filter.status,
                 filter.event_id,
@@ -257,8 +249,7 @@ impl Db {
                 filter.status_class,
                 filter.since_ms,
                 filter.until_ms,
-            ],
-            |r| {
+            ], |r| {
                 let status: String = r.get(5)?;
                 Ok(DeliveryRow {
                     id: r.get(0)?,
@@ -274,34 +265,33 @@ impl Db {
                     created_at: to_time(r.get(10)?),
                     finished_at: r.get::<_, Option<i64>>(11)?.map(to_time),
                 })
-            },
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            })
     }
 
     /// Attempts of a delivery (numeric id) or of every delivery of an event (`evt_…`), oldest first.
     pub(in crate::store) fn attempts(&self, id: &str) -> Result<Vec<AttemptRow>, StoreError> {
         let conn = self.conn();
         let delivery: Option<i64> = id.parse().ok();
-        let mut stmt = conn.prepare_cached(
+        rows(
+            &conn,
             "SELECT a.delivery_id, p.name, a.at, a.status, a.latency_ms, a.error, a.response
              FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
              JOIN endpoints p ON p.id = d.endpoint_id JOIN events e ON e.seq = d.event_seq
              WHERE (?1 IS NOT NULL AND d.id = ?1) OR (?1 IS NULL AND e.id = ?2)
              ORDER BY a.id",
-        )?;
-        let rows = stmt.query_map(params![delivery, id], |r| {
-            Ok(AttemptRow {
-                delivery_id: r.get(0)?,
-                endpoint: r.get(1)?,
-                at: to_time(r.get(2)?),
-                status: r.get(3)?,
-                latency_ms: r.get(4)?,
-                error: r.get(5)?,
-                response: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            params![delivery, id],
+            |r| {
+                Ok(AttemptRow {
+                    delivery_id: r.get(0)?,
+                    endpoint: r.get(1)?,
+                    at: to_time(r.get(2)?),
+                    status: r.get(3)?,
+                    latency_ms: r.get(4)?,
+                    error: r.get(5)?,
+                    response: r.get(6)?,
+                })
+            },
+        )
     }
 
     /// Puts a failed (or waiting) delivery back in line now, with a fresh retry schedule.
@@ -354,12 +344,8 @@ impl Db {
         &self,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT p.name, d.status, count(*) FROM deliveries d JOIN endpoints p ON p.id = d.endpoint_id
-             GROUP BY p.name, d.status ORDER BY p.name, d.status",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows(&conn, "SELECT p.name, d.status, count(*) FROM deliveries d JOIN endpoints p ON p.id = d.endpoint_id
+             GROUP BY p.name, d.status ORDER BY p.name, d.status", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
     }
 
     pub(in crate::store) fn attempt_counts(
@@ -367,18 +353,14 @@ impl Db {
         since_ms: i64,
     ) -> Result<Vec<AttemptCount>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT p.name, count(*), coalesce(sum(a.status BETWEEN 200 AND 299), 0)
+        rows(&conn, "SELECT p.name, count(*), coalesce(sum(a.status BETWEEN 200 AND 299), 0)
              FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN endpoints p ON p.id = d.endpoint_id
-             WHERE a.at >= ?1 GROUP BY p.name ORDER BY p.name",
-        )?;
-        let rows = stmt.query_map([since_ms], |r| {
+             WHERE a.at >= ?1 GROUP BY p.name ORDER BY p.name", [since_ms], |r| {
             Ok(AttemptCount {
                 endpoint: r.get(0)?,
                 attempts: r.get(1)?,
                 succeeded: r.get(2)?,
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 }

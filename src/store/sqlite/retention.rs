@@ -2,7 +2,7 @@
 
 use rusqlite::params;
 
-use super::{Db, to_time, write_tx};
+use super::{Db, rows, to_time, write_tx};
 use crate::store::StoreError;
 use crate::store::retention::StorageStats;
 
@@ -18,19 +18,17 @@ impl Db {
         let tx = write_tx(&mut conn)?;
         // Oldest first by `seq` (detection order), so the scan stops early; `deliveries_by_event`
         // makes each NOT EXISTS one index probe.
-        let seqs: Vec<i64> = {
-            let mut select = tx.prepare_cached(
-                "SELECT e.seq FROM events e
+        let seqs: Vec<i64> = rows(
+            &tx,
+            "SELECT e.seq FROM events e
                  WHERE e.detected_at < ?1
                    AND NOT EXISTS (
                        SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq
                           AND (d.status = 'pending' OR (d.status = 'failed' AND e.detected_at >= ?2)))
                  ORDER BY e.seq LIMIT ?3",
-            )?;
-            select
-                .query_map(params![before, failed_before, batch as i64], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
-        };
+            params![before, failed_before, batch as i64],
+            |r| Ok(r.get(0)?),
+        )?;
         {
             // Attempts go with their deliveries (ON DELETE CASCADE).
             let mut deliveries =

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::events::insert_events;
-use super::{Db, Relaxed, json, to_time, write_tx};
+use super::{Db, Relaxed, json, rows, to_time, write_tx};
 use crate::diff::{Known, Snapshot};
 use crate::event::{Event, Payload};
 use crate::normalize::{Hash, RawHash};
@@ -63,34 +63,25 @@ impl Db {
         resource: &str,
     ) -> Result<HashMap<String, PageRecord>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        rows(
+            &conn,
             "SELECT url, etag, last_modified, next_url, ids FROM pages WHERE source = ?1 AND resource = ?2",
-        )?;
-        let rows = stmt.query_map(params![source, resource], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (url, etag, last_modified, next_url, ids) = row?;
-            let ids = serde_json::from_str(&ids)
-                .map_err(|e| StoreError::Corrupt(format!("page record {url}: {e}")))?;
-            Ok((
-                url.clone(),
-                PageRecord {
-                    url,
-                    etag,
-                    last_modified,
-                    next_url,
+            params![source, resource],
+            |r| {
+                let url: String = r.get(0)?;
+                let ids: String = r.get(4)?;
+                let ids = serde_json::from_str(&ids)
+                    .map_err(|e| StoreError::Corrupt(format!("page record {url}: {e}")))?;
+                let record = PageRecord {
+                    url: url.clone(),
+                    etag: r.get(1)?,
+                    last_modified: r.get(2)?,
+                    next_url: r.get(3)?,
                     ids,
-                },
-            ))
-        })
-        .collect()
+                };
+                Ok((url, record))
+            },
+        )
     }
 
     /// Forgets a resource's page records, so its next poll fetches every page in full.
@@ -114,21 +105,19 @@ impl Db {
         resource: &str,
     ) -> Result<Vec<(String, Hash)>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        rows(
+            &conn,
             "SELECT item_id, hash FROM snapshot WHERE source = ?1 AND resource = ?2",
-        )?;
-        let rows = stmt.query_map(params![source, resource], |row| {
-            let hash: Vec<u8> = row.get(1)?;
-            Ok((row.get::<_, String>(0)?, hash))
-        })?;
-        rows.map(|r| {
-            let (id, hash) = r?;
-            let hash: Hash = hash.try_into().map_err(|_| {
-                StoreError::Corrupt(format!("snapshot hash of {source}.{resource}/{id}"))
-            })?;
-            Ok((id, hash))
-        })
-        .collect()
+            params![source, resource],
+            |row| {
+                let id: String = row.get(0)?;
+                let hash: Vec<u8> = row.get(1)?;
+                let hash: Hash = hash.try_into().map_err(|_| {
+                    StoreError::Corrupt(format!("snapshot hash of {source}.{resource}/{id}"))
+                })?;
+                Ok((id, hash))
+            },
+        )
     }
 
     /// The stored bodies of some items, for `previous` and `changes`.
@@ -166,22 +155,21 @@ impl Db {
         limit: usize,
     ) -> Result<Vec<(String, Payload)>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        rows(
+            &conn,
             "SELECT item_id, body FROM snapshot
              WHERE source = ?1 AND resource = ?2 AND (?3 IS NULL OR item_id > ?3)
              ORDER BY item_id LIMIT ?4",
-        )?;
-        let rows = stmt.query_map(params![source, resource, after, limit as i64], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        rows.map(|row| {
-            let (id, body) = row?;
-            let payload = Payload::from_json(&body).map_err(|e| {
-                StoreError::Corrupt(format!("snapshot body of {source}.{resource}/{id}: {e}"))
-            })?;
-            Ok((id, payload))
-        })
-        .collect()
+            params![source, resource, after, limit as i64],
+            |r| {
+                let id: String = r.get(0)?;
+                let body: String = r.get(1)?;
+                let payload = Payload::from_json(&body).map_err(|e| {
+                    StoreError::Corrupt(format!("snapshot body of {source}.{resource}/{id}: {e}"))
+                })?;
+                Ok((id, payload))
+            },
+        )
     }
 
     /// What the store knows of a resource before polling it.
@@ -504,25 +492,26 @@ impl Db {
     /// Every resource's last poll, for `pollhook status`.
     pub(in crate::store) fn status(&self) -> Result<Vec<ResourceStatus>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        rows(
+            &conn,
             "SELECT source, resource, last_poll_at, last_duration_ms, last_outcome, last_error,
                     item_count, consecutive_errors, held_deletes
              FROM resources ORDER BY source, resource",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(ResourceStatus {
-                source: r.get(0)?,
-                resource: r.get(1)?,
-                last_poll_at: r.get::<_, Option<i64>>(2)?.map(to_time),
-                last_duration_ms: r.get(3)?,
-                last_outcome: r.get(4)?,
-                last_error: r.get(5)?,
-                item_count: r.get(6)?,
-                consecutive_errors: r.get(7)?,
-                held_deletes: r.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            [],
+            |r| {
+                Ok(ResourceStatus {
+                    source: r.get(0)?,
+                    resource: r.get(1)?,
+                    last_poll_at: r.get::<_, Option<i64>>(2)?.map(to_time),
+                    last_duration_ms: r.get(3)?,
+                    last_outcome: r.get(4)?,
+                    last_error: r.get(5)?,
+                    item_count: r.get(6)?,
+                    consecutive_errors: r.get(7)?,
+                    held_deletes: r.get(8)?,
+                })
+            },
+        )
     }
 }
 
