@@ -314,14 +314,6 @@ impl Admin<'_> {
                 ),
             ));
         }
-        // Until the PostgreSQL backend applies a format patch (the store refuses it there).
-        if change.format.is_some() && self.store.shared() {
-            return Err(AdminError::invalid(
-                "format",
-                "cannot be changed yet when the database is PostgreSQL",
-                Some("remove the endpoint and add it again with the new format"),
-            ));
-        }
         let current = self.store.endpoint_named(name).await?;
         let spec = &current.spec;
         let input = EndpointInput {

@@ -112,14 +112,7 @@ impl Store {
         patch: EndpointPatch,
     ) -> Result<(), StoreError> {
         let name = name.to_owned();
-        match &self.backend {
-            Backend::Sqlite(db) => run(db, move |db| db.update_endpoint(&name, &patch)).await,
-            // The PostgreSQL backend does not apply `format` yet: refused, never dropped.
-            Backend::Postgres(_) if patch.format.is_some() => Err(StoreError::Unavailable(
-                "changing an endpoint's format is not supported on PostgreSQL yet; remove the endpoint and add it again with the new format".to_owned(),
-            )),
-            Backend::Postgres(pg) => pg.update_endpoint(&name, &patch).await,
-        }
+        on_backend!(self, |db| db.update_endpoint(&name, &patch))
     }
     /// Removes an endpoint with its deliveries and attempts; a config endpoint stays removed
     /// across restarts until the file's definition of it changes.

@@ -578,14 +578,35 @@ allow_networks = ["127.0.0.0/8"]
     let (code, out, _) = cli(&config, &["endpoints", "list"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("app") && out.contains("127.0.0.1:9"), "{out}");
-    // A format change is refused here, with what to do, until this backend applies it.
-    let update = ["endpoints", "update", "app", "--format", "json"];
-    let (code, _, err) = cli(&config, &update).await;
+    // A format change is checked as on SQLite (XML cannot be signed with jwt), then applied.
+    let (code, _, err) = cli(&config, &["endpoints", "update", "app", "--format", "xml"]).await;
     assert_ne!(code, 0);
-    assert!(
-        err.contains("format") && err.contains("add it again"),
-        "{err}"
-    );
+    assert!(err.contains("format") && err.contains("jwt"), "{err}");
+    let add = [
+        "endpoints",
+        "add",
+        "xml-app",
+        "--url",
+        "http://127.0.0.1:9/xml",
+        "--resource",
+        "shop.items",
+        "--signing",
+        "standard-webhooks",
+    ];
+    let (code, out, err) = cli(&config, &add).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = cli(
+        &config,
+        &["endpoints", "update", "xml-app", "--format", "xml"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = cli(&config, &["endpoints", "show", "xml-app", "--json"]).await;
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["format"], "xml", "{out}");
+    let (code, _, _) = cli(&config, &["endpoints", "remove", "xml-app"]).await;
+    assert_eq!(code, 0);
 
     let (code, out, err) = cli(&config, &["replay", &event_id, "--endpoint", "app"]).await;
     assert_eq!(code, 0, "{out}{err}");

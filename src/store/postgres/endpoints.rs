@@ -198,6 +198,13 @@ impl Db {
             )
             .await?;
         }
+        if let Some(format) = patch.format {
+            tx.execute(
+                "UPDATE endpoints SET format = $2 WHERE name = $1",
+                &[&name, &format.as_str()],
+            )
+            .await?;
+        }
         tx.execute(
             "UPDATE endpoints SET updated_at = $2 WHERE name = $1",
             &[&name, &now],
