@@ -122,12 +122,6 @@ pub enum SignError {
     /// Signing was asked for with no key.
     #[error("no signing key given")]
     NoKey,
-    /// `body` did not parse as JSON (JWT embeds the event as an object).
-    #[error("the event is not valid JSON")]
-    EventNotJson(#[source] serde_json::Error),
-    /// The JWT library refused to sign.
-    #[error("could not sign the JWT")]
-    Jwt(#[source] jsonwebtoken::errors::Error),
 }
 
 /// Why a received request was refused, worded for the receiver who has to fix it.

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Backend, Store, StoreError, run};
+use super::{Store, StoreError};
 use crate::endpoint::{ActionFilter, EndpointSpec};
 use crate::event::Event;
 use crate::secret::Secret;
