@@ -98,34 +98,52 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
 /// there is nothing to drop (a stored event is written compact).
 pub fn compact_json(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
-    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
-    // Whitespace inside strings is kept, so only bytes outside them count; a quick scan finds
-    // whether any whitespace byte is there at all.
-    if !bytes.iter().any(|&b| is_space(b)) {
-        return Cow::Borrowed(text);
-    }
-    // Every byte the loop looks at is ASCII; the bytes of a multi-byte character are all
-    // >= 0x80 and pass through untouched, so the output is valid UTF-8 like the input.
-    let mut out = Vec::with_capacity(bytes.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in bytes {
-        if in_string {
-            out.push(b);
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+    let mut at = 0;
+    let mut out: Option<Vec<u8>> = None;
+    while at < bytes.len() {
+        let b = bytes[at];
+        if b == b'"' {
+            // A string, copied whole: jump from quote to backslash to quote.
+            let end = string_end(bytes, at + 1);
+            if let Some(out) = &mut out {
+                out.extend_from_slice(&bytes[at..end]);
             }
-        } else if !is_space(b) {
-            in_string = b == b'"';
+            at = end;
+            continue;
+        }
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            out.get_or_insert_with(|| {
+                let mut v = Vec::with_capacity(bytes.len());
+                v.extend_from_slice(&bytes[..at]);
+                v
+            });
+        } else if let Some(out) = &mut out {
             out.push(b);
         }
+        at += 1;
     }
-    Cow::Owned(
-        String::from_utf8(out)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    )
+    match out {
+        None => Cow::Borrowed(text),
+        // Only ASCII whitespace between tokens was dropped: the rest is the input's own UTF-8.
+        Some(out) => Cow::Owned(
+            String::from_utf8(out)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
+    }
+}
+
+/// Where the string whose contents begin at `from` ends: just past its closing quote (or the
+/// end of `bytes`, for text cut short).
+fn string_end(bytes: &[u8], mut from: usize) -> usize {
+    while let Some(k) = memchr::memchr2(b'"', b'\\', &bytes[from..]) {
+        let at = from + k;
+        if bytes[at] == b'"' {
+            return at + 1;
+        }
+        // An escape: the next byte is its, whatever it is.
+        from = (at + 2).min(bytes.len());
+    }
+    bytes.len()
 }
 
 /// The JWT claims a verifier needs (`webhook` and `url` are informative and not checked).
@@ -269,6 +287,14 @@ mod tests {
         );
         assert_eq!(compact_json(" [ 1 , \"a b\" ] "), r#"[1,"a b"]"#);
         assert_eq!(compact_json(r#"{"k":"\\"}"#), r#"{"k":"\\"}"#);
+        // Escaped quotes and backslashes do not end a string; its spaces and non-ASCII stay.
+        assert_eq!(
+            compact_json("{ \"k\" : \"a \\\" b \\\\\" , \"é ü\" : [ \"\\\\ \" ] }"),
+            r#"{"k":"a \" b \\","é ü":["\\ "]}"#
+        );
+        // Already compact (spaces only inside strings): the input itself, not a copy.
+        let compact = r#"{"name":"Customer 42","lines":[{"note":"x y"}]}"#;
+        assert!(matches!(compact_json(compact), Cow::Borrowed(t) if t == compact));
     }
 
     #[test]
