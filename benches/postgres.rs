@@ -7,11 +7,12 @@
 //! Sections: (1) commit_poll, changes per second, PostgreSQL next to SQLite on the same data;
 //! (2) the delivery claim's plan at 100k pending (`EXPLAIN ANALYZE`); (3) delivery throughput of
 //! 20k queued deliveries with 1, 2 and 3 replicas (the release binary) to an in-process receiver;
-//! (4) detection → receipt with 3 replicas running, a change committed every 20 ms, p50/p99;
-//! (5) idle CPU per replica (user + sys from `/proc/PID/stat`) with nothing to do.
+//! (4) detection → receipt with 3 idle replicas running, a change committed every 20 ms, p50/p99
+//! from each event's `detected_at` to its receipt; (5) idle CPU per replica (user + sys from `/proc/PID/stat`) with nothing to do.
 //!
 //! Environment: `PG_DELIVERIES=20000`, `PG_REPLICAS=1,2,3`, `PG_LATENCY_EVENTS=300`,
-//! `PG_IDLE_SECS=10`, `POLLHOOK_BIN` (default `<target>/release/pollhook`).
+//! `PG_IDLE_SECS=10`, `POLLHOOK_BIN` (default `<target>/release/pollhook`), `PG_SECTIONS` (a
+//! comma-separated subset of `commit,plan,delivery,latency`; default all).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -85,6 +86,19 @@ async fn query(url: &str, sql: &str) -> Vec<tokio_postgres::Row> {
     let rows = client.query(sql, &[]).await.expect(sql);
     driver.abort();
     rows
+}
+
+/// Transactions committed in the database so far (the statistics lag by up to a second).
+async fn commits(db: &Database) -> i64 {
+    let rows = query(
+        &db.url,
+        &format!(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = '{}'",
+            db.name
+        ),
+    )
+    .await;
+    rows.first().map_or(0, |r| r.get(0))
 }
 
 fn row(id: usize, v: usize) -> SnapshotRow {
@@ -325,15 +339,36 @@ async fn main() {
         .unwrap_or_default();
     println!("postgres bench on {cpu}");
 
-    // (1) commit_poll.
+    let sections =
+        std::env::var("PG_SECTIONS").unwrap_or_else(|_| "commit,plan,delivery,latency".into());
+    let section = |name: &str| sections.split(',').any(|s| s.trim() == name);
     let dir = tempfile::tempdir().unwrap();
     println!("replica logs in {}", dir.path().display());
-    let sqlite = Store::open(&dir.path().join("bench.db")).unwrap();
+    if section("commit") {
+        commit_section(&admin, dir.path()).await;
+    }
+    if section("plan") {
+        plan_section(&admin).await;
+    }
+    if section("delivery") {
+        delivery_section(&admin, dir.path()).await;
+    }
+    if section("latency") {
+        latency_section(&admin, dir.path()).await;
+    }
+    if std::env::var_os("PG_KEEP_LOGS").is_some() {
+        let _ = dir.keep();
+    }
+}
+
+/// (1) commit_poll on both backends, and the steady poll of 100k.
+async fn commit_section(admin: &str, dir: &std::path::Path) {
+    let sqlite = Store::open(&dir.join("bench.db")).unwrap();
     let rate = commit_rate(&sqlite, 100_000, 1000, 20).await;
     println!(
         "commit_poll, SQLite:     {rate:>9.0} changes/s (100k snapshot, 20 commits of 1000 updates + events + deliveries)"
     );
-    let db = Database::create(&admin).await;
+    let db = Database::create(admin).await;
     let pg = Store::connect_postgres(&db.url, 8).await.unwrap();
     let rate = commit_rate(&pg, 100_000, 1000, 20).await;
     println!("commit_poll, PostgreSQL: {rate:>9.0} changes/s (same)");
@@ -354,9 +389,11 @@ async fn main() {
     );
     drop(pg);
     db.drop_it().await;
+}
 
-    // (2) the claim's plan at 100k pending.
-    let db = Database::create(&admin).await;
+/// (2) the claim's plan at 100k pending.
+async fn plan_section(admin: &str) {
+    let db = Database::create(admin).await;
     let pg = Store::connect_postgres(&db.url, 8).await.unwrap();
     pg.reconcile_endpoints(&[endpoint("http://127.0.0.1:9/hooks")])
         .await
@@ -375,8 +412,8 @@ async fn main() {
                    SELECT 1 FROM deliveries x
                    WHERE x.endpoint_id = d.endpoint_id AND x.item_key = d.item_key
                      AND x.status = 'pending' AND x.id < d.id)
-             ORDER BY d.id LIMIT 128
-             FOR UPDATE OF d SKIP LOCKED)
+             ORDER BY d.endpoint_id, d.id LIMIT 128
+             FOR NO KEY UPDATE OF d SKIP LOCKED)
          UPDATE deliveries d SET locked_until = 9000000000000 + 60000, locked_by = 'bench'
          FROM due, events e
          WHERE d.id = due.id AND e.seq = d.event_seq
@@ -389,15 +426,11 @@ async fn main() {
     }
     drop(pg);
     db.drop_it().await;
+}
 
-    // (3) throughput with 1, 2, 3 replicas; (4) latency; (5) idle CPU.
-    let inbox = Arc::new(Inbox::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let receiver = listener.local_addr().unwrap();
-    let app = Router::new()
-        .route("/hooks", post(receive))
-        .with_state(inbox.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+/// (3) throughput with 1, 2, 3 replicas.
+async fn delivery_section(admin: &str, dir: &std::path::Path) {
+    let (inbox, receiver) = receiver().await;
     let deliveries: usize = env_or("PG_DELIVERIES", 20_000);
     let counts: Vec<usize> = std::env::var("PG_REPLICAS")
         .unwrap_or_else(|_| "1,2,3".into())
@@ -405,7 +438,7 @@ async fn main() {
         .filter_map(|n| n.trim().parse().ok())
         .collect();
     for n in counts {
-        let db = Database::create(&admin).await;
+        let db = Database::create(admin).await;
         let pg = Store::connect_postgres(&db.url, 8).await.unwrap();
         pg.reconcile_endpoints(&[endpoint(&format!("http://{receiver}/hooks"))])
             .await
@@ -413,7 +446,7 @@ async fn main() {
         let mut version = 0;
         queue(&pg, deliveries, &mut version).await;
         inbox.count.store(0, Ordering::Relaxed);
-        let config = config(dir.path(), &db.url, receiver);
+        let config = config(dir, &db.url, receiver);
         let children = spawn_replicas(n, &config);
         // From the first webhook to the last: start-up is not delivery.
         while inbox.count.load(Ordering::Relaxed) == 0 {
@@ -426,51 +459,89 @@ async fn main() {
         }
         let secs = started.elapsed().as_secs_f64();
         let got = inbox.count.load(Ordering::Relaxed);
+        let cpu: f64 = children.iter().map(|c| cpu_secs(c.id())).sum();
         println!(
-            "delivery, {n} replica(s): {got} webhooks in {secs:.2} s = {:.0}/s",
-            got as f64 / secs
+            "delivery, {n} replica(s): {got} webhooks in {secs:.2} s = {:.0}/s; replicas' CPU {:.0} µs per webhook, {} database commits so far",
+            got as f64 / secs,
+            cpu * 1e6 / got.max(1) as f64,
+            commits(&db).await,
         );
-        if n == 3 {
-            // (4) detection → receipt: a change committed every 20 ms while 3 replicas run.
-            let events: usize = env_or("PG_LATENCY_EVENTS", 300);
-            inbox.latencies.lock().unwrap().clear();
-            for i in 0..events {
-                let v = version as usize + 1;
-                pg.commit_poll(commit(version, vec![row(i, v)], vec![updated(i, v)]))
-                    .await
-                    .unwrap();
-                version += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let mut l = inbox.latencies.lock().unwrap().clone();
-            l.sort_unstable();
-            println!(
-                "detection → receipt, 3 replicas, {} changes 20 ms apart: p50 {} ms, p99 {} ms, max {} ms",
-                l.len(),
-                percentile(&l, 0.5),
-                percentile(&l, 0.99),
-                l.last().copied().unwrap_or(0)
-            );
-            // (5) idle.
-            let idle: u64 = env_or("PG_IDLE_SECS", 10);
-            let before: Vec<f64> = children.iter().map(|c| cpu_secs(c.id())).collect();
-            tokio::time::sleep(Duration::from_secs(idle)).await;
-            let used: Vec<String> = children
-                .iter()
-                .zip(&before)
-                .map(|(c, b)| format!("{:.2}%", (cpu_secs(c.id()) - b) / idle as f64 * 100.0))
-                .collect();
-            println!(
-                "idle CPU per replica over {idle} s (no sources, nothing due): {}",
-                used.join(", ")
-            );
-        }
         stop(children);
         drop(pg);
         db.drop_it().await;
     }
-    if std::env::var_os("PG_KEEP_LOGS").is_some() {
-        let _ = dir.keep();
+}
+
+/// (4) detection → receipt of single changes while 3 replicas idle, a change committed every
+/// 20 ms, from each event's `detected_at` (set just before its commit) to its receipt; then (5)
+/// the same replicas' idle CPU.
+async fn latency_section(admin: &str, dir: &std::path::Path) {
+    let (inbox, receiver) = receiver().await;
+    let db = Database::create(admin).await;
+    let pg = Store::connect_postgres(&db.url, 8).await.unwrap();
+    pg.reconcile_endpoints(&[endpoint(&format!("http://{receiver}/hooks"))])
+        .await
+        .unwrap();
+    let config = config(dir, &db.url, receiver);
+    let children = spawn_replicas(3, &config);
+    let mut version = 0;
+    // Every replica is up (and may send) once a warm-up change gets through; a second
+    // is then enough for the slowest to join.
+    queue(&pg, 1, &mut version).await;
+    let up = Instant::now() + Duration::from_secs(60);
+    while inbox.count.load(Ordering::Relaxed) == 0 && Instant::now() < up {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events: usize = env_or("PG_LATENCY_EVENTS", 300);
+    inbox.latencies.lock().unwrap().clear();
+    for i in 0..events {
+        let v = version as usize + 1;
+        pg.commit_poll(commit(version, vec![row(i, v)], vec![updated(i, v)]))
+            .await
+            .unwrap();
+        version += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while inbox.latencies.lock().unwrap().len() < events && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut l = inbox.latencies.lock().unwrap().clone();
+    l.sort_unstable();
+    println!(
+        "detection → receipt, 3 idle replicas, {} of {events} changes 20 ms apart received: p50 {} ms, p99 {} ms, max {} ms",
+        l.len(),
+        percentile(&l, 0.5),
+        percentile(&l, 0.99),
+        l.last().copied().unwrap_or(0)
+    );
+    // (5) idle.
+    let idle: u64 = env_or("PG_IDLE_SECS", 10);
+    let before: Vec<f64> = children.iter().map(|c| cpu_secs(c.id())).collect();
+    tokio::time::sleep(Duration::from_secs(idle)).await;
+    let used: Vec<String> = children
+        .iter()
+        .zip(&before)
+        .map(|(c, b)| format!("{:.2}%", (cpu_secs(c.id()) - b) / idle as f64 * 100.0))
+        .collect();
+    println!(
+        "idle CPU per replica over {idle} s (no sources, nothing due): {}",
+        used.join(", ")
+    );
+    stop(children);
+    drop(pg);
+    db.drop_it().await;
+}
+
+/// An in-process receiver on 127.0.0.1: what it counted and where it listens.
+async fn receiver() -> (Arc<Inbox>, SocketAddr) {
+    let inbox = Arc::new(Inbox::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route("/hooks", post(receive))
+        .with_state(inbox.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (inbox, receiver)
 }

@@ -3,6 +3,9 @@
 //!
 //! Invariants:
 //! - A claim is one autocommitted statement: no transaction is held while a webhook is sent.
+//!   It locks its rows `FOR NO KEY UPDATE` (it changes no key), which leaves the foreign-key
+//!   checks of outcome commits (`attempts` → `deliveries`) free to run beside it: a claim
+//!   passing over another replica's rows does not hold up that replica's inserts of attempts.
 //! - A delivery is due only when no earlier pending delivery exists for the same endpoint and
 //!   item, whichever replica holds that one: per endpoint, an item's events arrive in detection
 //!   order across replicas (`deliveries_lane` makes it cheap).
@@ -47,7 +50,7 @@ impl Db {
                      -- (endpoint_id, id) walks `deliveries_pending`, which holds pending rows
                      -- only, rather than the primary key past every delivered one.
                      ORDER BY d.endpoint_id, d.id LIMIT $3
-                     FOR UPDATE OF d SKIP LOCKED)
+                     FOR NO KEY UPDATE OF d SKIP LOCKED)
                  UPDATE deliveries d SET locked_until = $2 + $4, locked_by = $5
                  FROM due, events e
                  WHERE d.id = due.id AND e.seq = d.event_seq
