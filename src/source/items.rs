@@ -185,6 +185,24 @@ pub(super) fn split_items(text: &str, chain: &[String]) -> Option<Vec<std::ops::
     )
 }
 
+/// The spans of the values of JSON lines (one value per line, blank lines skipped), found
+/// without parsing them; or the first line (counted from 1) that holds no one JSON value, and why.
+pub(super) fn split_lines(
+    text: &str,
+) -> Result<Vec<std::ops::Range<usize>>, (usize, serde_json::Error)> {
+    let base = text.as_ptr() as usize;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            let value: &serde_json::value::RawValue =
+                serde_json::from_str(line).map_err(|e| (i + 1, e))?;
+            let start = value.get().as_ptr() as usize - base;
+            Ok(start..start + value.get().len())
+        })
+        .collect()
+}
+
 pub(super) fn count_items(body: &Value, path: &serde_json_path::JsonPath) -> usize {
     let nodes = path.query(body).all();
     match nodes.as_slice() {
