@@ -236,7 +236,6 @@ async fn start_api(rt: &tokio::runtime::Runtime, n: u64) -> Api {
     api
 }
 
-
 // The same listing in every pagination style (the `styles` section).
 
 #[derive(serde::Deserialize)]
@@ -261,7 +260,10 @@ async fn serve_offset(State(api): State<Api>, Query(q): Query<StyleQuery>) -> im
     let mut out = Vec::with_capacity(PER_PAGE as usize * 600);
     let limit = q.limit.unwrap_or(PER_PAGE).clamp(1, 10_000) as usize;
     listing.write_ids(
-        listing.live().skip(q.offset.unwrap_or(0) as usize).take(limit),
+        listing
+            .live()
+            .skip(q.offset.unwrap_or(0) as usize)
+            .take(limit),
         &mut out,
     );
     json_reply(out)
@@ -309,7 +311,10 @@ async fn serve_cursor(State(api): State<Api>, Query(q): Query<StyleQuery>) -> im
     let end = (start + PER_PAGE).min(listing.len());
     let mut out = Vec::with_capacity(PER_PAGE as usize * 600);
     out.extend_from_slice(b"{\"object\":\"list\",\"data\":");
-    listing.write_ids((start..end).filter(|id| !listing.deleted.contains(id)), &mut out);
+    listing.write_ids(
+        (start..end).filter(|id| !listing.deleted.contains(id)),
+        &mut out,
+    );
     let _ = write!(out, ",\"has_more\":{}}}", end < listing.len());
     json_reply(out)
 }
@@ -935,7 +940,6 @@ fn poll_section(b: &Bench, opts: &Opts, receiver: &Receiver) {
     }
 }
 
-
 /// Every pagination style over the same items: (source, resource, pagination and items settings).
 const STYLES: [(&str, &str); 8] = [
     ("bench.page", "page"),
@@ -980,12 +984,16 @@ timeout = "120s"
     text += &resource(
         "page",
         "/items",
-        &format!(r#"pagination = {{ style = "page", page_param = "page", size_param = "per_page", size = {PER_PAGE}, first = 1 }}"#),
+        &format!(
+            r#"pagination = {{ style = "page", page_param = "page", size_param = "per_page", size = {PER_PAGE}, first = 1 }}"#
+        ),
     );
     text += &resource(
         "offset",
         "/offset",
-        &format!(r#"pagination = {{ style = "offset", offset_param = "offset", limit_param = "limit", size = {PER_PAGE} }}"#),
+        &format!(
+            r#"pagination = {{ style = "offset", offset_param = "offset", limit_param = "limit", size = {PER_PAGE} }}"#
+        ),
     );
     text += &resource("link", "/link", r#"pagination = { style = "link-header" }"#);
     text += &resource(
@@ -1035,7 +1043,11 @@ fn write_exec_files(listing: &Listing, files: &Path) {
     listing.write_ids(listing.live(), &mut array);
     let mut lines = Vec::with_capacity(array.len());
     for id in listing.live() {
-        item::write_item(&mut lines, id, listing.versions.get(&id).copied().unwrap_or(0));
+        item::write_item(
+            &mut lines,
+            id,
+            listing.versions.get(&id).copied().unwrap_or(0),
+        );
         lines.push(b'\n');
     }
     std::fs::write(files.join("items.json"), array).expect("write exec array");
@@ -1077,7 +1089,11 @@ fn styles_section(b: &Bench, opts: &Opts) {
             }
             for i in order {
                 let (target, _) = STYLES[i];
-                let usage = b.run_once(&config, &["poll", target], &format!("styles-{round}-{phase}-{i}.log"));
+                let usage = b.run_once(
+                    &config,
+                    &["poll", target],
+                    &format!("styles-{round}-{phase}-{i}.log"),
+                );
                 if !usage.ok {
                     eprintln!("styles: {target} failed in round {round}");
                 }
@@ -1091,7 +1107,9 @@ fn styles_section(b: &Bench, opts: &Opts) {
         v.sort_by(f64::total_cmp);
         (v[0], v[v.len() / 2])
     };
-    println!("| style | baseline min / median | ratio to page (median of rounds) | 1% changed min / median | ratio to page (median of rounds) |");
+    println!(
+        "| style | baseline min / median | ratio to page (median of rounds) | 1% changed min / median | ratio to page (median of rounds) |"
+    );
     println!("|---|---:|---:|---:|---:|");
     for (i, (_, label)) in STYLES.iter().enumerate() {
         let mut cells = Vec::new();

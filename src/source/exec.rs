@@ -3,7 +3,8 @@
 //!
 //! In: `command = ["python3", "list.py", "arg"]`, a timeout and an `env` table; the program gets
 //! the resource's name in `POLLHOOK_RESOURCE` (and its `path` in `POLLHOOK_PATH`, the source's name
-//! in `POLLHOOK_SOURCE`). Out: the items of the JSON array (or JSON lines) it prints on stdout.
+//! in `POLLHOOK_SOURCE`). Out: the items of the JSON array (or JSON lines) it prints on stdout,
+//! each as the bytes it printed (cut out, not parsed: the intake parses what the snapshot lacks).
 //!
 //! Invariants: a non-zero exit, a timeout or output that is not JSON is a failed fetch, with the
 //! end of the program's stderr quoted in the error, the source's `env` values masked as `***`.
@@ -243,8 +244,8 @@ fn parse_output(stdout: Vec<u8>) -> Result<Items, String> {
     if trimmed.is_empty() {
         return Err("nothing; print a JSON array (`[]` for an empty listing)".into());
     }
-    let spans = split_lines(&text)
-        .map_err(|(line, e)| format!("invalid JSON on line {line}: {e}"))?;
+    let spans =
+        split_lines(&text).map_err(|(line, e)| format!("invalid JSON on line {line}: {e}"))?;
     Ok(Items::from_spans(text, spans))
 }
 

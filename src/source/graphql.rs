@@ -4,7 +4,9 @@
 //! timeouts, retries and rate limits as for REST) and, per resource, a `document` (the query),
 //! `items` (JSONPath of the list in `data`), and optionally cursor pagination whose
 //! `cursor_param` names the query variable: the Relay `pageInfo { hasNextPage endCursor }` shape.
-//! Out: the listing, one page per request.
+//! Out: the listing, one page per request. Where `items` is a plain member path
+//! (`$.data.orders.nodes`) the nodes are cut out of the response's text unparsed, and only
+//! `errors`, the cursor and `hasNextPage` are parsed; other paths parse the response whole.
 //!
 //! Invariant: a response with a non-empty `errors` array is a failed fetch, even when it carries
 //! partial `data`: a partial listing must never reach the diff.

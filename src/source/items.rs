@@ -2,7 +2,9 @@
 //!
 //! In: a page's body (JSON, or an XML page's tree read by the xmltodict convention) and the
 //! resource's `items` JSONPath, compiled and as written. Out: the page's items, or a message that
-//! names the path and says what the response holds instead.
+//! names the path and says what the response holds instead. Where the list is at a plain member
+//! path, or the text is JSON lines, the items' spans in the text instead, found without parsing
+//! them ([`split_items`], [`split_lines`]).
 //!
 //! Invariant: an empty page is only a list that is there and empty (or, in XML, the element that
 //! would hold it, without children); a path that misses is an error, never an empty page, since

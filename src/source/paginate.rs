@@ -3,6 +3,10 @@
 //! In: the resource's [`Pagination`] style, the first URL, each response's body, `Link` header and
 //! item count. Out: the next URL or `None`; an error if the pager loops.
 //!
+//! The body the pager reads may be the page parsed whole or, for a JSON page, its [`Envelope`]:
+//! only the members on the style's paths (`$.next`, `$.data[-1].id`, `$.has_more`), read out of
+//! the text so the items around them are never parsed; either answers the pager the same.
+//!
 //! Invariant: a listing ends at an empty page (page and offset styles) or when the response names
 //! no next page (the others), never earlier: stopping at a short page would cut listings short on
 //! APIs that cap the page size below what was asked, and a cut listing would look like deletions.
@@ -327,7 +331,8 @@ fn raw_at<'t>(text: &'t str, steps: &[Step]) -> Option<&'t str> {
             Step::Index(at) => {
                 let list: Vec<&'t RawValue> = serde_json::from_str(node).ok()?;
                 let at = if *at < 0 {
-                    list.len().checked_sub(usize::try_from(at.unsigned_abs()).ok()?)?
+                    list.len()
+                        .checked_sub(usize::try_from(at.unsigned_abs()).ok()?)?
                 } else {
                     usize::try_from(*at).ok()?
                 };
@@ -913,14 +918,23 @@ mod tests {
         );
         // Index from the start: nulls before the value keep it at its place.
         let second = Envelope::new([&JsonPath::parse("$.d[1].id").unwrap()]);
-        let envelope = second.read(r#"{"d": [{"id": 1}, {"id": 2}, {"id": 3}]}"#).unwrap();
+        let envelope = second
+            .read(r#"{"d": [{"id": 1}, {"id": 2}, {"id": 3}]}"#)
+            .unwrap();
         assert_eq!(envelope, json!({"d": [null, {"id": 2}]}));
         assert_eq!(second.read(r#"{"d": [{"id": 1}]}"#), Some(Value::Null));
     }
 
     #[test]
     fn only_plain_paths_are_read_from_the_text() {
-        for path in ["$..next", "$.data[*].id", "$.data[0:2]", "$[?@.a]", "$.a.*", "$['it''s']"] {
+        for path in [
+            "$..next",
+            "$.data[*].id",
+            "$.data[0:2]",
+            "$[?@.a]",
+            "$.a.*",
+            "$['it''s']",
+        ] {
             let Ok(path) = JsonPath::parse(path) else {
                 continue;
             };

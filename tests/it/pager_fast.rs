@@ -31,7 +31,9 @@ fn item(id: u64, status: &str) -> String {
 }
 
 fn listing(n: u64) -> Listing {
-    Arc::new(Mutex::new((1..=n).map(|id| (id, item(id, "open"))).collect()))
+    Arc::new(Mutex::new(
+        (1..=n).map(|id| (id, item(id, "open"))).collect(),
+    ))
 }
 
 /// Updated 2, deleted 3, created 7, and 4 sent in other bytes with the same canonical form.
@@ -41,7 +43,11 @@ fn churn(listing: &Listing) {
     for (id, text) in items.iter_mut() {
         match *id {
             2 => *text = item(2, "paid"),
-            4 => *text = format!("{{\"note\":\"q\\\"uo]te\u{e9} 4\",\"id\":4,\"next\":\"/decoy\",\"has_more\":false,\"pageInfo\":{{\"endCursor\":\"zz\",\"hasNextPage\":true}},\"status\":\"open\",\"tags\":[[\"a\",\"b]\"],[]]}}"),
+            4 => {
+                *text = format!(
+                    "{{\"note\":\"q\\\"uo]te\u{e9} 4\",\"id\":4,\"next\":\"/decoy\",\"has_more\":false,\"pageInfo\":{{\"endCursor\":\"zz\",\"hasNextPage\":true}},\"status\":\"open\",\"tags\":[[\"a\",\"b]\"],[]]}}"
+                )
+            }
             _ => {}
         }
     }
@@ -92,7 +98,10 @@ async fn cursor_api(listing: Listing) -> ScriptedApi {
     ScriptedApi::start(move |req| {
         let items = lock(&listing);
         let start = match req.q("starting_after").and_then(|a| a.parse::<u64>().ok()) {
-            Some(after) => items.iter().position(|(id, _)| *id == after).map_or(items.len(), |i| i + 1),
+            Some(after) => items
+                .iter()
+                .position(|(id, _)| *id == after)
+                .map_or(items.len(), |i| i + 1),
             None => 0,
         };
         let (data, more) = page_of(&items, start);
@@ -214,7 +223,10 @@ async fn agree(fast: Harness, parsed: Harness, listing: &Listing, refresh: impl 
         3,
         "2 updated, 3 deleted, 7 created; 4 (same canonical form) unchanged: {actions:?}"
     );
-    assert!(!actions.iter().any(|(id, _)| id.contains('4')), "{actions:?}");
+    assert!(
+        !actions.iter().any(|(id, _)| id.contains('4')),
+        "{actions:?}"
+    );
     // Item 4's new bytes are what the snapshot now knows it by.
     assert_hashed_as_served(&fast, listing);
 
