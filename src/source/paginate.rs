@@ -274,15 +274,61 @@ impl Envelope {
     /// `Value::Null`); `None` when the paths are not plain. `text` must be known to be JSON
     /// (as [`super::items::split_items`] finds it): what is not is read as holding nothing.
     pub fn read(&self, text: &str) -> Option<Value> {
+        let paths = self.paths.as_ref()?;
+        let mut found = Vec::with_capacity(paths.len());
+        visit(
+            text,
+            paths.iter().map(Vec::as_slice).enumerate().collect(),
+            &mut found,
+        );
+        found.sort_by_key(|(path, _)| *path);
         let mut tree = Value::Null;
-        for steps in self.paths.as_ref()? {
-            let Some(raw) = raw_at(text, steps) else {
-                continue;
-            };
-            let value = serde_json::from_str(raw).ok()?;
-            place(&mut tree, steps, value)?;
+        for (path, raw) in found {
+            place(&mut tree, &paths[path], serde_json::from_str(raw).ok()?)?;
         }
         Some(tree)
+    }
+}
+
+/// Follows `paths` (each numbered, with the steps left) from `node`, and adds the text each
+/// leads to, if any, to `found`. Paths that share a step share its reading: each list or object on
+/// the way is skimmed once, however many paths pass through it.
+fn visit<'t>(node: &'t str, paths: Vec<(usize, &[Step])>, found: &mut Vec<(usize, &'t str)>) {
+    let (here, mut deeper): (Vec<_>, Vec<_>) = paths.into_iter().partition(|(_, s)| s.is_empty());
+    found.extend(here.into_iter().map(|(path, _)| (path, node)));
+    let wants = |member: bool| {
+        deeper
+            .iter()
+            .any(|(_, steps)| matches!(steps[0], Step::Member(_)) == member)
+    };
+    // A repeated member: the last copy wins, as when the page is parsed. A node of another kind
+    // holds nothing at any step.
+    let members: Option<BTreeMap<String, &'t RawValue>> = wants(true)
+        .then(|| serde_json::from_str(node).ok())
+        .flatten();
+    let list: Option<Vec<&'t RawValue>> = wants(false)
+        .then(|| serde_json::from_str(node).ok())
+        .flatten();
+    while let Some((_, steps)) = deeper.first() {
+        let step = steps[0].clone();
+        let (same, other): (Vec<_>, Vec<_>) = deeper.into_iter().partition(|(_, s)| s[0] == step);
+        deeper = other;
+        let child = match &step {
+            Step::Member(name) => members.as_ref().and_then(|m| m.get(name.as_str())),
+            Step::Index(at) => list.as_ref().and_then(|list| {
+                let at = if *at < 0 {
+                    list.len()
+                        .checked_sub(usize::try_from(at.unsigned_abs()).ok()?)?
+                } else {
+                    usize::try_from(*at).ok()?
+                };
+                list.get(at)
+            }),
+        };
+        if let Some(child) = child {
+            let rest = same.into_iter().map(|(path, s)| (path, &s[1..])).collect();
+            visit(child.get(), rest, found);
+        }
     }
 }
 
@@ -316,31 +362,6 @@ fn steps(path: &JsonPath) -> Option<Vec<Step>> {
         }
     }
     Some(steps)
-}
-
-/// The text of the value at `steps` in `text`; `None` where the page holds nothing there.
-fn raw_at<'t>(text: &'t str, steps: &[Step]) -> Option<&'t str> {
-    let mut node = text;
-    for step in steps {
-        node = match step {
-            // A repeated member: the last copy wins, as when the page is parsed.
-            Step::Member(name) => {
-                let members: BTreeMap<String, &'t RawValue> = serde_json::from_str(node).ok()?;
-                members.get(name.as_str())?.get()
-            }
-            Step::Index(at) => {
-                let list: Vec<&'t RawValue> = serde_json::from_str(node).ok()?;
-                let at = if *at < 0 {
-                    list.len()
-                        .checked_sub(usize::try_from(at.unsigned_abs()).ok()?)?
-                } else {
-                    usize::try_from(*at).ok()?
-                };
-                list.get(at)?.get()
-            }
-        };
-    }
-    Some(node)
 }
 
 /// Puts `value` into `tree` at `steps`, making the members and lists on the way: a list gets
@@ -957,6 +978,26 @@ mod tests {
             let pager = Pager::new(&style, Url::parse("http://h/o").unwrap());
             assert_eq!(pager.envelope(r#"{"next": "x"}"#), Some(Value::Null));
         }
+        // Paths that share steps (a GraphQL connection's `pageInfo`, and `errors`).
+        let paths = [
+            "$.errors",
+            "$.data.orders.pageInfo.endCursor",
+            "$.data.orders.pageInfo.hasNextPage",
+        ]
+        .map(|p| JsonPath::parse(p).unwrap());
+        let text = r#"{"data": {"orders": {"nodes": [{"pageInfo": {"endCursor": "no"}}],
+            "pageInfo": {"hasNextPage": true, "endCursor": "Y3Vy", "startCursor": "x"}}}}"#;
+        assert_eq!(
+            Envelope::new(&paths).read(text),
+            Some(
+                json!({"data": {"orders": {"pageInfo": {"endCursor": "Y3Vy", "hasNextPage": true}}}})
+            )
+        );
+        let failed = r#"{"errors": [{"message": "nope"}], "data": null}"#;
+        assert_eq!(
+            Envelope::new(&paths).read(failed),
+            Some(json!({"errors": [{"message": "nope"}]}))
+        );
         let odd = Envelope::new([&JsonPath::parse("$['odd key'].x").unwrap()]);
         assert_eq!(
             odd.read(r#"{"odd key": {"x": 1.5e3}}"#),
