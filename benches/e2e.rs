@@ -1111,15 +1111,11 @@ fn styles_section(b: &Bench, opts: &Opts) {
         "| style | baseline min / median | ratio to page (median of rounds) | 1% changed min / median | ratio to page (median of rounds) |"
     );
     println!("|---|---:|---:|---:|---:|");
-    for (i, (_, label)) in STYLES.iter().enumerate() {
+    for ((_, label), phases) in STYLES.iter().zip(&walls) {
         let mut cells = Vec::new();
-        for phase in 0..2 {
-            let (min, median) = stats(&walls[i][phase]);
-            let ratios: Vec<f64> = walls[i][phase]
-                .iter()
-                .zip(&walls[0][phase])
-                .map(|(w, page)| w / page)
-                .collect();
+        for (phase, page) in phases.iter().zip(&walls[0]) {
+            let (min, median) = stats(phase);
+            let ratios: Vec<f64> = phase.iter().zip(page).map(|(w, p)| w / p).collect();
             let (_, ratio) = stats(&ratios);
             cells.push(format!("{min:.2} s / {median:.2} s | {ratio:.2}×"));
         }

@@ -44,9 +44,8 @@ fn churn(listing: &Listing) {
         match *id {
             2 => *text = item(2, "paid"),
             4 => {
-                *text = format!(
-                    "{{\"note\":\"q\\\"uo]te\u{e9} 4\",\"id\":4,\"next\":\"/decoy\",\"has_more\":false,\"pageInfo\":{{\"endCursor\":\"zz\",\"hasNextPage\":true}},\"status\":\"open\",\"tags\":[[\"a\",\"b]\"],[]]}}"
-                )
+                // Keys in other order, compact, and `é` as itself rather than `\u00e9`.
+                *text = r#"{"note":"q\"uo]teé 4","id":4,"next":"/decoy","has_more":false,"pageInfo":{"endCursor":"zz","hasNextPage":true},"status":"open","tags":[["a","b]"],[]]}"#.to_owned();
             }
             _ => {}
         }
