@@ -8,12 +8,15 @@
 //! each next to the sum of its stages timed in this process on the same data; (2) delivery: events
 //! queued by an `initial = "emit"` poll and delivered by `pollhook run` to 1, 4, 16 endpoints, next
 //! to a bare reqwest client at 16 in flight; (3) latency: `pollhook run` polling every second while
-//! items change, detection → receipt; (4) idle: `pollhook run` with 100 unchanged resources.
+//! items change, detection → receipt; (4) idle: `pollhook run` with 100 unchanged resources;
+//! (5) styles: the same items paged as page, offset, link-header, next-url, cursor (`has_more`,
+//! `starting_after`), exec (JSON lines and an array, `cat` of files) and GraphQL, polled in
+//! alternation, baseline and 1% changed, each as a ratio to `page` in the same round.
 //!
 //! Environment: `E2E_SIZES=10000,100000` (add 1000000 for the 1M run), `E2E_DELIVERIES=20000`
 //! (deliveries per endpoint count), `E2E_ENDPOINTS=1,4,16`, `E2E_LATENCY_SECS=20`,
 //! `E2E_IDLE_SECS=60`, `E2E_IDLE_RESOURCES=100`, `E2E_IDLE_ITEMS=10`, `E2E_SECTIONS=poll,delivery,
-//! latency,idle`, `POLLHOOK_BIN` (default: build and use `<target>/release/pollhook`),
+//! latency,idle,styles`, `E2E_STYLE_ITEMS=200000`, `E2E_STYLE_ROUNDS=3`, `POLLHOOK_BIN` (default: build and use `<target>/release/pollhook`),
 //! `BENCH_TMPDIR` (where databases go; default the system temp dir, which must be a real disk),
 //! `E2E_KEEP=1` (keep the databases, configs and pollhook logs for a look afterwards),
 //! `E2E_IDLE_FLOOR=0` (skip the idle floor measurement), `E2E_IDLE_EVERY=5s,1m` (one idle row per
@@ -61,6 +64,8 @@ struct Opts {
     idle_resources: u64,
     idle_items: u64,
     sections: Vec<String>,
+    style_items: u64,
+    style_rounds: usize,
 }
 
 fn env_list(name: &str, default: &str) -> Vec<u64> {
@@ -90,10 +95,12 @@ impl Opts {
             idle_resources: env_num("E2E_IDLE_RESOURCES", 100),
             idle_items: env_num("E2E_IDLE_ITEMS", 10),
             sections: std::env::var("E2E_SECTIONS")
-                .unwrap_or_else(|_| "poll,delivery,latency,idle".into())
+                .unwrap_or_else(|_| "poll,styles,delivery,latency,idle".into())
                 .split(',')
                 .map(|s| s.trim().to_owned())
                 .collect(),
+            style_items: env_num("E2E_STYLE_ITEMS", if quick { 20_000 } else { 200_000 }),
+            style_rounds: env_num("E2E_STYLE_ROUNDS", 3).max(1) as usize,
         }
     }
     fn runs(&self, section: &str) -> bool {
@@ -136,6 +143,25 @@ impl Listing {
 
     fn len(&self) -> u64 {
         self.base + self.extra
+    }
+
+    /// Items with ids from `start` up to `end` (exclusive), as a JSON array.
+    fn write_ids(&self, ids: impl Iterator<Item = u64>, out: &mut Vec<u8>) {
+        out.push(b'[');
+        let mut first = true;
+        for id in ids {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            item::write_item(out, id, self.versions.get(&id).copied().unwrap_or(0));
+        }
+        out.push(b']');
+    }
+
+    /// The ids listed, in order.
+    fn live(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.len()).filter(|id| !self.deleted.contains(id))
     }
 
     /// Page `page` (1-based) as a JSON array; an empty array past the end.
@@ -198,11 +224,119 @@ async fn start_api(rt: &tokio::runtime::Runtime, n: u64) -> Api {
     };
     let app = Router::new()
         .route("/items", get(serve_page))
+        .route("/offset", get(serve_offset))
+        .route("/link", get(serve_link))
+        .route("/next", get(serve_next))
+        .route("/cursor", get(serve_cursor))
+        .route("/graphql", post(serve_graphql))
         .with_state(api.clone());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     api
+}
+
+// The same listing in every pagination style (the `styles` section).
+
+#[derive(serde::Deserialize)]
+struct StyleQuery {
+    page: Option<u64>,
+    offset: Option<u64>,
+    limit: Option<u64>,
+    starting_after: Option<u64>,
+}
+
+fn listing_of(api: &Api) -> std::sync::RwLockReadGuard<'_, Listing> {
+    api.listing.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn json_reply(out: Vec<u8>) -> ([(header::HeaderName, &'static str); 1], Vec<u8>) {
+    ([(header::CONTENT_TYPE, "application/json")], out)
+}
+
+/// `?offset=N&limit=S`: the N-th listed item on.
+async fn serve_offset(State(api): State<Api>, Query(q): Query<StyleQuery>) -> impl IntoResponse {
+    let listing = listing_of(&api);
+    let mut out = Vec::with_capacity(PER_PAGE as usize * 600);
+    let limit = q.limit.unwrap_or(PER_PAGE).clamp(1, 10_000) as usize;
+    listing.write_ids(
+        listing
+            .live()
+            .skip(q.offset.unwrap_or(0) as usize)
+            .take(limit),
+        &mut out,
+    );
+    json_reply(out)
+}
+
+/// Pages as `/items`, each naming the next in a `Link` header (none on the last).
+async fn serve_link(State(api): State<Api>, Query(q): Query<StyleQuery>) -> impl IntoResponse {
+    let page = q.page.unwrap_or(1);
+    let mut out = Vec::with_capacity(PER_PAGE as usize * 600);
+    let listing = listing_of(&api);
+    listing.write_page(page, PER_PAGE, &mut out);
+    let link = if page * PER_PAGE < listing.len() {
+        format!("<{}/link?page={}>; rel=\"next\"", api.url, page + 1)
+    } else {
+        String::new()
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::LINK, link),
+        ],
+        out,
+    )
+}
+
+/// `{"data": [...page...], "next": "/next?page=N+1" | null}`.
+async fn serve_next(State(api): State<Api>, Query(q): Query<StyleQuery>) -> impl IntoResponse {
+    let page = q.page.unwrap_or(1);
+    let listing = listing_of(&api);
+    let mut out = Vec::with_capacity(PER_PAGE as usize * 600);
+    out.extend_from_slice(b"{\"data\":");
+    listing.write_page(page, PER_PAGE, &mut out);
+    if page * PER_PAGE < listing.len() {
+        let _ = write!(out, ",\"next\":\"/next?page={}\"}}", page + 1);
+    } else {
+        out.extend_from_slice(b",\"next\":null}");
+    }
+    json_reply(out)
+}
+
+/// Stripe's shape: the items after `starting_after`, `has_more`.
+async fn serve_cursor(State(api): State<Api>, Query(q): Query<StyleQuery>) -> impl IntoResponse {
+    let listing = listing_of(&api);
+    let start = q.starting_after.map_or(0, |id| id + 1);
+    let end = (start + PER_PAGE).min(listing.len());
+    let mut out = Vec::with_capacity(PER_PAGE as usize * 600);
+    out.extend_from_slice(b"{\"object\":\"list\",\"data\":");
+    listing.write_ids(
+        (start..end).filter(|id| !listing.deleted.contains(id)),
+        &mut out,
+    );
+    let _ = write!(out, ",\"has_more\":{}}}", end < listing.len());
+    json_reply(out)
+}
+
+/// A GraphQL connection: `nodes` and `pageInfo`, the cursor a page number.
+async fn serve_graphql(State(api): State<Api>, body: Bytes) -> impl IntoResponse {
+    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let page: u64 = request["variables"]["after"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1);
+    let listing = listing_of(&api);
+    let mut out = Vec::with_capacity(PER_PAGE as usize * 600);
+    out.extend_from_slice(b"{\"data\":{\"items\":{\"nodes\":");
+    listing.write_page(page, PER_PAGE, &mut out);
+    let _ = write!(
+        out,
+        ",\"pageInfo\":{{\"hasNextPage\":{},\"endCursor\":\"{}\"}}}}}}}}",
+        page * PER_PAGE < listing.len(),
+        page + 1
+    );
+    json_reply(out)
 }
 
 // ─────────────────────────── the receiver ───────────────────────────
@@ -806,6 +940,189 @@ fn poll_section(b: &Bench, opts: &Opts, receiver: &Receiver) {
     }
 }
 
+/// Every pagination style over the same items: (source, resource, pagination and items settings).
+const STYLES: [(&str, &str); 8] = [
+    ("bench.page", "page"),
+    ("bench.offset", "offset"),
+    ("bench.link", "link-header"),
+    ("bench.next", "next-url"),
+    ("bench.cursor", "cursor (has_more)"),
+    ("execnd.items", "exec (JSON lines)"),
+    ("execarr.items", "exec (JSON array)"),
+    ("gql.items", "GraphQL"),
+];
+
+fn styles_config(db: &Path, api: &str, files: &Path) -> String {
+    let resource = |name: &str, path: &str, extra: &str| {
+        format!(
+            r#"
+  [[sources.resources]]
+  name = "{name}"
+  path = "{path}"
+  every = "1h"
+  initial = "baseline"
+  deleted_after = 1
+  {extra}
+"#
+        )
+    };
+    let mut text = format!(
+        r#"[storage]
+path = "{db}"
+
+[server]
+listen = "127.0.0.1:0"
+
+[[sources]]
+name = "bench"
+adapter = "rest"
+base_url = "{api}"
+timeout = "120s"
+"#,
+        db = db.display()
+    );
+    text += &resource(
+        "page",
+        "/items",
+        &format!(
+            r#"pagination = {{ style = "page", page_param = "page", size_param = "per_page", size = {PER_PAGE}, first = 1 }}"#
+        ),
+    );
+    text += &resource(
+        "offset",
+        "/offset",
+        &format!(
+            r#"pagination = {{ style = "offset", offset_param = "offset", limit_param = "limit", size = {PER_PAGE} }}"#
+        ),
+    );
+    text += &resource("link", "/link", r#"pagination = { style = "link-header" }"#);
+    text += &resource(
+        "next",
+        "/next",
+        "items = \"$.data\"\n  pagination = { style = \"next-url\", next_url = \"$.next\" }",
+    );
+    text += &resource(
+        "cursor",
+        "/cursor",
+        "items = \"$.data\"\n  pagination = { style = \"cursor\", cursor_param = \"starting_after\", next_cursor = \"$.data[-1].id\", has_more = \"$.has_more\" }",
+    );
+    for (name, file) in [("execnd", "items.ndjson"), ("execarr", "items.json")] {
+        text += &format!(
+            r#"
+[[sources]]
+name = "{name}"
+adapter = "exec"
+command = ["cat", "{}"]
+timeout = "120s"
+max_page_bytes = 4000000000
+"#,
+            files.join(file).display()
+        );
+        text += &resource("items", "", "");
+    }
+    text += &format!(
+        r#"
+[[sources]]
+name = "gql"
+adapter = "graphql"
+base_url = "{api}/graphql"
+timeout = "120s"
+"#
+    );
+    text += &resource(
+        "items",
+        "",
+        "document = \"query($after: String) { items(after: $after) { nodes { id } pageInfo { hasNextPage endCursor } } }\"\n  items = \"$.data.items.nodes\"\n  pagination = { style = \"cursor\", cursor_param = \"after\", next_cursor = \"$.data.items.pageInfo.endCursor\", has_more = \"$.data.items.pageInfo.hasNextPage\" }",
+    );
+    text
+}
+
+/// What the exec sources print: the listing as JSON lines and as one JSON array.
+fn write_exec_files(listing: &Listing, files: &Path) {
+    let mut array = Vec::with_capacity(listing.len() as usize * 600);
+    listing.write_ids(listing.live(), &mut array);
+    let mut lines = Vec::with_capacity(array.len());
+    for id in listing.live() {
+        item::write_item(
+            &mut lines,
+            id,
+            listing.versions.get(&id).copied().unwrap_or(0),
+        );
+        lines.push(b'\n');
+    }
+    std::fs::write(files.join("items.json"), array).expect("write exec array");
+    std::fs::write(files.join("items.ndjson"), lines).expect("write exec lines");
+}
+
+/// The same N items in every pagination style, polled in alternation: a baseline, then a poll
+/// after 1% created/updated/deleted, each as a ratio to `page` in the same round.
+fn styles_section(b: &Bench, opts: &Opts) {
+    let n = opts.style_items;
+    println!(
+        "\n## Pagination styles ({n} items, {PER_PAGE} per page, {} rounds, wall time; ratio to `page` in the same round)\n",
+        opts.style_rounds
+    );
+    let api = b.rt.block_on(start_api(&b.rt, n));
+    let files = b.dir.path().join("styles");
+    std::fs::create_dir_all(&files).expect("styles dir");
+    // [style][baseline | changed] → per-round wall seconds
+    let mut walls = vec![[Vec::new(), Vec::new()]; STYLES.len()];
+    for round in 0..opts.style_rounds {
+        *api.listing.write().unwrap_or_else(|e| e.into_inner()) = Listing::new(n);
+        let db = b.dir.path().join(format!("styles-{round}.db"));
+        let config = b.write_config(
+            &format!("styles-{round}.toml"),
+            &styles_config(&db, &api.url, &files),
+        );
+        for (phase, churn) in [(0, false), (1, true)] {
+            {
+                let mut listing = api.listing.write().unwrap_or_else(|e| e.into_inner());
+                if churn {
+                    listing.churn_one_percent();
+                }
+                write_exec_files(&listing, &files);
+            }
+            // Alternate the order from round to round, so no style always runs first.
+            let mut order: Vec<usize> = (0..STYLES.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                let (target, _) = STYLES[i];
+                let usage = b.run_once(
+                    &config,
+                    &["poll", target],
+                    &format!("styles-{round}-{phase}-{i}.log"),
+                );
+                if !usage.ok {
+                    eprintln!("styles: {target} failed in round {round}");
+                }
+                walls[i][phase].push(usage.wall.as_secs_f64());
+            }
+        }
+        eprintln!("styles: round {} of {} done", round + 1, opts.style_rounds);
+    }
+    let stats = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        (v[0], v[v.len() / 2])
+    };
+    println!(
+        "| style | baseline min / median | ratio to page (median of rounds) | 1% changed min / median | ratio to page (median of rounds) |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for ((_, label), phases) in STYLES.iter().zip(&walls) {
+        let mut cells = Vec::new();
+        for (phase, page) in phases.iter().zip(&walls[0]) {
+            let (min, median) = stats(phase);
+            let ratios: Vec<f64> = phase.iter().zip(page).map(|(w, p)| w / p).collect();
+            let (_, ratio) = stats(&ratios);
+            cells.push(format!("{min:.2} s / {median:.2} s | {ratio:.2}×"));
+        }
+        println!("| {label} | {} | {} |", cells[0], cells[1]);
+    }
+}
+
 fn delivery_section(b: &Bench, opts: &Opts, receiver: &Receiver) {
     println!(
         "\n## Delivery ({} deliveries per row, standard-webhooks, loopback receiver answering 204)\n",
@@ -1132,6 +1449,9 @@ fn main() {
     let _ = std::io::stdout().flush();
     if opts.runs("poll") {
         poll_section(&b, &opts, &receiver);
+    }
+    if opts.runs("styles") {
+        styles_section(&b, &opts);
     }
     if opts.runs("delivery") {
         delivery_section(&b, &opts, &receiver);

@@ -3,7 +3,8 @@
 //!
 //! In: `command = ["python3", "list.py", "arg"]`, a timeout and an `env` table; the program gets
 //! the resource's name in `POLLHOOK_RESOURCE` (and its `path` in `POLLHOOK_PATH`, the source's name
-//! in `POLLHOOK_SOURCE`). Out: the items of the JSON array (or JSON lines) it prints on stdout.
+//! in `POLLHOOK_SOURCE`). Out: the items of the JSON array (or JSON lines) it prints on stdout,
+//! each as the bytes it printed (cut out, not parsed: the intake parses what the snapshot lacks).
 //!
 //! Invariants: a non-zero exit, a timeout or output that is not JSON is a failed fetch, with the
 //! end of the program's stderr quoted in the error, the source's `env` values masked as `***`.
@@ -22,6 +23,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
+use super::items::{split_items, split_lines};
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
 use crate::config::{ExecConfig, ResourceConfig};
 
@@ -158,7 +160,7 @@ impl Source for ExecSource {
                 }
             )));
         }
-        let items = parse_output(&stdout)
+        let items = parse_output(stdout)
             .map_err(|e| SourceError::Exec(format!("`{shown}` printed {e}")))?;
         pages
             .send(Page {
@@ -166,7 +168,7 @@ impl Source for ExecSource {
                 etag: None,
                 last_modified: None,
                 next_url: None,
-                items: PageItems::Fresh(Items::from_values(&items)),
+                items: PageItems::Fresh(items),
             })
             .await
             .map_err(|_| SourceError::Stopped)?;
@@ -217,27 +219,34 @@ fn tail(text: &str, max: usize) -> &str {
     &text[start..]
 }
 
-/// A JSON array, or one JSON value per line.
-fn parse_output(stdout: &[u8]) -> Result<Vec<Value>, String> {
-    let text = std::str::from_utf8(stdout).map_err(|_| "output that is not UTF-8".to_owned())?;
+/// A JSON array, or one JSON value per line: each item's text as the program printed it, cut out
+/// without parsing it (the intake parses what the snapshot does not already hold).
+fn parse_output(stdout: Vec<u8>) -> Result<Items, String> {
+    let text = String::from_utf8(stdout).map_err(|_| "output that is not UTF-8".to_owned())?;
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
-        return match serde_json::from_str(trimmed) {
-            Ok(Value::Array(items)) => Ok(items),
-            Ok(_) => Err("something other than a JSON array".into()),
-            Err(e) => Err(format!("invalid JSON: {e}")),
+        let skipped = text.len() - trimmed.len();
+        return match split_items(trimmed, &[]) {
+            Some(spans) => {
+                let spans = spans
+                    .into_iter()
+                    .map(|s| s.start + skipped..s.end + skipped)
+                    .collect();
+                Ok(Items::from_spans(text, spans))
+            }
+            // Not an array after all: parsed, for the parser's word on what is wrong.
+            None => match serde_json::from_str::<Value>(trimmed) {
+                Ok(_) => Err("something other than a JSON array".into()),
+                Err(e) => Err(format!("invalid JSON: {e}")),
+            },
         };
     }
     if trimmed.is_empty() {
         return Err("nothing; print a JSON array (`[]` for an empty listing)".into());
     }
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|e| format!("invalid JSON on line {}: {e}", i + 1))
-        })
-        .collect()
+    let spans =
+        split_lines(&text).map_err(|(line, e)| format!("invalid JSON on line {line}: {e}"))?;
+    Ok(Items::from_spans(text, spans))
 }
 
 #[cfg(test)]
@@ -246,17 +255,22 @@ mod tests {
 
     #[test]
     fn arrays_and_json_lines() {
-        assert_eq!(parse_output(b" [{\"id\":1}]\n").unwrap().len(), 1);
+        let out = |text: &str| parse_output(text.as_bytes().to_vec());
+        let items = out(" [{\"id\":1}, {\"id\": \"a]\\\"\"}]\n").unwrap();
         assert_eq!(
-            parse_output(b"{\"id\":1}\n\n{\"id\":2}\n").unwrap().len(),
-            2
+            items.iter().collect::<Vec<_>>(),
+            [r#"{"id":1}"#, r#"{"id": "a]\""}"#]
         );
-        assert!(parse_output(b"").unwrap_err().contains("`[]`"));
-        assert!(
-            parse_output(b"{\"id\":1}\nnope")
-                .unwrap_err()
-                .contains("line 2")
+        let items = out("{\"id\":1}\n\n  {\"id\":2} \r\n[3]").unwrap();
+        assert_eq!(
+            items.iter().collect::<Vec<_>>(),
+            [r#"{"id":1}"#, r#"{"id":2}"#, "[3]"]
         );
-        assert!(parse_output(b"[1,").is_err());
+        assert!(out("").unwrap_err().contains("`[]`"));
+        assert!(out("{\"id\":1}\nnope").unwrap_err().contains("line 2"));
+        let err = out("[1,").unwrap_err();
+        assert!(err.starts_with("invalid JSON: "), "{err}");
+        assert!(out("[1] [2]").unwrap_err().starts_with("invalid JSON"));
+        assert!(parse_output(vec![0xff]).unwrap_err().contains("UTF-8"));
     }
 }

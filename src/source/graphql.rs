@@ -4,7 +4,9 @@
 //! timeouts, retries and rate limits as for REST) and, per resource, a `document` (the query),
 //! `items` (JSONPath of the list in `data`), and optionally cursor pagination whose
 //! `cursor_param` names the query variable: the Relay `pageInfo { hasNextPage endCursor }` shape.
-//! Out: the listing, one page per request.
+//! Out: the listing, one page per request. Where `items` is a plain member path
+//! (`$.data.orders.nodes`) the nodes are cut out of the response's text unparsed, and only
+//! `errors`, the cursor and `hasNextPage` are parsed; other paths parse the response whole.
 //!
 //! Invariant: a response with a non-empty `errors` array is a failed fetch, even when it carries
 //! partial `data`: a partial listing must never reach the diff.
@@ -16,8 +18,9 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-use super::items::extract_items;
-use super::rest::RestSource;
+use super::items::{extract_items, member_chain, split_items};
+use super::paginate::Envelope;
+use super::rest::{RestSource, parse_json};
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
 use crate::config::{Pagination, ResourceConfig, RestConfig};
 
@@ -60,6 +63,23 @@ impl Source for GraphqlSource {
             requests: 0,
             complete: true,
         };
+        // Where `items` is a plain member path (`$.data.orders.nodes`), the items are cut out of
+        // the text unparsed and only what is read here besides them is parsed: `errors`, and the
+        // cursor and `hasNextPage` (usually `pageInfo`).
+        let chain = resource.items_text.as_deref().and_then(member_chain);
+        let errors_path = serde_json_path::JsonPath::parse("$.errors").ok();
+        let envelope = match &resource.pagination {
+            Pagination::Cursor {
+                next_cursor,
+                has_more,
+                ..
+            } => Envelope::new(
+                [errors_path.as_ref(), Some(next_cursor), has_more.as_ref()]
+                    .into_iter()
+                    .flatten(),
+            ),
+            _ => Envelope::new(errors_path.as_ref()),
+        };
         let mut cursor: Option<String> = None;
         loop {
             // Static `query` entries (with their TOML types) and incremental `since` are the
@@ -72,11 +92,22 @@ impl Source for GraphqlSource {
                 variables.insert(cursor_param.clone(), json!(c));
             }
             let request = json!({ "query": document, "variables": variables });
-            let body = self
+            let (text, content_type) = self
                 .http
                 .post_json(&url, &request, &mut fetched.requests)
                 .await?;
             fetched.pages += 1;
+            let cut = chain
+                .as_deref()
+                .and_then(|chain| split_items(&text, chain))
+                .and_then(|spans| Some((spans, envelope.read(&text)?)));
+            let (body, spans) = match cut {
+                Some((spans, envelope)) => (envelope, Some(spans)),
+                None => (
+                    parse_json(&text, content_type.as_deref(), None).map_err(shape)?,
+                    None,
+                ),
+            };
             if let Some(errors) = body.get("errors").and_then(Value::as_array)
                 && !errors.is_empty()
             {
@@ -110,12 +141,17 @@ impl Source for GraphqlSource {
                     "the API returned the same cursor twice; the pager would loop".into(),
                 ));
             }
-            let items = extract_items(
-                body,
-                resource.items.as_ref(),
-                resource.items_text.as_deref(),
-            )
-            .map_err(shape)?;
+            let items = match spans {
+                Some(spans) => Items::from_spans(text, spans),
+                None => Items::from_values(
+                    &extract_items(
+                        body,
+                        resource.items.as_ref(),
+                        resource.items_text.as_deref(),
+                    )
+                    .map_err(shape)?,
+                ),
+            };
             let empty = items.is_empty();
             pages
                 .send(Page {
@@ -123,7 +159,7 @@ impl Source for GraphqlSource {
                     etag: None,
                     last_modified: None,
                     next_url: None,
-                    items: PageItems::Fresh(Items::from_values(&items)),
+                    items: PageItems::Fresh(items),
                 })
                 .await
                 .map_err(|_| SourceError::Stopped)?;

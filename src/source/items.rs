@@ -2,7 +2,9 @@
 //!
 //! In: a page's body (JSON, or an XML page's tree read by the xmltodict convention) and the
 //! resource's `items` JSONPath, compiled and as written. Out: the page's items, or a message that
-//! names the path and says what the response holds instead.
+//! names the path and says what the response holds instead. Where the list is at a plain member
+//! path, or the text is JSON lines, the items' spans in the text instead, found without parsing
+//! them ([`split_items`], [`split_lines`]).
 //!
 //! Invariant: an empty page is only a list that is there and empty (or, in XML, the element that
 //! would hold it, without children); a path that misses is an error, never an empty page, since
@@ -183,6 +185,24 @@ pub(super) fn split_items(text: &str, chain: &[String]) -> Option<Vec<std::ops::
             })
             .collect(),
     )
+}
+
+/// The spans of the values of JSON lines (one value per line, blank lines skipped), found
+/// without parsing them; or the first line (counted from 1) that holds no one JSON value, and why.
+pub(super) fn split_lines(
+    text: &str,
+) -> Result<Vec<std::ops::Range<usize>>, (usize, serde_json::Error)> {
+    let base = text.as_ptr() as usize;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            let value: &serde_json::value::RawValue =
+                serde_json::from_str(line).map_err(|e| (i + 1, e))?;
+            let start = value.get().as_ptr() as usize - base;
+            Ok(start..start + value.get().len())
+        })
+        .collect()
 }
 
 pub(super) fn count_items(body: &Value, path: &serde_json_path::JsonPath) -> usize {

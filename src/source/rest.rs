@@ -236,13 +236,13 @@ impl RestSource {
     }
 
     /// POSTs a JSON body (a GraphQL query) with this source's auth, pacing and retries, and
-    /// returns the JSON response.
+    /// returns the response's text and its `Content-Type`.
     pub(super) async fn post_json(
         &self,
         url: &Url,
         body: &Value,
         requests: &mut u32,
-    ) -> Result<Value, SourceError> {
+    ) -> Result<(String, Option<String>), SourceError> {
         let body = Outgoing {
             bytes: serde_json::to_vec(body).unwrap_or_default(),
             content_type: "application/json".into(),
@@ -250,12 +250,7 @@ impl RestSource {
         match self.send(url, Some(&body), None, requests).await? {
             Got::Fresh {
                 text, content_type, ..
-            } => parse_json(&text, content_type.as_deref(), None).map_err(|message| {
-                SourceError::Shape {
-                    url: self.redact(url),
-                    message,
-                }
-            }),
+            } => Ok((text, content_type)),
             // Only a request with validators can come back 304.
             Got::NotModified => Err(SourceError::Shape {
                 url: self.redact(url),
@@ -355,10 +350,6 @@ impl Source for RestSource {
             base.query_pairs_mut().extend_pairs(&plan.query);
         }
         let mut pager = Pager::new(&resource.pagination, base);
-        let pager_reads_body = matches!(
-            resource.pagination,
-            Pagination::Cursor { .. } | Pagination::NextUrl { .. }
-        );
         let chain = match resource.items_text.as_deref() {
             None => Some(Vec::new()),
             Some(text) => member_chain(text),
@@ -427,16 +418,18 @@ impl Source for RestSource {
                     etag,
                     last_modified,
                 } => {
-                    // Where the page is JSON, the pager does not read the body and `items` is a
-                    // plain member path, the items are cut out of the text unparsed; otherwise
-                    // the page is parsed (XML into the same tree, by the xmltodict convention).
+                    // Where the page is JSON and `items` is a plain member path, the items are cut
+                    // out of the text unparsed, and what the pager reads of the body (a cursor, a
+                    // next URL) is read out of the text around them; otherwise the page is parsed
+                    // (XML into the same tree, by the xmltodict convention).
                     let format = decode::format_of(resource.format, content_type.as_deref());
                     let body = match chain
                         .as_deref()
-                        .filter(|_| !pager_reads_body && format == Format::Json)
+                        .filter(|_| format == Format::Json)
                         .and_then(|chain| split_items(&text, chain))
+                        .and_then(|spans| Some((spans, pager.envelope(&text)?)))
                     {
-                        Some(spans) => Body::Cut(spans),
+                        Some((spans, envelope)) => Body::Cut { spans, envelope },
                         None if format == Format::Xml => {
                             Body::Parsed(decode::xml(&text).map_err(shape)?)
                         }
@@ -447,7 +440,7 @@ impl Source for RestSource {
                     };
                     // The pager reads the body (cursors, next URLs) before the items are taken out.
                     let (count, parsed) = match &body {
-                        Body::Cut(spans) => (spans.len(), &Value::Null),
+                        Body::Cut { spans, envelope } => (spans.len(), envelope),
                         Body::Parsed(value) => match resource.items.as_ref() {
                             None => (value.as_array().map_or(0, Vec::len), value),
                             Some(path) => (count_items(value, path), value),
@@ -468,7 +461,7 @@ impl Source for RestSource {
                         fetched.complete = false;
                     }
                     let items = match body {
-                        Body::Cut(spans) => Items::from_spans(text, spans),
+                        Body::Cut { spans, .. } => Items::from_spans(text, spans),
                         Body::Parsed(value) => {
                             let (items, text) =
                                 (resource.items.as_ref(), resource.items_text.as_deref());
@@ -524,15 +517,18 @@ impl Source for RestSource {
 
 /// A page's body as the fetch reads it.
 enum Body {
-    /// Where the pager does not read the body and `items` is a plain member path: the items' spans,
-    /// cut out of the text unparsed.
-    Cut(Vec<std::ops::Range<usize>>),
+    /// Where `items` is a plain member path and the pager's are plain paths: the items' spans, cut
+    /// out of the text unparsed, and what the pager reads ([`Pager::envelope`]).
+    Cut {
+        spans: Vec<std::ops::Range<usize>>,
+        envelope: Value,
+    },
     /// Otherwise: parsed.
     Parsed(Value),
 }
 
 /// Parses a JSON page; a page that is not JSON gets an error naming what it is and what to do.
-fn parse_json(
+pub(super) fn parse_json(
     text: &str,
     content_type: Option<&str>,
     configured: Option<Format>,

@@ -12,6 +12,7 @@ mod edges;
 mod faults;
 mod layout;
 mod newuser;
+mod pager_fast;
 mod poll;
 mod postgres;
 mod props;
