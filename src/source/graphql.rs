@@ -18,8 +18,8 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
+use super::envelope::Envelope;
 use super::items::{extract_items, member_chain, split_items};
-use super::paginate::Envelope;
 use super::rest::{RestSource, parse_json};
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
 use crate::config::{Pagination, ResourceConfig, RestConfig};

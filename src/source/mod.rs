@@ -13,6 +13,7 @@
 //! (RSS, Atom, JSON Feed). A Rust `Source` is the extension point for what none of them fits.
 
 pub mod auth;
+pub mod envelope;
 pub mod exec;
 pub mod feed;
 pub mod graphql;
