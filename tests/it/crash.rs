@@ -205,6 +205,30 @@ pub(crate) async fn list_items(State(api): State<SourceApi>) -> axum::Json<Vec<V
     axum::Json(world.listing())
 }
 
+/// A changing source of `items` items served at `GET /items` on loopback; its base URL.
+pub(crate) async fn serve_world(items: u64) -> (SourceApi, String) {
+    let world = SourceApi(Arc::new(Mutex::new(World::new(items))));
+    let url = start(
+        Router::new()
+            .route("/items", get(list_items))
+            .with_state(world.clone()),
+    )
+    .await;
+    (world, url)
+}
+
+/// Keeps `world` changing, a change every 2–30 ms, until the handle is aborted.
+pub(crate) fn mutate(world: &SourceApi, seed: u64) -> tokio::task::JoinHandle<()> {
+    let world = world.clone();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xc4a5);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(2..30))).await;
+            world.world().mutate(&mut rng);
+        }
+    })
+}
+
 // ───────────────────────────── the receiver ─────────────────────────────
 
 #[derive(Debug, Clone)]
@@ -283,6 +307,117 @@ pub(crate) fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// A crash test's world: the changing source, the receiver, the key the endpoint signs with,
+/// and a config without `[storage]` polling the one (`shop.items`, every 100 ms) and delivering
+/// to the other (`app`).
+pub(crate) struct Scene {
+    pub(crate) world: SourceApi,
+    pub(crate) receiver: Receiver,
+    pub(crate) key: [u8; 32],
+    pub(crate) config: ConfigBuilder,
+}
+
+impl Scene {
+    /// Starts the source and the receiver on loopback; the key comes from `rng`.
+    pub(crate) async fn start(seed: u64, rng: &mut StdRng) -> Scene {
+        let (world, source_url) = serve_world(20).await;
+        let receiver = Receiver(Arc::new(Mutex::new(Inbox {
+            receipts: Vec::new(),
+            seen: HashSet::new(),
+            rng: StdRng::seed_from_u64(seed ^ 0x5ec0),
+            injected_500: 0,
+        })));
+        let receiver_url = start(
+            Router::new()
+                .route("/hooks", post(receive))
+                .with_state(receiver.clone()),
+        )
+        .await;
+        let mut key = [0u8; 32];
+        rng.fill(&mut key);
+        let secret = format!("whsec_{}", STANDARD.encode(key));
+        let items = Resource::new("items", "100ms")
+            .set("path", "/items")
+            .set("ignore", vec!["touched"])
+            .set("max_delete_ratio", 1.0);
+        let config = ConfigBuilder::without_storage()
+            .source(
+                Source::new("shop", &source_url)
+                    .set("timeout", "2s")
+                    .set("retries", 1)
+                    .resource(items),
+            )
+            .loopback_delivery()
+            .set("delivery.timeout", "1s")
+            .set("delivery.retries", vec!["50ms", "100ms"])
+            .endpoint(
+                Endpoint::new(
+                    "app",
+                    &format!("{receiver_url}/hooks"),
+                    "standard-webhooks",
+                    &secret,
+                )
+                .set("resources", vec!["shop.items"]),
+            );
+        Scene {
+            world,
+            receiver,
+            key,
+            config,
+        }
+    }
+}
+
+/// Waits, for at most `limit`, until a poll after `settled_at` found nothing new and every
+/// delivery is done and received. `alive` panics if a process that should be running exited;
+/// `logs` is shown if time runs out.
+pub(crate) async fn quiesce(
+    store: &Store,
+    receiver: &Receiver,
+    settled_at: chrono::DateTime<chrono::Utc>,
+    limit: Duration,
+    mut alive: impl FnMut(),
+    logs: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        alive();
+        let settled = store.status().await.unwrap().iter().any(|s| {
+            s.source == "shop"
+                && s.last_outcome.as_deref() == Some("unchanged")
+                && s.last_poll_at.is_some_and(|at| at > settled_at)
+        });
+        let rows = store
+            .deliveries(DeliveryFilter {
+                limit: 1_000_000,
+                ..DeliveryFilter::default()
+            })
+            .await
+            .unwrap();
+        let received: HashSet<String> = receiver
+            .inbox()
+            .receipts
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect();
+        let done = rows
+            .iter()
+            .all(|d| d.status != "pending" && received.contains(&d.event_id));
+        if settled && done {
+            return;
+        }
+        if Instant::now() > deadline {
+            let pending = rows.iter().filter(|d| d.status == "pending").count();
+            panic!(
+                "not quiescent after {limit:?}: settled {settled}, {pending} pending of {} deliveries\n{}",
+                rows.len(),
+                logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// What the checks read straight from the database, beside what the store's API shows.
@@ -375,68 +510,19 @@ async fn sigkill_at_random_moments_loses_no_change_and_invents_none() {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let world = SourceApi(Arc::new(Mutex::new(World::new(20))));
-    let source_url = start(
-        Router::new()
-            .route("/items", get(list_items))
-            .with_state(world.clone()),
-    )
-    .await;
-    let receiver = Receiver(Arc::new(Mutex::new(Inbox {
-        receipts: Vec::new(),
-        seen: HashSet::new(),
-        rng: StdRng::seed_from_u64(seed ^ 0x5ec0),
-        injected_500: 0,
-    })));
-    let receiver_url = start(
-        Router::new()
-            .route("/hooks", post(receive))
-            .with_state(receiver.clone()),
-    )
-    .await;
-
-    let mut key = [0u8; 32];
-    rng.fill(&mut key);
-    let secret = format!("whsec_{}", STANDARD.encode(key));
+    let Scene {
+        world,
+        receiver,
+        key,
+        config,
+    } = Scene::start(seed, &mut rng).await;
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("pollhook.db");
-    let items = Resource::new("items", "100ms")
-        .set("path", "/items")
-        .set("ignore", vec!["touched"])
-        .set("max_delete_ratio", 1.0);
-    let config = ConfigBuilder::new(dir.path())
-        .source(
-            Source::new("shop", &source_url)
-                .set("timeout", "2s")
-                .set("retries", 1)
-                .resource(items),
-        )
-        .loopback_delivery()
-        .set("delivery.timeout", "1s")
-        .set("delivery.retries", vec!["50ms", "100ms"])
-        .endpoint(
-            Endpoint::new(
-                "app",
-                &format!("{receiver_url}/hooks"),
-                "standard-webhooks",
-                &secret,
-            )
-            .set("resources", vec!["shop.items"]),
-        )
-        .write();
+    let config = config.in_dir(dir.path()).write();
     let log = dir.path().join("pollhook.log");
 
     // The source keeps changing, while pollhook runs and while it is dead.
-    let mutator = {
-        let world = world.clone();
-        let mut rng = StdRng::seed_from_u64(seed ^ 0xc4a5);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(rng.random_range(2..30))).await;
-                world.world().mutate(&mut rng);
-            }
-        })
-    };
+    let mutator = mutate(&world, seed);
 
     let mut killed_live = 0;
     let mut db: Option<Db> = None;
@@ -476,51 +562,23 @@ async fn sigkill_at_random_moments_loses_no_change_and_invents_none() {
     // The final run: until the last state is in the snapshot and every delivery is done.
     let mut child = spawn_run(&config, &log);
     let store = Store::open(&db_path).unwrap();
-    let deadline = Instant::now() + FINAL_RUN_LIMIT;
     let final_started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait() {
-            panic!(
-                "the final run exited by itself ({status})\n{}",
-                log_tail(&log)
-            );
-        }
-        let status = store.status().await.unwrap();
-        let settled = status.iter().any(|s| {
-            s.source == "shop"
-                && s.last_outcome.as_deref() == Some("unchanged")
-                && s.last_poll_at.is_some_and(|at| at > settled_at)
-        });
-        let rows = store
-            .deliveries(DeliveryFilter {
-                limit: 1_000_000,
-                ..DeliveryFilter::default()
-            })
-            .await
-            .unwrap();
-        let received: HashSet<String> = receiver
-            .inbox()
-            .receipts
-            .iter()
-            .map(|r| r.header("webhook-id").to_owned())
-            .collect();
-        let done = rows
-            .iter()
-            .all(|d| d.status != "pending" && received.contains(&d.event_id));
-        if settled && done {
-            break;
-        }
-        if Instant::now() > deadline {
-            let pending = rows.iter().filter(|d| d.status == "pending").count();
-            child.kill();
-            panic!(
-                "not quiescent after {FINAL_RUN_LIMIT:?}: settled {settled}, {pending} pending of {} deliveries\n{}",
-                rows.len(),
-                log_tail(&log)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    quiesce(
+        &store,
+        &receiver,
+        settled_at,
+        FINAL_RUN_LIMIT,
+        || {
+            if let Some(status) = child.try_wait() {
+                panic!(
+                    "the final run exited by itself ({status})\n{}",
+                    log_tail(&log)
+                );
+            }
+        },
+        || log_tail(&log),
+    )
+    .await;
     let final_secs = final_started.elapsed().as_secs_f64();
     // A clean stop, as an operator would do it.
     child.terminate();

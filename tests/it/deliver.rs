@@ -12,14 +12,15 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use pollhook::config::Secret;
 use pollhook::demo::{FakeShop, Receiver};
-use pollhook::endpoint::{ActionFilter, EndpointSpec};
+use pollhook::endpoint::EndpointSpec;
 use pollhook::sign::{self, Scheme};
 use pollhook::store::{EndpointPatch, Store};
 use serde_json::Value;
 
 use crate::support::{
-    self, ConfigBuilder, Endpoint, Hook, PATIENCE, Pipeline, Shop, Switch, deliveries, event_ids,
-    events, eventually, object_keys, shop_config, shop_source, spawn_run, table,
+    self, ConfigBuilder, Endpoint, Hook, PATIENCE, Pipeline, Shop, Switch, deliveries,
+    endpoint_spec, event_ids, events, eventually, object_keys, shop_config, shop_source, spawn_run,
+    table,
 };
 
 /// A jwt key: at least 32 bytes (HS256).
@@ -870,18 +871,11 @@ async fn a_name_resolving_to_loopback_is_never_contacted_unless_allowed() {
     );
     let (secret, _) = whsec();
     p.store
-        .add_endpoint(&EndpointSpec {
-            name: "local".into(),
-            url: format!("http://localhost:{port}/x"),
-            secret: Secret::new(secret),
-            signing: Scheme::StandardWebhooks,
-            resources: vec!["*".into()],
-            actions: ActionFilter::default(),
-            active: true,
-            headers: Vec::new(),
-            timeout: None,
-            format: Default::default(),
-        })
+        .add_endpoint(&endpoint_spec(
+            "local",
+            &format!("http://localhost:{port}/x"),
+            &secret,
+        ))
         .await
         .unwrap();
     p.run();
@@ -1116,16 +1110,8 @@ async fn a_delivery_waiting_for_a_slot_is_sent_once() {
 
     p.store
         .add_endpoint(&EndpointSpec {
-            name: "fast".into(),
-            url: format!("{}/fast", fast.url),
-            secret: Secret::new(secret),
-            signing: Scheme::StandardWebhooks,
-            resources: vec!["*".into()],
-            actions: ActionFilter::default(),
-            active: true,
-            headers: Vec::new(),
             timeout: Some(Duration::from_secs(2)),
-            format: Default::default(),
+            ..endpoint_spec("fast", &format!("{}/fast", fast.url), &secret)
         })
         .await
         .unwrap();

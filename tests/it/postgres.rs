@@ -9,27 +9,28 @@
 //! To hook these into the store conformance suite: [`TestDb::store`] opens a migrated
 //! [`Store`] on a fresh database, so a `backends()` list can hold it beside the SQLite one.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::routing::{get, post};
-use pollhook::config::Secret;
-use pollhook::endpoint::{ActionFilter, EndpointSpec};
-use pollhook::sign::Scheme;
+use pollhook::diff::Change;
+use pollhook::event::Event;
+use pollhook::normalize::Record;
 use pollhook::store::{
-    DeliveryFilter, EventFilter, PollCommit, ResourceClaim, SnapshotRow, Store, StoreError,
+    DeliveryFilter, DeliveryRow, EventFilter, PollCommit, ResourceClaim, SnapshotRow, Store,
+    StoreError,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::crash::{self, Facts, Inbox, Receiver, SourceApi, World};
-use crate::support::{Child, Hook, block_on, eventually, spawn_run, start};
+use crate::crash::{self, Facts, Receiver, Scene, SourceApi};
+use crate::support::{
+    Child, ConfigBuilder, Hook, Out, Resource, Source, block_on, command, endpoint_spec,
+    eventually, output, spawn_run,
+};
 
 /// A database of its own on the test server, dropped (with whatever is connected) at the end.
 pub struct TestDb {
@@ -81,14 +82,19 @@ impl TestDb {
 
     /// Runs SQL in it.
     pub async fn sql(&self, sql: &str) -> Vec<tokio_postgres::Row> {
-        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        let driver = tokio::spawn(connection);
-        let rows = client.query(sql, &[]).await.unwrap();
-        driver.abort();
-        rows
+        query(&self.url, sql).await
     }
+}
+
+/// Runs SQL in the database at `url`, on a connection of its own.
+async fn query(url: &str, sql: &str) -> Vec<tokio_postgres::Row> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    let rows = client.query(sql, &[]).await.unwrap();
+    driver.abort();
+    rows
 }
 
 impl Drop for TestDb {
@@ -160,6 +166,48 @@ fn commit(
     }
 }
 
+/// The event of `change` to `shop.orders`, detected now.
+fn event_of(change: Change) -> Event {
+    Event::from_change("shop", "orders", &change, None, &[], chrono::Utc::now())
+}
+
+/// A record of item `id` with `body` (its hash left zero: the store does not look at it).
+fn record(id: &str, body: Value) -> Record {
+    Record {
+        id: id.to_owned(),
+        body,
+        hash: [0; 32],
+        raw: None,
+    }
+}
+
+/// The endpoint the store tests deliver to: `app`, every resource.
+fn app_endpoint() -> pollhook::endpoint::EndpointSpec {
+    endpoint_spec(
+        "app",
+        "http://127.0.0.1:9/hooks",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    )
+}
+
+/// Every event, newest first.
+async fn every_event(store: &Store) -> Vec<(i64, Event)> {
+    let filter = EventFilter {
+        limit: 1_000_000,
+        ..EventFilter::default()
+    };
+    store.events(filter).await.unwrap()
+}
+
+/// Every delivery, newest first.
+async fn every_delivery(store: &Store) -> Vec<DeliveryRow> {
+    let filter = DeliveryFilter {
+        limit: 1_000_000,
+        ..DeliveryFilter::default()
+    };
+    store.deliveries(filter).await.unwrap()
+}
+
 // ───────────────────────────── the store ─────────────────────────────
 
 #[tokio::test]
@@ -172,18 +220,7 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
     let again = db.store().await;
     assert_eq!(again.schema_version().await.unwrap(), 3);
 
-    let spec = EndpointSpec {
-        name: "app".into(),
-        url: "http://127.0.0.1:9/hooks".into(),
-        secret: Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-        signing: Scheme::StandardWebhooks,
-        resources: vec!["*".into()],
-        actions: ActionFilter::default(),
-        active: true,
-        headers: Vec::new(),
-        timeout: None,
-        format: Default::default(),
-    };
+    let spec = app_endpoint();
     store
         .reconcile_endpoints(std::slice::from_ref(&spec))
         .await
@@ -202,19 +239,10 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
         (1, 2, true)
     );
     let updated = |id: &str, v: u64| {
-        pollhook::event::Event::from_change(
-            "shop",
-            "orders",
-            &pollhook::diff::Change::Updated(pollhook::normalize::Record {
-                id: id.to_owned(),
-                body: serde_json::json!({"id": id, "v": v}),
-                hash: [0; 32],
-                raw: None,
-            }),
-            None,
-            &[],
-            chrono::Utc::now(),
-        )
+        event_of(Change::Updated(record(
+            id,
+            serde_json::json!({"id": id, "v": v}),
+        )))
     };
     let (summary, _) = store
         .commit_poll(commit(
@@ -236,17 +264,7 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
         .await
         .unwrap_err();
     assert!(matches!(stale, StoreError::VersionConflict(_)), "{stale}");
-    assert_eq!(
-        store
-            .events(EventFilter {
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(every_event(&store).await.len(), 3);
 
     // The claim offers each item's oldest pending delivery only, whoever asks.
     let first = store.claim(endpoint.id, 10, 60_000).await.unwrap();
@@ -302,18 +320,7 @@ async fn a_starting_replica_hands_back_only_the_leases_of_replicas_that_are_gone
     };
     let live = db.store().await;
     let gone = db.store().await;
-    let spec = EndpointSpec {
-        name: "app".into(),
-        url: "http://127.0.0.1:9/hooks".into(),
-        secret: Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-        signing: Scheme::StandardWebhooks,
-        resources: vec!["*".into()],
-        actions: ActionFilter::default(),
-        active: true,
-        headers: Vec::new(),
-        timeout: None,
-        format: Default::default(),
-    };
+    let spec = app_endpoint();
     live.reconcile_endpoints(std::slice::from_ref(&spec))
         .await
         .unwrap();
@@ -321,21 +328,7 @@ async fn a_starting_replica_hands_back_only_the_leases_of_replicas_that_are_gone
     live.commit_poll(commit(0, rows(&[("1", 1), ("2", 1)]), Vec::new()))
         .await
         .unwrap();
-    let created = |id: &str| {
-        pollhook::event::Event::from_change(
-            "shop",
-            "orders",
-            &pollhook::diff::Change::Created(pollhook::normalize::Record {
-                id: id.to_owned(),
-                body: serde_json::json!({"id": id}),
-                hash: [0; 32],
-                raw: None,
-            }),
-            None,
-            &[],
-            chrono::Utc::now(),
-        )
-    };
+    let created = |id: &str| event_of(Change::Created(record(id, serde_json::json!({"id": id}))));
     live.commit_poll(commit(
         1,
         rows(&[("1", 1), ("2", 1), ("3", 1), ("4", 1)]),
@@ -446,31 +439,41 @@ async fn a_wrong_password_names_host_and_database_but_not_the_password() {
 
 // ───────────────────────────── the CLI ─────────────────────────────
 
-/// `pollhook ARGS… --config CONFIG`, with a clean environment; (exit code, stdout, stderr).
-async fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollhook"));
-    for var in [
-        "POLLHOOK_CONFIG",
-        "POLLHOOK_STORAGE_PATH",
-        "POLLHOOK_STORAGE_URL",
-        "POLLHOOK_LISTEN",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.args(args)
-        .arg("--config")
-        .arg(config)
-        .env("POLLHOOK_LOG", "warn")
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .expect("the command finishes")
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// `pollhook ARGS… --config CONFIG`, with a clean environment.
+async fn cli(config: &Path, args: &[&str]) -> Out {
+    let mut cmd = command();
+    cmd.args(args).arg("--config").arg(config);
+    output(cmd).await
+}
+
+/// [`cli`], which must succeed: its standard output.
+async fn cli_ok(config: &Path, args: &[&str]) -> String {
+    cli(config, args).await.ok().stdout
+}
+
+/// [`cli`], which must fail: its standard error.
+async fn cli_fails(config: &Path, args: &[&str]) -> String {
+    let out = cli(config, args).await;
+    assert_ne!(out.code, 0, "{out:#?}");
+    out.stderr
+}
+
+/// `endpoints add NAME --url URL EXTRA…`.
+fn add_endpoint<'a>(name: &'a str, url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["endpoints", "add", name, "--url", url];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `shop.items` at `source_url` (the changing source, `touched` ignored), polled by hand in
+/// these tests, delivering to loopback; `[storage]` left to the test.
+fn items_config(source_url: &str) -> ConfigBuilder {
+    let items = Resource::new("items", "1h")
+        .set("path", "/items")
+        .set("ignore", vec!["touched"]);
+    ConfigBuilder::without_storage()
+        .source(Source::new("shop", source_url).resource(items))
+        .loopback_delivery()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,50 +481,21 @@ async fn every_cli_command_works_on_postgres() {
     let Some(db) = TestDb::create("postgres cli").await else {
         return;
     };
-    let world = SourceApi(Arc::new(Mutex::new(World::new(30))));
-    let source_url = start(
-        Router::new()
-            .route("/items", get(crash::list_items))
-            .with_state(world.clone()),
-    )
-    .await;
+    let (world, source_url) = crash::serve_world(30).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pollhook.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[storage]
-path = "ignored.db"
-url = "{url}"
+    let config = items_config(&source_url)
+        .in_dir(dir.path())
+        .set("storage.path", "ignored.db")
+        .set("storage.url", db.url.as_str())
+        .write();
 
-[[sources]]
-name = "shop"
-base_url = "{source_url}"
-
-  [[sources.resources]]
-  name = "items"
-  path = "/items"
-  every = "1h"
-
-[delivery]
-allow_http = true
-allow_networks = ["127.0.0.0/8"]
-"#,
-            url = db.url
-        ),
-    )
-    .unwrap();
-
-    let (code, out, err) = cli(&config, &["check"]).await;
-    assert_eq!(code, 0, "{out}{err}");
+    let out = cli_ok(&config, &["check"]).await;
     assert!(out.contains("url wins over path"), "{out}");
     assert!(
         !out.contains("postgres:postgres@"),
         "no password in the output: {out}"
     );
-    let (code, out, err) = cli(&config, &["migrate"]).await;
-    assert_eq!(code, 0, "{out}{err}");
+    let out = cli_ok(&config, &["migrate"]).await;
     assert!(out.contains("schema version 3"), "{out}");
     assert!(
         !dir.path().join("ignored.db").exists(),
@@ -529,7 +503,7 @@ allow_networks = ["127.0.0.0/8"]
     );
 
     // A baseline, then a change and a mass delete held back.
-    assert_eq!(cli(&config, &["poll", "shop.items"]).await.0, 0);
+    cli_ok(&config, &["poll", "shop.items"]).await;
     {
         let mut w = world.world();
         let mut rng = StdRng::seed_from_u64(7);
@@ -537,89 +511,52 @@ allow_networks = ["127.0.0.0/8"]
             w.mutate(&mut rng);
         }
     }
-    let (code, out, err) = cli(&config, &["poll", "shop.items", "--json"]).await;
-    assert_eq!(code, 0, "{out}{err}");
-    let (code, out, _) = cli(&config, &["events", "list", "--json"]).await;
-    assert_eq!(code, 0);
+    cli_ok(&config, &["poll", "shop.items", "--json"]).await;
+    let out = cli_ok(&config, &["events", "list", "--json"]).await;
     let events: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert!(!events.is_empty(), "{out}");
     let event_id = events[0]["id"].as_str().unwrap().to_owned();
-    let (code, out, _) = cli(&config, &["events", "show", &event_id]).await;
-    assert_eq!(code, 0);
+    let out = cli_ok(&config, &["events", "show", &event_id]).await;
     assert!(out.contains(&event_id));
 
-    let (code, out, err) = cli(
+    let hooks = "http://127.0.0.1:9/hooks";
+    cli_ok(
         &config,
-        &[
-            "endpoints",
-            "add",
-            "app",
-            "--url",
-            "http://127.0.0.1:9/hooks",
-            "--resource",
-            "shop.items",
-        ],
+        &add_endpoint("app", hooks, &["--resource", "shop.items"]),
     )
     .await;
-    assert_eq!(code, 0, "{out}{err}");
-    let (code, _, err) = cli(
-        &config,
-        &[
-            "endpoints",
-            "add",
-            "app",
-            "--url",
-            "http://127.0.0.1:9/hooks",
-        ],
-    )
-    .await;
-    assert_ne!(code, 0);
+    let err = cli_fails(&config, &add_endpoint("app", hooks, &[])).await;
     assert!(err.contains("already exists"), "{err}");
-    let (code, out, _) = cli(&config, &["endpoints", "list"]).await;
-    assert_eq!(code, 0);
+    let out = cli_ok(&config, &["endpoints", "list"]).await;
     assert!(out.contains("app") && out.contains("127.0.0.1:9"), "{out}");
     // A format change is checked as on SQLite (XML cannot be signed with jwt), then applied.
-    let (code, _, err) = cli(&config, &["endpoints", "update", "app", "--format", "xml"]).await;
-    assert_ne!(code, 0);
+    let err = cli_fails(&config, &["endpoints", "update", "app", "--format", "xml"]).await;
     assert!(err.contains("format") && err.contains("jwt"), "{err}");
-    let add = [
-        "endpoints",
-        "add",
+    let add = add_endpoint(
         "xml-app",
-        "--url",
         "http://127.0.0.1:9/xml",
-        "--resource",
-        "shop.items",
-        "--signing",
-        "standard-webhooks",
-    ];
-    let (code, out, err) = cli(&config, &add).await;
-    assert_eq!(code, 0, "{out}{err}");
-    let (code, out, err) = cli(
+        &["--resource", "shop.items", "--signing", "standard-webhooks"],
+    );
+    cli_ok(&config, &add).await;
+    cli_ok(
         &config,
         &["endpoints", "update", "xml-app", "--format", "xml"],
     )
     .await;
-    assert_eq!(code, 0, "{out}{err}");
-    let (code, out, _) = cli(&config, &["endpoints", "show", "xml-app", "--json"]).await;
-    assert_eq!(code, 0);
+    let out = cli_ok(&config, &["endpoints", "show", "xml-app", "--json"]).await;
     let shown: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["format"], "xml", "{out}");
-    let (code, _, _) = cli(&config, &["endpoints", "remove", "xml-app"]).await;
-    assert_eq!(code, 0);
+    cli_ok(&config, &["endpoints", "remove", "xml-app"]).await;
 
-    let (code, out, err) = cli(&config, &["replay", &event_id, "--endpoint", "app"]).await;
-    assert_eq!(code, 0, "{out}{err}");
+    let out = cli_ok(&config, &["replay", &event_id, "--endpoint", "app"]).await;
     assert!(out.contains("queued again for: app"), "{out}");
-    let (code, out, _) = cli(&config, &["deliveries", "list"]).await;
-    assert_eq!(code, 0);
+    let out = cli_ok(&config, &["deliveries", "list"]).await;
     assert!(out.contains("pending") && out.contains("app"), "{out}");
 
     // Every item gone at once: the guard holds the deletes until `accept`.
     world.world().items.clear();
-    assert_eq!(cli(&config, &["poll", "shop.items"]).await.0, 0);
-    let (code, out, _) = cli(&config, &["status", "--json"]).await;
-    assert_eq!(code, 0);
+    cli_ok(&config, &["poll", "shop.items"]).await;
+    let out = cli_ok(&config, &["status", "--json"]).await;
     let status: Value = serde_json::from_str(&out).unwrap();
     assert!(
         status["sources"][0]["resources"][0]["held_deletes"]
@@ -628,13 +565,11 @@ allow_networks = ["127.0.0.0/8"]
             > 0,
         "the deletes are held: {status}"
     );
-    let (code, out, err) = cli(&config, &["accept", "shop.items"]).await;
-    assert_eq!(code, 0, "{out}{err}");
+    let out = cli_ok(&config, &["accept", "shop.items"]).await;
     assert!(out.contains("will be applied at its next poll"), "{out}");
     // The next poll applies them.
-    assert_eq!(cli(&config, &["poll", "shop.items"]).await.0, 0);
-    let (code, _, err) = cli(&config, &["accept", "shop.items"]).await;
-    assert_ne!(code, 0);
+    cli_ok(&config, &["poll", "shop.items"]).await;
+    let err = cli_fails(&config, &["accept", "shop.items"]).await;
     assert!(err.contains("no held-back deletes"), "{err}");
 }
 
@@ -646,15 +581,7 @@ struct PgFacts(String);
 impl PgFacts {
     fn query(&self, sql: &'static str) -> Vec<tokio_postgres::Row> {
         let url = self.0.clone();
-        block_on(async move {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            let driver = tokio::spawn(connection);
-            let rows = client.query(sql, &[]).await.unwrap();
-            driver.abort();
-            rows
-        })
+        block_on(async move { query(&url, sql).await })
     }
 }
 
@@ -694,79 +621,21 @@ struct Cluster {
 impl Cluster {
     async fn start(seed: u64, url: &str) -> Cluster {
         let mut rng = StdRng::seed_from_u64(seed);
-        let world = SourceApi(Arc::new(Mutex::new(World::new(20))));
-        let source_url = start(
-            Router::new()
-                .route("/items", get(crash::list_items))
-                .with_state(world.clone()),
-        )
-        .await;
-        let receiver = Receiver(Arc::new(Mutex::new(Inbox {
-            receipts: Vec::new(),
-            seen: HashSet::new(),
-            rng: StdRng::seed_from_u64(seed ^ 0x5ec0),
-            injected_500: 0,
-        })));
-        let receiver_url = start(
-            Router::new()
-                .route("/hooks", post(crash::receive))
-                .with_state(receiver.clone()),
-        )
-        .await;
-        let mut key = [0u8; 32];
-        rng.fill(&mut key);
-        let secret = format!(
-            "whsec_{}",
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key)
-        );
+        let Scene {
+            world,
+            receiver,
+            key,
+            config,
+        } = Scene::start(seed, &mut rng).await;
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("pollhook.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[storage]
-url = "{url}"
-
-[server]
-listen = "127.0.0.1:0"
-
-[[sources]]
-name = "shop"
-base_url = "{source_url}"
-timeout = "2s"
-retries = 1
-
-  [[sources.resources]]
-  name = "items"
-  path = "/items"
-  every = "100ms"
-  jitter = "0s"
-  ignore = ["touched"]
-  max_delete_ratio = 1.0
-
-[delivery]
-allow_http = true
-allow_networks = ["127.0.0.0/8"]
-timeout = "1s"
-retries = ["50ms", "100ms"]
-
-[[endpoints]]
-name = "app"
-url = "{receiver_url}/hooks"
-signing = "standard-webhooks"
-secret = "{secret}"
-resources = ["shop.items"]
-"#
-            ),
-        )
-        .unwrap();
+        let path = dir.path().join("pollhook.toml");
+        std::fs::write(&path, config.set("storage.url", url).any_port().toml()).unwrap();
         Cluster {
             world,
             receiver,
             key,
             dir,
-            config,
+            config: path,
         }
     }
 
@@ -787,67 +656,35 @@ resources = ["shop.items"]
 
     /// Keeps the source changing until the handle is aborted.
     fn mutate(&self, seed: u64) -> tokio::task::JoinHandle<()> {
-        let world = self.world.clone();
-        let mut rng = StdRng::seed_from_u64(seed ^ 0xc4a5);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(rng.random_range(2..30))).await;
-                world.world().mutate(&mut rng);
-            }
-        })
+        crash::mutate(&self.world, seed)
     }
 
-    /// Waits until a poll after `settled_at` found nothing new and every delivery is done and
-    /// received, while `replicas` run.
-    async fn quiesce(
+    /// Stops `mutator`, waits (for at most `limit`) until a poll after that found nothing new
+    /// and every delivery is done and received while `replicas` run, stops them, and checks.
+    async fn settle(
         &self,
+        db: &TestDb,
         store: &Store,
+        mutator: tokio::task::JoinHandle<()>,
         replicas: &mut [Child],
-        settled_at: chrono::DateTime<chrono::Utc>,
         limit: Duration,
-    ) {
-        let deadline = Instant::now() + limit;
-        loop {
+    ) -> crash::Figures {
+        mutator.abort();
+        let _ = mutator.await;
+        let settled_at = chrono::Utc::now();
+        let alive = || {
             for (i, child) in replicas.iter_mut().enumerate() {
                 if let Some(status) = child.try_wait() {
                     panic!("replica {i} exited by itself ({status})\n{}", self.logs());
                 }
             }
-            let settled = store.status().await.unwrap().iter().any(|s| {
-                s.source == "shop"
-                    && s.last_outcome.as_deref() == Some("unchanged")
-                    && s.last_poll_at.is_some_and(|at| at > settled_at)
-            });
-            let rows = store
-                .deliveries(DeliveryFilter {
-                    limit: 1_000_000,
-                    ..DeliveryFilter::default()
-                })
-                .await
-                .unwrap();
-            let received: HashSet<String> = self
-                .receiver
-                .inbox()
-                .receipts
-                .iter()
-                .map(|r| r.header("webhook-id").to_owned())
-                .collect();
-            let done = rows
-                .iter()
-                .all(|d| d.status != "pending" && received.contains(&d.event_id));
-            if settled && done {
-                return;
-            }
-            if Instant::now() > deadline {
-                let pending = rows.iter().filter(|d| d.status == "pending").count();
-                panic!(
-                    "not quiescent after {limit:?}: settled {settled}, {pending} pending of {} deliveries\n{}",
-                    rows.len(),
-                    self.logs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        };
+        crash::quiesce(store, &self.receiver, settled_at, limit, alive, || {
+            self.logs()
+        })
+        .await;
+        self.stop(replicas).await;
+        self.check(db, store).await
     }
 
     /// Waits until some replica has committed the baseline.
@@ -870,24 +707,13 @@ resources = ["shop.items"]
     /// SIGTERMs every replica and checks each stops cleanly.
     async fn stop(&self, replicas: &mut [Child]) {
         for child in replicas.iter() {
-            let term = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(term.success());
+            child.terminate();
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
         for (i, child) in replicas.iter_mut().enumerate() {
-            let exit = loop {
-                if let Some(status) = child.try_wait() {
-                    break status;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "SIGTERM did not stop replica {i}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            };
+            let exit = child
+                .exit_within(Duration::from_secs(20))
+                .await
+                .unwrap_or_else(|| panic!("SIGTERM did not stop replica {i}"));
             assert!(exit.success(), "replica {i}: {exit}\n{}", self.logs());
         }
     }
@@ -995,13 +821,8 @@ async fn a_change_through_one_replicas_api_takes_effect_on_every_replica() {
         "a paused endpoint gets nothing, from either replica"
     );
     // Events meanwhile wait in its queue; resumed through replica 0, they arrive.
-    let queued = store
-        .deliveries(DeliveryFilter {
-            limit: 1_000_000,
-            ..DeliveryFilter::default()
-        })
+    let queued = every_delivery(&store)
         .await
-        .unwrap()
         .iter()
         .filter(|d| d.endpoint == "second" && d.status == "pending")
         .count();
@@ -1085,20 +906,21 @@ async fn three_replicas_sigkilled_at_random_lose_nothing_and_keep_item_order() {
         kill += 1;
     }
     let during_kills = polls_with_changes().await;
-    mutator.abort();
-    let _ = mutator.await;
-    let settled_at = chrono::Utc::now();
     println!(
         "replicas: {kill} SIGKILLs in {:.1}s, {} source changes; settling",
         started.elapsed().as_secs_f64(),
         cluster.world.world().log.len()
     );
     // Killed replicas' delivery leases come back once the leader finds their heartbeat gone.
-    cluster
-        .quiesce(&store, &mut replicas, settled_at, Duration::from_secs(120))
+    let figures = cluster
+        .settle(
+            &db,
+            &store,
+            mutator,
+            &mut replicas,
+            Duration::from_secs(120),
+        )
         .await;
-    cluster.stop(&mut replicas).await;
-    let figures = cluster.check(&db, &store).await;
     // Not a vacuous pass: change detection went on while replicas were being killed.
     assert!(
         during_kills >= 5 && figures.events >= 50,
@@ -1241,14 +1063,9 @@ async fn replicas_recover_from_a_postgres_restart_mid_run_and_lose_nothing() {
     // A fast restart drops every connection, the listeners' included.
     server.pg_ctl("restart -w -m fast");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    mutator.abort();
-    let _ = mutator.await;
-    let settled_at = chrono::Utc::now();
-    cluster
-        .quiesce(&store, &mut replicas, settled_at, Duration::from_secs(90))
+    let figures = cluster
+        .settle(&db, &store, mutator, &mut replicas, Duration::from_secs(90))
         .await;
-    cluster.stop(&mut replicas).await;
-    let figures = cluster.check(&db, &store).await;
     assert!(
         cluster.receiver.inbox().receipts.len() > before,
         "webhooks flow after the restart"
@@ -1370,14 +1187,9 @@ async fn a_replica_cut_off_from_postgres_longer_than_a_lease_is_fenced_and_taken
     let during = cluster.receiver.inbox().receipts.len();
     relay.pause(false);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    mutator.abort();
-    let _ = mutator.await;
-    let settled_at = chrono::Utc::now();
-    cluster
-        .quiesce(&store, &mut replicas, settled_at, Duration::from_secs(90))
+    let figures = cluster
+        .settle(&db, &store, mutator, &mut replicas, Duration::from_secs(90))
         .await;
-    cluster.stop(&mut replicas).await;
-    let figures = cluster.check(&db, &store).await;
     assert!(
         during > stalled_at,
         "the other replica kept delivering during the stall"
@@ -1399,60 +1211,21 @@ async fn migrate_storage_copies_a_sqlite_database_without_a_rebaseline() {
     let Some(db) = TestDb::create("postgres migrate-storage").await else {
         return;
     };
-    let world = SourceApi(Arc::new(Mutex::new(World::new(12))));
-    let source_url = start(
-        Router::new()
-            .route("/items", get(crash::list_items))
-            .with_state(world.clone()),
-    )
-    .await;
+    let (world, source_url) = crash::serve_world(12).await;
     let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        r#"
-[[sources]]
-name = "shop"
-base_url = "{source_url}"
-
-  [[sources.resources]]
-  name = "items"
-  path = "/items"
-  every = "1h"
-  ignore = ["touched"]
-
-[delivery]
-allow_http = true
-allow_networks = ["127.0.0.0/8"]
-"#
-    );
-    let sqlite = dir.path().join("sqlite.toml");
-    std::fs::write(
-        &sqlite,
-        format!("[storage]\npath = \"pollhook.db\"\n{body}"),
-    )
-    .unwrap();
+    let config = items_config(&source_url);
+    let sqlite = config.clone().in_dir(dir.path()).write_as("sqlite.toml");
     let postgres = dir.path().join("postgres.toml");
-    std::fs::write(
-        &postgres,
-        format!("[storage]\nurl = \"{}\"\n{body}", db.url),
-    )
-    .unwrap();
+    std::fs::write(&postgres, config.set("storage.url", db.url.as_str()).toml()).unwrap();
 
     // On SQLite: an endpoint, a baseline, changes with their deliveries.
-    let (code, out, err) = cli(
-        &sqlite,
-        &[
-            "endpoints",
-            "add",
-            "app",
-            "--url",
-            "http://127.0.0.1:9/hooks",
-            "--signing",
-            "standard-webhooks",
-        ],
-    )
-    .await;
-    assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(cli(&sqlite, &["poll", "shop.items"]).await.0, 0);
+    let add = add_endpoint(
+        "app",
+        "http://127.0.0.1:9/hooks",
+        &["--signing", "standard-webhooks"],
+    );
+    cli_ok(&sqlite, &add).await;
+    cli_ok(&sqlite, &["poll", "shop.items"]).await;
     {
         let mut w = world.world();
         let mut rng = StdRng::seed_from_u64(11);
@@ -1460,23 +1233,11 @@ allow_networks = ["127.0.0.0/8"]
             w.mutate(&mut rng);
         }
     }
-    assert_eq!(cli(&sqlite, &["poll", "shop.items"]).await.0, 0);
+    cli_ok(&sqlite, &["poll", "shop.items"]).await;
     let sqlite_store = Store::open(&dir.path().join("pollhook.db")).unwrap();
-    let events_before = sqlite_store
-        .events(EventFilter {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let events_before = every_event(&sqlite_store).await;
     assert!(!events_before.is_empty());
-    let deliveries_before = sqlite_store
-        .deliveries(DeliveryFilter {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let deliveries_before = every_delivery(&sqlite_store).await;
     assert!(
         !deliveries_before.is_empty(),
         "the changes were queued for app"
@@ -1491,8 +1252,7 @@ allow_networks = ["127.0.0.0/8"]
 
     let from = dir.path().join("pollhook.db");
     let from = from.to_str().unwrap();
-    let (code, out, err) = cli(&postgres, &["migrate-storage", "--from", from]).await;
-    assert_eq!(code, 0, "{out}{err}");
+    let out = cli_ok(&postgres, &["migrate-storage", "--from", from]).await;
     assert!(
         out.contains("events") && !out.contains("postgres:postgres@"),
         "{out}"
@@ -1500,34 +1260,23 @@ allow_networks = ["127.0.0.0/8"]
 
     // Everything is there, in order, with the same ids; the next poll finds nothing new.
     let store = db.store().await;
-    let events_after = store
-        .events(EventFilter {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let ids = |events: &[(i64, pollhook::event::Event)]| -> Vec<(i64, String)> {
+    let events_after = every_event(&store).await;
+    let ids = |events: &[(i64, Event)]| -> Vec<(i64, String)> {
         events.iter().map(|(seq, e)| (*seq, e.id.clone())).collect()
     };
     assert_eq!(ids(&events_after), ids(&events_before));
-    let deliveries_after = store
-        .deliveries(DeliveryFilter {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let rows = |d: &[pollhook::store::DeliveryRow]| -> Vec<(i64, String, String)> {
+    let rows = |d: &[DeliveryRow]| -> Vec<(i64, String, String)> {
         d.iter()
             .map(|d| (d.id, d.event_id.clone(), d.status.clone()))
             .collect()
     };
-    assert_eq!(rows(&deliveries_after), rows(&deliveries_before));
+    assert_eq!(
+        rows(&every_delivery(&store).await),
+        rows(&deliveries_before)
+    );
     let endpoint = store.endpoint_named("app").await.unwrap();
     assert_eq!(endpoint.spec.secret.expose(), secret_before.expose());
-    let (code, out, err) = cli(&postgres, &["poll", "shop.items", "--json"]).await;
-    assert_eq!(code, 0, "{out}{err}");
+    let out = cli_ok(&postgres, &["poll", "shop.items", "--json"]).await;
     let found: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert!(
         found.is_empty(),
@@ -1539,18 +1288,11 @@ allow_networks = ["127.0.0.0/8"]
         .await
         .unwrap();
     assert_eq!(replayed, ["app"]);
-    let newest = store
-        .deliveries(DeliveryFilter {
-            limit: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let newest = every_delivery(&store).await;
     assert!(newest[0].id > deliveries_before.iter().map(|d| d.id).max().unwrap_or(0));
 
     // A second copy into the same database is refused.
-    let (code, _, err) = cli(&postgres, &["migrate-storage", "--from", from]).await;
-    assert_ne!(code, 0);
+    let err = cli_fails(&postgres, &["migrate-storage", "--from", from]).await;
     assert!(err.contains("already holds pollhook data"), "{err}");
 }
 

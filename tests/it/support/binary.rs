@@ -17,9 +17,10 @@ use serde_json::Value;
 use super::{PATIENCE, eventually};
 
 /// Variables a developer's shell may set that would change what the binary does.
-const FOREIGN_ENV: [&str; 9] = [
+const FOREIGN_ENV: [&str; 10] = [
     "POLLHOOK_CONFIG",
     "POLLHOOK_STORAGE_PATH",
+    "POLLHOOK_STORAGE_URL",
     "POLLHOOK_LISTEN",
     "POLLHOOK_ADMIN_TOKEN",
     "POLLHOOK_ADAPTERS_DIR",

@@ -1,8 +1,9 @@
 //! What every integration test shares: the fake source APIs ([`FakeApi`] for paginated
 //! listings, [`ScriptedApi`] for any reply, [`Shop`] for one edited item, [`RawServer`] for bytes
 //! no framework sends), one webhook receiver ([`Hook`]), one [`eventually`], pollhook in process
-//! ([`Harness`], [`Pipeline`], [`Run`]) and as the real binary ([`spawn_run`], [`command`]), and
-//! config built as TOML tables ([`ConfigBuilder`]).
+//! ([`Harness`], [`Pipeline`], [`Run`]) and as the real binary ([`spawn_run`], [`command`]),
+//! config built as TOML tables ([`ConfigBuilder`]), and an endpoint as the store takes it
+//! ([`endpoint_spec`]).
 //!
 //! In: what a test scripts. Out: real servers on loopback and what they saw. Every server here
 //! binds `127.0.0.1:0` and keeps that listener: the port it reports is the one it serves, with no
@@ -27,7 +28,10 @@ pub use receiver::*;
 pub use scripted::*;
 pub use source::*;
 
+use pollhook::config::Secret;
+use pollhook::endpoint::{ActionFilter, EndpointSpec};
 use pollhook::event::Event;
+use pollhook::sign::Scheme;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -120,6 +124,23 @@ pub fn orders(n: u64) -> Vec<Value> {
     (1..=n)
         .map(|i| serde_json::json!({"id": i, "status": "open"}))
         .collect()
+}
+
+/// An endpoint `name` posting to `url`, signing with `secret` (Standard Webhooks), wanting every
+/// resource and action, active, with no headers and the default timeout and format.
+pub fn endpoint_spec(name: &str, url: &str, secret: &str) -> EndpointSpec {
+    EndpointSpec {
+        name: name.to_owned(),
+        url: url.to_owned(),
+        secret: Secret::new(secret),
+        signing: Scheme::StandardWebhooks,
+        resources: vec!["*".into()],
+        actions: ActionFilter::default(),
+        active: true,
+        headers: Vec::new(),
+        timeout: None,
+        format: Default::default(),
+    }
 }
 
 /// Runs a store call to completion from synchronous test code (an `eventually` check, a helper
