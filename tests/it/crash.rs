@@ -12,7 +12,9 @@
 //! Randomness comes from one seed, `POLLHOOK_CRASH_SEED` (default [`DEFAULT_SEED`]), printed
 //! first; timing is real, so a seed fixes the choices, not the interleaving.
 
-use crate::support::{ConfigBuilder, Endpoint, Resource, Source, block_on, spawn_run, start};
+use crate::support::{
+    ConfigBuilder, Endpoint, Resource, Source, all_deliveries, block_on, spawn_run, start,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -389,13 +391,7 @@ pub(crate) async fn quiesce(
                 && s.last_outcome.as_deref() == Some("unchanged")
                 && s.last_poll_at.is_some_and(|at| at > settled_at)
         });
-        let rows = store
-            .deliveries(DeliveryFilter {
-                limit: 1_000_000,
-                ..DeliveryFilter::default()
-            })
-            .await
-            .unwrap();
+        let rows = all_deliveries(store).await;
         let received: HashSet<String> = receiver
             .inbox()
             .receipts

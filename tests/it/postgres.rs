@@ -18,8 +18,7 @@ use pollhook::diff::Change;
 use pollhook::event::Event;
 use pollhook::normalize::Record;
 use pollhook::store::{
-    DeliveryFilter, DeliveryRow, EventFilter, PollCommit, ResourceClaim, SnapshotRow, Store,
-    StoreError,
+    DeliveryRow, EventFilter, PollCommit, ResourceClaim, SnapshotRow, Store, StoreError,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -28,8 +27,8 @@ use sha2::{Digest, Sha256};
 
 use crate::crash::{self, Facts, Receiver, Scene, SourceApi};
 use crate::support::{
-    Child, ConfigBuilder, Hook, Out, Resource, Source, block_on, command, endpoint_spec,
-    eventually, output, spawn_run,
+    Child, ConfigBuilder, Hook, Out, Resource, Source, all_deliveries, block_on, command,
+    endpoint_spec, eventually, output, spawn_run,
 };
 
 /// A database of its own on the test server, dropped (with whatever is connected) at the end.
@@ -181,13 +180,19 @@ fn record(id: &str, body: Value) -> Record {
     }
 }
 
-/// The endpoint the store tests deliver to: `app`, every resource.
-fn app_endpoint() -> pollhook::endpoint::EndpointSpec {
-    endpoint_spec(
+/// Reconciles `store` to the one endpoint the store tests deliver to, `app` (every resource):
+/// its spec and row id.
+async fn reconcile_app(store: &Store) -> (pollhook::endpoint::EndpointSpec, i64) {
+    let spec = endpoint_spec(
         "app",
         "http://127.0.0.1:9/hooks",
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-    )
+    );
+    store
+        .reconcile_endpoints(std::slice::from_ref(&spec))
+        .await
+        .unwrap();
+    (spec, store.endpoint_named("app").await.unwrap().id)
 }
 
 /// Every event, newest first.
@@ -197,15 +202,6 @@ async fn every_event(store: &Store) -> Vec<(i64, Event)> {
         ..EventFilter::default()
     };
     store.events(filter).await.unwrap()
-}
-
-/// Every delivery, newest first.
-async fn every_delivery(store: &Store) -> Vec<DeliveryRow> {
-    let filter = DeliveryFilter {
-        limit: 1_000_000,
-        ..DeliveryFilter::default()
-    };
-    store.deliveries(filter).await.unwrap()
 }
 
 // ───────────────────────────── the store ─────────────────────────────
@@ -220,12 +216,7 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
     let again = db.store().await;
     assert_eq!(again.schema_version().await.unwrap(), 3);
 
-    let spec = app_endpoint();
-    store
-        .reconcile_endpoints(std::slice::from_ref(&spec))
-        .await
-        .unwrap();
-    let endpoint = store.endpoint_named("app").await.unwrap();
+    let (spec, endpoint) = reconcile_app(&store).await;
 
     // A baseline, then two changes of one item and one of another, in two commits.
     let (summary, _) = store
@@ -267,28 +258,24 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
     assert_eq!(every_event(&store).await.len(), 3);
 
     // The claim offers each item's oldest pending delivery only, whoever asks.
-    let first = store.claim(endpoint.id, 10, 60_000).await.unwrap();
+    let first = store.claim(endpoint, 10, 60_000).await.unwrap();
     let items: Vec<&str> = first.iter().map(|d| d.resource_id.as_str()).collect();
     assert_eq!(items, ["1", "2"], "{first:?}");
     assert!(
-        store
-            .claim(endpoint.id, 10, 60_000)
-            .await
-            .unwrap()
-            .is_empty(),
+        store.claim(endpoint, 10, 60_000).await.unwrap().is_empty(),
         "leased, and item 1's next waits"
     );
     let other_replica = db.store().await;
     assert!(
         other_replica
-            .claim(endpoint.id, 10, 60_000)
+            .claim(endpoint, 10, 60_000)
             .await
             .unwrap()
             .is_empty()
     );
     let done = |d: &pollhook::store::Due| pollhook::store::Recorded {
         delivery_id: d.delivery_id,
-        endpoint_id: endpoint.id,
+        endpoint_id: endpoint,
         at: pollhook::store::now_ms(),
         status: Some(204),
         latency_ms: 1,
@@ -300,7 +287,7 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
         .record_outcomes(vec![done(&first[0])], Duration::from_secs(3600))
         .await
         .unwrap();
-    let next = other_replica.claim(endpoint.id, 10, 60_000).await.unwrap();
+    let next = other_replica.claim(endpoint, 10, 60_000).await.unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].resource_id, "1");
     assert!(next[0].payload.contains("\"v\":3"), "{}", next[0].payload);
@@ -320,11 +307,7 @@ async fn a_starting_replica_hands_back_only_the_leases_of_replicas_that_are_gone
     };
     let live = db.store().await;
     let gone = db.store().await;
-    let spec = app_endpoint();
-    live.reconcile_endpoints(std::slice::from_ref(&spec))
-        .await
-        .unwrap();
-    let endpoint = live.endpoint_named("app").await.unwrap();
+    let (_, endpoint) = reconcile_app(&live).await;
     live.commit_poll(commit(0, rows(&[("1", 1), ("2", 1)]), Vec::new()))
         .await
         .unwrap();
@@ -339,13 +322,13 @@ async fn a_starting_replica_hands_back_only_the_leases_of_replicas_that_are_gone
     // One replica heartbeats (it is alive) and claims item 3; another, which never did (or
     // whose row was swept), claims item 4.
     pollhook::cluster::beat(&live).await;
-    assert_eq!(live.claim(endpoint.id, 1, 600_000).await.unwrap().len(), 1);
-    assert_eq!(gone.claim(endpoint.id, 1, 600_000).await.unwrap().len(), 1);
+    assert_eq!(live.claim(endpoint, 1, 600_000).await.unwrap().len(), 1);
+    assert_eq!(gone.claim(endpoint, 1, 600_000).await.unwrap().len(), 1);
     // A third starts: only the gone one's lease ends.
     let starting = db.store().await;
     pollhook::cluster::beat(&starting).await;
     assert_eq!(starting.release_all_leases().await.unwrap(), 1);
-    let freed = starting.claim(endpoint.id, 10, 600_000).await.unwrap();
+    let freed = starting.claim(endpoint, 10, 600_000).await.unwrap();
     let ids: Vec<&str> = freed.iter().map(|d| d.resource_id.as_str()).collect();
     assert_eq!(ids, ["4"], "the live replica keeps item 3");
 }
@@ -621,21 +604,17 @@ struct Cluster {
 impl Cluster {
     async fn start(seed: u64, url: &str) -> Cluster {
         let mut rng = StdRng::seed_from_u64(seed);
-        let Scene {
-            world,
-            receiver,
-            key,
-            config,
-        } = Scene::start(seed, &mut rng).await;
+        let scene = Scene::start(seed, &mut rng).await;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("pollhook.toml");
-        std::fs::write(&path, config.set("storage.url", url).any_port().toml()).unwrap();
+        let config = dir.path().join("pollhook.toml");
+        let text = scene.config.set("storage.url", url).any_port().toml();
+        std::fs::write(&config, text).unwrap();
         Cluster {
-            world,
-            receiver,
-            key,
+            world: scene.world,
+            receiver: scene.receiver,
+            key: scene.key,
             dir,
-            config: path,
+            config,
         }
     }
 
@@ -821,7 +800,7 @@ async fn a_change_through_one_replicas_api_takes_effect_on_every_replica() {
         "a paused endpoint gets nothing, from either replica"
     );
     // Events meanwhile wait in its queue; resumed through replica 0, they arrive.
-    let queued = every_delivery(&store)
+    let queued = all_deliveries(&store)
         .await
         .iter()
         .filter(|d| d.endpoint == "second" && d.status == "pending")
@@ -1237,7 +1216,7 @@ async fn migrate_storage_copies_a_sqlite_database_without_a_rebaseline() {
     let sqlite_store = Store::open(&dir.path().join("pollhook.db")).unwrap();
     let events_before = every_event(&sqlite_store).await;
     assert!(!events_before.is_empty());
-    let deliveries_before = every_delivery(&sqlite_store).await;
+    let deliveries_before = all_deliveries(&sqlite_store).await;
     assert!(
         !deliveries_before.is_empty(),
         "the changes were queued for app"
@@ -1271,7 +1250,7 @@ async fn migrate_storage_copies_a_sqlite_database_without_a_rebaseline() {
             .collect()
     };
     assert_eq!(
-        rows(&every_delivery(&store).await),
+        rows(&all_deliveries(&store).await),
         rows(&deliveries_before)
     );
     let endpoint = store.endpoint_named("app").await.unwrap();
@@ -1288,8 +1267,8 @@ async fn migrate_storage_copies_a_sqlite_database_without_a_rebaseline() {
         .await
         .unwrap();
     assert_eq!(replayed, ["app"]);
-    let newest = every_delivery(&store).await;
-    assert!(newest[0].id > deliveries_before.iter().map(|d| d.id).max().unwrap_or(0));
+    let newest = all_deliveries(&store).await;
+    assert!(newest.last().unwrap().id > deliveries_before.iter().map(|d| d.id).max().unwrap_or(0));
 
     // A second copy into the same database is refused.
     let err = cli_fails(&postgres, &["migrate-storage", "--from", from]).await;

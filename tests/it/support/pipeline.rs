@@ -175,6 +175,19 @@ pub fn events(store: &Store) -> Vec<Event> {
     block_on(all_events(store))
 }
 
+/// Every delivery, oldest first.
+pub async fn all_deliveries(store: &Store) -> Vec<DeliveryRow> {
+    let mut rows = store
+        .deliveries(DeliveryFilter {
+            limit: 10_000,
+            ..DeliveryFilter::default()
+        })
+        .await
+        .expect("the store lists deliveries");
+    rows.reverse();
+    rows
+}
+
 /// The deliveries of one endpoint, oldest first.
 pub async fn deliveries_of(store: &Store, endpoint: &str) -> Vec<DeliveryRow> {
     let filter = DeliveryFilter {
