@@ -79,6 +79,11 @@ impl TestDb {
         Store::connect_postgres(&self.url, 8).await.unwrap()
     }
 
+    /// Two stores on it, as two replicas open them (each migrating).
+    async fn replicas(&self) -> (Store, Store) {
+        (self.store().await, self.store().await)
+    }
+
     /// Runs SQL in it.
     pub async fn sql(&self, sql: &str) -> Vec<tokio_postgres::Row> {
         query(&self.url, sql).await
@@ -211,9 +216,8 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
     let Some(db) = TestDb::create("postgres store").await else {
         return;
     };
-    let store = db.store().await;
     // Migrating again (a second replica starting) changes nothing.
-    let again = db.store().await;
+    let (store, again) = db.replicas().await;
     assert_eq!(again.schema_version().await.unwrap(), 3);
 
     let (spec, endpoint) = reconcile_app(&store).await;
@@ -305,8 +309,7 @@ async fn a_starting_replica_hands_back_only_the_leases_of_replicas_that_are_gone
     let Some(db) = TestDb::create("postgres release_all_leases").await else {
         return;
     };
-    let live = db.store().await;
-    let gone = db.store().await;
+    let (live, gone) = db.replicas().await;
     let (_, endpoint) = reconcile_app(&live).await;
     live.commit_poll(commit(0, rows(&[("1", 1), ("2", 1)]), Vec::new()))
         .await
@@ -338,7 +341,7 @@ async fn a_resource_is_claimed_by_one_replica_and_an_unfinished_claim_comes_back
     let Some(db) = TestDb::create("postgres claim_resource").await else {
         return;
     };
-    let (one, two) = (db.store().await, db.store().await);
+    let (one, two) = db.replicas().await;
     let lease = Duration::from_secs(600);
     let claim = async |store: &Store| store.claim_resource("shop", "orders", lease).await.unwrap();
     // Its first ask makes the row; the next wins it, and the other replica finds it busy.
@@ -368,7 +371,7 @@ async fn maintenance_runs_on_the_one_replica_holding_the_leader_lease() {
     let Some(db) = TestDb::create("postgres leader").await else {
         return;
     };
-    let (one, two) = (db.store().await, db.store().await);
+    let (one, two) = db.replicas().await;
     // Before any heartbeat nobody leads; the first to beat takes the lease, the other does not.
     assert!(!one.leads_maintenance() && !two.leads_maintenance());
     pollhook::cluster::beat(&one).await;

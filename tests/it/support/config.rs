@@ -158,11 +158,16 @@ pub struct Source {
 impl Source {
     /// A REST source `name` at `base_url`.
     pub fn new(name: &str, base_url: &str) -> Source {
+        Source::named(name).set("base_url", base_url)
+    }
+
+    /// A source `name` with no other key yet: an `exec` source, which has no `base_url`.
+    pub fn named(name: &str) -> Source {
         let source = Source {
             table: Table::new(),
             resources: Vec::new(),
         };
-        source.set("name", name).set("base_url", base_url)
+        source.set("name", name)
     }
 
     /// A `json-server` source (a [`super::Shop`], a `demo::FakeShop`).
