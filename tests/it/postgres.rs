@@ -451,15 +451,17 @@ fn add_endpoint<'a>(name: &'a str, url: &'a str, extra: &[&'a str]) -> Vec<&'a s
     args
 }
 
-/// `shop.items` at `source_url` (the changing source, `touched` ignored), polled by hand in
-/// these tests, delivering to loopback; `[storage]` left to the test.
-fn items_config(source_url: &str) -> ConfigBuilder {
+/// A changing source of `n` items, and a config polling it as `shop.items` (`touched` ignored;
+/// polled by hand in these tests) and delivering to loopback, its `[storage]` left to the test.
+async fn items_config(n: u64) -> (SourceApi, ConfigBuilder) {
+    let (world, source_url) = crash::serve_world(n).await;
     let items = Resource::new("items", "1h")
         .set("path", "/items")
         .set("ignore", vec!["touched"]);
-    ConfigBuilder::without_storage()
-        .source(Source::new("shop", source_url).resource(items))
-        .loopback_delivery()
+    let config = ConfigBuilder::without_storage()
+        .source(Source::new("shop", &source_url).resource(items))
+        .loopback_delivery();
+    (world, config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -467,9 +469,9 @@ async fn every_cli_command_works_on_postgres() {
     let Some(db) = TestDb::create("postgres cli").await else {
         return;
     };
-    let (world, source_url) = crash::serve_world(30).await;
+    let (world, config) = items_config(30).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = items_config(&source_url)
+    let config = config
         .in_dir(dir.path())
         .set("storage.path", "ignored.db")
         .set("storage.url", db.url.as_str())
@@ -597,6 +599,8 @@ impl Facts for PgFacts {
 
 /// A replica test's world: the changing source, the receiver, the config.
 struct Cluster {
+    /// What the source's changes and the key come from.
+    seed: u64,
     world: SourceApi,
     receiver: Receiver,
     key: [u8; 32],
@@ -605,20 +609,27 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(seed: u64, url: &str) -> Cluster {
+    /// The world of `seed`, its config on `db`; and a store on `db` for the test to watch.
+    async fn start(seed: u64, db: &TestDb) -> (Cluster, Store) {
         let mut rng = StdRng::seed_from_u64(seed);
         let scene = Scene::start(seed, &mut rng).await;
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("pollhook.toml");
-        let text = scene.config.set("storage.url", url).any_port().toml();
+        let text = scene
+            .config
+            .set("storage.url", db.url.as_str())
+            .any_port()
+            .toml();
         std::fs::write(&config, text).unwrap();
-        Cluster {
+        let cluster = Cluster {
+            seed,
             world: scene.world,
             receiver: scene.receiver,
             key: scene.key,
             dir,
             config,
-        }
+        };
+        (cluster, db.store().await)
     }
 
     fn log(&self, replica: usize) -> std::path::PathBuf {
@@ -637,8 +648,8 @@ impl Cluster {
     }
 
     /// Keeps the source changing until the handle is aborted.
-    fn mutate(&self, seed: u64) -> tokio::task::JoinHandle<()> {
-        crash::mutate(&self.world, seed)
+    fn mutate(&self) -> tokio::task::JoinHandle<()> {
+        crash::mutate(&self.world, self.seed)
     }
 
     /// Stops `mutator`, waits (for at most `limit`) until a poll after that found nothing new
@@ -740,9 +751,7 @@ async fn a_change_through_one_replicas_api_takes_effect_on_every_replica() {
     let Some(db) = TestDb::create("postgres api").await else {
         return;
     };
-    let seed = 20_261_204;
-    let cluster = Cluster::start(seed, &db.url).await;
-    let store = db.store().await;
+    let (cluster, store) = Cluster::start(20_261_204, &db).await;
     let mut replicas: Vec<Child> = (0..2).map(|i| cluster.spawn(i)).collect();
     let (one, two) = (
         replicas[0].admin_addr().await,
@@ -778,7 +787,7 @@ async fn a_change_through_one_replicas_api_takes_effect_on_every_replica() {
         show(two).await,
         "both replicas show one endpoint"
     );
-    let mutator = cluster.mutate(seed);
+    let mutator = cluster.mutate();
     eventually(
         "webhooks reach the endpoint added through one replica",
         Duration::from_secs(30),
@@ -787,11 +796,12 @@ async fn a_change_through_one_replicas_api_takes_effect_on_every_replica() {
     .await;
 
     // Paused through replica 1: no replica sends to it any more (what was in flight lands).
-    let paused = http
-        .post(format!("http://{two}/api/v1/endpoints/second/pause"))
-        .send()
-        .await
-        .unwrap();
+    // `POST /api/v1/endpoints/second/ACTION` on the replica at `addr`.
+    let act = async |addr: std::net::SocketAddr, action: &str| {
+        let url = format!("http://{addr}/api/v1/endpoints/second/{action}");
+        http.post(url).send().await.unwrap()
+    };
+    let paused = act(two, "pause").await;
     assert_eq!(paused.status(), 200, "{}", paused.text().await.unwrap());
     assert_eq!(show(one).await["state"], "paused", "{}", show(one).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -809,12 +819,7 @@ async fn a_change_through_one_replicas_api_takes_effect_on_every_replica() {
         .filter(|d| d.endpoint == "second" && d.status == "pending")
         .count();
     assert!(queued > 0, "changes went on while it was paused");
-    let resumed = http
-        .post(format!("http://{one}/api/v1/endpoints/second/resume"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resumed.status(), 200);
+    assert_eq!(act(one, "resume").await.status(), 200);
     eventually(
         "the paused queue is delivered after resume",
         Duration::from_secs(30),
@@ -858,13 +863,12 @@ async fn three_replicas_sigkilled_at_random_lose_nothing_and_keep_item_order() {
     println!("replicas: seed {seed} (POLLHOOK_CRASH_SEED), {kills} kills (POLLHOOK_REPLICA_KILLS)");
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
-    let cluster = Cluster::start(seed, &db.url).await;
-    let store = db.store().await;
+    let (cluster, store) = Cluster::start(seed, &db).await;
 
     let mut replicas: Vec<Child> = (0..3).map(|i| cluster.spawn(i)).collect();
     // The kills start once the baseline is in, so that what they interrupt is change detection.
     cluster.baselined(&store).await;
-    let mutator = cluster.mutate(seed);
+    let mutator = cluster.mutate();
     // At least `kills` kills, and on until polls found changes while replicas were dying (a
     // loaded machine restarts replicas slowly, so fewer polls fit between the kills).
     let polls_with_changes = async || {
@@ -1029,11 +1033,9 @@ async fn replicas_recover_from_a_postgres_restart_mid_run_and_lose_nothing() {
     let Some(server) = PrivateServer::start("postgres restart") else {
         return;
     };
-    let seed = 20_261_202;
     let db = TestDb::on(&server.url()).await;
-    let cluster = Cluster::start(seed, &db.url).await;
-    let store = db.store().await;
-    let mutator = cluster.mutate(seed);
+    let (cluster, store) = Cluster::start(20_261_202, &db).await;
+    let mutator = cluster.mutate();
     let mut replicas: Vec<Child> = (0..2).map(|i| cluster.spawn(i)).collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = cluster.receiver.inbox().receipts.len();
@@ -1129,9 +1131,7 @@ async fn a_replica_cut_off_from_postgres_longer_than_a_lease_is_fenced_and_taken
     let Some(db) = TestDb::create("postgres stall").await else {
         return;
     };
-    let seed = 20_261_203;
-    let cluster = Cluster::start(seed, &db.url).await;
-    let store = db.store().await;
+    let (cluster, store) = Cluster::start(20_261_203, &db).await;
     // Replica 0 reaches the database through the relay; replica 1 directly.
     let target = url::Url::parse(&db.url).unwrap();
     let upstream = format!(
@@ -1155,7 +1155,7 @@ async fn a_replica_cut_off_from_postgres_longer_than_a_lease_is_fenced_and_taken
             .replace(&db.url, relayed.as_str()),
     )
     .unwrap();
-    let mutator = cluster.mutate(seed);
+    let mutator = cluster.mutate();
     let mut replicas = vec![
         spawn_run(&relayed_config, &cluster.log(0)),
         cluster.spawn(1),
@@ -1193,9 +1193,8 @@ async fn migrate_storage_copies_a_sqlite_database_without_a_rebaseline() {
     let Some(db) = TestDb::create("postgres migrate-storage").await else {
         return;
     };
-    let (world, source_url) = crash::serve_world(12).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = items_config(&source_url);
+    let (world, config) = items_config(12).await;
     let sqlite = config.clone().in_dir(dir.path()).write_as("sqlite.toml");
     let postgres = dir.path().join("postgres.toml");
     std::fs::write(&postgres, config.set("storage.url", db.url.as_str()).toml()).unwrap();
