@@ -17,9 +17,8 @@ use crate::store::{
 };
 
 impl Db {
-    /// What a poll needs before it fetches, read in one transaction so the state and the
-    /// snapshot agree: the resource's state, its page records if `pages`, and its snapshot if it
-    /// has a baseline of at most `snapshot_up_to` items.
+    /// What a poll needs before it fetches: the resource's state, its page records if `pages`,
+    /// and its snapshot if it has a baseline of at most `snapshot_up_to` items.
     pub(in crate::store) fn prior(
         &self,
         source: &str,
@@ -27,8 +26,8 @@ impl Db {
         pages: bool,
         snapshot_up_to: i64,
     ) -> Result<Prior, StoreError> {
-        let mut conn = self.conn();
-        let prior = read_prior(&mut conn, source, resource, pages, snapshot_up_to, i64::MAX)?;
+        let conn = self.conn();
+        let prior = read_prior(&conn, source, resource, pages, snapshot_up_to, i64::MAX)?;
         Ok(prior.unwrap_or_default())
     }
 
@@ -618,29 +617,29 @@ fn resource_state(
     Ok(row.unwrap_or_default())
 }
 
-/// [`Db::prior`]'s reads, in one read transaction. `None` (nothing read) when the resource has
-/// more than `up_to` snapshot items.
+/// [`Db::prior`]'s reads; `None` (nothing read) when the resource has more than `up_to`
+/// snapshot items. No explicit transaction: the connection is held throughout, so no other
+/// commit of this process comes between the reads, and another process never writes a snapshot
+/// (one `pollhook run` per database); a BEGIN and a COMMIT would be parsed anew each time.
 fn read_prior(
-    conn: &mut Connection,
+    conn: &Connection,
     source: &str,
     resource: &str,
     pages: bool,
     snapshot_up_to: i64,
     up_to: i64,
 ) -> Result<Option<Prior>, StoreError> {
-    let tx = conn.transaction()?;
-    let state = resource_state(&tx, source, resource)?;
+    let state = resource_state(conn, source, resource)?;
     if state.item_count > up_to {
         return Ok(None);
     }
     let pages = match pages {
-        true => self::pages(&tx, source, resource)?,
+        true => self::pages(conn, source, resource)?,
         false => HashMap::new(),
     };
     let snapshot = (state.has_baseline && state.item_count <= snapshot_up_to)
-        .then(|| snapshot_state(&tx, source, resource, state.item_count))
+        .then(|| snapshot_state(conn, source, resource, state.item_count))
         .transpose()?;
-    tx.commit()?;
     Ok(Some(Prior {
         state,
         pages,
