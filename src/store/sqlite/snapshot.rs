@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::events::insert_events;
-use super::{Db, Relaxed, json, rows, to_time, write_tx};
+use super::{Db, Relaxed, WriteTx, json, rows, to_time, write_tx};
 use crate::diff::{Known, Snapshot};
 use crate::event::{Event, Payload};
 use crate::normalize::{Hash, RawHash};
@@ -228,7 +228,7 @@ fn write_poll(
     upserts: &mut dyn Upserts,
     durable: bool,
 ) -> Result<Option<CommitSummary>, StoreError> {
-    let tx = write_tx(conn)?;
+    let tx = WriteTx::begin(conn)?;
     let now = commit.at.timestamp_millis();
     let version: i64 = tx
         .prepare_cached("SELECT version FROM resources WHERE source = ?1 AND resource = ?2")?
@@ -515,7 +515,7 @@ fn bookkeeping_only(commit: &PollCommit) -> bool {
         && commit.held.is_none()
 }
 
-fn resource_has_baseline(tx: &Transaction<'_>, commit: &PollCommit) -> Result<bool, StoreError> {
+fn resource_has_baseline(tx: &Connection, commit: &PollCommit) -> Result<bool, StoreError> {
     Ok(tx
         .prepare_cached(
             "SELECT baseline_at IS NOT NULL FROM resources WHERE source = ?1 AND resource = ?2",
