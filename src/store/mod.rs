@@ -7,7 +7,11 @@
 //!
 //! Callers never see a connection or a transaction: each method is one unit of work, run by the
 //! backend where it belongs (SQLite's on the blocking pool, so the async runtime never stalls;
-//! PostgreSQL's awaited on a pooled connection). The SQL lives in `sqlite/` and `postgres/`
+//! PostgreSQL's awaited on a pooled connection). Two exceptions make an idle poll cheap: the read
+//! of a small resource's prior state ([`Store::prior`]) and a commit of nothing but a poll's
+//! bookkeeping ([`Store::commit_poll`]) run on the caller's thread when SQLite's connection is
+//! free and neither a lock nor a checkpoint would be waited on; they take microseconds, less
+//! than the trip to the blocking pool and back. The SQL lives in `sqlite/` and `postgres/`
 //! alone, one file per noun in each; a method here is one call made on either (`on_backend!`),
 //! or a `match` where the two differ.
 //!

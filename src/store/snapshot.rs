@@ -226,10 +226,18 @@ pub struct PollFailure {
     pub forget_pages: bool,
 }
 
+/// Snapshot items up to which [`Store::prior`] may read on the async runtime's thread: ~0.1 ms
+/// of SQLite work, less than the hand-off to the blocking pool and back that it saves.
+pub const READ_NOW: i64 = 256;
+
 impl Store {
     /// What a poll needs before it fetches, in one round trip: the resource's state, its page
     /// records if `pages`, and its snapshot if it has a baseline of at most `snapshot_up_to`
     /// items (a larger one is loaded with [`Store::snapshot`] while the first page is fetched).
+    ///
+    /// On SQLite, a resource of at most [`READ_NOW`] items is read on the calling task's thread
+    /// when the connection is free and no lock would be waited on (most idle polls); otherwise,
+    /// and for larger ones, on the blocking pool.
     pub async fn prior(
         &self,
         source: &str,
@@ -237,30 +245,18 @@ impl Store {
         pages: bool,
         snapshot_up_to: i64,
     ) -> Result<Prior, StoreError> {
-        let (source, resource) = (source.to_owned(), resource.to_owned());
         let db = match &self.backend {
             Backend::Sqlite(db) => db,
             Backend::Postgres(pg) => {
-                return pg.prior(&source, &resource, pages, snapshot_up_to).await;
+                return pg.prior(source, resource, pages, snapshot_up_to).await;
             }
         };
+        if let Some(prior) = db.try_prior_now(source, resource, pages, snapshot_up_to, READ_NOW) {
+            return prior;
+        }
+        let (source, resource) = (source.to_owned(), resource.to_owned());
         run(db, move |db| {
-            let state = db.resource_state(&source, &resource)?;
-            let pages = if pages {
-                db.pages(&source, &resource)?
-            } else {
-                HashMap::new()
-            };
-            let snapshot = if state.has_baseline && state.item_count <= snapshot_up_to {
-                Some(db.snapshot_state(&source, &resource, state.item_count)?)
-            } else {
-                None
-            };
-            Ok(Prior {
-                state,
-                pages,
-                snapshot,
-            })
+            db.prior(&source, &resource, pages, snapshot_up_to)
         })
         .await
     }
@@ -340,13 +336,18 @@ impl Store {
     ///
     /// A poll that found nothing to write but its own bookkeeping (last poll time, outcome,
     /// version, page validators) may commit without the fsync: a machine crash can forget the
-    /// last few such commits, never a change.
+    /// last few such commits, never a change. On SQLite such a commit is made on the calling
+    /// task's thread when the connection is free and neither a lock nor a checkpoint would be
+    /// waited on (most idle polls); any other on the blocking pool.
     pub async fn commit_poll(
         &self,
         mut commit: PollCommit,
     ) -> Result<(CommitSummary, Vec<Event>), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => {
+                if let Some(summary) = db.try_commit_now(&commit) {
+                    return Ok((summary?, std::mem::take(&mut commit.events)));
+                }
                 run(db, move |db| {
                     let summary = db.commit_poll(&mut commit)?;
                     Ok((summary, std::mem::take(&mut commit.events)))

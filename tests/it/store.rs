@@ -1169,3 +1169,84 @@ async fn attempt_counts_count_attempts_and_successes_per_endpoint(store: &Store)
             .is_empty()
     );
 }
+
+// ───────────────────────────── SQLite alone ─────────────────────────────
+//
+// An idle poll's SQLite work may run on the async runtime's thread (`Store::prior`, a
+// bookkeeping-only `Store::commit_poll`); these pin what makes that sound.
+
+/// The `-wal` file of an SQLite database, in bytes.
+fn wal_bytes(db: &std::path::Path) -> u64 {
+    let wal = db.with_extension("db-wal");
+    std::fs::metadata(&wal).map_or(0, |m| m.len())
+}
+
+/// Thousands of commits that write nothing but a poll's bookkeeping still have the WAL
+/// checkpointed: it stays near SQLite's 1,000-frame mark instead of growing with every poll.
+#[tokio::test]
+async fn sqlite_idle_commits_keep_the_wal_checkpointed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pollhook.db");
+    let store = Store::open(&path).unwrap();
+    commit_to(&store, RESOURCE, vec![row("1", 1)], &[], vec![]).await;
+    let polls = 3_000;
+    for _ in 0..polls {
+        let prior = store.prior(SOURCE, RESOURCE, false, 10_000).await.unwrap();
+        assert_eq!(prior.snapshot.map(|s| s.len()), Some(1));
+        let commit = commit_at(RESOURCE, prior.state.version, NoUpserts, &[], vec![]);
+        let (summary, _) = store.commit_poll(commit).await.unwrap();
+        assert_eq!(summary.outcome, "unchanged");
+    }
+    // Each commit appends at least one 4 KiB page (and a 24-byte frame header) to the log.
+    let bound = 1_200 * (4_096 + 24);
+    assert!(
+        wal_bytes(&path) < bound,
+        "WAL of {} bytes after {polls} idle commits",
+        wal_bytes(&path)
+    );
+    let state = store.resource_state(SOURCE, RESOURCE).await.unwrap();
+    assert_eq!(state.version, 1 + polls);
+    let status = store.status().await.unwrap();
+    assert_eq!(status[0].last_outcome.as_deref(), Some("unchanged"));
+}
+
+/// While another process holds SQLite's write lock (a CLI writing), an idle poll's commit waits
+/// for it on a blocking thread, not on the async runtime's, and then records the poll.
+#[tokio::test]
+async fn sqlite_an_idle_commit_waits_for_another_writer_off_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pollhook.db");
+    let store = Store::open(&path).unwrap();
+    commit_to(&store, RESOURCE, vec![row("1", 1)], &[], vec![]).await;
+    let version = store
+        .resource_state(SOURCE, RESOURCE)
+        .await
+        .unwrap()
+        .version;
+
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (locked_tx, locked) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        // Holds the lock until the test has seen the runtime run while the commit waited.
+        let _ = locked.recv_timeout(Duration::from_secs(5));
+        other.execute_batch("COMMIT").unwrap();
+    });
+
+    let commit = store.commit_poll(commit_at(RESOURCE, version, NoUpserts, &[], vec![]));
+    tokio::pin!(commit);
+    tokio::select! {
+        biased;
+        result = &mut commit => panic!("committed while another writer held the lock: {result:?}"),
+        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+    }
+    locked_tx.send(()).unwrap();
+    let (summary, _) = tokio::time::timeout(Duration::from_secs(10), commit)
+        .await
+        .expect("the commit ends once the lock is released")
+        .unwrap();
+    writer.join().unwrap();
+    assert_eq!(summary.outcome, "unchanged");
+    let state = store.resource_state(SOURCE, RESOURCE).await.unwrap();
+    assert_eq!(state.version, version + 1);
+}

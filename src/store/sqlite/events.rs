@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::endpoints::load_endpoints;
 use super::{Db, rows, write_tx};
@@ -151,7 +151,7 @@ impl Db {
 
 /// Inserts events and a delivery per matching endpoint, inside the caller's transaction.
 pub(super) fn insert_events(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     events: &[Event],
 ) -> Result<CommitSummary, StoreError> {
     if events.is_empty() {
@@ -170,7 +170,7 @@ pub(super) fn insert_events(
 /// Inserts `events`, each with a delivery for every endpoint id `endpoints_for` names, inside
 /// the caller's transaction.
 fn write_events(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     events: &[Event],
     mut endpoints_for: impl FnMut(&Event) -> Vec<i64>,
 ) -> Result<CommitSummary, StoreError> {

@@ -1,13 +1,17 @@
 //! The SQLite backend: one file in WAL mode, one connection behind a mutex (one writer), every
 //! statement of the hot paths prepared once.
 //!
-//! In: the facade's calls, on a blocking thread. Out: rows.
+//! In: the facade's calls, on a blocking thread; a small read or a bookkeeping-only commit
+//! may run on the async runtime's thread instead, never waiting ([`NoWait`]). Out: rows.
 //!
 //! Invariants:
 //! - `synchronous = FULL`: a committed change survives a machine crash. Only a poll's
 //!   bookkeeping when it found nothing to write commits without the fsync ([`Relaxed`]).
 //! - Every write transaction takes the write lock up front (`BEGIN IMMEDIATE`), so a CLI writing
 //!   beside `pollhook run` waits on `busy_timeout` instead of failing to upgrade a read lock.
+//! - The async runtime never waits on SQLite: work run there takes the connection only if it
+//!   is free, answers busy at once rather than wait for another process's lock, and never
+//!   checkpoints the WAL ([`Checkpoints`]).
 //! - One process runs the pipeline per database ([`RunLock`]); the CLI may read and write
 //!   alongside it (WAL readers never block the writer).
 
@@ -21,7 +25,8 @@ mod retention;
 mod snapshot;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -36,10 +41,58 @@ use super::StoreError;
 /// Prepared statements kept per connection: more than the distinct statements pollhook runs.
 const STATEMENT_CACHE: usize = 64;
 
+/// WAL frames after which a commit checkpoints the log into the database file: SQLite's
+/// `wal_autocheckpoint` default, which [`Checkpoints`] takes over.
+const CHECKPOINT_FRAMES: i32 = 1000;
+
+/// How long SQLite waits for a lock another process holds before answering busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An open SQLite database.
 pub(super) struct Db {
     conn: Mutex<Connection>,
     path: PathBuf,
+    checkpoints: Arc<Checkpoints>,
+}
+
+/// SQLite's automatic checkpoint, with a way to put it off: after a commit leaves at least
+/// [`CHECKPOINT_FRAMES`] frames in the WAL, the committing thread copies them into the database
+/// file (a passive checkpoint, with fsyncs), unless that thread is the async runtime's, which
+/// must not wait on the disk. A commit made there ([`Db::try_commit_now`]) is only tried while
+/// the log is short, so the next commit on a blocking thread checkpoints instead.
+#[derive(Debug)]
+struct Checkpoints {
+    /// Frames in the WAL after our last commit; [`CHECKPOINT_FRAMES`] until the first one says.
+    frames: AtomicI32,
+    /// The commit under way runs on the async runtime: no checkpoint now.
+    put_off: AtomicBool,
+}
+
+impl Checkpoints {
+    /// Installs the hook on `conn`, replacing SQLite's own (the two share one slot).
+    fn install(conn: &mut Connection) -> rusqlite::Result<Arc<Checkpoints>> {
+        let checkpoints = Arc::new(Checkpoints {
+            frames: AtomicI32::new(CHECKPOINT_FRAMES),
+            put_off: AtomicBool::new(false),
+        });
+        let hook = checkpoints.clone();
+        conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, frames| {
+            hook.frames.store(frames, Ordering::Relaxed);
+            if frames >= CHECKPOINT_FRAMES && !hook.put_off.load(Ordering::Relaxed) {
+                // As SQLite's own hook: a checkpoint that cannot finish now (a reader holds old
+                // frames) is tried again after the next commit; an error here would report
+                // this commit, which has happened, as failed.
+                let _ = wal.checkpoint();
+            }
+            Ok(())
+        }))?;
+        Ok(checkpoints)
+    }
+
+    /// Whether a commit now leaves the log short enough that putting off its checkpoint is fine.
+    fn short(&self) -> bool {
+        self.frames.load(Ordering::Relaxed) < CHECKPOINT_FRAMES
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -65,8 +118,7 @@ impl Db {
             let _ = lock::create_private(path);
         }
         let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         enable_wal(&conn).map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
@@ -82,9 +134,11 @@ impl Db {
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
             .map_err(open_err)?;
         migrate::migrate(&mut conn, path)?;
+        let checkpoints = Checkpoints::install(&mut conn).map_err(open_err)?;
         Ok(Db {
             conn: Mutex::new(conn),
             path: path.to_owned(),
+            checkpoints,
         })
     }
 
@@ -97,6 +151,17 @@ impl Db {
         // A panic while holding the lock cannot leave a half-done transaction behind (rusqlite
         // rolls back on drop), so a poisoned lock is safe to reuse.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection if no other thread holds it, set to answer busy at once ([`NoWait`]), for
+    /// work on the async runtime's threads; `None` if it is in use.
+    fn conn_now(&self) -> Option<NoWait<'_>> {
+        let guard = match self.conn.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        Some(NoWait::enter(guard))
     }
 
     /// The schema version (`PRAGMA user_version`).
@@ -140,6 +205,32 @@ impl Drop for Relaxed<'_> {
             // Best effort on the way out of a panic; `leave` reports a failure.
             let _ = full_sync(self.conn);
         }
+    }
+}
+
+/// The connection, held, answering busy at once instead of waiting [`BUSY_TIMEOUT`] for a lock
+/// another process holds, until drop: for work on the async runtime's own threads, which must
+/// never wait. SQLite's busy answer becomes [`StoreError::Unavailable`]; the caller then hands
+/// the work to a blocking thread.
+struct NoWait<'a> {
+    conn: MutexGuard<'a, Connection>,
+}
+
+impl<'a> NoWait<'a> {
+    fn enter(conn: MutexGuard<'a, Connection>) -> Self {
+        // Fails only on a closed connection, whose next statement says so.
+        let _ = conn.busy_timeout(Duration::ZERO);
+        Self { conn }
+    }
+
+    fn conn(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+impl Drop for NoWait<'_> {
+    fn drop(&mut self) {
+        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
     }
 }
 
@@ -211,6 +302,42 @@ fn enable_wal(conn: &Connection) -> rusqlite::Result<()> {
 /// upgrade its read lock instead of waiting on `busy_timeout`.
 fn write_tx(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
+/// A write transaction like [`write_tx`]'s, begun and ended by cached statements: rusqlite's own
+/// parses `BEGIN IMMEDIATE` and `COMMIT` anew each time, which was a tenth of an idle poll's
+/// cost. Rolled back on drop unless committed.
+struct WriteTx<'a> {
+    conn: &'a Connection,
+}
+
+impl<'a> WriteTx<'a> {
+    fn begin(conn: &'a mut Connection) -> rusqlite::Result<Self> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(Self { conn })
+    }
+
+    fn commit(self) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        // Committed, or already rolled back by SQLite after an error: nothing to do.
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
 }
 
 /// Runs the cached statement `sql` with `params`, turning each row into a `T` with `map` (whose

@@ -2,20 +2,57 @@
 //! transaction that commits what it found.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::events::insert_events;
-use super::{Db, Relaxed, json, rows, to_time, write_tx};
+use super::{Db, Relaxed, WriteTx, json, rows, to_time, write_tx};
 use crate::diff::{Known, Snapshot};
 use crate::event::{Event, Payload};
 use crate::normalize::{Hash, RawHash};
 use crate::store::{
-    CommitSummary, NoUpserts, PageRecord, PollCommit, PollFailure, ResourceState, ResourceStatus,
-    StoreError, Upsert, Upserts,
+    CommitSummary, NoUpserts, PageRecord, PollCommit, PollFailure, Prior, ResourceState,
+    ResourceStatus, StoreError, Upsert, Upserts,
 };
 
 impl Db {
+    /// What a poll needs before it fetches: the resource's state, its page records if `pages`,
+    /// and its snapshot if it has a baseline of at most `snapshot_up_to` items.
+    pub(in crate::store) fn prior(
+        &self,
+        source: &str,
+        resource: &str,
+        pages: bool,
+        snapshot_up_to: i64,
+    ) -> Result<Prior, StoreError> {
+        let conn = self.conn();
+        let prior = read_prior(&conn, source, resource, pages, snapshot_up_to, i64::MAX)?;
+        Ok(prior.unwrap_or_default())
+    }
+
+    /// [`Db::prior`] on the caller's thread, for a caller that must not wait: `None` unless the
+    /// connection is free, SQLite answers without waiting on a lock, and the resource has at
+    /// most `up_to` snapshot items, which bounds the work (the caller then asks [`Db::prior`]
+    /// on a blocking thread). A small resource's rows are a few pages in SQLite's cache: reading
+    /// them costs less than handing the work to another thread and back.
+    pub(in crate::store) fn try_prior_now(
+        &self,
+        source: &str,
+        resource: &str,
+        pages: bool,
+        snapshot_up_to: i64,
+        up_to: i64,
+    ) -> Option<Result<Prior, StoreError>> {
+        let mut conn = self.conn_now()?;
+        match read_prior(conn.conn(), source, resource, pages, snapshot_up_to, up_to) {
+            Ok(Some(prior)) => Some(Ok(prior)),
+            // Too large, or SQLite would have waited on a lock.
+            Ok(None) | Err(StoreError::Unavailable(_)) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     /// The snapshot of a resource: `id → what is known of it`. `expected` (its `item_count`, or 0)
     /// sizes the map once: growing a million-entry map doubles it in memory.
     pub(in crate::store) fn snapshot_state(
@@ -24,64 +61,16 @@ impl Db {
         resource: &str,
         expected: i64,
     ) -> Result<Snapshot, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT item_id, hash, missing, raw_hash FROM snapshot WHERE source = ?1 AND resource = ?2",
-        )?;
-        let mut rows = stmt.query(params![source, resource])?;
-        let mut out = Snapshot::with_capacity_and_hasher(
-            usize::try_from(expected).unwrap_or(0),
-            Default::default(),
-        );
-        while let Some(row) = rows.next()? {
-            let id: String = row.get(0)?;
-            let hash: Option<Hash> = row
-                .get_ref(1)?
-                .as_blob()
-                .ok()
-                .and_then(|b| b.try_into().ok());
-            let Some(hash) = hash else {
-                return Err(StoreError::Corrupt(format!(
-                    "snapshot hash of {source}.{resource}/{id}"
-                )));
-            };
-            // A missing or odd raw hash only means the slow path.
-            let raw: Option<RawHash> = row
-                .get_ref(3)?
-                .as_blob()
-                .ok()
-                .and_then(|b| b.try_into().ok());
-            out.insert(id, Known::new(hash, raw, row.get(2)?));
-        }
-        Ok(out)
+        snapshot_state(&self.conn(), source, resource, expected)
     }
 
-    /// The page records of a resource, by URL.
-    pub(in crate::store) fn pages(
+    /// What the store knows of a resource before polling it.
+    pub(in crate::store) fn resource_state(
         &self,
         source: &str,
         resource: &str,
-    ) -> Result<HashMap<String, PageRecord>, StoreError> {
-        let conn = self.conn();
-        rows(
-            &conn,
-            "SELECT url, etag, last_modified, next_url, ids FROM pages WHERE source = ?1 AND resource = ?2",
-            params![source, resource],
-            |r| {
-                let url: String = r.get(0)?;
-                let ids: String = r.get(4)?;
-                let ids = serde_json::from_str(&ids)
-                    .map_err(|e| StoreError::Corrupt(format!("page record {url}: {e}")))?;
-                let record = PageRecord {
-                    url: url.clone(),
-                    etag: r.get(1)?,
-                    last_modified: r.get(2)?,
-                    next_url: r.get(3)?,
-                    ids,
-                };
-                Ok((url, record))
-            },
-        )
+    ) -> Result<ResourceState, StoreError> {
+        resource_state(&self.conn(), source, resource)
     }
 
     /// Forgets a resource's page records, so its next poll fetches every page in full.
@@ -172,36 +161,6 @@ impl Db {
         )
     }
 
-    /// What the store knows of a resource before polling it.
-    pub(in crate::store) fn resource_state(
-        &self,
-        source: &str,
-        resource: &str,
-    ) -> Result<ResourceState, StoreError> {
-        let conn = self.conn();
-        let row = conn
-            .prepare_cached(
-                "SELECT baseline_at IS NOT NULL, accept_deletes, since_cursor, full_sync_at, version,
-                        item_count
-                 FROM resources WHERE source = ?1 AND resource = ?2",
-            )?
-            .query_row(
-                params![source, resource],
-                |r| {
-                    Ok(ResourceState {
-                        has_baseline: r.get(0)?,
-                        accept_deletes: r.get(1)?,
-                        since_cursor: r.get(2)?,
-                        full_sync_at: r.get(3)?,
-                        version: r.get(4)?,
-                        item_count: r.get(5)?,
-                    })
-                },
-            )
-            .optional()?;
-        Ok(row.unwrap_or_default())
-    }
-
     /// Writes a poll's snapshot changes, events and deliveries, and the poll's outcome, in one
     /// transaction.
     ///
@@ -230,6 +189,35 @@ impl Db {
         // A durable commit never declines.
         Ok(write_poll(&mut conn, commit, upserts.as_mut(), true)?.unwrap_or_default())
     }
+
+    /// [`Db::commit_poll`] of a poll that found nothing to write but its bookkeeping, on the
+    /// caller's thread, for a caller that must not wait: `None` (nothing written) unless the
+    /// connection is free, the write lock is taken without waiting, the WAL is short enough that
+    /// the commit need not checkpoint it ([`Checkpoints`](super::Checkpoints)), and the commit
+    /// would add no event; the caller then asks [`Db::commit_poll`] on a blocking thread. Such a
+    /// commit writes a page or two to the WAL without an fsync: microseconds.
+    pub(in crate::store) fn try_commit_now(
+        &self,
+        commit: &PollCommit,
+    ) -> Option<Result<CommitSummary, StoreError>> {
+        if !(commit.upserts.is_empty() && bookkeeping_only(commit) && self.checkpoints.short()) {
+            return None;
+        }
+        let mut conn = self.conn_now()?;
+        self.checkpoints.put_off.store(true, Ordering::Relaxed);
+        let written = Relaxed::enter(conn.conn()).and_then(|relaxed| {
+            let written = write_poll(relaxed.conn, commit, &mut NoUpserts, false);
+            relaxed.leave()?;
+            written
+        });
+        self.checkpoints.put_off.store(false, Ordering::Relaxed);
+        match written {
+            Ok(Some(summary)) => Some(Ok(summary)),
+            // It would emit an event (a recovery), or SQLite would have waited on a lock.
+            Ok(None) | Err(StoreError::Unavailable(_)) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
 }
 
 /// [`Db::commit_poll`]'s transaction. Without `durable`, declines (writes nothing, returns
@@ -240,7 +228,7 @@ fn write_poll(
     upserts: &mut dyn Upserts,
     durable: bool,
 ) -> Result<Option<CommitSummary>, StoreError> {
-    let tx = write_tx(conn)?;
+    let tx = WriteTx::begin(conn)?;
     let now = commit.at.timestamp_millis();
     let version: i64 = tx
         .prepare_cached("SELECT version FROM resources WHERE source = ?1 AND resource = ?2")?
@@ -527,7 +515,7 @@ fn bookkeeping_only(commit: &PollCommit) -> bool {
         && commit.held.is_none()
 }
 
-fn resource_has_baseline(tx: &Transaction<'_>, commit: &PollCommit) -> Result<bool, StoreError> {
+fn resource_has_baseline(tx: &Connection, commit: &PollCommit) -> Result<bool, StoreError> {
     Ok(tx
         .prepare_cached(
             "SELECT baseline_at IS NOT NULL FROM resources WHERE source = ?1 AND resource = ?2",
@@ -535,4 +523,126 @@ fn resource_has_baseline(tx: &Transaction<'_>, commit: &PollCommit) -> Result<bo
         .query_row(params![commit.source, commit.resource], |r| r.get(0))
         .optional()?
         .unwrap_or(false))
+}
+
+/// The snapshot of a resource: `id → what is known of it`. `expected` (its `item_count`, or 0)
+/// sizes the map once: growing a million-entry map doubles it in memory.
+fn snapshot_state(
+    conn: &Connection,
+    source: &str,
+    resource: &str,
+    expected: i64,
+) -> Result<Snapshot, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT item_id, hash, missing, raw_hash FROM snapshot WHERE source = ?1 AND resource = ?2",
+    )?;
+    let mut rows = stmt.query(params![source, resource])?;
+    let mut out = Snapshot::with_capacity_and_hasher(
+        usize::try_from(expected).unwrap_or(0),
+        Default::default(),
+    );
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(0)?;
+        let hash: Option<Hash> = row
+            .get_ref(1)?
+            .as_blob()
+            .ok()
+            .and_then(|b| b.try_into().ok());
+        let Some(hash) = hash else {
+            return Err(StoreError::Corrupt(format!(
+                "snapshot hash of {source}.{resource}/{id}"
+            )));
+        };
+        // A missing or odd raw hash only means the slow path.
+        let raw: Option<RawHash> = row
+            .get_ref(3)?
+            .as_blob()
+            .ok()
+            .and_then(|b| b.try_into().ok());
+        out.insert(id, Known::new(hash, raw, row.get(2)?));
+    }
+    Ok(out)
+}
+
+/// The page records of a resource, by URL.
+fn pages(
+    conn: &Connection,
+    source: &str,
+    resource: &str,
+) -> Result<HashMap<String, PageRecord>, StoreError> {
+    rows(
+        conn,
+        "SELECT url, etag, last_modified, next_url, ids FROM pages WHERE source = ?1 AND resource = ?2",
+        params![source, resource],
+        |r| {
+            let url: String = r.get(0)?;
+            let ids: String = r.get(4)?;
+            let ids = serde_json::from_str(&ids)
+                .map_err(|e| StoreError::Corrupt(format!("page record {url}: {e}")))?;
+            let record = PageRecord {
+                url: url.clone(),
+                etag: r.get(1)?,
+                last_modified: r.get(2)?,
+                next_url: r.get(3)?,
+                ids,
+            };
+            Ok((url, record))
+        },
+    )
+}
+
+/// What the store knows of a resource before polling it.
+fn resource_state(
+    conn: &Connection,
+    source: &str,
+    resource: &str,
+) -> Result<ResourceState, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT baseline_at IS NOT NULL, accept_deletes, since_cursor, full_sync_at, version,
+                    item_count
+             FROM resources WHERE source = ?1 AND resource = ?2",
+        )?
+        .query_row(params![source, resource], |r| {
+            Ok(ResourceState {
+                has_baseline: r.get(0)?,
+                accept_deletes: r.get(1)?,
+                since_cursor: r.get(2)?,
+                full_sync_at: r.get(3)?,
+                version: r.get(4)?,
+                item_count: r.get(5)?,
+            })
+        })
+        .optional()?;
+    Ok(row.unwrap_or_default())
+}
+
+/// [`Db::prior`]'s reads; `None` (nothing read) when the resource has more than `up_to`
+/// snapshot items. No explicit transaction: the connection is held throughout, so no other
+/// commit of this process comes between the reads, and another process never writes a snapshot
+/// (one `pollhook run` per database); a BEGIN and a COMMIT would be parsed anew each time.
+fn read_prior(
+    conn: &Connection,
+    source: &str,
+    resource: &str,
+    pages: bool,
+    snapshot_up_to: i64,
+    up_to: i64,
+) -> Result<Option<Prior>, StoreError> {
+    let state = resource_state(conn, source, resource)?;
+    if state.item_count > up_to {
+        return Ok(None);
+    }
+    let pages = match pages {
+        true => self::pages(conn, source, resource)?,
+        false => HashMap::new(),
+    };
+    let snapshot = (state.has_baseline && state.item_count <= snapshot_up_to)
+        .then(|| snapshot_state(conn, source, resource, state.item_count))
+        .transpose()?;
+    Ok(Some(Prior {
+        state,
+        pages,
+        snapshot,
+    }))
 }
