@@ -119,7 +119,23 @@ async fn admin_sql(admin: &str, sql: &str) {
         .await
         .unwrap_or_else(|e| panic!("POLLHOOK_TEST_POSTGRES does not connect: {e}"));
     let driver = tokio::spawn(connection);
-    client.batch_execute(sql).await.unwrap();
+    // CREATE DATABASE copies template1 and refuses while another session is in it ("being
+    // accessed by other users", 55006): the other tests' own CREATE DATABASE. It passes in a
+    // moment; so does a DROP meeting a session still closing.
+    let mut tries = 0;
+    loop {
+        match client.batch_execute(sql).await {
+            Ok(()) => break,
+            Err(e)
+                if tries < 50
+                    && e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
     driver.abort();
 }
 
