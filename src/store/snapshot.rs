@@ -124,6 +124,39 @@ impl Upserts for Vec<SnapshotRow> {
     }
 }
 
+/// The operational events a poll's commit adds: `resource.recovered` when it ends a failing
+/// streak that had alerted (`failures` polls failed before it), and `resource.deletes_held` when
+/// its guard starts holding deletes (`was_held` is what the guard held before). One rule for
+/// every backend.
+pub(in crate::store) fn alerts(commit: &PollCommit, failures: i64, was_held: i64) -> Vec<Event> {
+    let key = format!("{}.{}", commit.source, commit.resource);
+    let mut alerts = Vec::new();
+    if commit.alert_after > 0 && failures >= i64::from(commit.alert_after) {
+        alerts.push(Event::operational(
+            "resource",
+            "recovered",
+            &key,
+            serde_json::json!({ "resource": key, "failed_polls": failures }),
+            commit.at,
+        ));
+    }
+    if let Some(held) = commit.held
+        && was_held == 0
+    {
+        alerts.push(Event::operational(
+            "resource",
+            "deletes_held",
+            &key,
+            serde_json::json!({
+                "resource": key, "deletes": held, "listed": commit.listed,
+                "hint": format!("run `pollhook accept {key}` if the deletions are real"),
+            }),
+            commit.at,
+        ));
+    }
+    alerts
+}
+
 /// A poll's result, ready to commit in one transaction.
 pub struct PollCommit {
     /// Source name.

@@ -281,31 +281,7 @@ impl Db {
             (None, true) => "unchanged",
             (None, false) => "changed",
         };
-        let key = format!("{s}.{r}");
-        let mut alerts = Vec::new();
-        if commit.alert_after > 0 && failures >= i64::from(commit.alert_after) {
-            alerts.push(Event::operational(
-                "resource",
-                "recovered",
-                &key,
-                serde_json::json!({ "resource": key, "failed_polls": failures }),
-                commit.at,
-            ));
-        }
-        if let Some(held) = commit.held
-            && was_held == 0
-        {
-            alerts.push(Event::operational(
-                "resource",
-                "deletes_held",
-                &key,
-                serde_json::json!({
-                    "resource": key, "deletes": held, "listed": commit.listed,
-                    "hint": format!("run `pollhook accept {key}` if the deletions are real"),
-                }),
-                commit.at,
-            ));
-        }
+        let alerts = crate::store::snapshot::alerts(&*commit, failures, was_held);
         let relaxed = upserted == 0 && bookkeeping_only(&*commit) && alerts.is_empty();
         let mut summary = insert_events(&tx, &commit.events).await?;
         let ops = insert_events(&tx, &alerts).await?;

@@ -329,31 +329,7 @@ fn write_poll(
         .query_row(params![commit.source, commit.resource], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
-    let key = format!("{}.{}", commit.source, commit.resource);
-    let mut alerts = Vec::new();
-    if commit.alert_after > 0 && failures >= i64::from(commit.alert_after) {
-        alerts.push(Event::operational(
-            "resource",
-            "recovered",
-            &key,
-            serde_json::json!({ "resource": key, "failed_polls": failures }),
-            commit.at,
-        ));
-    }
-    if let Some(held) = commit.held
-        && was_held == 0
-    {
-        alerts.push(Event::operational(
-            "resource",
-            "deletes_held",
-            &key,
-            serde_json::json!({
-                "resource": key, "deletes": held, "listed": commit.listed,
-                "hint": format!("run `pollhook accept {key}` if the deletions are real"),
-            }),
-            commit.at,
-        ));
-    }
+    let alerts = crate::store::snapshot::alerts(commit, failures, was_held);
     if !durable && !alerts.is_empty() {
         // Dropping `tx` rolls back.
         return Ok(None);
