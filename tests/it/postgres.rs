@@ -234,7 +234,7 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
     };
     // Migrating again (a second replica starting) changes nothing.
     let (store, again) = db.replicas().await;
-    assert_eq!(again.schema_version().await.unwrap(), 3);
+    assert_eq!(again.schema_version().await.unwrap(), 4);
 
     let (spec, endpoint) = reconcile_app(&store).await;
 

@@ -161,6 +161,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
         config_fingerprint TEXT NOT NULL
     );
     "#,
+    // 4: the per-item order check can only be answered from `deliveries_lane`. Its predicate is
+    // now written unlike `deliveries_pending`'s (the same rows, as the constraint says), so the
+    // planner can no longer pick `deliveries_pending` for that check and walk the endpoint's
+    // whole queue once per candidate: before a fresh queue's first ANALYZE it did, and a claim
+    // of 128 from 20k pending took 0.7 s.
+    r#"
+    ALTER TABLE deliveries ADD CONSTRAINT deliveries_status
+        CHECK (status IN ('pending', 'delivered', 'failed'));
+    DROP INDEX deliveries_lane;
+    CREATE INDEX deliveries_lane ON deliveries (endpoint_id, item_key, id)
+        WHERE status NOT IN ('delivered', 'failed');
+    "#,
 ];
 
 impl Db {

@@ -46,7 +46,8 @@ impl Db {
                        AND NOT EXISTS (
                            SELECT 1 FROM deliveries x
                            WHERE x.endpoint_id = d.endpoint_id AND x.item_key = d.item_key
-                             AND x.status = 'pending' AND x.id < d.id)
+                             -- pending, in `deliveries_lane`'s words: only that index serves it
+                             AND x.status NOT IN ('delivered', 'failed') AND x.id < d.id)
                      -- (endpoint_id, id) walks `deliveries_pending`, which holds pending rows
                      -- only, rather than the primary key past every delivered one.
                      ORDER BY d.endpoint_id, d.id LIMIT $3
