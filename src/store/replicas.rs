@@ -38,8 +38,6 @@ pub struct Maintenance {
     pub released_deliveries: u64,
     /// Their resource leases handed back.
     pub released_resources: u64,
-    /// Pending deliveries (leader only).
-    pub pending: Option<i64>,
     /// Dead tuples in the deliveries table, as PostgreSQL counts them (leader only).
     pub dead_tuples: Option<i64>,
 }

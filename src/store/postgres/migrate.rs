@@ -161,7 +161,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         config_fingerprint TEXT NOT NULL
     );
     "#,
-    // 4: the per-item order check can only be answered from `deliveries_lane`. Its predicate is
+    // 4: delivery claims made cheap. The per-item order check can only be answered from
+    // `deliveries_lane`. Its predicate is
     // now written unlike `deliveries_pending`'s (the same rows, as the constraint says), so the
     // planner can no longer pick `deliveries_pending` for that check and walk the endpoint's
     // whole queue once per candidate: before a fresh queue's first ANALYZE it did, and a claim
@@ -172,6 +173,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     DROP INDEX deliveries_lane;
     CREATE INDEX deliveries_lane ON deliveries (endpoint_id, item_key, id)
         WHERE status NOT IN ('delivered', 'failed');
+    -- No index on the lease columns: a claim then changes no indexed column, and its update is
+    -- HOT (no new entry in any of the table's indexes). The leader's rare lease sweeps walk the
+    -- pending rows instead.
+    DROP INDEX deliveries_leased;
     "#,
 ];
 

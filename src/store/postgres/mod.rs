@@ -23,7 +23,7 @@ mod replicas;
 mod retention;
 mod snapshot;
 
-use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,8 @@ struct Shared {
     announced_ms: AtomicI64,
     /// Whether the last heartbeat that succeeded took or renewed the leader lease.
     leading: AtomicBool,
+    /// Heartbeats this replica has sent as the leader.
+    led: AtomicU64,
 }
 
 /// How connections are encrypted: `sslmode=require` uses rustls with Mozilla's roots (so the
@@ -186,6 +188,7 @@ impl Db {
                 wanted_ms: AtomicI64::new(DEFAULT_ANNOUNCED.as_millis() as i64),
                 announced_ms: AtomicI64::new(0),
                 leading: AtomicBool::new(false),
+                led: AtomicU64::new(0),
             }),
         };
         // Fail now, with the reason, rather than at the first poll.
