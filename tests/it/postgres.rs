@@ -500,7 +500,7 @@ async fn every_cli_command_works_on_postgres() {
         "no password in the output: {out}"
     );
     let out = cli_ok(&config, &["migrate"]).await;
-    assert!(out.contains("schema version 3"), "{out}");
+    assert!(out.contains("schema version 4"), "{out}");
     assert!(
         !dir.path().join("ignored.db").exists(),
         "the SQLite path is not used"
