@@ -14,6 +14,7 @@
 //! `PG_IDLE_SECS=10`, `POLLHOOK_BIN` (default `<target>/release/pollhook`), `PG_SECTIONS` (a
 //! comma-separated subset of `commit,plan,delivery,latency`; default all).
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -24,14 +25,14 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use pollhook::diff::Change;
 use pollhook::endpoint::{ActionFilter, EndpointSpec};
 use pollhook::event::Event;
 use pollhook::normalize::Record;
 use pollhook::sign::Scheme;
-use pollhook::store::{PollCommit, SnapshotRow, Store};
+use pollhook::store::{POSTGRES_DELIVERY_CLAIM, PollCommit, SnapshotRow, Store};
 use sha2::{Digest, Sha256};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -207,13 +208,26 @@ async fn queue(store: &Store, n: usize, version: &mut i64) {
 
 #[derive(Default)]
 struct Inbox {
+    /// Distinct webhooks (by `webhook-id`) received.
     count: AtomicUsize,
+    /// Webhooks received again with an id already seen.
+    dupes: AtomicUsize,
+    ids: Mutex<HashSet<String>>,
     /// (received at ms, detected at ms) per webhook.
     latencies: Mutex<Vec<i64>>,
 }
 
-async fn receive(State(inbox): State<Arc<Inbox>>, body: Bytes) -> StatusCode {
+async fn receive(State(inbox): State<Arc<Inbox>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let now = chrono::Utc::now().timestamp_millis();
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if !inbox.ids.lock().unwrap().insert(id) {
+        inbox.dupes.fetch_add(1, Ordering::Relaxed);
+        return StatusCode::NO_CONTENT;
+    }
     if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body)
         && let Some(at) = event["detected_at"].as_str()
         && let Ok(at) = chrono::DateTime::parse_from_rfc3339(at)
@@ -406,29 +420,22 @@ async fn plan_section(admin: &str) {
         if when == "after ANALYZE" {
             sql(&db.url, "ANALYZE").await;
         }
-        let plan = query(
-            &db.url,
-            "EXPLAIN (ANALYZE, BUFFERS) WITH due AS (
-                 SELECT d.id FROM deliveries d
-                 WHERE d.endpoint_id = 1 AND d.status = 'pending'
-                   AND d.next_attempt_at <= 9000000000000 AND d.locked_until <= 9000000000000
-                   AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = 1 AND p.active)
-                   AND NOT EXISTS (
-                       SELECT 1 FROM deliveries x
-                       WHERE x.endpoint_id = d.endpoint_id AND x.item_key = d.item_key
-                         AND x.status NOT IN ('delivered', 'failed') AND x.id < d.id)
-                 ORDER BY d.endpoint_id, d.id LIMIT 128
-                 FOR NO KEY UPDATE OF d SKIP LOCKED)
-             UPDATE deliveries d SET locked_until = 9000000000000 + 60000, locked_by = 'bench'
-             FROM due, events e
-             WHERE d.id = due.id AND e.seq = d.event_seq
-             RETURNING d.id, e.payload",
-        )
-        .await;
+        let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let driver = tokio::spawn(connection);
+        let explain = format!("EXPLAIN (ANALYZE, BUFFERS) {POSTGRES_DELIVERY_CLAIM}");
+        let plan = client
+            .query(
+                &explain,
+                &[&1i64, &9_000_000_000_000i64, &128i64, &60_000i64, &"bench"],
+            )
+            .await;
         println!("EXPLAIN ANALYZE of the delivery claim at 100k pending (128 claimed), {when}:");
         for r in &plan {
             println!("  {}", r.get::<_, &str>(0));
         }
+        driver.abort();
     }
     drop(pg);
     db.drop_it().await;
@@ -452,6 +459,8 @@ async fn delivery_section(admin: &str, dir: &std::path::Path) {
         let mut version = 0;
         queue(&pg, deliveries, &mut version).await;
         inbox.count.store(0, Ordering::Relaxed);
+        inbox.dupes.store(0, Ordering::Relaxed);
+        inbox.ids.lock().unwrap().clear();
         let config = config(dir, &db.url, receiver);
         let children = spawn_replicas(n, &config);
         // From the first webhook to the last: start-up is not delivery.
@@ -466,13 +475,14 @@ async fn delivery_section(admin: &str, dir: &std::path::Path) {
         let secs = started.elapsed().as_secs_f64();
         let got = inbox.count.load(Ordering::Relaxed);
         let cpu: f64 = children.iter().map(|c| cpu_secs(c.id())).sum();
-        println!(
-            "delivery, {n} replica(s): {got} webhooks in {secs:.2} s = {:.0}/s; replicas' CPU {:.0} µs per webhook, {} database commits so far",
-            got as f64 / secs,
-            cpu * 1e6 / got.max(1) as f64,
-            commits(&db).await,
-        );
+        let commits = commits(&db).await;
         stop(children);
+        println!(
+            "delivery, {n} replica(s): {got} webhooks in {secs:.2} s = {:.0}/s, {} received twice; replicas' CPU {:.0} µs per webhook, {commits} database commits",
+            got as f64 / secs,
+            inbox.dupes.load(Ordering::Relaxed),
+            cpu * 1e6 / got.max(1) as f64,
+        );
         drop(pg);
         db.drop_it().await;
     }

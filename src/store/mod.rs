@@ -59,6 +59,10 @@ pub use snapshot::{
 };
 pub use sqlite::RunLock;
 
+/// The PostgreSQL delivery claim statement, for the benchmark and tests that explain its plan.
+#[doc(hidden)]
+pub use postgres::CLAIM as POSTGRES_DELIVERY_CLAIM;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

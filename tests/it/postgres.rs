@@ -18,7 +18,8 @@ use pollhook::diff::Change;
 use pollhook::event::Event;
 use pollhook::normalize::Record;
 use pollhook::store::{
-    DeliveryRow, EventFilter, PollCommit, ResourceClaim, SnapshotRow, Store, StoreError,
+    DeliveryRow, EventFilter, POSTGRES_DELIVERY_CLAIM, PollCommit, ResourceClaim, SnapshotRow,
+    Store, StoreError,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -318,6 +319,63 @@ async fn a_commit_is_conditional_on_the_version_and_claims_keep_item_order() {
     assert!(dup.to_string().contains("already exists"), "{dup}");
     let missing = store.accept_deletes("shop", "orders").await.unwrap_err();
     assert!(matches!(missing, StoreError::NotFound(_)), "{missing}");
+}
+
+/// The claim's per-item order check is one probe of `deliveries_lane` per candidate, whatever
+/// the statistics say. Before a fresh queue's first ANALYZE the planner used to answer it from
+/// `deliveries_pending` instead, walking the endpoint's whole queue once per candidate (0.7 s a
+/// claim at 20k pending).
+#[tokio::test]
+async fn the_claims_order_check_probes_the_lane_index_before_and_after_analyze() {
+    let Some(db) = TestDb::create("claim plan").await else {
+        return;
+    };
+    let store = db.store().await;
+    let (_, endpoint) = reconcile_app(&store).await;
+    let ids: Vec<String> = (0..3000).map(|i| i.to_string()).collect();
+    let baseline: Vec<(&str, u64)> = ids.iter().map(|id| (id.as_str(), 1)).collect();
+    store
+        .commit_poll(commit(0, rows(&baseline), Vec::new()))
+        .await
+        .unwrap();
+    let changed: Vec<(&str, u64)> = ids.iter().map(|id| (id.as_str(), 2)).collect();
+    let events = ids
+        .iter()
+        .map(|id| event_of(Change::Updated(record(id, serde_json::json!({"id": id})))))
+        .collect();
+    store
+        .commit_poll(commit(1, rows(&changed), events))
+        .await
+        .unwrap();
+
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    let explain = format!("EXPLAIN {POSTGRES_DELIVERY_CLAIM}");
+    let now = chrono::Utc::now().timestamp_millis();
+    for when in ["before ANALYZE", "after ANALYZE"] {
+        if when == "after ANALYZE" {
+            client.batch_execute("ANALYZE deliveries").await.unwrap();
+        }
+        let plan: Vec<String> = client
+            .query(&explain, &[&endpoint, &now, &128i64, &60_000i64, &"test"])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("using deliveries_lane on deliveries x"),
+            "{when}, the order check probes deliveries_lane:\n{plan}"
+        );
+        assert!(
+            !plan.contains("deliveries_pending on deliveries x"),
+            "{when}, the order check never walks the queue:\n{plan}"
+        );
+    }
+    driver.abort();
 }
 
 #[tokio::test]

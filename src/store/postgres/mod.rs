@@ -33,6 +33,8 @@ use serde::Serialize;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 
+pub use outbox::CLAIM;
+
 use super::StoreError;
 
 pub(super) use replicas::NOTIFY_CHANNEL;
