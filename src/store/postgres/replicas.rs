@@ -214,7 +214,7 @@ impl Db {
             // then stays HOT), so this walks the pending queue: at once when a replica died,
             // otherwise every few beats for those stragglers.
             let beats = self.shared.led.fetch_add(1, Ordering::Relaxed);
-            if !dead.is_empty() || beats % ORPHAN_SWEEP_EVERY == 0 {
+            if !dead.is_empty() || beats.is_multiple_of(ORPHAN_SWEEP_EVERY) {
                 let stmt = tx
                     .prepare_cached(
                         "UPDATE deliveries SET locked_until = 0, locked_by = NULL
