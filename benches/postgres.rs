@@ -430,7 +430,8 @@ async fn plan_section(admin: &str) {
                 &explain,
                 &[&1i64, &9_000_000_000_000i64, &128i64, &60_000i64, &"bench"],
             )
-            .await;
+            .await
+            .unwrap();
         println!("EXPLAIN ANALYZE of the delivery claim at 100k pending (128 claimed), {when}:");
         for r in &plan {
             println!("  {}", r.get::<_, &str>(0));
