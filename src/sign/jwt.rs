@@ -92,15 +92,12 @@ fn claims(input: &SignInput) -> Vec<u8> {
     json_string(&mut claims, input.url);
     claims.extend_from_slice(br#","data":"#);
     claims.extend_from_slice(data.as_bytes());
+    let (iat, exp) = (input.timestamp, input.timestamp + JWT_LIFETIME_SECS);
     let mut number = itoa::Buffer::new();
     claims.extend_from_slice(br#","iat":"#);
-    claims.extend_from_slice(number.format(input.timestamp).as_bytes());
+    claims.extend_from_slice(number.format(iat).as_bytes());
     claims.extend_from_slice(br#","exp":"#);
-    claims.extend_from_slice(
-        number
-            .format(input.timestamp + JWT_LIFETIME_SECS)
-            .as_bytes(),
-    );
+    claims.extend_from_slice(number.format(exp).as_bytes());
     claims.extend_from_slice(br#","jti":"#);
     json_string(&mut claims, input.event_id);
     claims.push(b'}');
