@@ -249,7 +249,10 @@ impl ByLabel {
             return counter.clone();
         }
         let [source, resource] = self.labels.clone();
-        let counter = counter!(self.name, &[source, resource, (self.label, value.to_owned())]);
+        let counter = counter!(
+            self.name,
+            &[source, resource, (self.label, value.to_owned())]
+        );
         counters.push((value, counter.clone()));
         counter
     }

@@ -606,18 +606,33 @@ mod tests {
             total: Some(Total::Header("x-total-count".parse().unwrap())),
         };
         let mut pager = Pager::new(&style, Url::parse("http://h/o").unwrap());
-        assert_eq!(pager.total_header().map(|h| h.as_str()), Some("x-total-count"));
+        assert_eq!(
+            pager.total_header().map(|h| h.as_str()),
+            Some("x-total-count")
+        );
         let first = pager.first_url();
         let body = json!([]);
-        let second = pager.next_with(&first, 3, &body, header("7")).unwrap().unwrap();
+        let second = pager
+            .next_with(&first, 3, &body, header("7"))
+            .unwrap()
+            .unwrap();
         // Garbled or missing: the empty page will end it.
-        let third = pager.next_with(&second, 3, &body, header("x")).unwrap().unwrap();
+        let third = pager
+            .next_with(&second, 3, &body, header("x"))
+            .unwrap()
+            .unwrap();
         let fourth = (pager.next_with(&third, 0, &body, Answer::default())).unwrap();
         assert_eq!(fourth, None, "the empty page");
         let mut pager = Pager::new(&style, Url::parse("http://h/o").unwrap());
         let first = pager.first_url();
-        let second = pager.next_with(&first, 3, &body, header(" 6 ")).unwrap().unwrap();
-        assert_eq!(pager.next_with(&second, 3, &body, header("6")).unwrap(), None);
+        let second = pager
+            .next_with(&first, 3, &body, header(" 6 "))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            pager.next_with(&second, 3, &body, header("6")).unwrap(),
+            None
+        );
 
         let style = Pagination::Offset {
             offset_param: "offset".into(),
@@ -631,11 +646,16 @@ mod tests {
         let envelope = pager.envelope(text).unwrap();
         assert_eq!(envelope, json!({"meta": {"total": "4"}}));
         let first = pager.first_url();
-        let next = pager.next_with(&first, 2, &envelope, Answer::default()).unwrap();
+        let next = pager
+            .next_with(&first, 2, &envelope, Answer::default())
+            .unwrap();
         let next = next.unwrap();
         assert_eq!(next.query(), Some("offset=2&limit=2"));
         let end = json!({"meta": {"total": 4}});
-        assert_eq!(pager.next_with(&next, 2, &end, Answer::default()).unwrap(), None);
+        assert_eq!(
+            pager.next_with(&next, 2, &end, Answer::default()).unwrap(),
+            None
+        );
     }
 
     #[test]

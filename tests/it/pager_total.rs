@@ -108,7 +108,11 @@ fn harness(api: &ScriptedApi, pagination: &str, extra: &[(&str, toml::Value)]) -
         orders = orders.set(key, value.clone());
     }
     let source = Source::new("shop", &api.url).set("adapter", "rest");
-    Harness::new(&ConfigBuilder::without_storage().source(source.resource(orders)).toml())
+    Harness::new(
+        &ConfigBuilder::without_storage()
+            .source(source.resource(orders))
+            .toml(),
+    )
 }
 
 const PAGE: &str = r#"{ style = "page", page_param = "page", size_param = "per_page", size = 3 }"#;
@@ -116,7 +120,11 @@ const PAGE_TOTAL: &str = r#"{ style = "page", page_param = "page", size_param = 
 
 /// The page numbers asked for, in order.
 fn pages_asked(api: &ScriptedApi) -> Vec<String> {
-    let asked = api.requests().iter().map(|r| r.q("page").unwrap_or("-").to_owned()).collect();
+    let asked = api
+        .requests()
+        .iter()
+        .map(|r| r.q("page").unwrap_or("-").to_owned())
+        .collect();
     api.clear();
     asked
 }
@@ -133,7 +141,11 @@ async fn a_page_listing_ends_at_the_total_its_header_states() {
     for _ in 0..2 {
         let report = h.poll().await.unwrap();
         assert_eq!((report.listed, report.pages), (7, 3));
-        assert_eq!(pages_asked(&api), ["1", "2", "3"], "page 3 reached the total of 7");
+        assert_eq!(
+            pages_asked(&api),
+            ["1", "2", "3"],
+            "page 3 reached the total of 7"
+        );
     }
     assert_eq!(h.snapshot_ids().len(), 7);
 }
@@ -144,7 +156,11 @@ async fn an_offset_listing_ends_at_the_total_in_its_body() {
     let style = r#"{ style = "offset", size = 3, total = "$.meta.total" }"#;
     let h = harness(&api, style, &[("items", "$.data".into())]);
     assert_eq!(h.poll().await.unwrap().listed, 6);
-    let offsets: Vec<String> = api.requests().iter().map(|r| r.q("offset").unwrap().to_owned()).collect();
+    let offsets: Vec<String> = api
+        .requests()
+        .iter()
+        .map(|r| r.q("offset").unwrap().to_owned())
+        .collect();
     assert_eq!(offsets, ["0", "3"]);
 }
 
@@ -162,7 +178,11 @@ async fn a_missing_or_garbled_total_falls_back_to_the_empty_page() {
         let style = r#"{ style = "offset", size = 3, total = "$.meta.total" }"#;
         let h = harness(&api, style, &[("items", "$.data".into())]);
         assert_eq!(h.poll().await.unwrap().listed, 5, "{total:?}");
-        assert_eq!(api.requests().len(), 3, "{total:?}: offsets 0, 3 and the empty 5");
+        assert_eq!(
+            api.requests().len(),
+            3,
+            "{total:?}: offsets 0, 3 and the empty 5"
+        );
     }
 }
 
@@ -175,7 +195,11 @@ async fn a_total_larger_than_what_was_fetched_never_ends_the_listing_early() {
     let h = harness(&api, PAGE_TOTAL, &[]);
     let report = h.poll().await.unwrap();
     assert_eq!(report.listed, 7);
-    assert_eq!(pages_asked(&api), ["1", "2", "3", "4"], "page 4 holds item 7; the total stops there");
+    assert_eq!(
+        pages_asked(&api),
+        ["1", "2", "3", "4"],
+        "page 4 holds item 7; the total stops there"
+    );
 
     // A total larger than the listing: the empty page ends it, and nothing is deleted.
     let api = page_api(served(7, Some("100")), false).await;
@@ -244,5 +268,11 @@ async fn a_last_page_that_a_total_ended_is_fetched_whole_under_conditional_reque
         .collect();
     assert_eq!(statuses[..2], [("1".into(), 304), ("2".into(), 200)]);
     assert_eq!(report.events.len(), 1, "item 7 created");
-    assert_eq!((report.events[0].action.as_str(), report.events[0].resource_id.as_str()), ("created", "7"));
+    assert_eq!(
+        (
+            report.events[0].action.as_str(),
+            report.events[0].resource_id.as_str()
+        ),
+        ("created", "7")
+    );
 }

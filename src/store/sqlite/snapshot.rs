@@ -500,7 +500,6 @@ fn bookkeeping_only(commit: &PollCommit) -> bool {
         && commit.held.is_none()
 }
 
-
 /// The snapshot of a resource: `id → what is known of it`. `expected` (its `item_count`, or 0)
 /// sizes the map once: growing a million-entry map doubles it in memory.
 fn snapshot_state(
