@@ -160,8 +160,8 @@ pub fn listing(
     metrics.items.set(items as f64);
     metrics.held.set(held as f64);
     metrics.failures.set(0.0);
-    for (action, n) in changes {
-        metrics.changes.get(*action).increment(*n as u64);
+    for &(action, n) in changes {
+        metrics.changes.get(action).increment(n as u64);
     }
 }
 

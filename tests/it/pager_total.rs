@@ -21,8 +21,11 @@ struct Served {
     /// At most this many items a page, whatever was asked (an API's own cap).
     cap: usize,
     /// Run after each answer (a listing that changes while it is walked).
-    after: Option<Box<dyn FnMut(&mut Served) + Send>>,
+    after: Option<Change>,
 }
+
+/// A change to what is served.
+type Change = Box<dyn FnMut(&mut Served) + Send>;
 
 type Shared = Arc<Mutex<Served>>;
 
