@@ -20,7 +20,8 @@
 //! `BENCH_TMPDIR` (where databases go; default the system temp dir, which must be a real disk),
 //! `E2E_KEEP=1` (keep the databases, configs and pollhook logs for a look afterwards),
 //! `E2E_IDLE_FLOOR=0` (skip the idle floor measurement), `E2E_IDLE_EVERY=5s,1m` (one idle row per
-//! polling interval).
+//! polling interval), `E2E_IDLE_TOTAL=1` (the idle resources end their listing at the API's
+//! `X-Total-Count` instead of an empty page).
 //!
 //! Peak RSS is the child's `VmHWM`, sampled every 2 ms: `ru_maxrss` would report this bench's own
 //! size, which Linux carries into a vfork+exec child's high-water mark.
@@ -160,6 +161,10 @@ impl Listing {
     }
 
     /// The ids listed, in order.
+    fn live_count(&self) -> u64 {
+        self.len() - self.deleted.iter().filter(|&&id| id < self.len()).count() as u64
+    }
+
     fn live(&self) -> impl Iterator<Item = u64> + '_ {
         (0..self.len()).filter(|id| !self.deleted.contains(id))
     }
@@ -206,11 +211,17 @@ async fn serve_page(State(api): State<Api>, Query(q): Query<PageQuery>) -> impl 
     }
     let per_page = q.per_page.unwrap_or(PER_PAGE).clamp(1, 10_000);
     let mut out = Vec::with_capacity(per_page as usize * 600);
-    api.listing
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .write_page(q.page.unwrap_or(1), per_page, &mut out);
-    ([(header::CONTENT_TYPE, "application/json")], out)
+    let listing = api.listing.read().unwrap_or_else(|e| e.into_inner());
+    listing.write_page(q.page.unwrap_or(1), per_page, &mut out);
+    // The listing's length, as json-server states it (read with `E2E_IDLE_TOTAL=1`).
+    let total = listing.live_count().to_string();
+    (
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::HeaderName::from_static("x-total-count"), total),
+        ],
+        out,
+    )
 }
 
 async fn start_api(rt: &tokio::runtime::Runtime, n: u64) -> Api {
@@ -1327,6 +1338,14 @@ fn idle_section(b: &Bench, opts: &Opts, receiver: &Receiver) {
     println!("|---|---:|---:|---:|---:|---:|");
     let api = b.rt.block_on(start_api(&b.rt, opts.idle_items));
     let everies = std::env::var("E2E_IDLE_EVERY").unwrap_or_else(|_| "5s,1m".into());
+    // `E2E_IDLE_TOTAL=1`: the listing ends at the `X-Total-Count` the API states, one request a
+    // poll fewer (a binary from before `total_header` refuses the config).
+    let total = std::env::var("E2E_IDLE_TOTAL").as_deref() == Ok("1");
+    let paging = if total {
+        r#", total_header = "X-Total-Count""#
+    } else {
+        ""
+    };
     let mut cases: Vec<(String, String)> = everies
         .split(',')
         .map(|every| {
@@ -1340,6 +1359,7 @@ fn idle_section(b: &Bench, opts: &Opts, receiver: &Receiver) {
                             "baseline",
                             &format!(r#"query = {{ shard = "{i}" }}"#),
                         )
+                        .replace("first = 1 }", &format!("first = 1{paging} }}"))
                     })
                     .collect(),
             )

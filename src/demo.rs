@@ -25,7 +25,8 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::sign::{self, Scheme};
 
-/// A json-server-like shop API: `GET /orders?_page=N&_limit=M` with a `Link` header.
+/// A json-server-like shop API: `GET /orders?_page=N&_limit=M` with a `Link` header and the
+/// listing's length in `X-Total-Count`.
 #[derive(Clone)]
 pub struct FakeShop {
     orders: Arc<Mutex<Vec<Value>>>,
@@ -116,6 +117,8 @@ async fn list_orders(
     let start = (page - 1) * limit;
     let items: Vec<Value> = orders.iter().skip(start).take(limit).cloned().collect();
     let mut headers = HeaderMap::new();
+    // As json-server 0.17 does when asked for a slice (`_page`, `_limit`).
+    headers.insert("x-total-count", orders.len().into());
     if start + limit < orders.len()
         && let Ok(v) = format!(
             "<{}/orders?_page={}&_limit={limit}>; rel=\"next\"",

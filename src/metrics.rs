@@ -6,12 +6,18 @@
 //! `_seconds`), and labels are bounded sets (source, resource, endpoint, outcome, action): never an
 //! event or item id. Gauges that describe the database (outbox depth, endpoint state) are set from
 //! it at scrape time, so they are right even after a restart or a change made by the CLI.
+//!
+//! A resource's poll metrics are registered once and their handles kept ([`ResourceMetrics`]):
+//! an idle pollhook records them twenty times a second, and building each key anew (its label
+//! strings, its hash, the registry's lookup) was a few percent of its CPU.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -137,20 +143,9 @@ pub fn maintenance(leader: bool, dead_tuples: Option<i64>) {
 
 /// Records a finished poll.
 pub fn poll(source: &str, resource: &str, outcome: &'static str, elapsed: Duration) {
-    let labels = [
-        ("source", source.to_owned()),
-        ("resource", resource.to_owned()),
-    ];
-    counter!(
-        POLLS,
-        &[
-            ("source", source.to_owned()),
-            ("resource", resource.to_owned()),
-            ("outcome", outcome.to_owned())
-        ]
-    )
-    .increment(1);
-    histogram!(POLL_DURATION, &labels).record(elapsed.as_secs_f64());
+    let metrics = ResourceMetrics::of(source, resource);
+    metrics.polls.get(outcome).increment(1);
+    metrics.duration.record(elapsed.as_secs_f64());
 }
 
 /// Records what a successful poll found.
@@ -161,36 +156,106 @@ pub fn listing(
     held: usize,
     changes: &[(&'static str, usize)],
 ) {
-    let labels = [
-        ("source", source.to_owned()),
-        ("resource", resource.to_owned()),
-    ];
-    gauge!(ITEMS, &labels).set(items as f64);
-    gauge!(HELD_DELETES, &labels).set(held as f64);
-    gauge!(POLL_FAILURES, &labels).set(0.0);
-    for (action, n) in changes {
-        counter!(
-            CHANGES,
-            &[
-                ("source", source.to_owned()),
-                ("resource", resource.to_owned()),
-                ("action", (*action).to_owned())
-            ]
-        )
-        .increment(*n as u64);
+    let metrics = ResourceMetrics::of(source, resource);
+    metrics.items.set(items as f64);
+    metrics.held.set(held as f64);
+    metrics.failures.set(0.0);
+    for &(action, n) in changes {
+        metrics.changes.get(action).increment(n as u64);
     }
 }
 
 /// Records a failed poll.
 pub fn poll_failed(source: &str, resource: &str, consecutive: i64) {
-    gauge!(
-        POLL_FAILURES,
-        &[
+    ResourceMetrics::of(source, resource)
+        .failures
+        .set(consecutive as f64);
+}
+
+/// The handles of one resource's poll metrics, each registered on first use and then kept.
+struct ResourceMetrics {
+    /// [`POLLS`] by outcome.
+    polls: ByLabel,
+    duration: Histogram,
+    items: Gauge,
+    held: Gauge,
+    failures: Gauge,
+    /// [`CHANGES`] by action.
+    changes: ByLabel,
+}
+
+/// The handles kept, by source and then resource (looked up by `&str`, without allocating).
+type Kept = HashMap<String, HashMap<String, Arc<ResourceMetrics>>>;
+
+impl ResourceMetrics {
+    /// The handles of `source`'s `resource`. Kept only once the process-wide recorder is
+    /// installed ([`handle`]): handles taken before would record nowhere for good.
+    fn of(source: &str, resource: &str) -> Arc<ResourceMetrics> {
+        static KEPT: OnceLock<Mutex<Kept>> = OnceLock::new();
+        if HANDLE.get().is_none() {
+            return Arc::new(Self::register(source, resource));
+        }
+        let mut kept = KEPT
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = kept.get(source).and_then(|by| by.get(resource)) {
+            return found.clone();
+        }
+        let made = Arc::new(Self::register(source, resource));
+        (kept.entry(source.to_owned()).or_default()).insert(resource.to_owned(), made.clone());
+        made
+    }
+
+    fn register(source: &str, resource: &str) -> Self {
+        let labels = [
             ("source", source.to_owned()),
-            ("resource", resource.to_owned())
-        ]
-    )
-    .set(consecutive as f64);
+            ("resource", resource.to_owned()),
+        ];
+        ResourceMetrics {
+            polls: ByLabel::new(POLLS, "outcome", &labels),
+            duration: histogram!(POLL_DURATION, &labels),
+            items: gauge!(ITEMS, &labels),
+            held: gauge!(HELD_DELETES, &labels),
+            failures: gauge!(POLL_FAILURES, &labels),
+            changes: ByLabel::new(CHANGES, "action", &labels),
+        }
+    }
+}
+
+/// A counter with one label more than a resource's (`outcome`, `action`: small closed sets),
+/// registered per value on first use.
+struct ByLabel {
+    name: &'static str,
+    label: &'static str,
+    labels: [(&'static str, String); 2],
+    counters: Mutex<Vec<(&'static str, Counter)>>,
+}
+
+impl ByLabel {
+    fn new(name: &'static str, label: &'static str, labels: &[(&'static str, String); 2]) -> Self {
+        ByLabel {
+            name,
+            label,
+            labels: labels.clone(),
+            counters: Mutex::default(),
+        }
+    }
+
+    /// The counter for `value`.
+    fn get(&self, value: &'static str) -> Counter {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, counter)) = counters.iter().find(|(v, _)| *v == value) {
+            return counter.clone();
+        }
+        let [source, resource] = self.labels.clone();
+        let counter = counter!(
+            self.name,
+            &[source, resource, (self.label, value.to_owned())]
+        );
+        counters.push((value, counter.clone()));
+        counter
+    }
 }
 
 /// Records one delivery attempt.

@@ -437,6 +437,8 @@ pub enum Pagination {
         size: u32,
         /// Number of the first page.
         first: u64,
+        /// Where an answer states the listing's length, if the API says.
+        total: Option<Total>,
     },
     /// `?offset=N&limit=S`.
     Offset {
@@ -446,6 +448,8 @@ pub enum Pagination {
         limit_param: String,
         /// Page size.
         size: u32,
+        /// Where an answer states the listing's length, if the API says.
+        total: Option<Total>,
     },
     /// `?cursor=<value found in the previous response>`.
     Cursor {
@@ -472,6 +476,27 @@ pub enum Pagination {
         /// Items per request.
         size: u32,
     },
+}
+
+/// Where a `page` or `offset` listing's answers state how many items the whole listing holds
+/// (`total_header` or `total`). The listing ends once the items fetched reach it, one request
+/// before the empty page that ends such a listing otherwise.
+#[derive(Debug, Clone)]
+pub enum Total {
+    /// A response header holding a count (json-server's and Shipmondo's `X-Total-Count`).
+    Header(reqwest::header::HeaderName),
+    /// A count in the body (`$.total`, `$.meta.total_count`), a number or a string of digits.
+    Body(JsonPath),
+}
+
+impl Pagination {
+    /// Where this listing's answers state its length, if they do.
+    pub fn total(&self) -> Option<&Total> {
+        match self {
+            Pagination::Page { total, .. } | Pagination::Offset { total, .. } => total.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 impl Config {

@@ -216,11 +216,15 @@ pub(super) enum RawPagination {
         size_param: Option<String>,
         size: Option<u32>,
         first: Option<u64>,
+        total_header: Option<String>,
+        total: Option<String>,
     },
     Offset {
         offset_param: Option<String>,
         limit_param: Option<String>,
         size: Option<u32>,
+        total_header: Option<String>,
+        total: Option<String>,
     },
     Cursor {
         cursor_param: Option<String>,

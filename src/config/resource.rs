@@ -486,6 +486,8 @@ fn pagination(raw: Option<RawPagination>, at: &str, p: &mut Problems) -> Option<
             size_param,
             size,
             first,
+            total_header,
+            total,
         }) => Pagination::Page {
             page_param: page_param.unwrap_or_else(|| "page".into()),
             size_param,
@@ -497,15 +499,19 @@ fn pagination(raw: Option<RawPagination>, at: &str, p: &mut Problems) -> Option<
                 format!("{at}.pagination.first"),
                 p,
             ),
+            total: stated_total(total_header, total, at, p),
         },
         Some(RawPagination::Offset {
             offset_param,
             limit_param,
             size,
+            total_header,
+            total,
         }) => Pagination::Offset {
             offset_param: offset_param.unwrap_or_else(|| "offset".into()),
             limit_param: limit_param.unwrap_or_else(|| "limit".into()),
             size: page_size(size, at, p),
+            total: stated_total(total_header, total, at, p),
         },
         Some(RawPagination::Cursor {
             cursor_param,
@@ -543,6 +549,41 @@ fn pagination(raw: Option<RawPagination>, at: &str, p: &mut Problems) -> Option<
             size: page_size(size, at, p),
         },
     })
+}
+
+/// Where a page or offset listing's answers state its length: `total_header` (a header name) or
+/// `total` (a JSONPath into the body), at most one of them.
+fn stated_total(
+    header: Option<String>,
+    path: Option<String>,
+    at: &str,
+    p: &mut Problems,
+) -> Option<Total> {
+    match (header, path) {
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            p.push(
+                format!("{at}.pagination"),
+                "both `total_header` and `total` are set",
+                Some("keep the one where the API states the count: a header or the body"),
+            );
+            None
+        }
+        (Some(name), None) => match reqwest::header::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(name) => Some(Total::Header(name)),
+            Err(_) => {
+                p.push(
+                    format!("{at}.pagination.total_header"),
+                    format!("`{}` is not a header name", name.escape_debug()),
+                    Some(r#"total_header = "X-Total-Count""#),
+                );
+                None
+            }
+        },
+        (None, Some(text)) => {
+            json_path(&text, &format!("{at}.pagination.total"), p).map(Total::Body)
+        }
+    }
 }
 
 /// Incremental polling: the `since` parameter, the item field it follows, its format, the

@@ -330,6 +330,7 @@ mod tests {
                 offset_param: "o".into(),
                 limit_param: "l".into(),
                 size: 1,
+                total: None,
             },
         ] {
             let pager = Pager::new(&style, Url::parse("http://h/o").unwrap());

@@ -1,7 +1,8 @@
 //! Pagination: given the page just fetched, the URL of the next one, or the end of the listing.
 //!
-//! In: the resource's [`Pagination`] style, the first URL, each response's body, `Link` header and
-//! item count. Out: the next URL or `None`; an error if the pager loops.
+//! In: the resource's [`Pagination`] style, the first URL, each response's body, item count and
+//! what its headers said ([`Answer`]: `Link`, `Content-Range`, the stated total). Out: the next
+//! URL or `None`; an error if the pager loops.
 //!
 //! The body the pager reads may be the page parsed whole or, for a JSON page, its [`Envelope`]:
 //! only the members on the style's paths (`$.next`, `$.data[-1].id`, `$.has_more`), read out of
@@ -10,6 +11,10 @@
 //! Invariant: a listing ends at an empty page (page and offset styles) or when the response names
 //! no next page (the others), never earlier: stopping at a short page would cut listings short on
 //! APIs that cap the page size below what was asked, and a cut listing would look like deletions.
+//! A page or offset listing whose answers state its length (`total_header`, `total`) ends once
+//! the items fetched reach the latest stated total, which is where the empty page would be: each
+//! page's items sit at or after the place counted, so none can follow. A total that is missing,
+//! not a count, or larger than what was fetched leaves the empty page to end it.
 //! A listing fetched with a body (`method = "POST"`) may carry its place in the body instead of the
 //! query: [`request_for`] moves it there. Pure: no I/O.
 
@@ -20,7 +25,7 @@ use serde_json_path::JsonPath;
 use url::Url;
 
 use super::envelope::Envelope;
-use crate::config::{Pagination, Request};
+use crate::config::{Pagination, Request, Total};
 
 /// Item extraction lives in its own room; these paths stay for callers.
 pub use super::items::{extract_items, extract_xml_items};
@@ -34,6 +39,9 @@ pub struct Pager<'a> {
     first: Url,
     page: u64,
     offset: u64,
+    /// Items fetched so far (fresh pages only: a page replayed from a 304 is not counted, so a
+    /// stated total can only be reached later, never earlier).
+    fetched: u64,
     seen: HashSet<String>,
 }
 
@@ -51,7 +59,10 @@ impl<'a> Pager<'a> {
                 ..
             } => Envelope::new([Some(next_cursor), has_more.as_ref()].into_iter().flatten()),
             Pagination::NextUrl { next_url } => Envelope::new([next_url]),
-            _ => Envelope::new([]),
+            _ => match style.total() {
+                Some(Total::Body(total)) => Envelope::new([total]),
+                _ => Envelope::new([]),
+            },
         };
         Self {
             style,
@@ -59,6 +70,7 @@ impl<'a> Pager<'a> {
             first: base,
             page,
             offset: 0,
+            fetched: 0,
             seen: HashSet::new(),
         }
     }
@@ -68,6 +80,14 @@ impl<'a> Pager<'a> {
     /// `None` when this style's paths are not plain (see [`Envelope`]): then parse the page.
     pub fn envelope(&self, text: &str) -> Option<Value> {
         self.reads.read(text)
+    }
+
+    /// The response header this style reads the listing's length from, if any.
+    pub fn total_header(&self) -> Option<&reqwest::header::HeaderName> {
+        match self.style.total() {
+            Some(Total::Header(name)) => Some(name),
+            _ => None,
+        }
     }
 
     /// The first page's URL.
@@ -90,6 +110,7 @@ impl<'a> Pager<'a> {
                 offset_param,
                 limit_param,
                 size,
+                ..
             } => {
                 let mut url = self.first.clone();
                 set_param(&mut url, offset_param, "0");
@@ -118,18 +139,22 @@ impl<'a> Pager<'a> {
         body: &Value,
         link: Option<&str>,
     ) -> Result<Option<Url>, String> {
-        self.next_with(current, items, body, link, None)
+        let answer = Answer {
+            link,
+            ..Answer::default()
+        };
+        self.next_with(current, items, body, answer)
     }
 
-    /// [`Pager::next`] with what a `range` listing's answer said besides its body.
+    /// [`Pager::next`] with everything the answer said besides its body.
     pub fn next_with(
         &mut self,
         current: &Url,
         items: usize,
         body: &Value,
-        link: Option<&str>,
-        range: Option<RangeAnswer<'_>>,
+        answer: Answer<'_>,
     ) -> Result<Option<Url>, String> {
+        let link = answer.link;
         // For page and offset styles an empty page is the only sign of the end. Styles whose
         // responses name the next page end when none is named: an empty page that still names
         // one (an API glitch, a filtered page) does not cut the listing short, and loop
@@ -142,6 +167,12 @@ impl<'a> Pager<'a> {
                     | Pagination::Offset { .. }
                     | Pagination::Range { .. }
             )
+        {
+            return Ok(None);
+        }
+        self.fetched += items as u64;
+        if let Some(total) = self.style.total()
+            && stated_total(total, body, answer.total).is_some_and(|total| self.fetched >= total)
         {
             return Ok(None);
         }
@@ -174,6 +205,7 @@ impl<'a> Pager<'a> {
                 offset_param,
                 limit_param,
                 size,
+                ..
             } => {
                 self.offset = param(current, offset_param).unwrap_or(self.offset) + items as u64;
                 let mut url = current.clone();
@@ -206,10 +238,6 @@ impl<'a> Pager<'a> {
                 None => None,
             },
             Pagination::Range { unit, size } => {
-                let answer = range.unwrap_or(RangeAnswer {
-                    content_range: None,
-                    partial: false,
-                });
                 let content_range = match (answer.content_range, answer.partial) {
                     (Some(text), _) => Some(parse_content_range(text)?),
                     (None, true) => {
@@ -239,13 +267,30 @@ impl<'a> Pager<'a> {
     }
 }
 
-/// What a `range` listing's answer said in its status line and headers.
-#[derive(Debug, Clone, Copy)]
-pub struct RangeAnswer<'a> {
-    /// Its `Content-Range`, e.g. `0-99/2500`, `0-99/*`, `*/0`.
+/// What an answer said in its status line and headers, for the pager.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Answer<'a> {
+    /// Its `Link` header (`link-header` listings).
+    pub link: Option<&'a str>,
+    /// Its `Content-Range`, e.g. `0-99/2500`, `0-99/*`, `*/0` (`range` listings).
     pub content_range: Option<&'a str>,
-    /// `206 Partial Content` (more may follow) rather than `200`.
+    /// `206 Partial Content` (more may follow) rather than `200` (`range` listings).
     pub partial: bool,
+    /// The header named by [`Pager::total_header`], if the answer had it.
+    pub total: Option<&'a str>,
+}
+
+/// The listing's length as an answer states it: the header's value, or the number (or string of
+/// digits) at the body's path. `None` when it is missing or not a count.
+fn stated_total(total: &Total, body: &Value, header: Option<&str>) -> Option<u64> {
+    match total {
+        Total::Header(_) => header?.trim().parse().ok(),
+        Total::Body(path) => match path.query(body).first()? {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        },
+    }
 }
 
 /// `url` marked with the range it asks for, `#pollhook-range=<unit>:<first>-<last>`. The
@@ -458,53 +503,49 @@ mod tests {
         let first = pager.first_url();
         assert_eq!(range_of(&first), Some(("items", "0-99")));
         assert_eq!(first.query(), Some("x=1"));
-        let answer = |text, partial| {
-            Some(RangeAnswer {
-                content_range: Some(text),
-                partial,
-            })
+        let answer = |text, partial| Answer {
+            content_range: Some(text),
+            partial,
+            ..Answer::default()
         };
         let body = json!([]);
-        let second = (pager.next_with(&first, 100, &body, None, answer("0-99/250", true)))
+        let second = (pager.next_with(&first, 100, &body, answer("0-99/250", true)))
             .unwrap()
             .unwrap();
         assert_eq!(range_of(&second), Some(("items", "100-199")));
-        let third = (pager.next_with(&second, 100, &body, None, answer("100-199/*", true)))
+        let third = (pager.next_with(&second, 100, &body, answer("100-199/*", true)))
             .unwrap()
             .unwrap();
         assert_eq!(range_of(&third), Some(("items", "200-299")));
-        let end = pager.next_with(&third, 50, &body, None, answer("items 200-249/250", true));
+        let end = pager.next_with(&third, 50, &body, answer("items 200-249/250", true));
         assert_eq!(end.unwrap(), None, "the total is reached");
 
         let mut pager = Pager::new(&style, "http://api/orders".parse().unwrap());
         let first = pager.first_url();
-        let whole = Some(RangeAnswer {
-            content_range: None,
-            partial: false,
-        });
+        let whole = Answer::default();
         assert_eq!(
-            pager.next_with(&first, 7, &body, None, whole).unwrap(),
+            pager.next_with(&first, 7, &body, whole).unwrap(),
             None,
             "200: all of it"
         );
-        let capped = pager.next_with(&first, 100, &body, None, answer("0-99/500", false));
+        let capped = pager.next_with(&first, 100, &body, answer("0-99/500", false));
         assert!(
             capped.unwrap().is_some(),
             "a 200 that says more remain goes on"
         );
-        let bare = Some(RangeAnswer {
-            content_range: None,
+        let bare = Answer {
             partial: true,
-        });
-        assert!(pager.next_with(&first, 1, &body, None, bare).is_err());
+            ..Answer::default()
+        };
+        assert!(pager.next_with(&first, 1, &body, bare).is_err());
         assert!(
             pager
-                .next_with(&first, 1, &body, None, answer("lots", true))
+                .next_with(&first, 1, &body, answer("lots", true))
                 .is_err()
         );
         assert_eq!(
             pager
-                .next_with(&first, 0, &body, None, answer("*/0", true))
+                .next_with(&first, 0, &body, answer("*/0", true))
                 .unwrap(),
             None
         );
@@ -539,6 +580,7 @@ mod tests {
             size_param: Some("per_page".into()),
             size: 2,
             first: 1,
+            total: None,
         };
         let mut pager = Pager::new(&style, Url::parse("http://h/o?status=any").unwrap());
         let first = pager.first_url();
@@ -551,11 +593,78 @@ mod tests {
     }
 
     #[test]
+    fn a_stated_total_ends_the_listing_once_the_items_fetched_reach_it() {
+        let header = |value| Answer {
+            total: Some(value),
+            ..Answer::default()
+        };
+        let style = Pagination::Page {
+            page_param: "page".into(),
+            size_param: None,
+            size: 3,
+            first: 1,
+            total: Some(Total::Header("x-total-count".parse().unwrap())),
+        };
+        let mut pager = Pager::new(&style, Url::parse("http://h/o").unwrap());
+        assert_eq!(
+            pager.total_header().map(|h| h.as_str()),
+            Some("x-total-count")
+        );
+        let first = pager.first_url();
+        let body = json!([]);
+        let second = pager
+            .next_with(&first, 3, &body, header("7"))
+            .unwrap()
+            .unwrap();
+        // Garbled or missing: the empty page will end it.
+        let third = pager
+            .next_with(&second, 3, &body, header("x"))
+            .unwrap()
+            .unwrap();
+        let fourth = (pager.next_with(&third, 0, &body, Answer::default())).unwrap();
+        assert_eq!(fourth, None, "the empty page");
+        let mut pager = Pager::new(&style, Url::parse("http://h/o").unwrap());
+        let first = pager.first_url();
+        let second = pager
+            .next_with(&first, 3, &body, header(" 6 "))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            pager.next_with(&second, 3, &body, header("6")).unwrap(),
+            None
+        );
+
+        let style = Pagination::Offset {
+            offset_param: "offset".into(),
+            limit_param: "limit".into(),
+            size: 2,
+            total: Some(Total::Body(JsonPath::parse("$.meta.total").unwrap())),
+        };
+        let mut pager = Pager::new(&style, Url::parse("http://h/o").unwrap());
+        assert_eq!(pager.total_header(), None);
+        let text = r#"{"data": [{"meta": {"total": 1}}, {}], "meta": {"total": "4"}}"#;
+        let envelope = pager.envelope(text).unwrap();
+        assert_eq!(envelope, json!({"meta": {"total": "4"}}));
+        let first = pager.first_url();
+        let next = pager
+            .next_with(&first, 2, &envelope, Answer::default())
+            .unwrap();
+        let next = next.unwrap();
+        assert_eq!(next.query(), Some("offset=2&limit=2"));
+        let end = json!({"meta": {"total": 4}});
+        assert_eq!(
+            pager.next_with(&next, 2, &end, Answer::default()).unwrap(),
+            None
+        );
+    }
+
+    #[test]
     fn offset_advances_by_items_received() {
         let style = Pagination::Offset {
             offset_param: "offset".into(),
             limit_param: "limit".into(),
             size: 100,
+            total: None,
         };
         let mut pager = Pager::new(&style, Url::parse("http://h/o").unwrap());
         let first = pager.first_url();
@@ -634,6 +743,7 @@ mod tests {
             size_param: Some("size".into()),
             size: 2,
             first: 1,
+            total: None,
         };
         let request = Request {
             post: true,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{
-    AUTHORIZATION, CONTENT_ENCODING, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderValue,
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderName, HeaderValue,
     IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, LINK, LOCATION, RANGE, RETRY_AFTER,
 };
 use tokio::sync::Mutex;
@@ -101,6 +101,8 @@ pub(super) enum Got {
         /// `Content-Range` and whether the status was 206 (`range` pagination).
         content_range: Option<String>,
         partial: bool,
+        /// The header a `page` or `offset` listing reads its length from (`total_header`).
+        total: Option<String>,
         etag: Option<String>,
         last_modified: Option<String>,
     },
@@ -120,12 +122,13 @@ impl RestSource {
     }
 
     /// GETs one page (or POSTs `body`), retrying what is worth retrying; conditional when `known`
-    /// has validators.
+    /// has validators. `total_header` names a header to hand back as [`Got::Fresh`]'s `total`.
     pub(super) async fn send(
         &self,
         url: &Url,
         body: Option<&Outgoing>,
         known: Option<&PageRecord>,
+        total_header: Option<&HeaderName>,
         requests: &mut u32,
     ) -> Result<Got, SourceError> {
         let shown = self.redact(url);
@@ -159,6 +162,7 @@ impl RestSource {
                         let (link, etag, last_modified) =
                             (header(LINK), header(ETAG), header(LAST_MODIFIED));
                         let content_range = header(CONTENT_RANGE);
+                        let total = total_header.and_then(|name| header(name.clone()));
                         let partial = status == StatusCode::PARTIAL_CONTENT;
                         let (content_type, encoding) =
                             (header(CONTENT_TYPE), header(CONTENT_ENCODING));
@@ -177,6 +181,7 @@ impl RestSource {
                                     link,
                                     content_range,
                                     partial,
+                                    total,
                                     etag,
                                     last_modified,
                                 });

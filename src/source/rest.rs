@@ -33,7 +33,7 @@ use url::Url;
 use super::Presence;
 use super::auth::TokenCache;
 use super::items::{count_items, extract_items, extract_xml_items, member_chain, split_items};
-use super::paginate::{Pager, RangeAnswer, request_for};
+use super::paginate::{Answer, Pager, request_for};
 use super::request::{Got, Outgoing, Pacer, host_pacer, redact};
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
 use crate::config::{Auth, Format, KeyPlace, Pagination, ResourceConfig, RestConfig};
@@ -247,7 +247,7 @@ impl RestSource {
             bytes: serde_json::to_vec(body).unwrap_or_default(),
             content_type: "application/json".into(),
         };
-        match self.send(url, Some(&body), None, requests).await? {
+        match self.send(url, Some(&body), None, None, requests).await? {
             Got::Fresh {
                 text, content_type, ..
             } => Ok((text, content_type)),
@@ -266,7 +266,7 @@ impl RestSource {
         url: &Url,
         requests: &mut u32,
     ) -> Result<(String, Option<String>), SourceError> {
-        match self.send(url, None, None, requests).await? {
+        match self.send(url, None, None, None, requests).await? {
             Got::Fresh {
                 text, content_type, ..
             } => Ok((text, content_type)),
@@ -370,18 +370,22 @@ impl Source for RestSource {
                     ),
                 });
             }
-            // A 304 replays a page with the next URL recorded last time. Where the next page is
-            // named by the response (Link header, body), a last page that answers 304 could hide
-            // a page added after it, so the last page is always fetched in full.
+            // A 304 replays a page with the next URL recorded last time. Where the response says
+            // where the listing ends (Link header, body, a stated total), a last page that
+            // answers 304 could hide a page added after it, so the last page is always fetched
+            // in full.
             let known = plan
                 .pages
                 .and_then(|pages| pages.get(url.as_str()))
                 .filter(|k| {
                     k.next_url.is_some()
-                        || matches!(
-                            resource.pagination,
-                            Pagination::None | Pagination::Page { .. } | Pagination::Offset { .. }
-                        )
+                        || (resource.pagination.total().is_none()
+                            && matches!(
+                                resource.pagination,
+                                Pagination::None
+                                    | Pagination::Page { .. }
+                                    | Pagination::Offset { .. }
+                            ))
                 });
             // A listing fetched with a body carries the page's place in the body where the body
             // names it; the page is still known by the pager's URL.
@@ -391,7 +395,13 @@ impl Source for RestSource {
                 content_type: resource.request.content_type.clone(),
             });
             let got = match self
-                .send(&sent, body.as_ref(), known, &mut fetched.requests)
+                .send(
+                    &sent,
+                    body.as_ref(),
+                    known,
+                    pager.total_header(),
+                    &mut fetched.requests,
+                )
                 .await
             {
                 // Asked for a range past the end (a total the API did not give): the end.
@@ -415,6 +425,7 @@ impl Source for RestSource {
                     link,
                     content_range,
                     partial,
+                    total,
                     etag,
                     last_modified,
                 } => {
@@ -446,12 +457,14 @@ impl Source for RestSource {
                             Some(path) => (count_items(value, path), value),
                         },
                     };
-                    let range = RangeAnswer {
+                    let answer = Answer {
+                        link: link.as_deref(),
                         content_range: content_range.as_deref(),
                         partial,
+                        total: total.as_deref(),
                     };
                     let next = pager
-                        .next_with(&url, count, parsed, link.as_deref(), Some(range))
+                        .next_with(&url, count, parsed, answer)
                         .map_err(shape)?;
                     if count == 0 && next.is_some() {
                         tracing::warn!(

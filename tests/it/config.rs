@@ -211,6 +211,41 @@ fn bad_pagination_style() {
 }
 
 #[test]
+fn a_stated_total_is_a_header_name_or_a_jsonpath_not_both() {
+    let paged = |style: &str| shop("", &format!("every = \"30s\"\n  pagination = {style}"));
+    refused(
+        &paged(r#"{ style = "page", total_header = "X Total" }"#),
+        "sources[shop].resources[orders].pagination.total_header",
+        "`X Total` is not a header name",
+    );
+    refused(
+        &paged(r#"{ style = "offset", total = "meta.total" }"#),
+        "sources[shop].resources[orders].pagination.total",
+        "is not a JSONPath",
+    );
+    refused(
+        &paged(r#"{ style = "page", total_header = "X-Total-Count", total = "$.total" }"#),
+        "sources[shop].resources[orders].pagination",
+        "both `total_header` and `total` are set",
+    );
+    refused(
+        &paged(r#"{ style = "cursor", next_cursor = "$.next", total = "$.total" }"#),
+        "sources[shop].resources[orders].pagination",
+        "unknown field `total`",
+    );
+    let config = parse(
+        &paged(r#"{ style = "page", total_header = "x-total-count" }"#),
+        &env(&[]),
+    )
+    .unwrap();
+    let total = config.sources[0].resources[0].pagination.total();
+    assert!(
+        matches!(total, Some(pollhook::config::Total::Header(name)) if name == "x-total-count"),
+        "{total:?}"
+    );
+}
+
+#[test]
 fn api_key_with_header_and_query() {
     refused(
         &shop(

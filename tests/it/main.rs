@@ -13,6 +13,7 @@ mod faults;
 mod layout;
 mod newuser;
 mod pager_fast;
+mod pager_total;
 mod poll;
 mod postgres;
 mod props;

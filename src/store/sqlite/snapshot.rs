@@ -230,11 +230,18 @@ fn write_poll(
 ) -> Result<Option<CommitSummary>, StoreError> {
     let tx = WriteTx::begin(conn)?;
     let now = commit.at.timestamp_millis();
-    let version: i64 = tx
-        .prepare_cached("SELECT version FROM resources WHERE source = ?1 AND resource = ?2")?
-        .query_row(params![commit.source, commit.resource], |r| r.get(0))
+    // The resource's row as this transaction found it, read once: nothing below changes these
+    // columns before the closing UPDATE. A resource never polled has no row yet.
+    let (version, has_baseline, failures, was_held): (i64, bool, i64, i64) = tx
+        .prepare_cached(
+            "SELECT version, baseline_at IS NOT NULL, consecutive_errors, held_deletes
+             FROM resources WHERE source = ?1 AND resource = ?2",
+        )?
+        .query_row(params![commit.source, commit.resource], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .optional()?
-        .unwrap_or(0);
+        .unwrap_or_default();
     if version != commit.version {
         // Dropping `tx` rolls back: nothing of this poll is written.
         return Err(StoreError::VersionConflict(format!(
@@ -244,6 +251,8 @@ fn write_poll(
     }
     let mut upserted = 0_usize;
     {
+        // Statements are looked up only for the lists that hold something: an idle poll's
+        // commit has nothing in any of them.
         let mut upsert = tx.prepare_cached(
             "INSERT INTO snapshot (source, resource, item_id, hash, body, changed_at, raw_hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -265,30 +274,38 @@ fn write_poll(
             ])?;
             Ok(())
         })?;
-        let mut rehash = tx.prepare_cached(
+        if !commit.rehashed.is_empty() {
+            let mut rehash = tx.prepare_cached(
                 "UPDATE snapshot SET raw_hash = ?4 WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
             )?;
-        for (id, raw) in &commit.rehashed {
-            rehash.execute(params![commit.source, commit.resource, id, &raw[..]])?;
+            for (id, raw) in &commit.rehashed {
+                rehash.execute(params![commit.source, commit.resource, id, &raw[..]])?;
+            }
         }
-        let mut delete = tx.prepare_cached(
-            "DELETE FROM snapshot WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
-        )?;
-        for id in &commit.deletes {
-            delete.execute(params![commit.source, commit.resource, id])?;
+        if !commit.deletes.is_empty() {
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM snapshot WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+            )?;
+            for id in &commit.deletes {
+                delete.execute(params![commit.source, commit.resource, id])?;
+            }
         }
-        let mut missing = tx.prepare_cached(
-            "UPDATE snapshot SET missing = missing + 1
-                 WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
-        )?;
-        for id in &commit.missing {
-            missing.execute(params![commit.source, commit.resource, id])?;
+        if !commit.missing.is_empty() {
+            let mut missing = tx.prepare_cached(
+                "UPDATE snapshot SET missing = missing + 1
+                     WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+            )?;
+            for id in &commit.missing {
+                missing.execute(params![commit.source, commit.resource, id])?;
+            }
         }
-        let mut found = tx.prepare_cached(
-            "UPDATE snapshot SET missing = 0 WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
-        )?;
-        for id in &commit.found {
-            found.execute(params![commit.source, commit.resource, id])?;
+        if !commit.found.is_empty() {
+            let mut found = tx.prepare_cached(
+                "UPDATE snapshot SET missing = 0 WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+            )?;
+            for id in &commit.found {
+                found.execute(params![commit.source, commit.resource, id])?;
+            }
         }
         if let Some(pages) = &commit.pages {
             tx.prepare_cached("DELETE FROM pages WHERE source = ?1 AND resource = ?2")?
@@ -313,7 +330,7 @@ fn write_poll(
     let mut summary = insert_events(&tx, &commit.events)?;
     let outcome = match (commit.held, commit.events.is_empty()) {
         (Some(_), _) => "held",
-        (None, true) if commit.complete && !resource_has_baseline(&tx, commit)? => "baseline",
+        (None, true) if commit.complete && !has_baseline => "baseline",
         (None, true) => "unchanged",
         (None, false) => "changed",
     };
@@ -321,14 +338,6 @@ fn write_poll(
         "INSERT INTO resources (source, resource) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     )?
     .execute(params![commit.source, commit.resource])?;
-    let (failures, was_held): (i64, i64) = tx
-        .prepare_cached(
-            "SELECT consecutive_errors, held_deletes FROM resources
-                 WHERE source = ?1 AND resource = ?2",
-        )?
-        .query_row(params![commit.source, commit.resource], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
     let alerts = crate::store::snapshot::alerts(commit, failures, was_held);
     if !durable && !alerts.is_empty() {
         // Dropping `tx` rolls back.
@@ -489,16 +498,6 @@ fn bookkeeping_only(commit: &PollCommit) -> bool {
         && commit.found.is_empty()
         && commit.events.is_empty()
         && commit.held.is_none()
-}
-
-fn resource_has_baseline(tx: &Connection, commit: &PollCommit) -> Result<bool, StoreError> {
-    Ok(tx
-        .prepare_cached(
-            "SELECT baseline_at IS NOT NULL FROM resources WHERE source = ?1 AND resource = ?2",
-        )?
-        .query_row(params![commit.source, commit.resource], |r| r.get(0))
-        .optional()?
-        .unwrap_or(false))
 }
 
 /// The snapshot of a resource: `id → what is known of it`. `expected` (its `item_count`, or 0)
