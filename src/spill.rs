@@ -230,9 +230,7 @@ impl Upserts for ChangedRows {
             rest = after;
             refs.clear();
             refs.extend(these.iter().map(|r| r.body));
-            self.bodies
-                .read_window(&refs, &mut window)
-                .map_err(input)?;
+            self.bodies.read_window(&refs, &mut window).map_err(input)?;
             for ((r, &start), body) in these.iter().zip(&window.starts).zip(&refs) {
                 let text = window.bytes.get(start..start + body.len as usize);
                 let text = text.ok_or_else(|| input(bad(*body, "no body")))?;
@@ -292,7 +290,11 @@ mod tests {
         // Sequential numbers (ids sorted as strings jump through the file), every 97th body
         // large enough to end a window early.
         for n in 0..9_000u32 {
-            let filler = if n % 97 == 0 { "x".repeat(5_000) } else { String::new() };
+            let filler = if n % 97 == 0 {
+                "x".repeat(5_000)
+            } else {
+                String::new()
+            };
             let text = format!(r#"{{"id":{n},"f":"{filler}"}}"#);
             let body = bodies.put(&text).unwrap();
             records.push(Record {

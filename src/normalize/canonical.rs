@@ -266,7 +266,11 @@ impl<'de> Visitor<'de> for Canonical<'_, '_> {
                 ignore: &ignore,
             })?;
             // Read even when ignored: the text must be what a `Value` would accept.
-            if self.ignore.iter().any(|path| path.len() == 1 && path[0] == key) {
+            if self
+                .ignore
+                .iter()
+                .any(|path| path.len() == 1 && path[0] == key)
+            {
                 buf.truncate(start);
             } else {
                 members.push((key, start..buf.len()));
@@ -377,8 +381,16 @@ mod tests {
                 r#"{"$serde_json::private::RawValue":"[1]","k":1}"#,
             ),
         ] {
-            assert_eq!(through_a_value(text, &ignore).as_deref(), Some(canonical), "{text}");
-            assert_eq!(from_text(text, &ignore).as_deref(), Some(canonical), "{text}");
+            assert_eq!(
+                through_a_value(text, &ignore).as_deref(),
+                Some(canonical),
+                "{text}"
+            );
+            assert_eq!(
+                from_text(text, &ignore).as_deref(),
+                Some(canonical),
+                "{text}"
+            );
         }
     }
 
@@ -388,7 +400,11 @@ mod tests {
         let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         for n in [1, 100, 126, 127, 128, 129, 200] {
             let text = deep(n);
-            assert_eq!(from_text(&text, &[]), through_a_value(&text, &[]), "depth {n}");
+            assert_eq!(
+                from_text(&text, &[]),
+                through_a_value(&text, &[]),
+                "depth {n}"
+            );
         }
         assert!(from_text(&deep(100), &[]).is_some());
         for text in [

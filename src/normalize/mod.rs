@@ -206,8 +206,8 @@ impl Normalizer {
             Some(Ok(id)) => id,
             // A bad item is rare: the `Value` path says what is wrong, in its words.
             Some(Err(())) | None => {
-                let body: Value =
-                    serde_json::from_str(raw).map_err(|e| NormalizeError::NotJson(e.to_string()))?;
+                let body: Value = serde_json::from_str(raw)
+                    .map_err(|e| NormalizeError::NotJson(e.to_string()))?;
                 self.id_of(&body)?
             }
         };

@@ -393,17 +393,47 @@ fn json_text() -> impl Strategy<Value = String> {
         "-?(0|[1-9][0-9]{0,3})",
         "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?",
         prop::sample::select(vec![
-            "-0", "-0.0", "0e0", "1E+2", "1e-7", "5e-324", "1e308", "1e309", "-1e400",
-            "18446744073709551615", "18446744073709551616", "-9223372036854775808",
-            "-9223372036854775809", "8.713598616434266e+111", "01", "1.", ".5", "+1",
+            "-0",
+            "-0.0",
+            "0e0",
+            "1E+2",
+            "1e-7",
+            "5e-324",
+            "1e308",
+            "1e309",
+            "-1e400",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "8.713598616434266e+111",
+            "01",
+            "1.",
+            ".5",
+            "+1",
         ])
         .prop_map(str::to_owned),
     ];
     let piece = prop_oneof![
         "[a-z é€😀/]{0,4}",
         prop::sample::select(vec![
-            "\\\"", "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t", "\\u00e9", "\\u0000",
-            "\\u001F", "\\ud83d\\ude00", "\\uD800", "\\udc00x", "\\u0061", "\u{1}", "\\x",
+            "\\\"",
+            "\\\\",
+            "\\/",
+            "\\b",
+            "\\f",
+            "\\n",
+            "\\r",
+            "\\t",
+            "\\u00e9",
+            "\\u0000",
+            "\\u001F",
+            "\\ud83d\\ude00",
+            "\\uD800",
+            "\\udc00x",
+            "\\u0061",
+            "\u{1}",
+            "\\x",
         ])
         .prop_map(str::to_owned),
     ];
@@ -416,8 +446,10 @@ fn json_text() -> impl Strategy<Value = String> {
     ];
     let space = prop::sample::select(vec!["", "", " ", "\n\t ", "\r\n"]);
     let leaf = prop_oneof![
-        prop::sample::select(vec!["null", "true", "false", "nul", "[]", "{}", "[ ]", "{ }"])
-            .prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "null", "true", "false", "nul", "[]", "{}", "[ ]", "{ }"
+        ])
+        .prop_map(str::to_owned),
         number,
         string.clone(),
         // A string holding JSON text, for the key serde_json reads such strings under.
@@ -429,18 +461,20 @@ fn json_text() -> impl Strategy<Value = String> {
             .prop_map(|(a, v, b)| format!("{a}{v}{b}"));
         prop_oneof![
             (prop::collection::vec(element, 0..6), any::<u8>()).prop_map(|(items, odd)| {
-                let trailing = if odd < 4 && !items.is_empty() { "," } else { "" };
+                let trailing = if odd < 4 && !items.is_empty() {
+                    ","
+                } else {
+                    ""
+                };
                 format!("[{}{trailing}]", items.join(","))
             }),
-            prop::collection::vec((key.clone(), space.clone(), inner), 0..6).prop_map(
-                |members| {
-                    let members: Vec<String> = members
-                        .into_iter()
-                        .map(|(k, s, v)| format!("{k}{s}:{s}{v}"))
-                        .collect();
-                    format!("{{{}}}", members.join(","))
-                }
-            ),
+            prop::collection::vec((key.clone(), space.clone(), inner), 0..6).prop_map(|members| {
+                let members: Vec<String> = members
+                    .into_iter()
+                    .map(|(k, s, v)| format!("{k}{s}:{s}{v}"))
+                    .collect();
+                format!("{{{}}}", members.join(","))
+            }),
         ]
     })
 }
