@@ -12,7 +12,9 @@
 //! paths) and [`Normalizer::peek`] (the id fields only, the rest skimmed without allocating) are
 //! enough to know the item is unchanged, without building its `Value` tree. The canonical hash stays
 //! the only judge of change: equal bytes imply an equal canonical hash, and an item whose bytes
-//! differ is parsed and hashed canonically, so an API that reorders keys emits nothing.
+//! differ is hashed canonically, so an API that reorders keys emits nothing. An item that came as
+//! text can be hashed from its text ([`Normalizer::identify_text`], [`canonical_json_of_text`]):
+//! no `Value` built, the same hash as the parsed item's, bit for bit.
 //!
 //! Ids: a number id is its [`canonical_number`], read from the item's text where there is one
 //! (`1`, `1.0` and `10e-1` are one id; `100000000000000000000001` keeps every digit, which an f64
