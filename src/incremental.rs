@@ -53,6 +53,12 @@ impl Newest {
         }
     }
 
+    /// Whether items' times are watched at all (the resource polls incrementally): when not,
+    /// [`Newest::see`] does nothing, and an item need not be read for it.
+    pub fn watches(&self) -> bool {
+        self.field.is_some()
+    }
+
     /// Takes one item's time into account.
     pub fn see(&mut self, item: &Value) {
         let Some((field, format)) = &self.field else {

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use pollhook::config::FieldPath;
 use pollhook::diff::{Change, DeleteGuard, Differ, GUARD_MIN_SNAPSHOT};
-use pollhook::normalize::{Hash, Normalizer, Record, canonical_string};
+use pollhook::normalize::{
+    Hash, Normalizer, Record, canonical_json_of_text, canonical_string, without_ignored,
+};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::{Map, Number, Value};
@@ -377,6 +379,148 @@ proptest! {
         let same = canonical_string(&a) == canonical_string(&b);
         let (ha, hb) = (hash_of(&mut n, a)?, hash_of(&mut n, b)?);
         prop_assert_eq!(ha == hb, same);
+    }
+}
+
+// ───────────────────────────── canonical JSON from text ─────────────────────────────
+
+/// JSON text as APIs write it, and as they should not: numbers in every notation (exponents,
+/// `-0`, big and tiny, out of range), strings with every escape (surrogate pairs, lone
+/// surrogates, raw control characters), keys repeated or spelt with escapes, empty and nested
+/// containers, odd whitespace, and the odd syntax error.
+fn json_text() -> impl Strategy<Value = String> {
+    let number = prop_oneof![
+        "-?(0|[1-9][0-9]{0,3})",
+        "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?",
+        prop::sample::select(vec![
+            "-0",
+            "-0.0",
+            "0e0",
+            "1E+2",
+            "1e-7",
+            "5e-324",
+            "1e308",
+            "1e309",
+            "-1e400",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "8.713598616434266e+111",
+            "01",
+            "1.",
+            ".5",
+            "+1",
+        ])
+        .prop_map(str::to_owned),
+    ];
+    let piece = prop_oneof![
+        "[a-z é€😀/]{0,4}",
+        prop::sample::select(vec![
+            "\\\"",
+            "\\\\",
+            "\\/",
+            "\\b",
+            "\\f",
+            "\\n",
+            "\\r",
+            "\\t",
+            "\\u00e9",
+            "\\u0000",
+            "\\u001F",
+            "\\ud83d\\ude00",
+            "\\uD800",
+            "\\udc00x",
+            "\\u0061",
+            "\u{1}",
+            "\\x",
+        ])
+        .prop_map(str::to_owned),
+    ];
+    let string = prop::collection::vec(piece, 0..4).prop_map(|p| format!("\"{}\"", p.concat()));
+    let key = prop_oneof![
+        prop::sample::select(vec!["a", "b", "id", "*", "0", "1", "\\u0061", "é", ""])
+            .prop_map(|k| format!("\"{k}\"")),
+        string.clone(),
+        Just("\"$serde_json::private::RawValue\"".to_owned()),
+    ];
+    let space = prop::sample::select(vec!["", "", " ", "\n\t ", "\r\n"]);
+    let leaf = prop_oneof![
+        prop::sample::select(vec![
+            "null", "true", "false", "nul", "[]", "{}", "[ ]", "{ }"
+        ])
+        .prop_map(str::to_owned),
+        number,
+        string.clone(),
+        // A string holding JSON text, for the key serde_json reads such strings under.
+        "\\[1,\\{\"a\":2\\}\\]|\\{\"b\":1,\"a\":\\[\\]\\}"
+            .prop_map(|t| serde_json::to_string(&t).unwrap()),
+    ];
+    leaf.prop_recursive(5, 96, 6, move |inner| {
+        let element = (space.clone(), inner.clone(), space.clone())
+            .prop_map(|(a, v, b)| format!("{a}{v}{b}"));
+        prop_oneof![
+            (prop::collection::vec(element, 0..6), any::<u8>()).prop_map(|(items, odd)| {
+                let trailing = if odd < 4 && !items.is_empty() {
+                    ","
+                } else {
+                    ""
+                };
+                format!("[{}{trailing}]", items.join(","))
+            }),
+            prop::collection::vec((key.clone(), space.clone(), inner), 0..6).prop_map(|members| {
+                let members: Vec<String> = members
+                    .into_iter()
+                    .map(|(k, s, v)| format!("{k}{s}:{s}{v}"))
+                    .collect();
+                format!("{{{}}}", members.join(","))
+            }),
+        ]
+    })
+}
+
+/// Ignore paths over the keys [`json_text`] draws from, through objects and arrays.
+fn ignore_paths() -> impl Strategy<Value = Vec<FieldPath>> {
+    let segment = prop::sample::select(vec!["a", "b", "id", "*", "0", "1", "é"]);
+    prop::collection::vec(prop::collection::vec(segment, 1..4), 0..3).prop_map(|paths| {
+        paths
+            .into_iter()
+            .map(|p| p.join(".").parse().unwrap())
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: None,
+        cases: 2048,
+        ..ProptestConfig::default()
+    })]
+
+    /// The canonical JSON written from an item's text is byte for byte the canonical JSON of
+    /// the item read into a `Value` and stripped of its ignored fields (the definition, and what
+    /// every stored snapshot hash was made from), and it fails exactly where the `Value` read
+    /// fails; so are the normalizer's hashes and ids.
+    #[test]
+    fn canonical_json_of_text_is_that_of_the_value(text in json_text(), ignore in ignore_paths()) {
+        let mut from_text = Vec::new();
+        let streamed = canonical_json_of_text(&text, &ignore, &mut from_text);
+        match serde_json::from_str::<Value>(&text) {
+            Ok(value) => {
+                prop_assert!(streamed.is_ok(), "{:?} on {}", streamed, text);
+                let expected = canonical_string(&without_ignored(&value, &ignore));
+                prop_assert_eq!(String::from_utf8(from_text).unwrap(), expected, "{}", text);
+                let mut n = Normalizer::new(paths(&["a"]), ignore.clone());
+                match (n.identify_raw(&text, &value), n.identify_text(&text)) {
+                    (Ok(by_value), Ok(by_text)) => prop_assert_eq!(by_value, by_text, "{}", text),
+                    (Err(by_value), Err(by_text)) => prop_assert_eq!(by_value, by_text, "{}", text),
+                    (by_value, by_text) => {
+                        prop_assert!(false, "{:?} vs {:?} on {}", by_value, by_text, text)
+                    }
+                }
+            }
+            Err(_) => prop_assert!(streamed.is_err(), "accepted what a Value rejects: {}", text),
+        }
     }
 }
 
