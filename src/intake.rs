@@ -9,20 +9,19 @@
 //! - Fetch and intake run side by side through a short queue: only `(id, hash)` pairs and the
 //!   changed bodies are held, never the whole listing.
 //! - An item whose bytes hash to what the snapshot holds is unchanged without being parsed
-//!   ([`Normalizer::peek`], [`Differ::unchanged`]); anything else is parsed and hashed
-//!   canonically, so the canonical hash stays the only judge of change.
+//!   ([`Normalizer::peek`], [`Differ::unchanged`]); anything else is hashed canonically from
+//!   its text ([`Normalizer::identify_text`], no `Value` built), so the canonical hash stays the
+//!   only judge of change.
 //! - An error taking a page (an item without an id, a replayed page gone stale) stops the fetch
 //!   and is the error reported: the fetch only stopped because of it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::config::ResourceConfig;
 use crate::diff::{Differ, Snapshot};
 use crate::incremental::Newest;
-use crate::normalize::{Normalizer, RawHash, Record};
+use crate::normalize::{NormalizeError, Normalizer, RawHash, Record};
 use crate::source::{FetchPlan, Fetched, Page, PageItems, Source, SourceError};
 use crate::spill::{Bodies, BodyRef, SPILL_AFTER, SpillError};
 use crate::store::{PageRecord, Store, StoreError};
@@ -187,11 +186,15 @@ impl Intake {
                     let id = match take(text, &self.normalizer, &mut self.differ, &mut self.newest)
                     {
                         Taken::Unchanged(id) => id,
-                        Taken::Changed(value, raw) => {
-                            let (id, hash) = self
-                                .normalizer
-                                .identify_raw(text, &value)
-                                .map_err(SourceError::from)?;
+                        Taken::Changed(raw) => {
+                            let (id, hash) =
+                                self.normalizer.identify_text(text).map_err(|e| match e {
+                                    NormalizeError::NotJson(message) => SourceError::Shape {
+                                        url: page.url.clone(),
+                                        message: format!("an item is not valid JSON: {message}"),
+                                    },
+                                    other => SourceError::from(other),
+                                })?;
                             let body = self.bodies.put(text)?;
                             let copy = self.conditional.then(|| id.clone());
                             self.differ.push(Record {
@@ -201,13 +204,6 @@ impl Intake {
                                 raw: Some(raw),
                             });
                             copy.unwrap_or_default()
-                        }
-                        Taken::Invalid(e) => {
-                            return Err(SourceError::Shape {
-                                url: page.url,
-                                message: format!("an item is not valid JSON: {e}"),
-                            }
-                            .into());
                         }
                     };
                     if self.conditional {
@@ -242,15 +238,13 @@ impl Intake {
 enum Taken {
     /// Its bytes are what they were: listed and unchanged. Its id.
     Unchanged(String),
-    /// New or changed bytes, parsed, and their hash: for [`Normalizer::identify`] and
-    /// [`Differ::push`].
-    Changed(Value, RawHash),
-    /// Not JSON (a source handed on something it should not have).
-    Invalid(serde_json::Error),
+    /// New or changed bytes, and their hash: for [`Normalizer::identify_text`] (which reads them
+    /// without building a `Value`) and [`Differ::push`].
+    Changed(RawHash),
 }
 
 /// The fast path first: the item's id and bytes' hash, and the snapshot's word that those bytes
-/// are what it holds; otherwise the item parsed.
+/// are what it holds; otherwise changed (its time seen, if watched).
 fn take(
     text: &str,
     normalizer: &Normalizer,
@@ -258,8 +252,9 @@ fn take(
     newest: &mut Newest,
 ) -> Taken {
     let raw = normalizer.raw_hash(text);
-    // Nothing to be unchanged against on a first listing: straight to the parse.
-    if differ.snapshot_len() > 0
+    // Nothing to be unchanged against on a first listing: no need to peek for the id, unless
+    // the item's time is watched.
+    if (differ.snapshot_len() > 0 || newest.watches())
         && let Some((id, fields)) = normalizer.peek(text)
     {
         newest.see(&fields);
@@ -267,11 +262,5 @@ fn take(
             return Taken::Unchanged(id);
         }
     }
-    match serde_json::from_str::<Value>(text) {
-        Ok(value) => {
-            newest.see(&value);
-            Taken::Changed(value, raw)
-        }
-        Err(e) => Taken::Invalid(e),
-    }
+    Taken::Changed(raw)
 }
