@@ -282,29 +282,26 @@ fn write_poll(
                 rehash.execute(params![commit.source, commit.resource, id, &raw[..]])?;
             }
         }
-        if !commit.deletes.is_empty() {
-            let mut delete = tx.prepare_cached(
+        // One statement per item, for each list that holds any (an idle poll's hold none).
+        let per_item = [
+            (
                 "DELETE FROM snapshot WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
-            )?;
-            for id in &commit.deletes {
-                delete.execute(params![commit.source, commit.resource, id])?;
-            }
-        }
-        if !commit.missing.is_empty() {
-            let mut missing = tx.prepare_cached(
+                &commit.deletes,
+            ),
+            (
                 "UPDATE snapshot SET missing = missing + 1
                      WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
-            )?;
-            for id in &commit.missing {
-                missing.execute(params![commit.source, commit.resource, id])?;
-            }
-        }
-        if !commit.found.is_empty() {
-            let mut found = tx.prepare_cached(
+                &commit.missing,
+            ),
+            (
                 "UPDATE snapshot SET missing = 0 WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
-            )?;
-            for id in &commit.found {
-                found.execute(params![commit.source, commit.resource, id])?;
+                &commit.found,
+            ),
+        ];
+        for (sql, ids) in per_item.into_iter().filter(|(_, ids)| !ids.is_empty()) {
+            let mut stmt = tx.prepare_cached(sql)?;
+            for id in ids {
+                stmt.execute(params![commit.source, commit.resource, id])?;
             }
         }
         if let Some(pages) = &commit.pages {
