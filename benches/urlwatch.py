@@ -4,7 +4,8 @@
     cargo build --release && python3 benches/urlwatch.py
 
 10,000 items of ~500 bytes in 100 pages of 100, json-server's shape (a bare array per page,
-`?_page=N&_limit=100`, an RFC 8288 `Link` header to the next page, `/items/ID` for one item), served
+`?_page=N&_limit=100`, RFC 8288 `Link` headers to the first, previous, next and last pages and an
+`X-Total-Count` as json-server 0.17 sends them, `/items/ID` for one item), served
 as bytes prepared in advance by a threaded server on 127.0.0.1. urlwatch (installed from PyPI into
 a virtualenv of its own) watches the 100 page URLs and reports text diffs per page; pollhook
 (`pollhook poll`, the release binary, adapter `json-server`) lists the pages and reports per-item
@@ -112,10 +113,9 @@ def serve(listing):
                 if path == "/items":
                     page = int(params.get("_page", "1"))
                     body = listing.pages.get(page, b"[]")
-                    last = max(listing.pages)
+                    last, total = len(listing.pages) - 1, len(listing.one)
                 else:
                     body = listing.one.get(int(path.rsplit("/", 1)[-1] or 0)) if path.startswith("/items/") else None
-                    last = None
             if body is None:
                 self.send_response(404)
                 self.send_header("Content-Length", "0")
@@ -124,9 +124,20 @@ def serve(listing):
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
-            if path == "/items" and page < last:
-                base = f"http://127.0.0.1:{listing.port}/items"
-                self.send_header("Link", f'<{base}?_page={page + 1}&_limit={PER_PAGE}>; rel="next"')
+            if path == "/items":
+                # What json-server 0.17 sends with `_page`: the count before paging, and
+                # first/prev/next/last links made by replacing `page=N` in the URL asked for.
+                self.send_header("X-Total-Count", str(total))
+                self.send_header("Access-Control-Expose-Headers", "X-Total-Count, Link")
+                if page <= last:
+                    full = f"http://127.0.0.1:{listing.port}{self.path}"
+                    rels = [("first", 1), ("prev", page - 1), ("next", page + 1), ("last", last)]
+                    links = [
+                        f'<{full.replace(f"page={page}", f"page={n}")}>; rel="{rel}"'
+                        for rel, n in rels
+                        if (rel != "prev" or page > 1) and (rel != "next" or page < last)
+                    ]
+                    self.send_header("Link", ", ".join(links))
             self.end_headers()
             self.wfile.write(body)
 

@@ -221,6 +221,10 @@ pub struct RestConfig {
     pub host_rate_limit: Option<f64>,
     /// A listing longer than this many pages is treated as a runaway and fails.
     pub max_pages: u32,
+    /// At most this many pages of one listing in flight at once: pages after the one being read
+    /// are asked for ahead where the answers say which they are (a stated total, `Link:
+    /// rel="last"`, a `Content-Range` total). 1 fetches one page after another.
+    pub page_concurrency: u32,
     /// A response body larger than this fails the fetch (decompressed size).
     pub max_page_bytes: u64,
     /// Origins other than `base_url`'s that next links and redirects may lead to.

@@ -97,6 +97,7 @@ pub(super) struct RawSource {
     pub(super) rate_limit: Option<f64>,
     pub(super) host_rate_limit: Option<f64>,
     pub(super) max_pages: Option<u32>,
+    pub(super) page_concurrency: Option<u32>,
     pub(super) max_page_bytes: Option<u64>,
     #[serde(default)]
     pub(super) follow_origins: Vec<RawFollowOrigin>,

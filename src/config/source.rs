@@ -245,6 +245,13 @@ pub(super) fn validate_source(mut raw: RawSource, p: &mut Problems) -> Option<So
                     format!("{at}.max_pages"),
                     p,
                 ),
+                page_concurrency: number(
+                    raw.page_concurrency,
+                    1,
+                    limits::PAGE_CONCURRENCY,
+                    format!("{at}.page_concurrency"),
+                    p,
+                ),
                 max_page_bytes: max_page_bytes(raw.max_page_bytes, &at, p),
                 follow_origins: follow_origins(raw.follow_origins, &at, p),
                 proxy: None,

@@ -145,6 +145,7 @@ pub(super) mod limits {
     pub const MAX_RETRY_AFTER: RangeInclusive<Duration> = secs(0)..=secs(HOUR);
     pub const RATE_LIMIT: RangeInclusive<f64> = 0.001..=10_000.0;
     pub const MAX_PAGES: RangeInclusive<u32> = 1..=1_000_000;
+    pub const PAGE_CONCURRENCY: RangeInclusive<u32> = 1..=32;
     pub const EVERY: RangeInclusive<Duration> = Duration::from_millis(100)..=secs(365 * DAY);
     pub const JITTER: RangeInclusive<Duration> = secs(0)..=secs(DAY);
     pub const PAGE_SIZE: RangeInclusive<u32> = 1..=100_000;

@@ -121,7 +121,8 @@ pub type PageSender = tokio::sync::mpsc::Sender<Page>;
 pub struct Fetched {
     /// Pages (or program runs) it took.
     pub pages: u32,
-    /// HTTP requests made, retries included.
+    /// HTTP requests made for the pages taken, retries included (a page asked for ahead and not
+    /// taken is not counted).
     pub requests: u32,
     /// False when the listing, though walked to its end, may lack items: an empty page that
     /// still named a next page (an API glitch). Such a listing finds no deletes.

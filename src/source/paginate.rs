@@ -15,6 +15,9 @@
 //! the items fetched reach the latest stated total, which is where the empty page would be: each
 //! page's items sit at or after the place counted, so none can follow. A total that is missing,
 //! not a count, or larger than what was fetched leaves the empty page to end it.
+//! Where an answer says which pages follow (a stated total, `Content-Range`, `Link: rel="last"`),
+//! [`Pager::ahead`] names them, to be asked for early; a page asked for ahead is only a guess
+//! until the pager names its URL after the page before.
 //! A listing fetched with a body (`method = "POST"`) may carry its place in the body instead of the
 //! query: [`request_for`] moves it there. Pure: no I/O.
 
@@ -83,7 +86,7 @@ impl<'a> Pager<'a> {
     }
 
     /// The response header this style reads the listing's length from, if any.
-    pub fn total_header(&self) -> Option<&reqwest::header::HeaderName> {
+    pub fn total_header(&self) -> Option<&'a reqwest::header::HeaderName> {
         match self.style.total() {
             Some(Total::Header(name)) => Some(name),
             _ => None,
@@ -265,6 +268,127 @@ impl<'a> Pager<'a> {
         }
         Ok(next)
     }
+}
+
+impl Pager<'_> {
+    /// The pages from `next` on that the answer before it names in advance, in order, at most
+    /// `limit`: each one the pager would name after the one before it, were every page as full
+    /// as the page just read from `current` with `items` items. Empty where the answer does not
+    /// say where the listing ends, and for styles whose next page is in the page itself.
+    ///
+    /// - `page`, `offset`: the stated total (`total_header`, `total`), less the items fetched.
+    /// - `range`: `Content-Range`'s total.
+    /// - `link-header`: `rel="last"`, where it and `rel="next"` differ only in one numeric query
+    ///   value, stepped as from `current` to `next` (json-server, GitHub, GitLab, WordPress).
+    ///
+    /// Only guesses, to ask for early: call it after [`Pager::next_with`] named `next`, and take
+    /// a page asked for ahead only if the pager names its URL after the page before.
+    pub fn ahead(
+        &self,
+        current: &Url,
+        next: &Url,
+        items: usize,
+        body: &Value,
+        answer: Answer<'_>,
+        limit: usize,
+    ) -> Vec<Url> {
+        let per_page = items as u64;
+        if per_page == 0 || limit == 0 {
+            return Vec::new();
+        }
+        let left = || {
+            let total = stated_total(self.style.total()?, body, answer.total)?;
+            Some(total.saturating_sub(self.fetched).div_ceil(per_page))
+        };
+        let take = |pages: u64| usize::try_from(pages).unwrap_or(usize::MAX).min(limit);
+        match self.style {
+            Pagination::Page { page_param, .. } => {
+                let (Some(pages), Some(at)) = (left(), param(next, page_param)) else {
+                    return Vec::new();
+                };
+                (0..take(pages) as u64)
+                    .map(|k| with_param(next, page_param, at + k))
+                    .collect()
+            }
+            Pagination::Offset { offset_param, .. } => {
+                let (Some(pages), Some(at)) = (left(), param(next, offset_param)) else {
+                    return Vec::new();
+                };
+                (0..take(pages) as u64)
+                    .map(|k| with_param(next, offset_param, at + k * per_page))
+                    .collect()
+            }
+            Pagination::Range { unit, size } => {
+                let Some((Some(last), Some(total))) = answer
+                    .content_range
+                    .and_then(|t| parse_content_range(t).ok())
+                else {
+                    return Vec::new();
+                };
+                let step = u64::from((*size).max(1));
+                (0..)
+                    .map(|k| last + 1 + k * step)
+                    .take_while(|first| *first < total)
+                    .take(limit)
+                    .map(|first| with_range(current, unit, first, *size))
+                    .collect()
+            }
+            Pagination::LinkHeader => answer
+                .link
+                .and_then(|link| link_to(link, "last"))
+                .and_then(|last| current.join(&last).ok())
+                .map(|last| numbered_run(current, next, &last, limit))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// `next`, then the URLs that step on to `last` in the one query value where `next` and `last`
+/// differ (at most `limit` in all), stepped by that value's change from `current` to `next`; or
+/// from an implied 1 where `current` leaves it out and `next` says 2 (a first page without
+/// `page=`). Empty where `next` and `last` differ otherwise, or the values are not counts.
+fn numbered_run(current: &Url, next: &Url, last: &Url, limit: usize) -> Vec<Url> {
+    let (mut a, mut b) = (next.clone(), last.clone());
+    a.set_query(None);
+    b.set_query(None);
+    let pairs = |url: &Url| -> Vec<(String, String)> { url.query_pairs().into_owned().collect() };
+    let (next_pairs, last_pairs) = (pairs(next), pairs(last));
+    if a != b || next_pairs.len() != last_pairs.len() {
+        return Vec::new();
+    }
+    let mut differing = next_pairs.iter().zip(&last_pairs).filter(|(n, l)| n != l);
+    let (Some(((name, at), (last_name, end))), None) = (differing.next(), differing.next()) else {
+        return Vec::new();
+    };
+    let (Ok(at), Ok(end)) = (at.parse::<u64>(), end.parse::<u64>()) else {
+        return Vec::new();
+    };
+    let from = match param(current, name) {
+        Some(from) => from,
+        None if at == 2 => 1,
+        None => return Vec::new(),
+    };
+    let Some(step) = at.checked_sub(from).filter(|step| *step > 0) else {
+        return Vec::new();
+    };
+    if name != last_name || end < at || (end - at) % step != 0 {
+        return Vec::new();
+    }
+    (0..)
+        .map(|k| at + k * step)
+        .take_while(|value| *value <= end)
+        .take(limit)
+        .map(|value| with_param(next, name, value))
+        .collect()
+}
+
+/// `url` with query parameter `name` set to `value`, made as [`Pager::next_with`] makes its own
+/// next URLs, so that a URL guessed here and the one named later compare equal.
+fn with_param(url: &Url, name: &str, value: u64) -> Url {
+    let mut url = url.clone();
+    set_param(&mut url, name, &value.to_string());
+    url
 }
 
 /// What an answer said in its status line and headers, for the pager.
@@ -460,6 +584,11 @@ fn xml_escape(text: &str) -> String {
 
 /// The `rel="next"` target of an RFC 8288 `Link` header value.
 pub fn next_link(header: &str) -> Option<String> {
+    link_to(header, "next")
+}
+
+/// The target of the link with relation `rel` in a `Link` header (RFC 8288), if any.
+fn link_to(header: &str, rel: &str) -> Option<String> {
     let mut rest = header;
     loop {
         let start = rest.find('<')?;
@@ -480,7 +609,7 @@ pub fn next_link(header: &str) -> Option<String> {
                     .trim()
                     .trim_matches('"')
                     .split_ascii_whitespace()
-                    .any(|rel| rel.eq_ignore_ascii_case("next"))
+                    .any(|named| named.eq_ignore_ascii_case(rel))
         });
         if is_next {
             return Some(target.to_owned());
@@ -571,6 +700,217 @@ mod tests {
         );
         assert_eq!(next_link(""), None);
         assert_eq!(next_link("<unterminated"), None);
+    }
+
+    /// The URLs' `param` values, in order.
+    fn values(urls: &[Url], param: &str) -> Vec<String> {
+        urls.iter()
+            .map(|u| super::param(u, param).map_or("-".into(), |v| v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_stated_total_names_the_pages_ahead_as_full_pages_would_follow() {
+        let style = Pagination::Page {
+            page_param: "page".into(),
+            size_param: Some("per_page".into()),
+            size: 3,
+            first: 1,
+            total: Some(Total::Header("x-total-count".parse().unwrap())),
+        };
+        let total = |value| Answer {
+            total: Some(value),
+            ..Answer::default()
+        };
+        let body = json!([]);
+        let mut pager = Pager::new(&style, Url::parse("http://h/o?s=a").unwrap());
+        let first = pager.first_url();
+        let next = pager
+            .next_with(&first, 3, &body, total("14"))
+            .unwrap()
+            .unwrap();
+        // 11 items left after page 1, 3 a page: pages 2 to 5, the first being `next` itself.
+        let ahead = pager.ahead(&first, &next, 3, &body, total("14"), 8);
+        assert_eq!(values(&ahead, "page"), ["2", "3", "4", "5"]);
+        assert_eq!(ahead[0], next);
+        assert_eq!(ahead[3].as_str(), "http://h/o?s=a&page=5&per_page=3");
+        assert_eq!(
+            pager.ahead(&first, &next, 3, &body, total("14"), 2).len(),
+            2
+        );
+        // Each one is what the pager names after the page before.
+        let mut at = next;
+        for expected in &ahead[1..] {
+            at = pager
+                .next_with(&at, 3, &body, total("14"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(&at, expected);
+        }
+        // No total, a garbled one, or an empty page: nothing to name.
+        let mut pager = Pager::new(&style, Url::parse("http://h/o").unwrap());
+        let first = pager.first_url();
+        let next = pager
+            .next_with(&first, 3, &body, total("x"))
+            .unwrap()
+            .unwrap();
+        assert!(
+            pager
+                .ahead(&first, &next, 3, &body, total("x"), 8)
+                .is_empty()
+        );
+        assert!(
+            pager
+                .ahead(&first, &next, 3, &body, Answer::default(), 8)
+                .is_empty()
+        );
+        assert!(
+            pager
+                .ahead(&first, &next, 0, &body, total("14"), 8)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_offset_listing_steps_its_pages_ahead_by_the_page_just_read() {
+        let style = Pagination::Offset {
+            offset_param: "offset".into(),
+            limit_param: "limit".into(),
+            size: 100,
+            total: Some(Total::Body(JsonPath::parse("$.meta.total").unwrap())),
+        };
+        let body = json!({"meta": {"total": 250}});
+        let mut pager = Pager::new(&style, Url::parse("http://h/o").unwrap());
+        let first = pager.first_url();
+        // The API caps its pages at 40 items though 100 were asked.
+        let next = pager
+            .next_with(&first, 40, &body, Answer::default())
+            .unwrap()
+            .unwrap();
+        let ahead = pager.ahead(&first, &next, 40, &body, Answer::default(), 10);
+        // 210 items left, 40 a page: six pages, the last holding items 241-250.
+        assert_eq!(
+            values(&ahead, "offset"),
+            ["40", "80", "120", "160", "200", "240"]
+        );
+    }
+
+    #[test]
+    fn a_content_range_total_names_the_ranges_ahead() {
+        let style = Pagination::Range {
+            unit: "items".into(),
+            size: 100,
+        };
+        let mut pager = Pager::new(&style, Url::parse("http://h/o").unwrap());
+        let first = pager.first_url();
+        let answer = Answer {
+            content_range: Some("0-99/350"),
+            partial: true,
+            ..Answer::default()
+        };
+        let next = pager
+            .next_with(&first, 100, &json!([]), answer)
+            .unwrap()
+            .unwrap();
+        let ahead = pager.ahead(&first, &next, 100, &json!([]), answer, 10);
+        let ranges: Vec<_> = ahead.iter().filter_map(|u| range_of(u)).collect();
+        assert_eq!(
+            ranges,
+            [
+                ("items", "100-199"),
+                ("items", "200-299"),
+                ("items", "300-399")
+            ]
+        );
+        assert_eq!(ahead[0], next);
+        let unknown = Answer {
+            content_range: Some("0-99/*"),
+            ..answer
+        };
+        assert!(
+            pager
+                .ahead(&first, &next, 100, &json!([]), unknown, 10)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_last_link_names_the_numbered_pages_between() {
+        let style = Pagination::LinkHeader;
+        let pager = Pager::new(&style, Url::parse("http://h/o").unwrap());
+        let ahead = |current: &str, link: &str, limit| {
+            let current = Url::parse(current).unwrap();
+            let next = current.join(&next_link(link).unwrap()).unwrap();
+            let answer = Answer {
+                link: Some(link),
+                ..Answer::default()
+            };
+            pager.ahead(&current, &next, 10, &json!([]), answer, limit)
+        };
+        // json-server: `_page` in every URL, the others kept as they were asked.
+        let json_server = r#"<http://h/o?_page=1&_limit=10>; rel="first", <http://h/o?_page=2&_limit=10>; rel="next", <http://h/o?_page=5&_limit=10>; rel="last""#;
+        let urls = ahead("http://h/o?_limit=10&_page=1", json_server, 8);
+        assert_eq!(values(&urls, "_page"), ["2", "3", "4", "5"]);
+        assert_eq!(urls[3].as_str(), "http://h/o?_page=5&_limit=10");
+        assert_eq!(
+            ahead("http://h/o?_limit=10&_page=1", json_server, 3).len(),
+            3
+        );
+        // GitHub: the first page has no `page`; relative targets.
+        let github = r#"</o?per_page=10&page=2>; rel="next", </o?per_page=10&page=4>; rel="last""#;
+        assert_eq!(
+            values(&ahead("http://h/o", github, 8), "page"),
+            ["2", "3", "4"]
+        );
+        // Offsets in links, stepped as from the current page to the next.
+        let offsets = r#"</o?offset=20>; rel="next", </o?offset=60>; rel="last""#;
+        let urls = ahead("http://h/o?offset=10", offsets, 8);
+        assert_eq!(values(&urls, "offset"), ["20", "30", "40", "50", "60"]);
+        // Nothing to name: cursors, no last link, two values differing, an implied start that
+        // is not page 1, a step that misses the last page, another path.
+        for (current, link) in [
+            (
+                "http://h/o",
+                r#"</o?after=b2>; rel="next", </o?after=zz>; rel="last""#,
+            ),
+            ("http://h/o", r#"</o?page=2>; rel="next""#),
+            (
+                "http://h/o?page=1&v=1",
+                r#"</o?page=2&v=2>; rel="next", </o?page=5&v=3>; rel="last""#,
+            ),
+            (
+                "http://h/o",
+                r#"</o?offset=20>; rel="next", </o?offset=60>; rel="last""#,
+            ),
+            (
+                "http://h/o?page=1",
+                r#"</o?page=3>; rel="next", </o?page=6>; rel="last""#,
+            ),
+            (
+                "http://h/o?page=1",
+                r#"</o?page=2>; rel="next", </p?page=6>; rel="last""#,
+            ),
+        ] {
+            assert!(ahead(current, link, 8).is_empty(), "{current} {link}");
+        }
+        // A style whose next page is in the page itself names nothing ahead.
+        let style = Pagination::NextUrl {
+            next_url: JsonPath::parse("$.next").unwrap(),
+        };
+        let pager = Pager::new(&style, Url::parse("http://h/o").unwrap());
+        let (current, next) = (
+            Url::parse("http://h/o?page=1").unwrap(),
+            Url::parse("http://h/o?page=2").unwrap(),
+        );
+        let answer = Answer {
+            link: Some(r#"</o?page=2>; rel="next", </o?page=6>; rel="last""#),
+            ..Answer::default()
+        };
+        assert!(
+            pager
+                .ahead(&current, &next, 10, &json!({}), answer, 8)
+                .is_empty()
+        );
     }
 
     #[test]

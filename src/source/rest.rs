@@ -4,7 +4,9 @@
 //! page by page, to the poll.
 //!
 //! This room is the engine: a source's setup, its origins and credentials, the fetch loop over a
-//! listing's pages. One request (pacing, redirects, retries, the capped body) is [`super::request`];
+//! listing's pages. With `page_concurrency` above 1 the loop asks for the pages the pager names
+//! ahead ([`Pager::ahead`]) while it reads the one before, and takes each only when the pager
+//! names its URL in turn: what is listed is what one page after another would list. One request (pacing, redirects, retries, the capped body) is [`super::request`];
 //! a page's items are [`super::items`].
 //!
 //! Invariants: a page that fails after its retries fails the whole fetch; a `429` is waited out
@@ -21,11 +23,14 @@
 //! go only to the own origin and to listed origins marked `credentials = true`. A body is read as
 //! it arrives and never past `max_page_bytes` (decompressed); an error body only as far as quoted.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use url::Url;
@@ -38,6 +43,7 @@ use super::request::{Got, Outgoing, Pacer, host_pacer, redact};
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
 use crate::config::{Auth, Format, KeyPlace, Pagination, ResourceConfig, RestConfig};
 use crate::decode;
+use crate::store::PageRecord;
 
 /// A REST source: one HTTP client, its pacers and its OAuth2 token, shared by its resources.
 pub struct RestSource {
@@ -297,6 +303,30 @@ impl RestSource {
         })
     }
 
+    /// Asks for the page the pager calls `url`: the request it stands for (with the resource's
+    /// body, where the listing is fetched with one) and `known`'s validators. The requests it
+    /// took (retries, redirect hops) and the answer.
+    async fn ask(
+        &self,
+        resource: &ResourceConfig,
+        known: Option<&PageRecord>,
+        total_header: Option<&HeaderName>,
+        url: Url,
+    ) -> (u32, Result<Got, SourceError>) {
+        // A listing fetched with a body carries the page's place in the body where the body
+        // names it; the page is still known by the pager's URL.
+        let (sent, body) = request_for(&resource.request, &resource.pagination, &url);
+        let body = body.map(|bytes| Outgoing {
+            bytes: bytes.into_bytes(),
+            content_type: resource.request.content_type.clone(),
+        });
+        let mut requests = 0;
+        let got = self
+            .send(&sent, body.as_ref(), known, total_header, &mut requests)
+            .await;
+        (requests, got)
+    }
+
     pub(super) fn url_of(&self, resource: &ResourceConfig) -> Result<Url, SourceError> {
         self.resource_url(resource)
     }
@@ -360,22 +390,11 @@ impl Source for RestSource {
             requests: 0,
             complete: true,
         };
-        loop {
-            if fetched.pages >= self.config.max_pages {
-                return Err(SourceError::Shape {
-                    url: self.redact(&url),
-                    message: format!(
-                        "the listing is longer than max_pages = {} pages; raise it if that is expected",
-                        self.config.max_pages
-                    ),
-                });
-            }
-            // A 304 replays a page with the next URL recorded last time. Where the response says
-            // where the listing ends (Link header, body, a stated total), a last page that
-            // answers 304 could hide a page added after it, so the last page is always fetched
-            // in full.
-            let known = plan
-                .pages
+        // A 304 replays a page with the next URL recorded last time. Where the response says
+        // where the listing ends (Link header, body, a stated total), a last page that answers
+        // 304 could hide a page added after it, so the last page is always fetched in full.
+        let known_for = |url: &Url| {
+            plan.pages
                 .and_then(|pages| pages.get(url.as_str()))
                 .filter(|k| {
                     k.next_url.is_some()
@@ -386,24 +405,42 @@ impl Source for RestSource {
                                     | Pagination::Page { .. }
                                     | Pagination::Offset { .. }
                             ))
+                })
+        };
+        let total_header = pager.total_header();
+        let ask = |url: Url| self.ask(resource, known_for(&url), total_header, url);
+        // Pages in flight, oldest first: the one to read next, then those asked for ahead
+        // (`page_concurrency`), each taken only if the pager names its URL in its turn. A guess
+        // the listing does not bear out ends the asking ahead for this listing: it costs at most
+        // the requests in flight, once.
+        let width = self.config.page_concurrency as usize;
+        let mut asked: VecDeque<Url> = VecDeque::new();
+        let mut answers = FuturesOrdered::new();
+        let mut guess = width > 1;
+        loop {
+            if fetched.pages >= self.config.max_pages {
+                return Err(SourceError::Shape {
+                    url: self.redact(&url),
+                    message: format!(
+                        "the listing is longer than max_pages = {} pages; raise it if that is expected",
+                        self.config.max_pages
+                    ),
                 });
-            // A listing fetched with a body carries the page's place in the body where the body
-            // names it; the page is still known by the pager's URL.
-            let (sent, body) = request_for(&resource.request, &resource.pagination, &url);
-            let body = body.map(|bytes| Outgoing {
-                bytes: bytes.into_bytes(),
-                content_type: resource.request.content_type.clone(),
-            });
-            let got = match self
-                .send(
-                    &sent,
-                    body.as_ref(),
-                    known,
-                    pager.total_header(),
-                    &mut fetched.requests,
-                )
-                .await
-            {
+            }
+            if asked.front() != Some(&url) {
+                // Asked ahead for pages the listing did not lead to (or nothing in flight).
+                guess &= asked.is_empty();
+                asked.clear();
+                answers = FuturesOrdered::new();
+                asked.push_back(url.clone());
+                answers.push_back(ask(url.clone()));
+            }
+            asked.pop_front();
+            let Some((requests, got)) = answers.next().await else {
+                unreachable!("a request for the page to read was just queued");
+            };
+            fetched.requests += requests;
+            let got = match got {
                 // Asked for a range past the end (a total the API did not give): the end.
                 Err(SourceError::Status { status: 416, .. })
                     if fetched.pages > 0
@@ -466,6 +503,21 @@ impl Source for RestSource {
                     let next = pager
                         .next_with(&url, count, parsed, answer)
                         .map_err(shape)?;
+                    if guess && let Some(next) = &next {
+                        let room = self.config.max_pages.saturating_sub(fetched.pages) as usize;
+                        let wanted =
+                            pager.ahead(&url, next, count, parsed, answer, width.min(room));
+                        let borne_out = asked.len() <= wanted.len()
+                            && asked.iter().zip(&wanted).all(|(a, w)| a == w);
+                        if borne_out {
+                            for url in wanted.into_iter().skip(asked.len()) {
+                                asked.push_back(url.clone());
+                                answers.push_back(ask(url));
+                            }
+                        } else if !wanted.is_empty() {
+                            guess = false;
+                        }
+                    }
                     if count == 0 && next.is_some() {
                         tracing::warn!(
                             source = %self.name, resource = %resource.name, url = %self.redact(&url),
@@ -498,7 +550,7 @@ impl Source for RestSource {
                 }
                 Got::NotModified => {
                     // `get` only answers NotModified when it sent validators from `known`.
-                    let known = known.cloned().unwrap_or_default();
+                    let known = known_for(&url).cloned().unwrap_or_default();
                     let next = match &known.next_url {
                         Some(next) => Some(
                             Url::parse(next)

@@ -12,6 +12,7 @@ mod edges;
 mod faults;
 mod layout;
 mod newuser;
+mod pager_ahead;
 mod pager_fast;
 mod pager_total;
 mod poll;
