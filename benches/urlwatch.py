@@ -5,7 +5,8 @@
 
 10,000 items of ~500 bytes in 100 pages of 100, json-server's shape (a bare array per page,
 `?_page=N&_limit=100`, RFC 8288 `Link` headers to the first, previous, next and last pages and an
-`X-Total-Count` as json-server 0.17 sends them, `/items/ID` for one item), served
+`X-Total-Count` as json-server 0.17 sends them, Express's weak `ETag` with `304` to a matching
+`If-None-Match`, `/items/ID` for one item), served
 as bytes prepared in advance by a threaded server on 127.0.0.1. urlwatch (installed from PyPI into
 a virtualenv of its own) watches the 100 page URLs and reports text diffs per page; pollhook
 (`pollhook poll`, the release binary, adapter `json-server`) lists the pages and reports per-item
@@ -16,10 +17,15 @@ processes, alternately, for each figure:
 - 1 % changed: 100 items created, updated or deleted (a third each) since the recorded state.
 
 Each round restores the recorded state first (copies of urlwatch's cache and pollhook's database),
-so every timed run does the same work. Environment: `ROUNDS=7`, `POLLHOOK_BIN` (default
-`target/release/pollhook`), `URLWATCH_VERSION` (default: the newest on PyPI).
+so every timed run does the same work. pollhook runs twice a round: as the adapter sets it (up to 4
+pages in flight, named ahead by the `Link` header's `rel="last"`) and with `page_concurrency = 1`.
+Environment: `ROUNDS=7`, `POLLHOOK_BIN` (default `target/release/pollhook`), `URLWATCH_VERSION`
+(default: the newest on PyPI), `LATENCY_MS=0` (each answer waits this long before its first byte, as
+a remote API's would).
 """
 
+import base64
+import hashlib
 import http.server
 import json
 import os
@@ -38,6 +44,7 @@ from pathlib import Path
 ITEMS = 10_000
 PER_PAGE = 100
 ROUNDS = int(os.environ.get("ROUNDS", "7"))
+LATENCY = float(os.environ.get("LATENCY_MS", "0")) / 1000
 ROOT = Path(__file__).resolve().parent.parent
 POLLHOOK = Path(os.environ.get("POLLHOOK_BIN", ROOT / "target" / "release" / "pollhook"))
 
@@ -75,8 +82,10 @@ class Listing:
             body = json.dumps([self.items[i] for i in page], indent=2).encode()
             built[n] = body
         built[len(pages) + 1] = b"[]"
+        tags = {n: express_etag(body) for n, body in built.items()}
         with self.lock:
             self.pages = built
+            self.tags = tags
             self.one = {i: json.dumps(self.items[i]).encode() for i in ids}
 
     def change_one_percent(self, seed):
@@ -93,6 +102,12 @@ class Listing:
         self.rebuild()
 
 
+def express_etag(body):
+    """The weak ETag Express (and so json-server) puts on every response it sends."""
+    digest = base64.b64encode(hashlib.sha1(body).digest()).decode()[:27]
+    return f'W/"{len(body):x}-{digest}"'
+
+
 def serve(listing):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -107,12 +122,15 @@ def serve(listing):
             self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def do_GET(self):
+            if LATENCY:
+                time.sleep(LATENCY)
             path, _, query = self.path.partition("?")
             params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
             with listing.lock:
                 if path == "/items":
                     page = int(params.get("_page", "1"))
                     body = listing.pages.get(page, b"[]")
+                    tag = listing.tags.get(page, express_etag(body))
                     last, total = len(listing.pages) - 1, len(listing.one)
                 else:
                     body = listing.one.get(int(path.rsplit("/", 1)[-1] or 0)) if path.startswith("/items/") else None
@@ -121,10 +139,17 @@ def serve(listing):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
+            if path == "/items" and self.headers.get("If-None-Match") == tag:
+                # Express answers a matching If-None-Match with 304 and no body.
+                self.send_response(304)
+                self.send_header("ETag", tag)
+                self.end_headers()
+                return
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             if path == "/items":
+                self.send_header("ETag", tag)
                 # What json-server 0.17 sends with `_page`: the count before paging, and
                 # first/prev/next/last links made by replacing `page=N` in the URL asked for.
                 self.send_header("X-Total-Count", str(total))
@@ -194,6 +219,10 @@ def main():
             f'  query = {{ _page = "1", _limit = "{PER_PAGE}" }}\n  max_delete_ratio = 1.0\n'
         )
         ph = [str(POLLHOOK), "--config", str(work / "pollhook.toml"), "poll", "shop.items"]
+        # The same, one page after another.
+        one = (work / "pollhook.toml").read_text().replace('base_url = "', 'page_concurrency = 1\nbase_url = "')
+        (work / "pollhook-1.toml").write_text(one)
+        ph1 = [str(POLLHOOK), "--config", str(work / "pollhook-1.toml"), "poll", "shop.items"]
 
         # The recorded state: urlwatch's first run fills its cache, pollhook's first poll is its baseline.
         timed(uw, env=uw_env)
@@ -211,23 +240,28 @@ def main():
         for label, change in (("no change", False), ("1 % changed", True)):
             if change:
                 listing.change_one_percent(seed=2026)
-            uw_times, ph_times = [], []
+            times = {"uw": [], "ph": [], "ph1": []}
             for r in range(ROUNDS):
-                order = [("uw", uw), ("ph", ph)] if r % 2 == 0 else [("ph", ph), ("uw", uw)]
+                order = [("uw", uw), ("ph", ph), ("ph1", ph1)]
+                order = order if r % 2 == 0 else order[::-1]
                 for who, argv in order:
                     restore()
                     elapsed, out = timed(argv, env=uw_env if who == "uw" else None)
-                    (uw_times if who == "uw" else ph_times).append(elapsed)
+                    times[who].append(elapsed)
                     if change and who == "ph" and r == 0:
                         print(f"  pollhook: {out.strip().splitlines()[-1] if out.strip() else '(no output)'}")
-            results[label] = (statistics.median(uw_times), statistics.median(ph_times), min(uw_times), min(ph_times))
+            results[label] = {who: (statistics.median(t), min(t)) for who, t in times.items()}
 
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
         ph_version = subprocess.run([str(POLLHOOK), "--version"], capture_output=True, text=True).stdout.strip()
-        print(f"\n{ITEMS} items in {pages} pages; {uw_version} vs {ph_version}; {ROUNDS} alternating rounds; CPU {cpu}")
-        print(f"{'':14}{'urlwatch':>12}{'pollhook':>12}{'ratio':>9}   (median s; min in brackets)")
-        for label, (u, p, umin, pmin) in results.items():
-            print(f"{label:14}{u:>12.3f}{p:>12.3f}{u / p:>8.1f}×   [{umin:.3f} / {pmin:.3f}]")
+        print(f"\n{ITEMS} items in {pages} pages; {uw_version} vs {ph_version}; {ROUNDS} alternating rounds; "
+              f"latency {LATENCY * 1000:.0f} ms; CPU {cpu}")
+        print(f"{'':14}{'urlwatch':>10}{'pollhook':>10}{'ratio':>8}{'1 page':>10}{'ratio':>8}"
+              "   (median s; min in brackets: urlwatch / pollhook / 1 page)")
+        for label, r in results.items():
+            (u, umin), (p, pmin), (p1, p1min) = r["uw"], r["ph"], r["ph1"]
+            print(f"{label:14}{u:>10.3f}{p:>10.3f}{u / p:>7.1f}×{p1:>10.3f}{u / p1:>7.1f}×"
+                  f"   [{umin:.3f} / {pmin:.3f} / {p1min:.3f}]")
         server.shutdown()
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -5,8 +5,9 @@
 //!
 //! This room is the engine: a source's setup, its origins and credentials, the fetch loop over a
 //! listing's pages. With `page_concurrency` above 1 the loop asks for the pages the pager names
-//! ahead ([`Pager::ahead`]) while it reads the one before, and takes each only when the pager
-//! names its URL in turn: what is listed is what one page after another would list. One request (pacing, redirects, retries, the capped body) is [`super::request`];
+//! ahead ([`Pager::ahead`]), or else those the last poll walked (a conditional listing's page
+//! records), while it reads the one before, and takes each only when the pager names its URL in
+//! turn: what is listed is what one page after another would list. One request (pacing, redirects, retries, the capped body) is [`super::request`];
 //! a page's items are [`super::items`].
 //!
 //! Invariants: a page that fails after its retries fails the whole fetch; a `429` is waited out
@@ -417,6 +418,9 @@ impl Source for RestSource {
         let mut asked: VecDeque<Url> = VecDeque::new();
         let mut answers = FuturesOrdered::new();
         let mut guess = width > 1;
+        let room = |fetched: &Fetched| {
+            width.min(self.config.max_pages.saturating_sub(fetched.pages) as usize)
+        };
         loop {
             if fetched.pages >= self.config.max_pages {
                 return Err(SourceError::Shape {
@@ -455,7 +459,7 @@ impl Source for RestSource {
                 url: self.redact(&url),
                 message,
             };
-            let (page, next) = match got {
+            let (page, next, ahead) = match got {
                 Got::Fresh {
                     text,
                     content_type,
@@ -503,21 +507,12 @@ impl Source for RestSource {
                     let next = pager
                         .next_with(&url, count, parsed, answer)
                         .map_err(shape)?;
-                    if guess && let Some(next) = &next {
-                        let room = self.config.max_pages.saturating_sub(fetched.pages) as usize;
-                        let wanted =
-                            pager.ahead(&url, next, count, parsed, answer, width.min(room));
-                        let borne_out = asked.len() <= wanted.len()
-                            && asked.iter().zip(&wanted).all(|(a, w)| a == w);
-                        if borne_out {
-                            for url in wanted.into_iter().skip(asked.len()) {
-                                asked.push_back(url.clone());
-                                answers.push_back(ask(url));
-                            }
-                        } else if !wanted.is_empty() {
-                            guess = false;
+                    let ahead = match &next {
+                        Some(next) if guess => {
+                            pager.ahead(&url, next, count, parsed, answer, room(&fetched))
                         }
-                    }
+                        _ => Vec::new(),
+                    };
                     if count == 0 && next.is_some() {
                         tracing::warn!(
                             source = %self.name, resource = %resource.name, url = %self.redact(&url),
@@ -546,7 +541,7 @@ impl Source for RestSource {
                         next_url: next.as_ref().map(Url::to_string),
                         items: PageItems::Fresh(items),
                     };
-                    (page, next)
+                    (page, next, ahead)
                 }
                 Got::NotModified => {
                     // `get` only answers NotModified when it sent validators from `known`.
@@ -568,9 +563,27 @@ impl Source for RestSource {
                         next_url: known.next_url,
                         items: PageItems::NotModified,
                     };
-                    (page, next)
+                    (page, next, Vec::new())
                 }
             };
+            if guess && let Some(next) = &next {
+                // Where the answer names no pages ahead, the pages the last poll walked after
+                // this one are the guess (a conditional listing keeps them).
+                let wanted = match ahead.is_empty() {
+                    true => recorded_run(plan, next, room(&fetched)),
+                    false => ahead,
+                };
+                let borne_out =
+                    asked.len() <= wanted.len() && asked.iter().zip(&wanted).all(|(a, w)| a == w);
+                if borne_out {
+                    for url in wanted.into_iter().skip(asked.len()) {
+                        asked.push_back(url.clone());
+                        answers.push_back(ask(url));
+                    }
+                } else if !wanted.is_empty() {
+                    guess = false;
+                }
+            }
             pages.send(page).await.map_err(|_| SourceError::Stopped)?;
             match next {
                 Some(n) => url = n,
@@ -578,6 +591,24 @@ impl Source for RestSource {
             }
         }
     }
+}
+
+/// `next`, then the pages the last poll walked after it by its page records' next URLs, at most
+/// `limit`; empty when `next` has no record.
+fn recorded_run(plan: &FetchPlan<'_>, next: &Url, limit: usize) -> Vec<Url> {
+    let Some(records) = plan.pages else {
+        return Vec::new();
+    };
+    let mut run = Vec::new();
+    let mut at = Some(next.clone());
+    while let Some(url) = at.filter(|_| run.len() < limit) {
+        let Some(record) = records.get(url.as_str()) else {
+            break;
+        };
+        at = record.next_url.as_deref().and_then(|n| Url::parse(n).ok());
+        run.push(url);
+    }
+    if run.len() < 2 { Vec::new() } else { run }
 }
 
 /// A page's body as the fetch reads it.

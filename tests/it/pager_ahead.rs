@@ -25,20 +25,27 @@ struct Seen {
     overtaken: bool,
 }
 
-/// A page's items and, for a `Link` header, its next (if any) and last page numbers.
-type Served = (Vec<Value>, Option<(Option<u64>, u64)>);
+/// A page's items and, for a `Link` header, its next and last page numbers (each if any).
+type Served = (Vec<Value>, Option<(Option<u64>, Option<u64>)>);
 
 struct Fake {
     seen: Mutex<Seen>,
     arrived: Notify,
     /// The page to hold back until the next one is asked for.
-    hold: Option<u64>,
+    hold: Mutex<Option<u64>>,
+    /// Whether pages carry an `ETag` (over their body) and answer a matching `If-None-Match`
+    /// with 304.
+    etag: bool,
     pages: Box<dyn Fn(u64) -> Served + Send + Sync>,
     /// `X-Total-Count`, if stated.
     total: Option<usize>,
 }
 
-async fn page(State(fake): State<Arc<Fake>>, Query(q): Query<Vec<(String, String)>>) -> Response {
+async fn page(
+    State(fake): State<Arc<Fake>>,
+    Query(q): Query<Vec<(String, String)>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let number = q
         .iter()
         .find(|(k, _)| k == "page")
@@ -51,7 +58,8 @@ async fn page(State(fake): State<Arc<Fake>>, Query(q): Query<Vec<(String, String
         seen.most_in_flight = seen.most_in_flight.max(seen.in_flight);
     }
     fake.arrived.notify_waiters();
-    if fake.hold == Some(number) {
+    let hold = *lock(&fake.hold);
+    if hold == Some(number) {
         // Bounded: a fetch that never asks ahead gets its page after the wait, and the test
         // fails on `overtaken`, not on time.
         let overtaken = tokio::time::timeout(Duration::from_secs(10), async {
@@ -69,18 +77,39 @@ async fn page(State(fake): State<Arc<Fake>>, Query(q): Query<Vec<(String, String
     }
     let (items, links) = (fake.pages)(number);
     lock(&fake.seen).in_flight -= 1;
-    let mut response = axum::Json(Value::Array(items)).into_response();
+    let body = Value::Array(items).to_string();
+    let tag = format!("\"{:x}\"", {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&body, &mut hasher);
+        std::hash::Hasher::finish(&hasher)
+    });
+    if fake.etag
+        && headers
+            .get("if-none-match")
+            .is_some_and(|h| h == tag.as_str())
+    {
+        return axum::http::StatusCode::NOT_MODIFIED.into_response();
+    }
+    let mut response = ([("content-type", "application/json")], body).into_response();
     let headers = response.headers_mut();
+    if fake.etag {
+        headers.insert("etag", tag.parse().expect("an ASCII ETag"));
+    }
     if let Some(total) = fake.total {
         headers.insert("x-total-count", total.into());
     }
     if let Some((next, last)) = links {
         let link = |n: u64, rel: &str| format!("</orders?page={n}&per_page=3>; rel=\"{rel}\"");
-        let mut text = link(last, "last");
-        if let Some(next) = next {
-            text = format!("{}, {text}", link(next, "next"));
+        let links: Vec<String> = [next.map(|n| link(n, "next")), last.map(|n| link(n, "last"))]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !links.is_empty() {
+            headers.insert(
+                "link",
+                links.join(", ").parse().expect("an ASCII Link header"),
+            );
         }
-        headers.insert("link", text.parse().expect("an ASCII Link header"));
     }
     response
 }
@@ -99,7 +128,8 @@ fn counted(hold: Option<u64>) -> Fake {
     Fake {
         seen: Mutex::default(),
         arrived: Notify::new(),
-        hold,
+        hold: Mutex::new(hold),
+        etag: false,
         pages: Box::new(move |n| {
             let start = ((n.max(1) - 1) * 3) as usize;
             (all.iter().skip(start).take(3).cloned().collect(), None)
@@ -109,10 +139,20 @@ fn counted(hold: Option<u64>) -> Fake {
 }
 
 fn harness(url: &str, pagination: &str, page_concurrency: Option<i64>) -> Harness {
+    harness_with(url, pagination, page_concurrency, false)
+}
+
+fn harness_with(
+    url: &str,
+    pagination: &str,
+    page_concurrency: Option<i64>,
+    conditional: bool,
+) -> Harness {
     let table: toml::Table = format!("v = {pagination}").parse().unwrap();
     let orders = Resource::new("orders", "1m")
         .set("path", "/orders")
-        .set("pagination", table["v"].clone());
+        .set("pagination", table["v"].clone())
+        .set("conditional", conditional);
     let mut source = Source::new("shop", url).set("adapter", "rest");
     if let Some(n) = page_concurrency {
         source = source.set("page_concurrency", n);
@@ -182,7 +222,8 @@ async fn guesses_the_listing_does_not_bear_out_cost_one_round_and_are_never_take
     let fake = Fake {
         seen: Mutex::default(),
         arrived: Notify::new(),
-        hold: None,
+        hold: Mutex::new(None),
+        etag: false,
         pages: Box::new(move |n| {
             let items = (0..3)
                 .map(|k| json!({"id": n * 100 + k, "page": n}))
@@ -191,7 +232,7 @@ async fn guesses_the_listing_does_not_bear_out_cost_one_round_and_are_never_take
                 .iter()
                 .position(|&c| c == n)
                 .and_then(|at| chain.get(at + 1).copied());
-            (items, Some((next, 10)))
+            (items, Some((next, Some(10))))
         }),
         total: None,
     };
@@ -216,4 +257,44 @@ async fn guesses_the_listing_does_not_bear_out_cost_one_round_and_are_never_take
         0,
         "nothing deleted or created"
     );
+}
+
+#[tokio::test]
+async fn a_conditional_listing_asks_ahead_along_the_pages_the_last_poll_walked() {
+    // Seven pages linked by `rel="next"` only: their answers never say which pages follow.
+    let all = orders(20);
+    let fake = Fake {
+        seen: Mutex::default(),
+        arrived: Notify::new(),
+        hold: Mutex::new(None),
+        etag: true,
+        pages: Box::new(move |n| {
+            let start = ((n.max(1) - 1) * 3) as usize;
+            let items = all.iter().skip(start).take(3).cloned().collect();
+            (items, Some(((n < 7).then_some(n + 1), None)))
+        }),
+        total: None,
+    };
+    let (url, fake) = fake_api(fake).await;
+    let h = harness_with(&url, r#"{ style = "link-header" }"#, Some(4), true);
+    assert_eq!(h.poll().await.unwrap().listed, 20);
+    assert_eq!(
+        lock(&fake.seen).most_in_flight,
+        1,
+        "nothing to guess from yet"
+    );
+    assert_eq!(taken(&fake), (1..=7).collect::<Vec<_>>());
+
+    // Page 1 answers 304; its record names page 2, whose record names page 3, and so on.
+    *lock(&fake.hold) = Some(2);
+    let again = h.poll().await.unwrap();
+    assert_eq!((again.listed, again.events.len()), (20, 0));
+    assert!(
+        lock(&fake.seen).overtaken,
+        "page 3 was asked for while page 2 was held"
+    );
+    let mut asked = taken(&fake);
+    asked.sort_unstable();
+    assert_eq!(asked, (1..=7).collect::<Vec<_>>(), "each page once");
+    assert_eq!(h.snapshot_ids().len(), 20);
 }

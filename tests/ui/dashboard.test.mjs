@@ -29,7 +29,7 @@ describe("the dashboard without a token (loopback only)", () => {
 
   after(async () => {
     await browser?.close();
-    pollhook?.stop();
+    await pollhook?.stop();
     source?.close();
     hook?.close();
   });
@@ -200,7 +200,7 @@ describe("the dashboard with an admin token", () => {
 
   after(async () => {
     await browser?.close();
-    pollhook?.stop();
+    await pollhook?.stop();
     source?.close();
     hook?.close();
   });

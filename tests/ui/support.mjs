@@ -3,7 +3,7 @@
 // playwright-core. Everything listens on loopback, on ports the kernel picks; everything started
 // here is stopped by the test's `after`.
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, rmSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -119,7 +119,14 @@ export async function startPollhook({ source, hook, token }) {
     child.stderr.on("data", onData);
     child.on("exit", (code) => reject(new Error(`pollhook exited with ${code}:\n${log}`)));
   });
-  return { admin, log: () => log, stop: () => child.kill("SIGTERM") };
+  // Stops it, then removes its directory (config, database) once it has exited.
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  const stop = async () => {
+    child.kill("SIGTERM");
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { admin, log: () => log, stop };
 }
 
 /** Chromium with a fresh profile and nothing that talks to the network on its own. */
@@ -134,6 +141,12 @@ export async function launchBrowser() {
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
     ],
   });
+  // Closing the browser also removes its profile.
+  const close = context.close.bind(context);
+  context.close = async () => {
+    await close();
+    rmSync(profile, { recursive: true, force: true });
+  };
   return context;
 }
 
