@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use super::envelope::Envelope;
-use super::items::{extract_items, member_chain, split_items};
+use super::items::{extract_items, member_chain};
 use super::rest::{RestSource, parse_json};
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
 use crate::config::{Pagination, ResourceConfig, RestConfig};
@@ -99,8 +99,7 @@ impl Source for GraphqlSource {
             fetched.pages += 1;
             let cut = chain
                 .as_deref()
-                .and_then(|chain| split_items(&text, chain))
-                .and_then(|spans| Some((spans, envelope.read(&text)?)));
+                .and_then(|chain| envelope.cut(&text, chain));
             let (body, spans) = match cut {
                 Some((spans, envelope)) => (envelope, Some(spans)),
                 None => (
