@@ -107,7 +107,10 @@ impl Wants {
             node.here.push(number);
         }
         if let Some(chain) = items {
-            chain.iter().fold(&mut root, |node, name| node.member(name)).items = true;
+            chain
+                .iter()
+                .fold(&mut root, |node, name| node.member(name))
+                .items = true;
         }
         root
     }
@@ -184,9 +187,10 @@ impl<'de> DeserializeSeed<'de> for Walk<'_> {
         // A path ends here: the node's text, and what lies deeper read from it (a path that ends
         // where another goes on is rare; that node is skimmed twice).
         let text = <&RawValue>::deserialize(node)?.get();
-        let deeper = match self.wants.goes_deeper() {
-            true => walk_within(text, self.wants).map_err(de::Error::custom)?,
-            false => Found::default(),
+        let deeper = if self.wants.goes_deeper() {
+            walk_within(text, self.wants).map_err(de::Error::custom)?
+        } else {
+            Found::default()
         };
         let here = self.wants.here.iter().map(|&number| (number, text));
         Ok(Found {
@@ -229,7 +233,10 @@ impl<'de> Visitor<'de> for Walk<'_> {
                 }
             }
         }
-        Ok(copies.into_iter().flatten().fold(Found::default(), Found::and))
+        Ok(copies
+            .into_iter()
+            .flatten()
+            .fold(Found::default(), Found::and))
     }
 
     /// The items' list, or a list with places wanted: each element's text, then the places read
@@ -599,10 +606,16 @@ mod tests {
         }
         // An empty connection, and a cursor read from the items' own list in the same pass.
         let (spans, read) = envelope
-            .cut(r#"{"data": {"orders": {"nodes": [], "pageInfo": {"hasNextPage": false}}}}"#, &nodes)
+            .cut(
+                r#"{"data": {"orders": {"nodes": [], "pageInfo": {"hasNextPage": false}}}}"#,
+                &nodes,
+            )
             .unwrap();
         assert!(spans.is_empty());
-        assert_eq!(read, json!({"data": {"orders": {"pageInfo": {"hasNextPage": false}}}}));
+        assert_eq!(
+            read,
+            json!({"data": {"orders": {"pageInfo": {"hasNextPage": false}}}})
+        );
         let last = Envelope::new([&JsonPath::parse("$.data[-1].id").unwrap()]);
         let text = r#"{"data": [{"id": 7}, {"id": "z", "x": {"id": 0}}], "has_more": true}"#;
         let (spans, read) = last.cut(text, &["data".to_owned()]).unwrap();

@@ -171,9 +171,7 @@ pub(super) fn member_chain(path: &str) -> Option<Vec<String>> {
 /// `None` when the page is not shaped so (then the page is parsed and [`extract_items`] says what
 /// is wrong, or handles what is unusual).
 pub(super) fn split_items(text: &str, chain: &[String]) -> Option<Vec<std::ops::Range<usize>>> {
-    Envelope::new([])
-        .cut(text, chain)
-        .map(|(spans, _)| spans)
+    Envelope::new([]).cut(text, chain).map(|(spans, _)| spans)
 }
 
 /// The spans of the values of JSON lines (one value per line, blank lines skipped), found
