@@ -11,7 +11,9 @@
 //! items change, detection → receipt; (4) idle: `pollhook run` with 100 unchanged resources;
 //! (5) styles: the same items paged as page, offset, link-header, next-url, cursor (`has_more`,
 //! `starting_after`), exec (JSON lines and an array, `cat` of files) and GraphQL, polled in
-//! alternation, baseline and 1% changed, each as a ratio to `page` in the same round.
+//! alternation, baseline and 1% changed, each as a ratio to `page` in the same round. Every style
+//! is served from the same item bytes written in advance, so no style costs the fake API more
+//! than another (an offset or a page is a slice of them, found without walking the listing).
 //!
 //! Environment: `E2E_SIZES=10000,100000` (add 1000000 for the 1M run), `E2E_DELIVERIES=20000`
 //! (deliveries per endpoint count), `E2E_ENDPOINTS=1,4,16`, `E2E_LATENCY_SECS=20`,

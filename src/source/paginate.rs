@@ -529,10 +529,8 @@ mod tests {
         let (first, whole) = (cut.first_url(), serde_json::from_str(text).unwrap());
         let next = cut.next(&first, 2, &envelope, None).unwrap().unwrap();
         assert_eq!(next.as_str(), "http://h/o?starting_after=b");
-        assert_eq!(
-            parsed.next(&parsed.first_url(), 2, &whole, None),
-            Ok(Some(next))
-        );
+        let first = parsed.first_url();
+        assert_eq!(parsed.next(&first, 2, &whole, None), Ok(Some(next)));
         assert_eq!(
             cut.cut(r#"{"data": {"id": "a"}, "has_more": true}"#, &data),
             None
