@@ -11,7 +11,9 @@
 //! items change, detection → receipt; (4) idle: `pollhook run` with 100 unchanged resources;
 //! (5) styles: the same items paged as page, offset, link-header, next-url, cursor (`has_more`,
 //! `starting_after`), exec (JSON lines and an array, `cat` of files) and GraphQL, polled in
-//! alternation, baseline and 1% changed, each as a ratio to `page` in the same round.
+//! alternation, baseline and 1% changed, each as a ratio to `page` in the same round. Every style
+//! is served from the same item bytes written in advance, so no style costs the fake API more
+//! than another (an offset or a page is a slice of them, found without walking the listing).
 //!
 //! Environment: `E2E_SIZES=10000,100000` (add 1000000 for the 1M run), `E2E_DELIVERIES=20000`
 //! (deliveries per endpoint count), `E2E_ENDPOINTS=1,4,16`, `E2E_LATENCY_SECS=20`,
@@ -113,13 +115,22 @@ impl Opts {
 
 /// The listing as a function: ids `0..base` plus `base..base+extra`, minus `deleted`, each at its
 /// version in `versions` (0 if absent). Pages are generated on request, so serving 1M items needs
-/// no memory for them.
+/// no memory for them; a [`Listing::prepared`] one (the `styles` section) holds every listed
+/// item's bytes written in advance instead, so that each style's server only copies them.
 #[derive(Default)]
 struct Listing {
     base: u64,
     extra: u64,
     deleted: HashSet<u64>,
     versions: HashMap<u64, u32>,
+    prepared: Option<Prepared>,
+}
+
+/// Every listed item's bytes, and each one's id and place in them, in listing order.
+#[derive(Default)]
+struct Prepared {
+    bytes: Vec<u8>,
+    items: Vec<(u64, std::ops::Range<usize>)>,
 }
 
 impl Listing {
@@ -128,6 +139,26 @@ impl Listing {
             base: n,
             ..Listing::default()
         }
+    }
+
+    /// The listing with its items' bytes written in advance.
+    fn prepared(n: u64) -> Listing {
+        let mut listing = Listing::new(n);
+        listing.prepare();
+        listing
+    }
+
+    fn prepare(&mut self) {
+        let mut prepared = Prepared {
+            bytes: Vec::with_capacity(self.len() as usize * 600),
+            items: Vec::with_capacity(self.len() as usize),
+        };
+        for id in self.live() {
+            let start = prepared.bytes.len();
+            item::write_item(&mut prepared.bytes, id, self.version(id));
+            prepared.items.push((id, start..prepared.bytes.len()));
+        }
+        self.prepared = Some(prepared);
     }
 
     /// 1% created (appended), 1% updated (every 100th id from 2), 1% deleted (from 1).
@@ -140,24 +171,17 @@ impl Listing {
         for id in (2..n).step_by(100) {
             *self.versions.entry(id).or_default() += 1;
         }
+        if self.prepared.is_some() {
+            self.prepare();
+        }
     }
 
     fn len(&self) -> u64 {
         self.base + self.extra
     }
 
-    /// Items with ids from `start` up to `end` (exclusive), as a JSON array.
-    fn write_ids(&self, ids: impl Iterator<Item = u64>, out: &mut Vec<u8>) {
-        out.push(b'[');
-        let mut first = true;
-        for id in ids {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            item::write_item(out, id, self.versions.get(&id).copied().unwrap_or(0));
-        }
-        out.push(b']');
+    fn version(&self, id: u64) -> u32 {
+        self.versions.get(&id).copied().unwrap_or(0)
     }
 
     /// The ids listed, in order.
@@ -169,24 +193,69 @@ impl Listing {
         (0..self.len()).filter(|id| !self.deleted.contains(id))
     }
 
+    /// The listed items with ids from `start` up to `end` (exclusive), as a JSON array.
+    fn write_ids(&self, start: u64, end: u64, out: &mut Vec<u8>) {
+        match &self.prepared {
+            Some(prepared) => {
+                let at = |id: u64| prepared.items.partition_point(|(i, _)| *i < id);
+                prepared.write(at(start)..at(end), out);
+            }
+            None => write_array(
+                (start..end.min(self.len())).filter(|id| !self.deleted.contains(id)),
+                |id, out| item::write_item(out, id, self.version(id)),
+                out,
+            ),
+        }
+    }
+
+    /// The listed items from the `skip`-th on, at most `take`, as a JSON array.
+    fn write_listed(&self, skip: usize, take: usize, out: &mut Vec<u8>) {
+        match &self.prepared {
+            Some(prepared) => {
+                let start = skip.min(prepared.items.len());
+                let end = start.saturating_add(take).min(prepared.items.len());
+                prepared.write(start..end, out);
+            }
+            None => write_array(
+                self.live().skip(skip).take(take),
+                |id, out| item::write_item(out, id, self.version(id)),
+                out,
+            ),
+        }
+    }
+
     /// Page `page` (1-based) as a JSON array; an empty array past the end.
     fn write_page(&self, page: u64, per_page: u64, out: &mut Vec<u8>) {
-        out.push(b'[');
         let start = (page.max(1) - 1) * per_page;
-        let end = (start + per_page).min(self.len());
-        let mut first = true;
-        for id in start..end {
-            if self.deleted.contains(&id) {
-                continue;
-            }
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            item::write_item(out, id, self.versions.get(&id).copied().unwrap_or(0));
-        }
-        out.push(b']');
+        self.write_ids(start, start + per_page, out);
     }
+}
+
+impl Prepared {
+    /// The items at places `places` of the listing, as a JSON array.
+    fn write(&self, places: std::ops::Range<usize>, out: &mut Vec<u8>) {
+        write_array(
+            self.items[places].iter(),
+            |(_, span), out| out.extend_from_slice(&self.bytes[span.clone()]),
+            out,
+        );
+    }
+}
+
+/// A JSON array of `items`, each written by `write`.
+fn write_array<T>(
+    items: impl Iterator<Item = T>,
+    mut write: impl FnMut(T, &mut Vec<u8>),
+    out: &mut Vec<u8>,
+) {
+    out.push(b'[');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(item, out);
+    }
+    out.push(b']');
 }
 
 #[derive(Clone)]
@@ -270,13 +339,7 @@ async fn serve_offset(State(api): State<Api>, Query(q): Query<StyleQuery>) -> im
     let listing = listing_of(&api);
     let mut out = Vec::with_capacity(PER_PAGE as usize * 600);
     let limit = q.limit.unwrap_or(PER_PAGE).clamp(1, 10_000) as usize;
-    listing.write_ids(
-        listing
-            .live()
-            .skip(q.offset.unwrap_or(0) as usize)
-            .take(limit),
-        &mut out,
-    );
+    listing.write_listed(q.offset.unwrap_or(0) as usize, limit, &mut out);
     json_reply(out)
 }
 
@@ -322,10 +385,7 @@ async fn serve_cursor(State(api): State<Api>, Query(q): Query<StyleQuery>) -> im
     let end = (start + PER_PAGE).min(listing.len());
     let mut out = Vec::with_capacity(PER_PAGE as usize * 600);
     out.extend_from_slice(b"{\"object\":\"list\",\"data\":");
-    listing.write_ids(
-        (start..end).filter(|id| !listing.deleted.contains(id)),
-        &mut out,
-    );
+    listing.write_ids(start, end, &mut out);
     let _ = write!(out, ",\"has_more\":{}}}", end < listing.len());
     json_reply(out)
 }
@@ -1051,14 +1111,10 @@ timeout = "120s"
 /// What the exec sources print: the listing as JSON lines and as one JSON array.
 fn write_exec_files(listing: &Listing, files: &Path) {
     let mut array = Vec::with_capacity(listing.len() as usize * 600);
-    listing.write_ids(listing.live(), &mut array);
+    listing.write_listed(0, usize::MAX, &mut array);
     let mut lines = Vec::with_capacity(array.len());
     for id in listing.live() {
-        item::write_item(
-            &mut lines,
-            id,
-            listing.versions.get(&id).copied().unwrap_or(0),
-        );
+        item::write_item(&mut lines, id, listing.version(id));
         lines.push(b'\n');
     }
     std::fs::write(files.join("items.json"), array).expect("write exec array");
@@ -1079,7 +1135,7 @@ fn styles_section(b: &Bench, opts: &Opts) {
     // [style][baseline | changed] → per-round wall seconds
     let mut walls = vec![[Vec::new(), Vec::new()]; STYLES.len()];
     for round in 0..opts.style_rounds {
-        *api.listing.write().unwrap_or_else(|e| e.into_inner()) = Listing::new(n);
+        *api.listing.write().unwrap_or_else(|e| e.into_inner()) = Listing::prepared(n);
         let db = b.dir.path().join(format!("styles-{round}.db"));
         let config = b.write_config(
             &format!("styles-{round}.toml"),

@@ -1,14 +1,21 @@
 //! The envelope of a page: the few members a pager reads (`$.next`, `$.meta.cursor`,
-//! `$.data[-1].id`), taken out of the page's text without parsing the rest.
+//! `$.data[-1].id`), taken out of the page's text without parsing the rest; and, in the same
+//! pass, the spans of the page's items where its list is at a plain member path.
 //!
-//! In: the pager's JSONPaths and a page's text. Out: a small tree shaped like the page holding
-//! just those members, or `None` when a path is not plain (then the page is parsed whole).
+//! In: the pager's JSONPaths, a page's text and, for [`Envelope::cut`], the member names of the
+//! items' list. Out: a small tree shaped like the page holding just those members (and the items'
+//! spans), or `None` when a path is not plain (then the page is parsed whole).
 //!
 //! Invariant: read on the envelope, every such path answers as it would on the whole page
-//! parsed; the items around it cost a skim, never a `Value`. Pure: no I/O.
+//! parsed; the items around it cost one skim of the text, however deep the paths and the list
+//! are, never a `Value`. Pure: no I/O.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
 
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use serde_json_path::JsonPath;
@@ -49,61 +56,283 @@ impl Envelope {
     /// (as [`super::items::split_items`] finds it): what is not is read as holding nothing.
     pub fn read(&self, text: &str) -> Option<Value> {
         let paths = self.paths.as_ref()?;
-        let mut found = Vec::with_capacity(paths.len());
-        visit(
-            text,
-            paths.iter().map(Vec::as_slice).enumerate().collect(),
-            &mut found,
-        );
-        found.sort_by_key(|(path, _)| *path);
-        let mut tree = Value::Null;
-        for (path, raw) in found {
-            place(&mut tree, &paths[path], serde_json::from_str(raw).ok()?)?;
-        }
-        Some(tree)
+        let wants = Wants::of(paths, None);
+        let found = if wants.is_empty() {
+            Found::default()
+        } else {
+            walk(text, &wants).unwrap_or_default()
+        };
+        tree(paths, found.at)
+    }
+
+    /// The spans in `text` of the items of the list at `items` (member names from the root), and
+    /// the envelope as [`Envelope::read`] gives it, both from one skim of the text. `None` when
+    /// the paths are not plain, or the text is not JSON with a list at `items` (then the page is
+    /// parsed, and [`super::items::extract_items`] says what is wrong).
+    pub fn cut(&self, text: &str, items: &[String]) -> Option<(Vec<Range<usize>>, Value)> {
+        let paths = self.paths.as_ref()?;
+        let found = walk(text, &Wants::of(paths, Some(items))).ok()?;
+        let base = text.as_ptr() as usize;
+        let spans = found
+            .items?
+            .iter()
+            .map(|item| {
+                let start = item.as_ptr() as usize - base;
+                start..start + item.len()
+            })
+            .collect();
+        Some((spans, tree(paths, found.at)?))
     }
 }
 
-/// Follows `paths` (each numbered, with the steps left) from `node`, and adds the text each
-/// leads to, if any, to `found`. Paths that share a step share its reading: each list or object on
-/// the way is skimmed once, however many paths pass through it.
-fn visit<'t>(node: &'t str, paths: Vec<(usize, &[Step])>, found: &mut Vec<(usize, &'t str)>) {
-    let (here, mut deeper): (Vec<_>, Vec<_>) = paths.into_iter().partition(|(_, s)| s.is_empty());
-    found.extend(here.into_iter().map(|(path, _)| (path, node)));
-    let wants = |member: bool| {
-        deeper
-            .iter()
-            .any(|(_, steps)| matches!(steps[0], Step::Member(_)) == member)
-    };
-    // A repeated member: the last copy wins, as when the page is parsed. A node of another kind
-    // holds nothing at any step.
-    let members: Option<BTreeMap<String, &'t RawValue>> = wants(true)
-        .then(|| serde_json::from_str(node).ok())
-        .flatten();
-    let list: Option<Vec<&'t RawValue>> = wants(false)
-        .then(|| serde_json::from_str(node).ok())
-        .flatten();
-    while let Some((_, steps)) = deeper.first() {
-        let step = steps[0].clone();
-        let (same, other): (Vec<_>, Vec<_>) = deeper.into_iter().partition(|(_, s)| s[0] == step);
-        deeper = other;
-        let child = match &step {
-            Step::Member(name) => members.as_ref().and_then(|m| m.get(name.as_str())),
-            Step::Index(at) => list.as_ref().and_then(|list| {
-                let at = if *at < 0 {
-                    list.len()
-                        .checked_sub(usize::try_from(at.unsigned_abs()).ok()?)?
-                } else {
-                    usize::try_from(*at).ok()?
-                };
-                list.get(at)
-            }),
-        };
-        if let Some(child) = child {
-            let rest = same.into_iter().map(|(path, s)| (path, &s[1..])).collect();
-            visit(child.get(), rest, found);
+/// What to take out of one node of the text: the paths (by number) that end there, whether the
+/// items' list is there, and the members and list places to go into. Paths that share steps share
+/// their nodes, so each object or list on the way is skimmed once.
+#[derive(Debug, Default)]
+struct Wants {
+    here: Vec<usize>,
+    items: bool,
+    members: Vec<(String, Wants)>,
+    places: Vec<(i64, Wants)>,
+}
+
+impl Wants {
+    fn of(paths: &[Vec<Step>], items: Option<&[String]>) -> Self {
+        let mut root = Wants::default();
+        for (number, steps) in paths.iter().enumerate() {
+            let node = steps.iter().fold(&mut root, |node, step| match step {
+                Step::Member(name) => node.member(name),
+                Step::Index(at) => node.place(*at),
+            });
+            node.here.push(number);
         }
+        if let Some(chain) = items {
+            chain
+                .iter()
+                .fold(&mut root, |node, name| node.member(name))
+                .items = true;
+        }
+        root
     }
+
+    fn member(&mut self, name: &str) -> &mut Wants {
+        let at = match self.members.iter().position(|(n, _)| n == name) {
+            Some(at) => at,
+            None => {
+                self.members.push((name.to_owned(), Wants::default()));
+                self.members.len() - 1
+            }
+        };
+        &mut self.members[at].1
+    }
+
+    fn place(&mut self, index: i64) -> &mut Wants {
+        let at = match self.places.iter().position(|(i, _)| *i == index) {
+            Some(at) => at,
+            None => {
+                self.places.push((index, Wants::default()));
+                self.places.len() - 1
+            }
+        };
+        &mut self.places[at].1
+    }
+
+    fn is_empty(&self) -> bool {
+        self.here.is_empty() && !self.goes_deeper()
+    }
+
+    fn goes_deeper(&self) -> bool {
+        self.items || !self.members.is_empty() || !self.places.is_empty()
+    }
+}
+
+/// What a node of the text holds of its [`Wants`].
+#[derive(Debug, Default)]
+struct Found<'t> {
+    /// Each path's value, as text, by the path's number.
+    at: Vec<(usize, &'t str)>,
+    /// The items' texts, where the list is there and a list.
+    items: Option<Vec<&'t str>>,
+}
+
+impl<'t> Found<'t> {
+    fn and(mut self, other: Found<'t>) -> Self {
+        self.at.extend(other.at);
+        self.items = other.items.or(self.items);
+        self
+    }
+}
+
+/// Reads what `wants` asks of `text`, which must be one JSON value and nothing after it.
+fn walk<'t>(text: &'t str, wants: &Wants) -> Result<Found<'t>, serde_json::Error> {
+    let mut reader = serde_json::Deserializer::from_str(text);
+    let found = Walk { wants, whole: true }.deserialize(&mut reader)?;
+    reader.end()?;
+    Ok(found)
+}
+
+/// Reads one node for its [`Wants`]; `whole` unless the node's own text was taken already.
+struct Walk<'w> {
+    wants: &'w Wants,
+    whole: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    type Value = Found<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, node: D) -> Result<Found<'de>, D::Error> {
+        if !self.whole || self.wants.here.is_empty() {
+            return node.deserialize_any(self);
+        }
+        // A path ends here: the node's text, and what lies deeper read from it (a path that ends
+        // where another goes on is rare; that node is skimmed twice).
+        let text = <&RawValue>::deserialize(node)?.get();
+        let deeper = if self.wants.goes_deeper() {
+            walk_within(text, self.wants).map_err(de::Error::custom)?
+        } else {
+            Found::default()
+        };
+        let here = self.wants.here.iter().map(|&number| (number, text));
+        Ok(Found {
+            at: here.collect(),
+            items: None,
+        }
+        .and(deeper))
+    }
+}
+
+/// Reads the node `text` (a value known to be JSON, cut from a page) for what lies below it.
+fn walk_within<'t>(text: &'t str, wants: &Wants) -> Result<Found<'t>, serde_json::Error> {
+    Walk {
+        wants,
+        whole: false,
+    }
+    .deserialize(&mut serde_json::Deserializer::from_str(text))
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = Found<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    /// Members wanted are read, the others skimmed. A repeated member: the last copy wins, as
+    /// when the page is parsed.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found<'de>, A::Error> {
+        let members = &self.wants.members;
+        let mut copies: Vec<Option<Found<'de>>> = members.iter().map(|_| None).collect();
+        while let Some(key) = map.next_key_seed(Key)? {
+            match members.iter().position(|(name, _)| *name == key) {
+                Some(at) => {
+                    let wants = &members[at].1;
+                    copies[at] = Some(map.next_value_seed(Walk { wants, whole: true })?);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(copies
+            .into_iter()
+            .flatten()
+            .fold(Found::default(), Found::and))
+    }
+
+    /// The items' list, or a list with places wanted: each element's text, then the places read
+    /// from theirs.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Found<'de>, A::Error> {
+        if !self.wants.items && self.wants.places.is_empty() {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(Found::default());
+        }
+        let mut list = Vec::new();
+        while let Some(element) = seq.next_element::<&'de RawValue>()? {
+            list.push(element.get());
+        }
+        let mut found = Found::default();
+        for (index, wants) in &self.wants.places {
+            if let Some(element) = element_at(&list, *index) {
+                let deeper = Walk { wants, whole: true }
+                    .deserialize(&mut serde_json::Deserializer::from_str(element))
+                    .map_err(de::Error::custom)?;
+                found = found.and(deeper);
+            }
+        }
+        if self.wants.items {
+            found.items = Some(list);
+        }
+        Ok(found)
+    }
+
+    // A node of another kind holds nothing at any step.
+    fn visit_bool<E>(self, _: bool) -> Result<Found<'de>, E> {
+        Ok(Found::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Found<'de>, E> {
+        Ok(Found::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Found<'de>, E> {
+        Ok(Found::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Found<'de>, E> {
+        Ok(Found::default())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Found<'de>, E> {
+        Ok(Found::default())
+    }
+    fn visit_unit<E>(self) -> Result<Found<'de>, E> {
+        Ok(Found::default())
+    }
+}
+
+/// The element at `index` (from the end when negative).
+fn element_at<'t>(list: &[&'t str], index: i64) -> Option<&'t str> {
+    let at = if index < 0 {
+        list.len()
+            .checked_sub(usize::try_from(index.unsigned_abs()).ok()?)?
+    } else {
+        usize::try_from(index).ok()?
+    };
+    list.get(at).copied()
+}
+
+/// A member's name, borrowed from the text unless it holds escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, name: D) -> Result<Cow<'de, str>, D::Error> {
+        name.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(name))
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(name.to_owned()))
+    }
+}
+
+/// The envelope's tree: each path's value parsed and placed; `None` where two paths through one
+/// list could not both be placed.
+fn tree(paths: &[Vec<Step>], mut at: Vec<(usize, &str)>) -> Option<Value> {
+    at.sort_by_key(|(number, _)| *number);
+    let mut tree = Value::Null;
+    for (number, text) in at {
+        place(&mut tree, &paths[number], serde_json::from_str(text).ok()?)?;
+    }
+    Some(tree)
 }
 
 /// The steps of `path` when it is plain, read from its normalized form (`$.a['b c'][-1]`).
@@ -301,6 +530,97 @@ mod tests {
             .unwrap();
         assert_eq!(envelope, json!({"d": [null, {"id": 2}]}));
         assert_eq!(second.read(r#"{"d": [{"id": 1}]}"#), Some(Value::Null));
+    }
+
+    /// A GraphQL connection cut in one skim: the same items, as sent, and the same envelope as
+    /// the page parsed whole and queried.
+    #[test]
+    fn a_connection_is_cut_in_one_pass_as_parsing_it_would_take_it() {
+        let paths = [
+            "$.errors",
+            "$.data.orders.pageInfo.endCursor",
+            "$.data.orders.pageInfo.hasNextPage",
+        ]
+        .map(|p| JsonPath::parse(p).unwrap());
+        let envelope = Envelope::new(&paths);
+        let nodes = ["data".to_owned(), "orders".to_owned(), "nodes".to_owned()];
+        let text = r#"{"data": {"orders": {"nodes": [ {"id": 1, "pageInfo": {"endCursor": "no"}},
+            {"id": "a\"]}", "n": [[{}], -1.5e2]} ],
+            "pageInfo": {"hasNextPage": true, "endCursor": "Y3Vy", "startCursor": "x"},
+            "totalCount": 2}, "other": {"orders": {"nodes": [3]}}}, "extensions": {"cost": 1}}"#;
+        let (spans, read) = envelope.cut(text, &nodes).unwrap();
+        let items: Vec<&str> = spans.iter().map(|s| &text[s.clone()]).collect();
+        assert_eq!(
+            items,
+            [
+                r#"{"id": 1, "pageInfo": {"endCursor": "no"}}"#,
+                r#"{"id": "a\"]}", "n": [[{}], -1.5e2]}"#
+            ]
+        );
+        assert_eq!(
+            read,
+            json!({"data": {"orders": {"pageInfo": {"endCursor": "Y3Vy", "hasNextPage": true}}}})
+        );
+        let whole: Value = serde_json::from_str(text).unwrap();
+        let parsed = crate::source::items::extract_items(
+            whole.clone(),
+            Some(&JsonPath::parse("$.data.orders.nodes").unwrap()),
+            None,
+        )
+        .unwrap();
+        let cut: Vec<Value> = items
+            .iter()
+            .map(|i| serde_json::from_str(i).unwrap())
+            .collect();
+        assert_eq!(cut, parsed);
+        for path in &paths {
+            assert_eq!(path.query(&read).all(), path.query(&whole).all(), "{path}");
+        }
+        assert_eq!(envelope.read(text), Some(read));
+
+        // The last copy of a repeated member wins, for the items as for the envelope.
+        let (spans, read) = envelope
+            .cut(
+                r#"{"data": {"orders": {"nodes": [1, 2], "pageInfo": {"endCursor": "a"}}},
+                    "data": {"orders": {"nodes": [3]}}}"#,
+                &nodes,
+            )
+            .unwrap();
+        assert_eq!(spans.len(), 1);
+        assert_eq!(read, Value::Null);
+        // A failed query: `errors`, and no list to cut (the page is then parsed whole).
+        let failed = r#"{"errors": [{"message": "nope"}], "data": null}"#;
+        assert_eq!(envelope.cut(failed, &nodes), None);
+        assert_eq!(
+            envelope.read(failed),
+            Some(json!({"errors": [{"message": "nope"}]}))
+        );
+        for not_cut in [
+            r#"{"data": {"orders": {"nodes": {"id": 1}}}}"#,
+            r#"{"data": {"orders": [{"nodes": []}]}}"#,
+            r#"{"data": {"orders": {"nodes": []}}} x"#,
+            r#"{"data": {"orders": {"nodes": [1,]}}}"#,
+            r#"{"data": {"orders": {"nodes": ["\x"]}}}"#,
+        ] {
+            assert_eq!(envelope.cut(not_cut, &nodes), None, "{not_cut}");
+        }
+        // An empty connection, and a cursor read from the items' own list in the same pass.
+        let (spans, read) = envelope
+            .cut(
+                r#"{"data": {"orders": {"nodes": [], "pageInfo": {"hasNextPage": false}}}}"#,
+                &nodes,
+            )
+            .unwrap();
+        assert!(spans.is_empty());
+        assert_eq!(
+            read,
+            json!({"data": {"orders": {"pageInfo": {"hasNextPage": false}}}})
+        );
+        let last = Envelope::new([&JsonPath::parse("$.data[-1].id").unwrap()]);
+        let text = r#"{"data": [{"id": 7}, {"id": "z", "x": {"id": 0}}], "has_more": true}"#;
+        let (spans, read) = last.cut(text, &["data".to_owned()]).unwrap();
+        assert_eq!(spans.len(), 2);
+        assert_eq!(read, json!({"data": [{"id": "z"}]}));
     }
 
     #[test]

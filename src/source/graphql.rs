@@ -6,7 +6,8 @@
 //! `cursor_param` names the query variable: the Relay `pageInfo { hasNextPage endCursor }` shape.
 //! Out: the listing, one page per request. Where `items` is a plain member path
 //! (`$.data.orders.nodes`) the nodes are cut out of the response's text unparsed, and only
-//! `errors`, the cursor and `hasNextPage` are parsed; other paths parse the response whole.
+//! `errors`, the cursor and `hasNextPage` are parsed, all in one skim of the text; other paths
+//! parse the response whole.
 //!
 //! Invariant: a response with a non-empty `errors` array is a failed fetch, even when it carries
 //! partial `data`: a partial listing must never reach the diff.
@@ -19,7 +20,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use super::envelope::Envelope;
-use super::items::{extract_items, member_chain, split_items};
+use super::items::{extract_items, member_chain};
 use super::rest::{RestSource, parse_json};
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
 use crate::config::{Pagination, ResourceConfig, RestConfig};
@@ -65,7 +66,7 @@ impl Source for GraphqlSource {
         };
         // Where `items` is a plain member path (`$.data.orders.nodes`), the items are cut out of
         // the text unparsed and only what is read here besides them is parsed: `errors`, and the
-        // cursor and `hasNextPage` (usually `pageInfo`).
+        // cursor and `hasNextPage` (usually `pageInfo`), found in the same skim as the nodes.
         let chain = resource.items_text.as_deref().and_then(member_chain);
         let errors_path = serde_json_path::JsonPath::parse("$.errors").ok();
         let envelope = match &resource.pagination {
@@ -99,8 +100,7 @@ impl Source for GraphqlSource {
             fetched.pages += 1;
             let cut = chain
                 .as_deref()
-                .and_then(|chain| split_items(&text, chain))
-                .and_then(|spans| Some((spans, envelope.read(&text)?)));
+                .and_then(|chain| envelope.cut(&text, chain));
             let (body, spans) = match cut {
                 Some((spans, envelope)) => (envelope, Some(spans)),
                 None => (

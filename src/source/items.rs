@@ -13,6 +13,8 @@
 use serde_json::Value;
 use serde_json_path::JsonPath;
 
+use super::envelope::Envelope;
+
 /// Takes the items out of a response body: the nodes `items` selects (one array node is
 /// unwrapped), or the body itself, which must then be an array.
 pub fn extract_items(
@@ -165,26 +167,11 @@ pub(super) fn member_chain(path: &str) -> Option<Vec<String>> {
 }
 
 /// The spans of the items of a page whose list is at `chain` (member names from the root), found
-/// without parsing the items. `None` when the page is not shaped so (then the page is parsed and
-/// [`extract_items`] says what is wrong, or handles what is unusual).
+/// in one skim of the text without parsing the items ([`Envelope::cut`] with no other paths).
+/// `None` when the page is not shaped so (then the page is parsed and [`extract_items`] says what
+/// is wrong, or handles what is unusual).
 pub(super) fn split_items(text: &str, chain: &[String]) -> Option<Vec<std::ops::Range<usize>>> {
-    let mut node: &str = text;
-    for key in chain {
-        let members: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
-            serde_json::from_str(node).ok()?;
-        node = members.get(key)?.get();
-    }
-    let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(node).ok()?;
-    let base = text.as_ptr() as usize;
-    Some(
-        items
-            .iter()
-            .map(|item| {
-                let start = item.get().as_ptr() as usize - base;
-                start..start + item.get().len()
-            })
-            .collect(),
-    )
+    Envelope::new([]).cut(text, chain).map(|(spans, _)| spans)
 }
 
 /// The spans of the values of JSON lines (one value per line, blank lines skipped), found

@@ -22,6 +22,7 @@
 //! query: [`request_for`] moves it there. Pure: no I/O.
 
 use std::collections::HashSet;
+use std::ops::Range;
 
 use serde_json::Value;
 use serde_json_path::JsonPath;
@@ -83,6 +84,13 @@ impl<'a> Pager<'a> {
     /// `None` when this style's paths are not plain (see [`Envelope`]): then parse the page.
     pub fn envelope(&self, text: &str) -> Option<Value> {
         self.reads.read(text)
+    }
+
+    /// The spans of a JSON page's items at `items` (member names from the root) and
+    /// [`Pager::envelope`], both from one skim of the text ([`Envelope::cut`]). `None` when this
+    /// style's paths are not plain or the page holds no list there: then parse the page.
+    pub fn cut(&self, text: &str, items: &[String]) -> Option<(Vec<Range<usize>>, Value)> {
+        self.reads.cut(text, items)
     }
 
     /// The response header this style reads the listing's length from, if any.
@@ -621,6 +629,42 @@ fn link_to(header: &str, rel: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cursor page cut in one pass: the items as sent, and a next page as the page parsed gives.
+    #[test]
+    fn cut_gives_the_items_and_the_next_page_that_parsing_gives() {
+        let style = Pagination::Cursor {
+            cursor_param: "starting_after".into(),
+            next_cursor: JsonPath::parse("$.data[-1].id").unwrap(),
+            has_more: Some(JsonPath::parse("$.has_more").unwrap()),
+        };
+        let (mut cut, mut parsed) = (
+            Pager::new(&style, "http://h/o".parse().unwrap()),
+            Pager::new(&style, "http://h/o".parse().unwrap()),
+        );
+        let data = ["data".to_owned()];
+        let text = r#"{"object": "list", "data": [{"id": "a", "has_more": false},
+            {"id": "b", "data": [{"id": "no"}]}], "has_more": true}"#;
+        let (spans, envelope) = cut.cut(text, &data).unwrap();
+        let items: Vec<&str> = spans.iter().map(|s| &text[s.clone()]).collect();
+        assert_eq!(
+            items,
+            [
+                r#"{"id": "a", "has_more": false}"#,
+                r#"{"id": "b", "data": [{"id": "no"}]}"#
+            ]
+        );
+        assert_eq!(envelope, json!({"data": [{"id": "b"}], "has_more": true}));
+        let (first, whole) = (cut.first_url(), serde_json::from_str(text).unwrap());
+        let next = cut.next(&first, 2, &envelope, None).unwrap().unwrap();
+        assert_eq!(next.as_str(), "http://h/o?starting_after=b");
+        let first = parsed.first_url();
+        assert_eq!(parsed.next(&first, 2, &whole, None), Ok(Some(next)));
+        assert_eq!(
+            cut.cut(r#"{"data": {"id": "a"}, "has_more": true}"#, &data),
+            None
+        );
+    }
 
     #[test]
     fn range_asks_by_header_and_ends_at_the_total_or_a_200() {
