@@ -38,7 +38,7 @@ use url::Url;
 
 use super::Presence;
 use super::auth::TokenCache;
-use super::items::{count_items, extract_items, extract_xml_items, member_chain, split_items};
+use super::items::{count_items, extract_items, extract_xml_items, member_chain};
 use super::paginate::{Answer, Pager, request_for};
 use super::request::{Got, Outgoing, Pacer, host_pacer, redact};
 use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
@@ -478,8 +478,7 @@ impl Source for RestSource {
                     let body = match chain
                         .as_deref()
                         .filter(|_| format == Format::Json)
-                        .and_then(|chain| split_items(&text, chain))
-                        .and_then(|spans| Some((spans, pager.envelope(&text)?)))
+                        .and_then(|chain| pager.cut(&text, chain))
                     {
                         Some((spans, envelope)) => Body::Cut { spans, envelope },
                         None if format == Format::Xml => {
