@@ -91,6 +91,7 @@ macro_rules! conformance {
 
 conformance![
     commit_poll_writes_snapshot_events_and_deliveries_together,
+    item_count_follows_what_each_commit_adds_and_removes,
     a_version_conflict_writes_nothing,
     claims_keep_item_order_per_endpoint,
     a_claim_is_a_lease_until_it_ends_or_is_released,
@@ -340,6 +341,56 @@ async fn commit_poll_writes_snapshot_events_and_deliveries_together(store: &Stor
         .await
         .unwrap();
     assert_eq!(bodies["1"].value(), json!({"id": "1", "v": 2}));
+}
+
+/// `item_count` is the snapshot's row count after every commit: an upsert of a row already there
+/// adds nothing, a delete of an id the snapshot lacks removes nothing, and an id deleted and then
+/// listed again counts once.
+async fn item_count_follows_what_each_commit_adds_and_removes(store: &Store) {
+    let count = async || {
+        let state = store.resource_state(SOURCE, RESOURCE).await.unwrap();
+        let rows = store.snapshot_hashes(SOURCE, RESOURCE).await.unwrap().len() as i64;
+        assert_eq!(
+            state.item_count, rows,
+            "item_count is the number of snapshot rows"
+        );
+        rows
+    };
+    let rows = vec![row("1", 1), row("2", 1), row("3", 1)];
+    commit_to(store, RESOURCE, rows, &[], vec![]).await;
+    assert_eq!(count().await, 3);
+
+    // One updated, one new, one deleted, one deleted that was never there.
+    commit_to(
+        store,
+        RESOURCE,
+        vec![row("1", 2), row("4", 1)],
+        &["2", "9"],
+        vec![],
+    )
+    .await;
+    assert_eq!(count().await, 3);
+
+    // The deleted one comes back, another goes, and one is listed unchanged again.
+    commit_to(
+        store,
+        RESOURCE,
+        vec![row("2", 3), row("3", 1)],
+        &["4"],
+        vec![],
+    )
+    .await;
+    assert_eq!(count().await, 3);
+
+    commit_to(
+        store,
+        RESOURCE,
+        Vec::<SnapshotRow>::new(),
+        &["1", "2", "3"],
+        vec![],
+    )
+    .await;
+    assert_eq!(count().await, 0);
 }
 
 async fn a_version_conflict_writes_nothing(store: &Store) {

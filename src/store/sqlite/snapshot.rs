@@ -249,21 +249,21 @@ fn write_poll(
             commit.source, commit.resource
         )));
     }
-    let mut upserted = 0_usize;
+    // Rows the snapshot gains and loses, so `item_count` follows without a count of the
+    // resource's rows (a scan of every page of a million-item snapshot, bodies included).
+    let (mut added, mut removed) = (0_i64, 0_i64);
     {
         // Statements are looked up only for the lists that hold something: an idle poll's
-        // commit has nothing in any of them.
-        let mut upsert = tx.prepare_cached(
+        // commit has nothing in any of them. An upsert is an insert that, for a row already
+        // there, falls back to an update: unlike `ON CONFLICT DO UPDATE`, it tells the two apart.
+        let mut insert = tx.prepare_cached(
             "INSERT INTO snapshot (source, resource, item_id, hash, body, changed_at, raw_hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (source, resource, item_id)
-                 DO UPDATE SET hash = excluded.hash, body = excluded.body,
-                               changed_at = excluded.changed_at, missing = 0,
-                               raw_hash = excluded.raw_hash",
+                 ON CONFLICT (source, resource, item_id) DO NOTHING",
         )?;
+        let mut update = None;
         upserts.each(&mut |row: Upsert<'_>| {
-            upserted += 1;
-            upsert.execute(params![
+            let values = params![
                 commit.source,
                 commit.resource,
                 row.id,
@@ -271,7 +271,20 @@ fn write_poll(
                 row.body,
                 now,
                 row.raw.map(|r| &r[..]),
-            ])?;
+            ];
+            if insert.execute(values)? == 1 {
+                added += 1;
+                return Ok(());
+            }
+            let update = match &mut update {
+                Some(update) => update,
+                None => update.insert(tx.prepare_cached(
+                    "UPDATE snapshot SET hash = ?4, body = ?5, changed_at = ?6, missing = 0,
+                                         raw_hash = ?7
+                         WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+                )?),
+            };
+            update.execute(values)?;
             Ok(())
         })?;
         if !commit.rehashed.is_empty() {
@@ -282,12 +295,16 @@ fn write_poll(
                 rehash.execute(params![commit.source, commit.resource, id, &raw[..]])?;
             }
         }
+        if !commit.deletes.is_empty() {
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM snapshot WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
+            )?;
+            for id in &commit.deletes {
+                removed += delete.execute(params![commit.source, commit.resource, id])? as i64;
+            }
+        }
         // One statement per item, for each list that holds any (an idle poll's hold none).
         let per_item = [
-            (
-                "DELETE FROM snapshot WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
-                &commit.deletes,
-            ),
             (
                 "UPDATE snapshot SET missing = missing + 1
                      WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
@@ -351,9 +368,7 @@ fn write_poll(
                  version = version + 1,
                  since_cursor = coalesce(?8, since_cursor),
                  last_poll_at = ?4, last_duration_ms = ?5, last_outcome = ?6, last_error = NULL,
-                 item_count = CASE WHEN ?9
-                     THEN (SELECT count(*) FROM snapshot WHERE source = ?1 AND resource = ?2)
-                     ELSE item_count END,
+                 item_count = item_count + ?9,
                  consecutive_errors = 0,
                  held_deletes = ?7,
                  held_at = CASE WHEN ?7 > 0 THEN coalesce(held_at, ?4) END,
@@ -369,8 +384,7 @@ fn write_poll(
         outcome,
         commit.held.unwrap_or(0) as i64,
         commit.since_cursor,
-        // Only upserts and deletes change how many rows the snapshot has.
-        upserted > 0 || !commit.deletes.is_empty(),
+        added - removed,
     ])?;
     tx.commit()?;
     Ok(Some(summary))
