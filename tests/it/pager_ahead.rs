@@ -114,6 +114,26 @@ async fn page(
     response
 }
 
+impl Fake {
+    /// Serves `pages`: no page held back, no ETags, no stated total.
+    fn serving(pages: impl Fn(u64) -> Served + Send + Sync + 'static) -> Fake {
+        Fake {
+            seen: Mutex::default(),
+            arrived: Notify::new(),
+            hold: Mutex::new(None),
+            etag: false,
+            pages: Box::new(pages),
+            total: None,
+        }
+    }
+}
+
+/// Page `n` (from 1) of `all`, 3 a page.
+fn third(all: &[Value], n: u64) -> Vec<Value> {
+    let start = ((n.max(1) - 1) * 3) as usize;
+    all.iter().skip(start).take(3).cloned().collect()
+}
+
 async fn fake_api(fake: Fake) -> (String, Arc<Fake>) {
     let fake = Arc::new(fake);
     let app = axum::Router::new()
@@ -126,15 +146,9 @@ async fn fake_api(fake: Fake) -> (String, Arc<Fake>) {
 fn counted(hold: Option<u64>) -> Fake {
     let all = orders(20);
     Fake {
-        seen: Mutex::default(),
-        arrived: Notify::new(),
         hold: Mutex::new(hold),
-        etag: false,
-        pages: Box::new(move |n| {
-            let start = ((n.max(1) - 1) * 3) as usize;
-            (all.iter().skip(start).take(3).cloned().collect(), None)
-        }),
         total: Some(20),
+        ..Fake::serving(move |n| (third(&all, n), None))
     }
 }
 
@@ -219,23 +233,16 @@ async fn guesses_the_listing_does_not_bear_out_cost_one_round_and_are_never_take
     // `Link` headers whose `last` is page 10 but whose next pages run 1, 2, 4, 6, 8, 10. Pages
     // guessed from the first answer (3 and 5) hold decoys that must never be taken.
     let chain = [1, 2, 4, 6, 8, 10];
-    let fake = Fake {
-        seen: Mutex::default(),
-        arrived: Notify::new(),
-        hold: Mutex::new(None),
-        etag: false,
-        pages: Box::new(move |n| {
-            let items = (0..3)
-                .map(|k| json!({"id": n * 100 + k, "page": n}))
-                .collect();
-            let next = chain
-                .iter()
-                .position(|&c| c == n)
-                .and_then(|at| chain.get(at + 1).copied());
-            (items, Some((next, Some(10))))
-        }),
-        total: None,
-    };
+    let fake = Fake::serving(move |n| {
+        let items = (0..3)
+            .map(|k| json!({"id": n * 100 + k, "page": n}))
+            .collect();
+        let next = chain
+            .iter()
+            .position(|&c| c == n)
+            .and_then(|at| chain.get(at + 1).copied());
+        (items, Some((next, Some(10))))
+    });
     let (url, fake) = fake_api(fake).await;
     let h = harness(&url, r#"{ style = "link-header" }"#, Some(4));
     let wanted: Vec<String> = chain
@@ -264,16 +271,8 @@ async fn a_conditional_listing_asks_ahead_along_the_pages_the_last_poll_walked()
     // Seven pages linked by `rel="next"` only: their answers never say which pages follow.
     let all = orders(20);
     let fake = Fake {
-        seen: Mutex::default(),
-        arrived: Notify::new(),
-        hold: Mutex::new(None),
         etag: true,
-        pages: Box::new(move |n| {
-            let start = ((n.max(1) - 1) * 3) as usize;
-            let items = all.iter().skip(start).take(3).cloned().collect();
-            (items, Some(((n < 7).then_some(n + 1), None)))
-        }),
-        total: None,
+        ..Fake::serving(move |n| (third(&all, n), Some(((n < 7).then_some(n + 1), None))))
     };
     let (url, fake) = fake_api(fake).await;
     let h = harness_with(&url, r#"{ style = "link-header" }"#, Some(4), true);

@@ -356,41 +356,19 @@ async fn item_count_follows_what_each_commit_adds_and_removes(store: &Store) {
         );
         rows
     };
-    let rows = vec![row("1", 1), row("2", 1), row("3", 1)];
-    commit_to(store, RESOURCE, rows, &[], vec![]).await;
-    assert_eq!(count().await, 3);
-
-    // One updated, one new, one deleted, one deleted that was never there.
-    commit_to(
-        store,
-        RESOURCE,
-        vec![row("1", 2), row("4", 1)],
-        &["2", "9"],
-        vec![],
-    )
-    .await;
-    assert_eq!(count().await, 3);
-
-    // The deleted one comes back, another goes, and one is listed unchanged again.
-    commit_to(
-        store,
-        RESOURCE,
-        vec![row("2", 3), row("3", 1)],
-        &["4"],
-        vec![],
-    )
-    .await;
-    assert_eq!(count().await, 3);
-
-    commit_to(
-        store,
-        RESOURCE,
-        Vec::<SnapshotRow>::new(),
-        &["1", "2", "3"],
-        vec![],
-    )
-    .await;
-    assert_eq!(count().await, 0);
+    // Each commit's rows and deletes, and the rows the snapshot then holds.
+    let commits: [(Vec<SnapshotRow>, &[&str], i64); 4] = [
+        (vec![row("1", 1), row("2", 1), row("3", 1)], &[], 3),
+        // One updated, one new, one deleted, one deleted that was never there.
+        (vec![row("1", 2), row("4", 1)], &["2", "9"], 3),
+        // The deleted one comes back, another goes, and one is listed unchanged again.
+        (vec![row("2", 3), row("3", 1)], &["4"], 3),
+        (Vec::new(), &["1", "2", "3"], 0),
+    ];
+    for (rows, deletes, expected) in commits {
+        commit_to(store, RESOURCE, rows, deletes, vec![]).await;
+        assert_eq!(count().await, expected, "after deleting {deletes:?}");
+    }
 }
 
 async fn a_version_conflict_writes_nothing(store: &Store) {
