@@ -9,8 +9,11 @@
 //! another one from page 2 onto page 1, already fetched), so "missing from the listing" is a
 //! suspicion, not a fact. Only a `404` or `410` from the item's own URL makes it a fact in this
 //! poll; a `200` means it was skipped, and any other answer means "ask again next poll". At most
-//! [`MAX_CONFIRMATIONS`] items are asked about per poll, and the delete guard has already run:
+//! [`MAX_CONFIRMATIONS`] items are asked about per poll, as many at once as the source lets a
+//! listing's requests be in flight (`page_concurrency`), and the delete guard has already run:
 //! a held listing has no candidates to confirm.
+
+use futures_util::{StreamExt, stream};
 
 use crate::config::ResourceConfig;
 use crate::diff::{Change, Diff};
@@ -43,11 +46,17 @@ pub async fn confirm_deletes<B>(
     }
     let (deletes, others): (Vec<_>, Vec<_>) = diff.changes.drain(..).partition(is_delete);
     diff.changes = others;
-    for (n, change) in deletes.into_iter().enumerate() {
-        let presence = match n < MAX_CONFIRMATIONS {
-            true => source.presence(resource, change.id()).await,
-            false => Presence::Unknown,
-        };
+    // Asked `source.concurrency()` at a time, answers taken in the candidates' order.
+    let mut answers = stream::iter(deletes.into_iter().enumerate())
+        .map(|(n, change)| async move {
+            let presence = match n < MAX_CONFIRMATIONS {
+                true => source.presence(resource, change.id()).await,
+                false => Presence::Unknown,
+            };
+            (change, presence)
+        })
+        .buffered(source.concurrency().max(1));
+    while let Some((change, presence)) = answers.next().await {
         match presence {
             Presence::Gone => {
                 confirmed.gone += 1;

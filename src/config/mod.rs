@@ -223,7 +223,8 @@ pub struct RestConfig {
     pub max_pages: u32,
     /// At most this many pages of one listing in flight at once: pages after the one being read
     /// are asked for ahead where the answers say which they are (a stated total, `Link:
-    /// rel="last"`, a `Content-Range` total). 1 fetches one page after another.
+    /// rel="last"`, a `Content-Range` total, the pages the last poll walked); the items a poll asks
+    /// about at their own URL go as many at a time. 1 fetches one page after another.
     pub page_concurrency: u32,
     /// A response body larger than this fails the fetch (decompressed size).
     pub max_page_bytes: u64,

@@ -158,6 +158,12 @@ pub trait Source: Send + Sync {
         let _ = (resource, id);
         Presence::Unknown
     }
+
+    /// Requests of one listing this source lets be in flight at once (`page_concurrency`): its
+    /// pages, and the items asked about by [`Source::presence`].
+    fn concurrency(&self) -> usize {
+        1
+    }
 }
 
 /// Why a fetch failed. Messages name the URL (secrets redacted) and what to check.

@@ -335,6 +335,10 @@ impl RestSource {
 
 #[async_trait]
 impl Source for RestSource {
+    fn concurrency(&self) -> usize {
+        self.config.page_concurrency as usize
+    }
+
     async fn presence(&self, resource: &ResourceConfig, id: &str) -> Presence {
         let Some(item_path) = &resource.item_path else {
             return Presence::Unknown;

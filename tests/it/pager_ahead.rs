@@ -297,3 +297,109 @@ async fn a_conditional_listing_asks_ahead_along_the_pages_the_last_poll_walked()
     assert_eq!(asked, (1..=7).collect::<Vec<_>>(), "each page once");
     assert_eq!(h.snapshot_ids().len(), 20);
 }
+
+/// The fake for delete confirmations: the listing (one page, the ids in `listed`), and each
+/// item's own URL answering 404 for what is not listed, the first such request held back until a
+/// second one arrives.
+struct Items {
+    listed: Mutex<Vec<u64>>,
+    seen: Mutex<Seen>,
+    arrived: Notify,
+}
+
+async fn items_list(State(fake): State<Arc<Items>>) -> Response {
+    let listed = lock(&fake.listed).clone();
+    axum::Json(
+        listed
+            .iter()
+            .map(|id| json!({"id": id}))
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
+}
+
+async fn one_item(
+    State(fake): State<Arc<Items>>,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+) -> Response {
+    let first = {
+        let mut seen = lock(&fake.seen);
+        seen.asked.push(id);
+        seen.in_flight += 1;
+        seen.most_in_flight = seen.most_in_flight.max(seen.in_flight);
+        seen.asked.len() == 1
+    };
+    fake.arrived.notify_waiters();
+    if first {
+        let overtaken = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let arrived = fake.arrived.notified();
+                if lock(&fake.seen).asked.len() > 1 {
+                    return;
+                }
+                arrived.await;
+            }
+        })
+        .await
+        .is_ok();
+        lock(&fake.seen).overtaken = overtaken;
+    }
+    lock(&fake.seen).in_flight -= 1;
+    let status = match lock(&fake.listed).contains(&id) {
+        true => axum::http::StatusCode::OK,
+        false => axum::http::StatusCode::NOT_FOUND,
+    };
+    (status, axum::Json(json!({"id": id}))).into_response()
+}
+
+#[tokio::test]
+async fn deletes_are_confirmed_at_their_items_urls_page_concurrency_at_a_time() {
+    let fake = Arc::new(Items {
+        listed: Mutex::new((1..=6).collect()),
+        seen: Mutex::default(),
+        arrived: Notify::new(),
+    });
+    let app = axum::Router::new()
+        .route("/orders", axum::routing::get(items_list))
+        .route("/orders/{id}", axum::routing::get(one_item))
+        .with_state(fake.clone());
+    let url = start(app).await;
+    let orders = Resource::new("orders", "1m")
+        .set("path", "/orders")
+        .set("item_path", "/orders/{id}")
+        .set("max_delete_ratio", 1.0);
+    let source = Source::new("shop", &url)
+        .set("adapter", "rest")
+        .set("page_concurrency", 4);
+    let h = Harness::new(
+        &ConfigBuilder::without_storage()
+            .source(source.resource(orders))
+            .toml(),
+    );
+    assert_eq!(h.poll().await.unwrap().listed, 6);
+
+    lock(&fake.listed).retain(|id| id % 2 == 0);
+    let report = h.poll().await.unwrap();
+    let deleted: Vec<(&str, &str)> = report
+        .events
+        .iter()
+        .map(|e| (e.action.as_str(), e.resource_id.as_str()))
+        .collect();
+    assert_eq!(
+        deleted,
+        [("deleted", "1"), ("deleted", "3"), ("deleted", "5")]
+    );
+    let seen = lock(&fake.seen);
+    assert!(
+        seen.overtaken,
+        "a second item was asked about while the first was held"
+    );
+    let mut asked = seen.asked.clone();
+    asked.sort_unstable();
+    assert_eq!(asked, [1, 3, 5], "each candidate once");
+    assert!(
+        (2..=4).contains(&seen.most_in_flight),
+        "{}",
+        seen.most_in_flight
+    );
+}
