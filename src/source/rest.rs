@@ -7,8 +7,9 @@
 //! listing's pages. With `page_concurrency` above 1 the loop asks for the pages the pager names
 //! ahead ([`Pager::ahead`]), or else those the last poll walked (a conditional listing's page
 //! records), while it reads the one before, and takes each only when the pager names its URL in
-//! turn: what is listed is what one page after another would list. One request (pacing, redirects, retries, the capped body) is [`super::request`];
-//! a page's items are [`super::items`].
+//! turn: what is listed is what one page after another would list. One request (pacing,
+//! redirects, retries, the capped body) is [`super::request`]; a page's items are
+//! [`super::items`].
 //!
 //! Invariants: a page that fails after its retries fails the whole fetch; a `429` is waited out
 //! (`Retry-After`, capped by `max_retry_after`); requests are spaced by the source's `rate_limit`
@@ -418,7 +419,7 @@ impl Source for RestSource {
         // (`page_concurrency`), each taken only if the pager names its URL in its turn. A guess
         // the listing does not bear out ends the asking ahead for this listing: it costs at most
         // the requests in flight, once.
-        let width = self.config.page_concurrency as usize;
+        let width = self.concurrency();
         let mut asked: VecDeque<Url> = VecDeque::new();
         let mut answers = FuturesOrdered::new();
         let mut guess = width > 1;
@@ -597,7 +598,7 @@ impl Source for RestSource {
 }
 
 /// `next`, then the pages the last poll walked after it by its page records' next URLs, at most
-/// `limit`; empty when `next` has no record.
+/// `limit`; empty when that names no page beyond `next` (nothing to ask for ahead).
 fn recorded_run(plan: &FetchPlan<'_>, next: &Url, limit: usize) -> Vec<Url> {
     let Some(records) = plan.pages else {
         return Vec::new();
