@@ -22,7 +22,7 @@ use crate::config::ResourceConfig;
 use crate::diff::{Differ, Snapshot};
 use crate::incremental::Newest;
 use crate::normalize::{NormalizeError, Normalizer, RawHash, Record};
-use crate::source::{FetchPlan, Fetched, Page, PageItems, Source, SourceError};
+use crate::source::{FetchPlan, Fetched, Page, PageItems, Source, SourceError, shown};
 use crate::spill::{Bodies, BodyRef, SPILL_AFTER, SpillError};
 use crate::store::{PageRecord, Store, StoreError};
 
@@ -122,6 +122,8 @@ struct Intake {
     /// The page records of the last poll, for pages that answer 304.
     known_pages: Arc<HashMap<String, PageRecord>>,
     conditional: bool,
+    /// The listing is POSTed: its pages are shown as such in errors.
+    post: bool,
 }
 
 impl Intake {
@@ -142,6 +144,7 @@ impl Intake {
             records: Vec::new(),
             known_pages,
             conditional: resource.conditional,
+            post: resource.request.post,
         }
     }
 
@@ -190,7 +193,7 @@ impl Intake {
                             let (id, hash) =
                                 self.normalizer.identify_text(text).map_err(|e| match e {
                                     NormalizeError::NotJson(message) => SourceError::Shape {
-                                        url: page.url.clone(),
+                                        request: shown(self.post, &page.url),
                                         message: format!("an item is not valid JSON: {message}"),
                                     },
                                     other => SourceError::from(other),
@@ -215,7 +218,10 @@ impl Intake {
                 let known = self.known_pages.get(&page.url);
                 for id in known.map(|k| k.ids.as_slice()).unwrap_or_default() {
                     if !self.differ.keep(id) {
-                        return Err(SourceError::StalePage { url: page.url }.into());
+                        return Err(SourceError::StalePage {
+                            request: shown(self.post, &page.url),
+                        }
+                        .into());
                     }
                 }
                 ids = known.map(|k| k.ids.clone()).unwrap_or_default();

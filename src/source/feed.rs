@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::rest::RestSource;
-use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
+use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError, shown};
 use crate::config::{ResourceConfig, RestConfig};
 use crate::decode;
 
@@ -56,7 +56,7 @@ impl Source for FeedSource {
         };
         let (text, _) = self.http.get_text(&url, &mut fetched.requests).await?;
         let entries = entries(&text).map_err(|message| SourceError::Shape {
-            url: url.to_string(),
+            request: shown(false, self.http.redact(&url)),
             message,
         })?;
         pages

@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use super::envelope::Envelope;
 use super::items::{extract_items, member_chain};
 use super::rest::{RestSource, parse_json};
-use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
+use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError, shown};
 use crate::config::{Pagination, ResourceConfig, RestConfig};
 
 /// A GraphQL API polled with one query per resource.
@@ -55,7 +55,7 @@ impl Source for GraphqlSource {
             self.http.url_of(resource)?
         };
         let shape = |message: String| SourceError::Shape {
-            url: url.to_string(),
+            request: shown(true, self.http.redact(&url)),
             message,
         };
         let document = resource.document.as_deref().unwrap_or_default();

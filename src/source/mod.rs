@@ -170,64 +170,64 @@ pub trait Source: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// The API answered with an error status.
-    #[error("GET {url} answered {status}{}: {body}", hint_for(*status))]
+    #[error("{request} answered {status}{}: {body}", hint_for(*status))]
     Status {
-        /// Redacted URL.
-        url: String,
+        /// The request: its method and redacted URL.
+        request: String,
         /// HTTP status.
         status: u16,
         /// The start of the response body.
         body: String,
     },
     /// The request did not complete (connect error, reset, body cut short).
-    #[error("GET {url} failed: {message}")]
+    #[error("{request} failed: {message}")]
     Network {
-        /// Redacted URL.
-        url: String,
+        /// The request: its method and redacted URL.
+        request: String,
         /// What went wrong.
         message: String,
     },
     /// The request timed out.
-    #[error("GET {url} timed out after {seconds:.1}s (hint: raise the source's `timeout`)")]
+    #[error("{request} timed out after {seconds:.1}s (hint: raise the source's `timeout`)")]
     Timeout {
-        /// Redacted URL.
-        url: String,
+        /// The request: its method and redacted URL.
+        request: String,
         /// The timeout.
         seconds: f64,
     },
     /// The API asked to wait longer than allowed.
     #[error(
-        "GET {url} answered 429 with Retry-After {wait_secs}s, longer than max_retry_after ({max_secs}s)"
+        "{request} answered 429 with Retry-After {wait_secs}s, longer than max_retry_after ({max_secs}s)"
     )]
     RetryAfterTooLong {
-        /// Redacted URL.
-        url: String,
+        /// The request: its method and redacted URL.
+        request: String,
         /// What it asked.
         wait_secs: u64,
         /// The cap.
         max_secs: u64,
     },
     /// The response is not what the resource's settings describe.
-    #[error("GET {url}: {message}")]
+    #[error("{request}: {message}")]
     Shape {
-        /// Redacted URL.
-        url: String,
+        /// The request: its method and redacted URL.
+        request: String,
         /// What is wrong.
         message: String,
     },
     /// A body is larger than the source's cap.
     #[error(
-        "GET {url}: the response is larger than max_page_bytes ({limit} bytes) and was not read further (hint: raise the source's `max_page_bytes` if pages this large are expected)"
+        "{request}: the response is larger than max_page_bytes ({limit} bytes) and was not read further (hint: raise the source's `max_page_bytes` if pages this large are expected)"
     )]
     TooLarge {
-        /// Redacted URL.
-        url: String,
+        /// The request: its method and redacted URL.
+        request: String,
         /// The cap.
         limit: u64,
     },
     /// A next page or redirect leads to an origin the source does not list.
     #[error(
-        "GET {url}: refused: {origin} is not the source's own origin ({own}), and the source's credentials and requests stay on it (hint: if the API really serves pages there, list it: follow_origins = [\"{origin}\"]; credentials go there only with {{ origin = \"{origin}\", credentials = true }})"
+        "refused to send a request to {url}: {origin} is not the source's own origin ({own}), and the source's credentials and requests stay on it (hint: if the API really serves pages there, list it: follow_origins = [\"{origin}\"]; credentials go there only with {{ origin = \"{origin}\", credentials = true }})"
     )]
     Origin {
         /// Redacted URL of the refused request.
@@ -242,11 +242,11 @@ pub enum SourceError {
     Item(#[from] NormalizeError),
     /// A page answered 304 but what it held last time is no longer in the snapshot.
     #[error(
-        "GET {url} answered 304 Not Modified but its items are gone from the snapshot; the next poll fetches it in full"
+        "{request} answered 304 Not Modified but its items are gone from the snapshot; the next poll fetches it in full"
     )]
     StalePage {
-        /// Redacted URL.
-        url: String,
+        /// The request: its method and redacted URL.
+        request: String,
     },
     /// OAuth2 token request failed.
     #[error("OAuth2 token request to {token_url} failed: {message}")]
@@ -265,6 +265,11 @@ pub enum SourceError {
     /// The poll stopped taking pages (it failed on one and reports that instead).
     #[error("the poll stopped taking pages")]
     Stopped,
+}
+
+/// A request as errors and logs show it: its method and its URL, already redacted.
+pub(crate) fn shown(post: bool, url: impl std::fmt::Display) -> String {
+    format!("{} {url}", if post { "POST" } else { "GET" })
 }
 
 fn hint_for(status: u16) -> &'static str {

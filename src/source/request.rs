@@ -23,8 +23,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
-use super::SourceError;
 use super::rest::RestSource;
+use super::{SourceError, shown};
 use crate::config::Secret;
 use crate::decode;
 use crate::store::PageRecord;
@@ -131,7 +131,7 @@ impl RestSource {
         total_header: Option<&HeaderName>,
         requests: &mut u32,
     ) -> Result<Got, SourceError> {
-        let shown = self.redact(url);
+        let shown = shown(body.is_some(), self.redact(url));
         let mut attempt = 0;
         let mut renewed_token = false;
         loop {
@@ -171,7 +171,7 @@ impl RestSource {
                                 let text =
                                     utf8_text(body, encoding.as_deref()).map_err(|message| {
                                         SourceError::Shape {
-                                            url: shown.clone(),
+                                            request: shown.clone(),
                                             message,
                                         }
                                     })?;
@@ -188,7 +188,7 @@ impl RestSource {
                             }
                             Err(BodyError::TooLarge) => {
                                 return Err(SourceError::TooLarge {
-                                    url: shown,
+                                    request: shown,
                                     limit: self.config.max_page_bytes,
                                 });
                             }
@@ -205,7 +205,7 @@ impl RestSource {
                         match wait {
                             Some(wait) if wait > self.config.max_retry_after => {
                                 return Err(SourceError::RetryAfterTooLong {
-                                    url: shown,
+                                    request: shown,
                                     wait_secs: wait.as_secs(),
                                     max_secs: self.config.max_retry_after.as_secs(),
                                 });
@@ -213,7 +213,7 @@ impl RestSource {
                             _ => Failure::Wait(
                                 wait,
                                 SourceError::Status {
-                                    url: shown.clone(),
+                                    request: shown.clone(),
                                     status: 429,
                                     body: quote(resp).await,
                                 },
@@ -221,13 +221,13 @@ impl RestSource {
                         }
                     } else if status.is_server_error() || status.as_u16() == 408 {
                         Failure::Retry(SourceError::Status {
-                            url: shown.clone(),
+                            request: shown.clone(),
                             status: status.as_u16(),
                             body: quote(resp).await,
                         })
                     } else {
                         return Err(SourceError::Status {
-                            url: shown,
+                            request: shown,
                             status: status.as_u16(),
                             body: quote(resp).await,
                         });
@@ -244,7 +244,7 @@ impl RestSource {
                 return Err(error);
             }
             let wait = wait.unwrap_or_else(|| backoff(attempt));
-            tracing::debug!(source = %self.name, url = %shown, attempt, wait_ms = wait.as_millis() as u64, %error, "Request failed; retrying.");
+            tracing::debug!(source = %self.name, request = %shown, attempt, wait_ms = wait.as_millis() as u64, %error, "Request failed; retrying.");
             tokio::time::sleep(wait).await;
         }
     }
@@ -315,7 +315,7 @@ impl RestSource {
                 return Ok((Ok(resp), token));
             };
             target = target.join(location).map_err(|e| SourceError::Shape {
-                url: self.redact(&target),
+                request: shown(body.is_some(), self.redact(&target)),
                 message: format!("answered {status} with Location `{location}`, not a URL: {e}"),
             })?;
             // RFC 9110 §15.4: 303 turns the request into a GET; so do 301 and 302 in practice.
@@ -324,20 +324,21 @@ impl RestSource {
             }
         }
         Err(SourceError::Shape {
-            url: self.redact(url),
+            request: shown(body.is_some(), self.redact(url)),
             message: format!("more than {MAX_REDIRECTS} redirects"),
         })
     }
 
+    /// The error of a request that did not complete; `shown` is the request as [`shown`] shows it.
     pub(super) fn transport_error(&self, shown: &str, e: &reqwest::Error) -> SourceError {
         if e.is_timeout() {
             SourceError::Timeout {
-                url: shown.to_owned(),
+                request: shown.to_owned(),
                 seconds: self.config.timeout.as_secs_f64(),
             }
         } else {
             SourceError::Network {
-                url: shown.to_owned(),
+                request: shown.to_owned(),
                 message: crate::http::error_text(e),
             }
         }

@@ -42,7 +42,7 @@ use super::auth::TokenCache;
 use super::items::{count_items, extract_items, extract_xml_items, member_chain};
 use super::paginate::{Answer, Pager, request_for};
 use super::request::{Got, Outgoing, Pacer, host_pacer, redact};
-use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError};
+use super::{FetchPlan, Fetched, Items, Page, PageItems, PageSender, Source, SourceError, shown};
 use crate::config::{Auth, Format, KeyPlace, Pagination, ResourceConfig, RestConfig};
 use crate::decode;
 use crate::store::PageRecord;
@@ -261,7 +261,7 @@ impl RestSource {
             } => Ok((text, content_type)),
             // Only a request with validators can come back 304.
             Got::NotModified => Err(SourceError::Shape {
-                url: self.redact(url),
+                request: shown(true, self.redact(url)),
                 message: "answered 304 to a request without validators".into(),
             }),
         }
@@ -279,7 +279,7 @@ impl RestSource {
                 text, content_type, ..
             } => Ok((text, content_type)),
             Got::NotModified => Err(SourceError::Shape {
-                url: self.redact(url),
+                request: shown(false, self.redact(url)),
                 message: "answered 304 to a request without validators".into(),
             }),
         }
@@ -356,7 +356,7 @@ impl Source for RestSource {
         let answer = match self.exchange(&url, None, None, &mut requests).await {
             Ok((Ok(resp), _)) => resp.status(),
             Ok((Err(error), _)) => {
-                let error = self.transport_error(&self.redact(&url), &error);
+                let error = self.transport_error(&shown(false, self.redact(&url)), &error);
                 tracing::warn!(source = %self.name, resource = %resource.name, %error, "Cannot confirm a delete; asking again next poll.");
                 return Presence::Unknown;
             }
@@ -429,7 +429,7 @@ impl Source for RestSource {
         loop {
             if fetched.pages >= self.config.max_pages {
                 return Err(SourceError::Shape {
-                    url: self.redact(&url),
+                    request: shown(resource.request.post, self.redact(&url)),
                     message: format!(
                         "the listing is longer than max_pages = {} pages; raise it if that is expected",
                         self.config.max_pages
@@ -461,7 +461,7 @@ impl Source for RestSource {
             };
             fetched.pages += 1;
             let shape = |message| SourceError::Shape {
-                url: self.redact(&url),
+                request: shown(resource.request.post, self.redact(&url)),
                 message,
             };
             let (page, next, ahead) = match got {

@@ -2186,6 +2186,67 @@ async fn graphql_follows_relay_page_info_and_fails_on_errors() {
     assert_eq!(actions(&setup.poll("gql.orders").await), ["updated 1"]);
 }
 
+/// An error names the request as it was made: a GraphQL page and a `method = "POST"` listing as
+/// POSTs, a GET as a GET; and never with a credential its URL carries (an `api-key` in the query,
+/// a token in the base URL).
+#[tokio::test]
+async fn a_failed_request_is_named_by_its_method_and_never_shows_its_key() {
+    let fake = ScriptedApi::start(|req| match req.path.as_str() {
+        "/graphql" => Reply::json(&json!({"data": {"orders": "not a connection"}})),
+        _ => Reply::status(500, "down"),
+    })
+    .await;
+    let key = r#"auth = { type = "api-key", query = "api_key", value = "k3y-secret" }"#;
+    // A token in the base URL itself, as some GraphQL gateways take it.
+    let source = graphql_source(&fake.url, "{ orders { nodes { id } } }", "")
+        .replace("/graphql\"", "/graphql?access_token=t0ken-in-url\"");
+    let setup = Setup::new(&format!(
+        r#"{source}
+[[sources]]
+name = "search"
+base_url = "{url}"
+retries = 0
+{key}
+
+  [[sources.resources]]
+  name = "orders"
+  path = "/search"
+  every = "1m"
+  method = "POST"
+  body = '{{"q": "*"}}'
+
+  [[sources.resources]]
+  name = "plain"
+  path = "/plain"
+  every = "1m"
+"#,
+        url = fake.url
+    ));
+    let graphql = setup.fail("gql.orders").await.to_string();
+    assert!(
+        graphql.starts_with(&format!("POST {}/graphql?access_token=***: ", fake.url)),
+        "{graphql}"
+    );
+    let post = setup.fail("search.orders").await.to_string();
+    assert!(
+        post.contains(&format!("POST {}/search", fake.url)),
+        "{post}"
+    );
+    assert!(post.contains("answered 500"), "{post}");
+    let get = setup.fail("search.plain").await.to_string();
+    assert!(get.contains(&format!("GET {}/plain", fake.url)), "{get}");
+    for error in [&graphql, &post, &get] {
+        assert!(
+            !error.contains("k3y-secret") && !error.contains("t0ken-in-url"),
+            "{error}"
+        );
+        assert!(
+            !error.contains("GET GET") && !error.contains("POST POST"),
+            "{error}"
+        );
+    }
+}
+
 /// ENGINE GAP (src/config.rs, `validate_resource`: `query` values become strings; then
 /// src/source/graphql.rs sends each as a JSON string variable): a GraphQL variable declared `Int`
 /// receives `"2"`, which GraphQL servers refuse ("Variable $first of type Int! was provided invalid
