@@ -50,6 +50,9 @@ pub struct ResourceView {
     pub held_deletes: i64,
     /// Polls failed in a row.
     pub consecutive_errors: i64,
+    /// When its newest event was recorded (committed, a few milliseconds after its poll
+    /// detected it); `None` before the first.
+    pub last_change_at: Option<DateTime<Utc>>,
 }
 
 impl ResourceView {
@@ -71,6 +74,7 @@ impl ResourceView {
             item_count: row.map_or(0, |r| r.item_count),
             held_deletes: row.map_or(0, |r| r.held_deletes),
             consecutive_errors: row.map_or(0, |r| r.consecutive_errors),
+            last_change_at: row.and_then(|r| r.last_change_at),
         }
     }
 }

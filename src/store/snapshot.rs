@@ -238,6 +238,9 @@ pub struct ResourceStatus {
     pub consecutive_errors: i64,
     /// Deletes held back, awaiting `pollhook accept`.
     pub held_deletes: i64,
+    /// When its newest event was recorded (committed, a few milliseconds after its poll
+    /// detected it); `None` before the first.
+    pub last_change_at: Option<DateTime<Utc>>,
 }
 
 /// A poll that failed, to record.

@@ -674,6 +674,8 @@ async fn poll_now_records_events_listed_newest_first_with_cursors_and_filters() 
     assert_eq!(orders["key"], "shop.orders");
     assert_eq!(orders["last_outcome"], "baseline", "{sources}");
     assert_eq!(orders["item_count"], 20);
+    // A baseline emits nothing: no change yet.
+    assert_eq!(orders["last_change_at"], Value::Null, "{sources}");
 
     // No change, no event.
     let quiet = http.poll().await;
@@ -837,11 +839,16 @@ async fn poll_now_records_events_listed_newest_first_with_cursors_and_filters() 
         .expect(200);
     assert_eq!(ids(&past["data"]), newest_first);
 
-    // The source view shows the last poll.
+    // The source view shows the last poll, and when the newest event was recorded: committed
+    // after its poll detected it, before this request.
     let sources = http.get("/api/v1/sources").await.expect(200);
     let orders = &sources["data"][0]["resources"][0];
     assert_ne!(orders["last_outcome"], "baseline", "{sources}");
     assert_eq!(orders["consecutive_errors"], 0);
+    let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    let recorded = at(&orders["last_change_at"]);
+    assert!(recorded >= at(&all["data"][0]["detected_at"]), "{sources}");
+    assert!(recorded <= chrono::Utc::now(), "{sources}");
     pipe.stop().await;
 }
 

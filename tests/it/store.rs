@@ -892,6 +892,20 @@ async fn status_shows_every_resource(store: &Store) {
     );
     assert!(orders.last_poll_at.is_some() && orders.last_duration_ms.is_some());
     assert_eq!(status[0].last_error, None);
+    // No event yet, so no last change; then an event of `orders` alone, recorded just now.
+    assert_eq!(
+        (status[0].last_change_at, orders.last_change_at),
+        (None, None)
+    );
+    let before = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+    commit_events(store, vec![event(Action::Updated, "1")]).await;
+    let status = store.status().await.unwrap();
+    let recorded = status[1].last_change_at.expect("orders has an event");
+    assert!(
+        before <= recorded && recorded <= chrono::Utc::now(),
+        "{recorded}"
+    );
+    assert_eq!(status[0].last_change_at, None, "customers has no event");
 }
 
 async fn accept_deletes_lets_held_deletes_through(store: &Store) {

@@ -1,37 +1,24 @@
 //! The Sources page: every resource's schedule, last poll, items, last change, failures and
 //! held-back deletes, with **Poll now** and **Accept**.
 //!
-//! In: [`Admin::sources`] and each resource's newest event. Out: one table per source; a
-//! resource whose last change the browser has not seen yet is marked (`app.js` keeps what was
-//! seen in `localStorage`).
+//! In: [`Admin::sources`], which says when each resource's newest event was recorded (one query
+//! for the page, however many resources). Out: one table per source; a resource whose last
+//! change the browser has not seen yet is marked (`app.js` keeps what was seen in
+//! `localStorage`).
 
 use axum::extract::State;
 use maud::{Markup, html};
 
-use super::layout::{self, Col, Tone, badge, empty, enc, head, maybe_time, time_text};
+use super::layout::{self, Col, Tone, badge, empty, enc, head, maybe_time, time};
 use super::{Page, logout, render};
-use crate::admin::{Admin, EventQuery, ResourceView, SourceView};
+use crate::admin::{Admin, ResourceView, SourceView};
 use crate::api::Shared;
+use crate::event::timestamp;
 
 /// `GET /ui/`.
 pub(super) async fn page(State(p): State<Shared>) -> Page {
     let admin = Admin::of(&p);
     let sources = admin.sources().await?;
-    let mut rows = Vec::new();
-    for source in &sources {
-        for resource in &source.resources {
-            let newest = admin
-                .events(EventQuery {
-                    source: Some(source.name.clone()),
-                    resource: Some(resource.key.clone()),
-                    limit: Some(1),
-                    ..EventQuery::default()
-                })
-                .await?;
-            rows.push(newest.data.into_iter().next().map(|e| e.detected_at));
-        }
-    }
-    let mut last_changes = rows.into_iter();
     let body = html! {
         h1 { "Sources" }
         div #sources data-live {
@@ -42,7 +29,7 @@ pub(super) async fn page(State(p): State<Shared>) -> Page {
                 }))
             }
             @for source in &sources {
-                (source_table(source, &mut last_changes))
+                (source_table(source))
             }
         }
     };
@@ -54,10 +41,7 @@ pub(super) async fn page(State(p): State<Shared>) -> Page {
     ))
 }
 
-fn source_table(
-    source: &SourceView,
-    last_changes: &mut impl Iterator<Item = Option<String>>,
-) -> Markup {
+fn source_table(source: &SourceView) -> Markup {
     html! {
         section.card {
             h2 {
@@ -71,7 +55,7 @@ fn source_table(
                         Col::text("Last change"), Col::text("Failures"), Col::text("Held deletes"), Col::ACTIONS]))
                     tbody {
                         @for resource in &source.resources {
-                            (resource_row(source, resource, last_changes.next().flatten()))
+                            (resource_row(source, resource))
                         }
                     }
                 }
@@ -89,7 +73,8 @@ fn outcome_tone(outcome: &str) -> Tone {
     }
 }
 
-fn resource_row(source: &SourceView, r: &ResourceView, last_change: Option<String>) -> Markup {
+fn resource_row(source: &SourceView, r: &ResourceView) -> Markup {
+    let last_change = r.last_change_at.map(timestamp);
     let poll_url = format!(
         "/api/v1/sources/{}/resources/{}/poll",
         enc(&source.name),
@@ -115,8 +100,8 @@ fn resource_row(source: &SourceView, r: &ResourceView, last_change: Option<Strin
             }
             td.num { (r.item_count) }
             td {
-                @match &last_change {
-                    Some(at) => (time_text(at)),
+                @match &r.last_change_at {
+                    Some(at) => (time(at)),
                     None => span.muted { "none yet" },
                 }
             }

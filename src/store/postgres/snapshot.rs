@@ -417,9 +417,14 @@ impl Db {
         let conn = self.conn().await?;
         let rows = conn
             .query(
+                // The newest event of each resource by its index (`events_by_resource`), in
+                // the same statement: one round trip for the whole overview.
                 "SELECT source, resource, last_poll_at, last_duration_ms, last_outcome, last_error,
-                        item_count, consecutive_errors, held_deletes
-                 FROM resources ORDER BY source, resource",
+                        item_count, consecutive_errors, held_deletes,
+                        (SELECT e.detected_at FROM events e
+                          WHERE e.source = r.source AND e.resource = r.resource
+                          ORDER BY e.seq DESC LIMIT 1)
+                 FROM resources r ORDER BY source, resource",
                 &[],
             )
             .await?;
@@ -435,6 +440,7 @@ impl Db {
                 item_count: r.get(6),
                 consecutive_errors: r.get(7),
                 held_deletes: r.get(8),
+                last_change_at: r.get::<_, Option<i64>>(9).map(to_time),
             })
             .collect())
     }
