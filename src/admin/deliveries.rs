@@ -4,6 +4,8 @@
 //! In: filters and ids. Out: [`DeliveryView`]s (with `attempt_log` where attempts are shown),
 //! attempt rows, and what was queued again; the dispatcher is woken for each retry or replay.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Admin, AdminError, MAX_LIMIT, limit};
@@ -130,6 +132,22 @@ impl Admin<'_> {
             return Err(AdminError::NotFound(format!("no delivery {delivery_id}")));
         }
         Ok(self.store.attempts(&delivery_id.to_string()).await?)
+    }
+
+    /// Fills in each delivery's `attempt_log` (oldest first), with one query for them all.
+    pub async fn with_attempts(&self, deliveries: &mut [DeliveryView]) -> Result<(), AdminError> {
+        let ids: Vec<i64> = deliveries.iter().map(|d| d.delivery.id).collect();
+        let mut by_delivery: HashMap<i64, Vec<AttemptRow>> = HashMap::new();
+        for attempt in self.store.attempts_of(&ids).await? {
+            by_delivery
+                .entry(attempt.delivery_id)
+                .or_default()
+                .push(attempt);
+        }
+        for view in deliveries {
+            view.attempt_log = Some(by_delivery.remove(&view.delivery.id).unwrap_or_default());
+        }
+        Ok(())
     }
 
     /// The attempts of every delivery of an event, oldest first.

@@ -175,6 +175,11 @@ impl Store {
         let id = id.to_owned();
         on_backend!(self, |db| db.attempts(&id))
     }
+    /// The attempts of several deliveries, oldest first, in one query.
+    pub async fn attempts_of(&self, deliveries: &[i64]) -> Result<Vec<AttemptRow>, StoreError> {
+        let deliveries = deliveries.to_vec();
+        on_backend!(self, |db| db.attempts_of(&deliveries))
+    }
     /// Puts a failed (or waiting) delivery back in line now, with a fresh retry schedule.
     pub async fn retry_delivery(&self, id: i64) -> Result<(), StoreError> {
         on_backend!(self, |db| db.retry_delivery(id))

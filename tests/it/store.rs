@@ -18,8 +18,8 @@ use pollhook::normalize::Hash;
 use pollhook::retry::Next;
 use pollhook::sign::Scheme;
 use pollhook::store::{
-    CommitSummary, DeliveryFilter, Due, EndpointPatch, EventFilter, NoUpserts, PollCommit,
-    PollFailure, Recorded, SnapshotRow, Store, StoreError, Upserts, now_ms,
+    AttemptRow, CommitSummary, DeliveryFilter, Due, EndpointPatch, EventFilter, NoUpserts,
+    PollCommit, PollFailure, Recorded, SnapshotRow, Store, StoreError, Upserts, now_ms,
 };
 use serde_json::json;
 
@@ -114,6 +114,7 @@ conformance![
     release_all_leases_hands_back_a_dead_process_claims,
     prune_removes_settled_events_and_keeps_pending_and_dead_letters,
     attempt_counts_count_attempts_and_successes_per_endpoint,
+    attempts_of_lists_the_attempts_of_the_deliveries_named,
 ];
 
 // ───────────────────────────── building blocks ─────────────────────────────
@@ -1210,6 +1211,50 @@ async fn attempt_counts_count_attempts_and_successes_per_endpoint(store: &Store)
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// `attempts_of` answers for the deliveries named, in the order the attempts were made, and for
+/// nothing else; one without attempts, or no delivery named, adds nothing.
+async fn attempts_of_lists_the_attempts_of_the_deliveries_named(store: &Store) {
+    let hook = shop_endpoint(store, "hook").await;
+    commit_events(store, created(&["1", "2", "3"])).await;
+    let due = store.claim(hook, 100, LONG_LEASE_MS).await.unwrap();
+    let [one, two, three] = [0, 1, 2].map(|i| due[i].delivery_id);
+    let failed = vec![
+        outcome(one, hook, 503, Next::Failed),
+        outcome(two, hook, 500, Next::Failed),
+    ];
+    store.record_outcomes(failed, NEVER_DISABLE).await.unwrap();
+    store.retry_delivery(one).await.unwrap();
+    let again = store.claim(hook, 100, LONG_LEASE_MS).await.unwrap();
+    assert_eq!(again[0].delivery_id, one);
+    store
+        .record_outcomes(vec![outcome(one, hook, 200, Next::Done)], NEVER_DISABLE)
+        .await
+        .unwrap();
+
+    let seen = |rows: Vec<AttemptRow>| -> Vec<(i64, Option<u16>)> {
+        rows.into_iter()
+            .map(|a| (a.delivery_id, a.status))
+            .collect()
+    };
+    let both = store.attempts_of(&[one, two, three]).await.unwrap();
+    assert!(both.iter().all(|a| a.endpoint == "hook"));
+    assert_eq!(
+        seen(both),
+        [(one, Some(503)), (two, Some(500)), (one, Some(200))]
+    );
+    assert_eq!(
+        seen(store.attempts_of(&[two]).await.unwrap()),
+        [(two, Some(500))]
+    );
+    assert!(store.attempts_of(&[three]).await.unwrap().is_empty());
+    assert!(store.attempts_of(&[]).await.unwrap().is_empty());
+    // The same rows as one delivery's own attempts.
+    assert_eq!(
+        seen(store.attempts_of(&[one]).await.unwrap()),
+        seen(store.attempts(&one.to_string()).await.unwrap())
     );
 }
 

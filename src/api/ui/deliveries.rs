@@ -52,9 +52,7 @@ pub(super) async fn page(State(p): State<Shared>, Query(f): Query<Filters>) -> P
         })
         .await;
     let (mut deliveries, problem) = unless_refused(listed)?;
-    for d in &mut deliveries {
-        d.attempt_log = Some(admin.attempts(d.delivery.id).await?);
-    }
+    admin.with_attempts(&mut deliveries).await?;
     let retry_all = match filter(&f.endpoint) {
         Some(name) => json!({ "endpoint": name }).to_string(),
         None => "{}".to_owned(),

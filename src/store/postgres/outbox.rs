@@ -386,20 +386,26 @@ impl Db {
                 &[&delivery, &id],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AttemptRow {
-                delivery_id: r.get(0),
-                endpoint: r.get(1),
-                at: to_time(r.get(2)),
-                status: r
-                    .get::<_, Option<i32>>(3)
-                    .and_then(|s| u16::try_from(s).ok()),
-                latency_ms: r.get(4),
-                error: r.get(5),
-                response: r.get(6),
-            })
-            .collect())
+        Ok(rows.iter().map(attempt_row).collect())
+    }
+
+    /// The attempts of several deliveries, oldest first, in one statement.
+    pub(in crate::store) async fn attempts_of(
+        &self,
+        deliveries: &[i64],
+    ) -> Result<Vec<AttemptRow>, StoreError> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                "SELECT a.delivery_id, p.name, a.at, a.status, a.latency_ms, a.error, a.response
+                 FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+                 JOIN endpoints p ON p.id = d.endpoint_id
+                 WHERE a.delivery_id = ANY($1)
+                 ORDER BY a.id",
+                &[&deliveries],
+            )
+            .await?;
+        Ok(rows.iter().map(attempt_row).collect())
     }
 
     /// Puts a failed (or waiting) delivery back in line now, with a fresh retry schedule.
@@ -501,5 +507,20 @@ impl Db {
                 succeeded: r.get(2),
             })
             .collect())
+    }
+}
+
+/// An attempt as the attempts queries select it.
+fn attempt_row(r: &tokio_postgres::Row) -> AttemptRow {
+    AttemptRow {
+        delivery_id: r.get(0),
+        endpoint: r.get(1),
+        at: to_time(r.get(2)),
+        status: r
+            .get::<_, Option<i32>>(3)
+            .and_then(|s| u16::try_from(s).ok()),
+        latency_ms: r.get(4),
+        error: r.get(5),
+        response: r.get(6),
     }
 }

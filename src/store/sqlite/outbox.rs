@@ -15,7 +15,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::endpoints::load_endpoints;
 use super::events::insert_events;
-use super::{Db, rows, to_time, write_tx};
+use super::{Db, json, rows, to_time, write_tx};
 use crate::event::{self, Event};
 use crate::retry::Next;
 use crate::store::{
@@ -280,17 +280,25 @@ impl Db {
              WHERE (?1 IS NOT NULL AND d.id = ?1) OR (?1 IS NULL AND e.id = ?2)
              ORDER BY a.id",
             params![delivery, id],
-            |r| {
-                Ok(AttemptRow {
-                    delivery_id: r.get(0)?,
-                    endpoint: r.get(1)?,
-                    at: to_time(r.get(2)?),
-                    status: r.get(3)?,
-                    latency_ms: r.get(4)?,
-                    error: r.get(5)?,
-                    response: r.get(6)?,
-                })
-            },
+            attempt_row,
+        )
+    }
+
+    /// The attempts of several deliveries, oldest first, in one statement.
+    pub(in crate::store) fn attempts_of(
+        &self,
+        deliveries: &[i64],
+    ) -> Result<Vec<AttemptRow>, StoreError> {
+        let conn = self.conn();
+        rows(
+            &conn,
+            "SELECT a.delivery_id, p.name, a.at, a.status, a.latency_ms, a.error, a.response
+             FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+             JOIN endpoints p ON p.id = d.endpoint_id
+             WHERE a.delivery_id IN (SELECT value FROM json_each(?1))
+             ORDER BY a.id",
+            params![json(deliveries)],
+            attempt_row,
         )
     }
 
@@ -363,4 +371,17 @@ impl Db {
             })
         })
     }
+}
+
+/// An attempt as the attempts queries select it.
+fn attempt_row(r: &rusqlite::Row<'_>) -> Result<AttemptRow, StoreError> {
+    Ok(AttemptRow {
+        delivery_id: r.get(0)?,
+        endpoint: r.get(1)?,
+        at: to_time(r.get(2)?),
+        status: r.get(3)?,
+        latency_ms: r.get(4)?,
+        error: r.get(5)?,
+        response: r.get(6)?,
+    })
 }
