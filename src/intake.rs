@@ -9,9 +9,10 @@
 //! - Fetch and intake run side by side through a short queue: only `(id, hash)` pairs and the
 //!   changed bodies are held, never the whole listing.
 //! - An item whose bytes hash to what the snapshot holds is unchanged without being parsed
-//!   ([`Normalizer::peek`], [`Differ::unchanged`]); anything else is hashed canonically from
-//!   its text ([`Normalizer::identify_text`], no `Value` built), so the canonical hash stays the
-//!   only judge of change.
+//!   ([`Normalizer::peek_id`], its id mostly borrowed from the text, or [`Normalizer::peek`]
+//!   where the item's time is watched; [`Differ::unchanged`]); anything else is hashed
+//!   canonically from its text ([`Normalizer::identify_text`], no `Value` built), so the
+//!   canonical hash stays the only judge of change.
 //! - An error taking a page (an item without an id, a replayed page gone stale) stops the fetch
 //!   and is the error reported: the fetch only stopped because of it.
 

@@ -1,5 +1,6 @@
 //! Ids: an item's id read from its `Value`, or straight from its JSON text without building the
-//! rest of it ([`Normalizer::peek`], the fast path's shortcut).
+//! rest of it ([`Normalizer::peek`], [`Normalizer::peek_id`]: the fast path's shortcut, which
+//! borrows the id from the text where the text spells it as it is).
 //!
 //! In: an item (a `Value`, or its text) and the resource's id paths. Out: the id as text, composite
 //! parts joined with `:`, or a [`NormalizeError`] naming the field and showing the item's start.
