@@ -9,12 +9,14 @@
 //! - Fetch and intake run side by side through a short queue: only `(id, hash)` pairs and the
 //!   changed bodies are held, never the whole listing.
 //! - An item whose bytes hash to what the snapshot holds is unchanged without being parsed
-//!   ([`Normalizer::peek`], [`Differ::unchanged`]); anything else is hashed canonically from
-//!   its text ([`Normalizer::identify_text`], no `Value` built), so the canonical hash stays the
-//!   only judge of change.
+//!   ([`Normalizer::peek_id`], its id mostly borrowed from the text, or [`Normalizer::peek`]
+//!   where the item's time is watched; [`Differ::unchanged`]); anything else is hashed
+//!   canonically from its text ([`Normalizer::identify_text`], no `Value` built), so the
+//!   canonical hash stays the only judge of change.
 //! - An error taking a page (an item without an id, a replayed page gone stale) stops the fetch
 //!   and is the error reported: the fetch only stopped because of it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -188,7 +190,8 @@ impl Intake {
                 for text in items.iter() {
                     let id = match take(text, &self.normalizer, &mut self.differ, &mut self.newest)
                     {
-                        Taken::Unchanged(id) => id,
+                        Taken::Unchanged(id) if self.conditional => id.into_owned(),
+                        Taken::Unchanged(_) => String::new(),
                         Taken::Changed(raw) => {
                             let (id, hash) =
                                 self.normalizer.identify_text(text).map_err(|e| match e {
@@ -241,9 +244,10 @@ impl Intake {
 }
 
 /// What became of one item of a page.
-enum Taken {
-    /// Its bytes are what they were: listed and unchanged. Its id.
-    Unchanged(String),
+enum Taken<'t> {
+    /// Its bytes are what they were: listed and unchanged. Its id, borrowed from its text where
+    /// the text spells it as it is.
+    Unchanged(Cow<'t, str>),
     /// New or changed bytes, and their hash: for [`Normalizer::identify_text`] (which reads them
     /// without building a `Value`) and [`Differ::push`].
     Changed(RawHash),
@@ -251,22 +255,27 @@ enum Taken {
 
 /// The fast path first: the item's id and bytes' hash, and the snapshot's word that those bytes
 /// are what it holds; otherwise changed (its time seen, if watched).
-fn take(
-    text: &str,
+fn take<'t>(
+    text: &'t str,
     normalizer: &Normalizer,
     differ: &mut Differ<BodyRef>,
     newest: &mut Newest,
-) -> Taken {
+) -> Taken<'t> {
     let raw = normalizer.raw_hash(text);
-    // Nothing to be unchanged against on a first listing: no need to peek for the id, unless
-    // the item's time is watched.
-    if (differ.snapshot_len() > 0 || newest.watches())
-        && let Some((id, fields)) = normalizer.peek(text)
-    {
-        newest.see(&fields);
-        if differ.unchanged(&id, &raw) {
-            return Taken::Unchanged(id);
-        }
+    let id = if newest.watches() {
+        normalizer.peek(text).map(|(id, fields)| {
+            newest.see(&fields);
+            Cow::Owned(id)
+        })
+    } else if differ.snapshot_len() > 0 {
+        // Only the id is wanted: no fields built, and most ids borrowed from the text.
+        normalizer.peek_id(text)
+    } else {
+        // Nothing to be unchanged against on a first listing: no need to peek for the id.
+        None
+    };
+    match id {
+        Some(id) if differ.unchanged(&id, &raw) => Taken::Unchanged(id),
+        _ => Taken::Changed(raw),
     }
-    Taken::Changed(raw)
 }

@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::FieldPath;
 
 /// Numbers whose canonical form would need more digits than this are written `{digits}e{exp}`.
-const PLAIN_DIGITS: i64 = 64;
+pub(super) const PLAIN_DIGITS: i64 = 64;
 
 /// The canonical decimal text of a JSON number given as text (RFC 8259 §6 grammar): its exact
 /// value, written without a sign for zero, without leading or trailing zeros, and without an

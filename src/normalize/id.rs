@@ -1,5 +1,6 @@
 //! Ids: an item's id read from its `Value`, or straight from its JSON text without building the
-//! rest of it ([`Normalizer::peek`], the fast path's shortcut).
+//! rest of it ([`Normalizer::peek`], [`Normalizer::peek_id`]: the fast path's shortcut, which
+//! borrows the id from the text where the text spells it as it is).
 //!
 //! In: an item (a `Value`, or its text) and the resource's id paths. Out: the id as text, composite
 //! parts joined with `:`, or a [`NormalizeError`] naming the field and showing the item's start.
@@ -14,28 +15,54 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{NormalizeError, Normalizer, canonical_number, lookup};
+use super::canonical::PLAIN_DIGITS;
+use super::{FieldPath, NormalizeError, Normalizer, canonical_number, lookup};
 
 impl Normalizer {
     /// The id of a JSON object given as text, and its peeked fields (the id's and those named
     /// with [`Normalizer::also_peek`]), without building the rest of it. `None` when that is not
     /// possible (not an object, no usable id): [`Normalizer::identify`] then says why.
     pub fn peek(&self, raw: &str) -> Option<(String, Value)> {
-        let mut de = serde_json::Deserializer::from_str(raw);
-        let members = Peek(&self.peek_keys).deserialize(&mut de).ok()?;
-        de.end().ok()?;
-        let mut parts = Vec::with_capacity(self.id.len());
-        for path in &self.id {
-            let (first, rest) = path.segments().split_first()?;
-            let member = members.iter().find(|(k, _)| k == first)?.1.get();
-            parts.push(id_part(raw_lookup(member, rest)?).ok()?);
-        }
+        let members = self.peek_members(raw)?;
+        let id = self.peeked_id(&members)?.into_owned();
         let fields = members
             .into_iter()
             .map(|(k, v)| serde_json::from_str(v.get()).map(|v| (k.into_owned(), v)))
             .collect::<Result<Map<String, Value>, _>>()
             .ok()?;
-        Some((parts.join(":"), Value::Object(fields)))
+        Some((id, Value::Object(fields)))
+    }
+
+    /// [`Normalizer::peek`]'s id alone, borrowed from `raw` where the text is the id (a string
+    /// without escapes, an integer written canonically, a single id field): the fast path's
+    /// question costs no allocation for most items.
+    pub fn peek_id<'r>(&self, raw: &'r str) -> Option<Cow<'r, str>> {
+        self.peeked_id(&self.peek_members(raw)?)
+    }
+
+    /// The peeked top-level members of the object `raw`; `None` unless it is one JSON object.
+    fn peek_members<'r>(&self, raw: &'r str) -> Option<Vec<(Cow<'r, str>, &'r RawValue)>> {
+        let mut de = serde_json::Deserializer::from_str(raw);
+        let members = Peek(&self.peek_keys).deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        Some(members)
+    }
+
+    /// The id read from peeked members, its parts joined with `:`.
+    fn peeked_id<'r>(&self, members: &[(Cow<'r, str>, &'r RawValue)]) -> Option<Cow<'r, str>> {
+        let part = |path: &FieldPath| {
+            let (first, rest) = path.segments().split_first()?;
+            let member = members.iter().find(|(k, _)| k == first)?.1.get();
+            id_part(raw_lookup(member, rest)?).ok()
+        };
+        match self.id.as_slice() {
+            [path] => part(path),
+            paths => paths
+                .iter()
+                .map(part)
+                .collect::<Option<Vec<_>>>()
+                .map(|parts| Cow::Owned(parts.join(":"))),
+        }
     }
 
     /// The id read from an item's text; `Some(Err(()))` or `None` when it is missing or unusable.
@@ -100,17 +127,31 @@ impl Normalizer {
 
 /// One part of an id from the JSON text of its value: a string's content, a number's
 /// [`canonical_number`], `true`/`false`; `Err` for what cannot serve (null, objects, arrays, `""`).
-fn id_part(raw: &str) -> Result<String, ()> {
+/// Borrowed from `raw` where the text already is the part.
+fn id_part(raw: &str) -> Result<Cow<'_, str>, ()> {
     match raw.as_bytes().first() {
-        Some(b'"') => match serde_json::from_str::<String>(raw) {
-            Ok(s) if !s.is_empty() => Ok(s),
+        Some(b'"') => match serde_json::from_str::<Key<'_>>(raw) {
+            Ok(Key(s)) if !s.is_empty() => Ok(s),
             _ => Err(()),
         },
-        Some(b't') if raw == "true" => Ok("true".into()),
-        Some(b'f') if raw == "false" => Ok("false".into()),
-        Some(b'-' | b'0'..=b'9') => canonical_number(raw).ok_or(()),
+        Some(b't') if raw == "true" => Ok(Cow::Borrowed(raw)),
+        Some(b'f') if raw == "false" => Ok(Cow::Borrowed(raw)),
+        Some(b'-' | b'0'..=b'9') if is_canonical_integer(raw) => Ok(Cow::Borrowed(raw)),
+        Some(b'-' | b'0'..=b'9') => canonical_number(raw).map(Cow::Owned).ok_or(()),
         _ => Err(()),
     }
+}
+
+/// Whether `text` is an integer as [`canonical_number`] writes it (`0`, `7`, `-12`; not `-0`,
+/// `007`, `1.0` or `1e2`), so that it is its own canonical text. At most [`PLAIN_DIGITS`]
+/// digits: longer ones are written with an exponent.
+fn is_canonical_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let plain = !digits.is_empty()
+        && digits.len() as i64 <= PLAIN_DIGITS
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    plain || text == "0"
 }
 
 /// The JSON text of the value at a dotted path inside the JSON text `raw` (numeric segments index
@@ -322,5 +363,66 @@ mod tests {
             .record(json!({"order": {"id": [1]}, "line": 2}))
             .unwrap_err();
         assert!(matches!(err, NormalizeError::BadId { .. }));
+    }
+
+    /// `peek_id` is `peek`'s id, borrowed where the text spells the id as it is and written out
+    /// where it does not.
+    #[test]
+    fn peek_id_is_peeks_id_borrowed_where_the_text_is_the_id() {
+        let n = Normalizer::new(paths(&["id"]), vec![]);
+        for (text, id, borrowed) in [
+            (r#"{"id": 1042, "x": [1, {"id": 2}]}"#, "1042", true),
+            (r#"{"id": -7}"#, "-7", true),
+            (r#"{"id": 0}"#, "0", true),
+            (r#"{"id": "a-7"}"#, "a-7", true),
+            (r#"{"id": true}"#, "true", true),
+            (r#"{"id": 1, "id": 2}"#, "2", true),
+            (r#"{"id": "a\"b"}"#, "a\"b", false),
+            (r#"{"id": -0}"#, "0", false),
+            (r#"{"id": 1.50}"#, "1.5", false),
+            (r#"{"id": 1e2}"#, "100", false),
+            (
+                r#"{"id": 100000000000000000000001}"#,
+                "100000000000000000000001",
+                true,
+            ),
+        ] {
+            let got = n.peek_id(text).unwrap();
+            assert_eq!(got, id, "{text}");
+            assert_eq!(matches!(got, Cow::Borrowed(_)), borrowed, "{text}");
+            assert_eq!(n.peek(text).unwrap().0, id, "{text}");
+        }
+        let composite = Normalizer::new(paths(&["order.id", "line"]), vec![]);
+        let text = r#"{"line": 2, "order": {"id": "a"}}"#;
+        assert_eq!(composite.peek_id(text).unwrap(), "a:2");
+        for no in [
+            "[1]",
+            r#"{"id": null}"#,
+            r#"{"id": ""}"#,
+            r#"{"id": 1} x"#,
+            r#"{"x": 1}"#,
+        ] {
+            assert_eq!(n.peek_id(no), None, "{no}");
+        }
+    }
+
+    /// The integers taken as their own canonical text are exactly those `canonical_number`
+    /// writes back unchanged.
+    #[test]
+    fn canonical_integers_are_their_own_canonical_number() {
+        let long = "9".repeat(64);
+        let longer = "9".repeat(65);
+        for text in [
+            "0", "7", "-12", "100", "-0", "007", "00", "-", "1.0", "1e2", "+1", &long, &longer,
+        ] {
+            let canonical = canonical_number(text);
+            assert_eq!(
+                is_canonical_integer(text),
+                canonical.as_deref() == Some(text) && !text.contains(['.', 'e', 'E']),
+                "{text}: canonical {canonical:?}"
+            );
+        }
+        assert!(is_canonical_integer(&long));
+        assert!(!is_canonical_integer(&longer));
     }
 }

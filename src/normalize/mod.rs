@@ -9,8 +9,9 @@
 //!
 //! The fast path: most items of most polls are byte for byte what they were last time. For those,
 //! [`Normalizer::raw_hash`] (SHA-256 of the item's bytes as served, seeded with the id and ignore
-//! paths) and [`Normalizer::peek`] (the id fields only, the rest skimmed without allocating) are
-//! enough to know the item is unchanged, without building its `Value` tree. The canonical hash stays
+//! paths) and [`Normalizer::peek_id`] (the id fields only, the rest skimmed without allocating;
+//! the id itself borrowed from the text where the text spells it as it is) are enough to know the
+//! item is unchanged, without building its `Value` tree. The canonical hash stays
 //! the only judge of change: equal bytes imply an equal canonical hash, and an item whose bytes
 //! differ is hashed canonically, so an API that reorders keys emits nothing. An item that came as
 //! text can be hashed from its text ([`Normalizer::identify_text`], [`canonical_json_of_text`]):
