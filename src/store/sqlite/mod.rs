@@ -304,16 +304,24 @@ fn write_tx(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
-/// A write transaction like [`write_tx`]'s, begun and ended by cached statements: rusqlite's own
-/// parses `BEGIN IMMEDIATE` and `COMMIT` anew each time, which was a tenth of an idle poll's
-/// cost. Rolled back on drop unless committed.
-struct WriteTx<'a> {
+/// A transaction begun and ended by cached statements: rusqlite's own parses `BEGIN` and
+/// `COMMIT` anew each time, which was a tenth of an idle poll's cost. Rolled back on drop unless
+/// committed.
+struct CachedTx<'a> {
     conn: &'a Connection,
 }
 
-impl<'a> WriteTx<'a> {
-    fn begin(conn: &'a mut Connection) -> rusqlite::Result<Self> {
+impl<'a> CachedTx<'a> {
+    /// A write transaction like [`write_tx`]'s, taking the write lock up front.
+    fn write(conn: &'a mut Connection) -> rusqlite::Result<Self> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(Self { conn })
+    }
+
+    /// A read transaction: its statements see one state of the database, and share one WAL read
+    /// lock (each statement outside a transaction takes and drops its own, system calls each).
+    fn read(conn: &'a Connection) -> rusqlite::Result<Self> {
+        conn.prepare_cached("BEGIN")?.execute([])?;
         Ok(Self { conn })
     }
 
@@ -323,7 +331,7 @@ impl<'a> WriteTx<'a> {
     }
 }
 
-impl std::ops::Deref for WriteTx<'_> {
+impl std::ops::Deref for CachedTx<'_> {
     type Target = Connection;
 
     fn deref(&self) -> &Connection {
@@ -331,7 +339,7 @@ impl std::ops::Deref for WriteTx<'_> {
     }
 }
 
-impl Drop for WriteTx<'_> {
+impl Drop for CachedTx<'_> {
     fn drop(&mut self) {
         // Committed, or already rolled back by SQLite after an error: nothing to do.
         if !self.conn.is_autocommit() {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::events::insert_events;
-use super::{Db, Relaxed, WriteTx, json, rows, to_time, write_tx};
+use super::{CachedTx, Db, Relaxed, json, rows, to_time, write_tx};
 use crate::diff::{Known, Snapshot};
 use crate::event::{Event, Payload};
 use crate::normalize::{Hash, RawHash};
@@ -228,11 +228,11 @@ fn write_poll(
     upserts: &mut dyn Upserts,
     durable: bool,
 ) -> Result<Option<CommitSummary>, StoreError> {
-    let tx = WriteTx::begin(conn)?;
+    let tx = CachedTx::write(conn)?;
     let now = commit.at.timestamp_millis();
     // The resource's row as this transaction found it, read once: nothing below changes these
     // columns before the closing UPDATE. A resource never polled has no row yet.
-    let (version, has_baseline, failures, was_held): (i64, bool, i64, i64) = tx
+    let row: Option<(i64, bool, i64, i64)> = tx
         .prepare_cached(
             "SELECT version, baseline_at IS NOT NULL, consecutive_errors, held_deletes
              FROM resources WHERE source = ?1 AND resource = ?2",
@@ -240,8 +240,9 @@ fn write_poll(
         .query_row(params![commit.source, commit.resource], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
-        .optional()?
-        .unwrap_or_default();
+        .optional()?;
+    let exists = row.is_some();
+    let (version, has_baseline, failures, was_held) = row.unwrap_or_default();
     if version != commit.version {
         // Dropping `tx` rolls back: nothing of this poll is written.
         return Err(StoreError::VersionConflict(format!(
@@ -348,10 +349,10 @@ fn write_poll(
         (None, true) => "unchanged",
         (None, false) => "changed",
     };
-    tx.prepare_cached(
-        "INSERT INTO resources (source, resource) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-    )?
-    .execute(params![commit.source, commit.resource])?;
+    if !exists {
+        tx.prepare_cached("INSERT INTO resources (source, resource) VALUES (?1, ?2)")?
+            .execute(params![commit.source, commit.resource])?;
+    }
     let alerts = crate::store::snapshot::alerts(commit, failures, was_held);
     if !durable && !alerts.is_empty() {
         // Dropping `tx` rolls back.
@@ -610,9 +611,8 @@ fn resource_state(
 }
 
 /// [`Db::prior`]'s reads; `None` (nothing read) when the resource has more than `up_to`
-/// snapshot items. No explicit transaction: the connection is held throughout, so no other
-/// commit of this process comes between the reads, and another process never writes a snapshot
-/// (one `pollhook run` per database); a BEGIN and a COMMIT would be parsed anew each time.
+/// snapshot items. One read transaction, begun and ended by cached statements: the reads see one
+/// state of the database and take the WAL's read lock once rather than once each.
 fn read_prior(
     conn: &Connection,
     source: &str,
@@ -621,17 +621,20 @@ fn read_prior(
     snapshot_up_to: i64,
     up_to: i64,
 ) -> Result<Option<Prior>, StoreError> {
-    let state = resource_state(conn, source, resource)?;
+    let tx = CachedTx::read(conn)?;
+    let state = resource_state(&tx, source, resource)?;
     if state.item_count > up_to {
+        tx.commit()?;
         return Ok(None);
     }
     let pages = match pages {
-        true => self::pages(conn, source, resource)?,
+        true => self::pages(&tx, source, resource)?,
         false => HashMap::new(),
     };
     let snapshot = (state.has_baseline && state.item_count <= snapshot_up_to)
-        .then(|| snapshot_state(conn, source, resource, state.item_count))
+        .then(|| snapshot_state(&tx, source, resource, state.item_count))
         .transpose()?;
+    tx.commit()?;
     Ok(Some(Prior {
         state,
         pages,
