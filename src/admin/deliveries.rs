@@ -109,21 +109,15 @@ impl Admin<'_> {
             limit: MAX_LIMIT,
             ..DeliveryFilter::default()
         };
-        let deliveries = self.store.deliveries(filter).await?;
-        let attempts = self.store.attempts(event_id).await?;
-        Ok(deliveries
+        let mut views: Vec<DeliveryView> = (self.store.deliveries(filter).await?)
             .into_iter()
             .map(|delivery| DeliveryView {
-                attempt_log: Some(
-                    attempts
-                        .iter()
-                        .filter(|a| a.delivery_id == delivery.id)
-                        .cloned()
-                        .collect(),
-                ),
                 delivery,
+                attempt_log: None,
             })
-            .collect())
+            .collect();
+        attach(&mut views, self.store.attempts(event_id).await?);
+        Ok(views)
     }
 
     /// The attempts of one delivery, oldest first.
@@ -137,16 +131,7 @@ impl Admin<'_> {
     /// Fills in each delivery's `attempt_log` (oldest first), with one query for them all.
     pub async fn with_attempts(&self, deliveries: &mut [DeliveryView]) -> Result<(), AdminError> {
         let ids: Vec<i64> = deliveries.iter().map(|d| d.delivery.id).collect();
-        let mut by_delivery: HashMap<i64, Vec<AttemptRow>> = HashMap::new();
-        for attempt in self.store.attempts_of(&ids).await? {
-            by_delivery
-                .entry(attempt.delivery_id)
-                .or_default()
-                .push(attempt);
-        }
-        for view in deliveries {
-            view.attempt_log = Some(by_delivery.remove(&view.delivery.id).unwrap_or_default());
-        }
+        attach(deliveries, self.store.attempts_of(&ids).await?);
         Ok(())
     }
 
@@ -183,5 +168,19 @@ impl Admin<'_> {
         let queued = self.store.replay(event_id, endpoint).await?;
         self.wake.notify();
         Ok(queued)
+    }
+}
+
+/// Gives each delivery its `attempt_log`: its attempts among `attempts`, in their order.
+fn attach(deliveries: &mut [DeliveryView], attempts: Vec<AttemptRow>) {
+    let mut by_delivery: HashMap<i64, Vec<AttemptRow>> = HashMap::new();
+    for attempt in attempts {
+        by_delivery
+            .entry(attempt.delivery_id)
+            .or_default()
+            .push(attempt);
+    }
+    for view in deliveries {
+        view.attempt_log = Some(by_delivery.remove(&view.delivery.id).unwrap_or_default());
     }
 }
