@@ -149,6 +149,15 @@ impl<B> Differ<B> {
         }
     }
 
+    /// The diff of a listing whose every page answered 304 Not Modified and whose page records
+    /// name each of the snapshot's items, `listed` of them: each listed and unchanged, none
+    /// missing. The snapshot need not be read to say so, and [`Differ::finish`] finds nothing.
+    pub fn all_kept(listed: usize) -> Self {
+        let mut differ = Self::with_known(Snapshot::new());
+        differ.listed = listed;
+        differ
+    }
+
     /// Marks a snapshot item as listed and unchanged (its page answered 304 Not Modified).
     /// Returns false if the snapshot does not hold it, so the page cannot be replayed.
     pub fn keep(&mut self, id: &str) -> bool {

@@ -65,7 +65,9 @@ pub enum Against {
     /// microseconds a page, with no thread hand-off.
     Loaded(Snapshot),
     /// To be loaded while the first page is fetched (a large resource, or a first poll): the
-    /// intake runs on a blocking thread.
+    /// intake runs on a blocking thread. A listing whose pages are validated loads it once a
+    /// page does not answer 304, and not at all if none does and their records name every item
+    /// it holds ([`Intake::take_kept`]).
     Load {
         /// Source name.
         source: String,
@@ -96,10 +98,26 @@ pub async fn take_listing(
             tokio::join!(fetch, intake.take_all(page_rx))
         }
         Against::Load { source, expected } => {
+            let validated = plan.pages.is_some_and(|known| !known.is_empty());
             let take = async {
+                let mut page_rx = page_rx;
+                // While pages answer 304, the snapshot is not needed yet: if every page does and
+                // their records name every item it holds, it is not read at all.
+                let held = match validated {
+                    true => hold_not_modified(&mut page_rx).await,
+                    false => HeldPages::default(),
+                };
+                let held = match held.changed {
+                    None => match intake.take_kept(held.not_modified, expected) {
+                        Ok(()) => return Ok(intake),
+                        Err(pages) => pages,
+                    },
+                    Some(changed) => held.not_modified.into_iter().chain([changed]).collect(),
+                };
                 intake.differ =
                     Differ::with_known(store.snapshot(&source, &resource.name, expected).await?);
-                match tokio::task::spawn_blocking(move || intake.take_all_blocking(page_rx)).await {
+                let taken = tokio::task::spawn_blocking(move || intake.take_all_blocking(held, page_rx));
+                match taken.await {
                     Ok(taken) => taken,
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 }
@@ -171,11 +189,16 @@ impl Intake {
         Ok(self)
     }
 
-    /// Takes every page the fetch sends, on a blocking thread.
+    /// Takes the pages already received (`first`), then every page the fetch sends, on a
+    /// blocking thread.
     fn take_all_blocking(
         mut self,
+        first: Vec<Page>,
         mut pages: tokio::sync::mpsc::Receiver<Page>,
     ) -> Result<Self, TakeError> {
+        for page in first {
+            self.take_page(page)?;
+        }
         while let Some(page) = pages.blocking_recv() {
             self.take_page(page)?;
         }
@@ -230,17 +253,76 @@ impl Intake {
                 ids = known.map(|k| k.ids.clone()).unwrap_or_default();
             }
         }
-        if self.conditional && (page.etag.is_some() || page.last_modified.is_some()) {
-            self.records.push(PageRecord {
-                url: page.url,
-                etag: page.etag,
-                last_modified: page.last_modified,
-                next_url: page.next_url,
-                ids,
-            });
+        self.record(page.url, page.etag, page.last_modified, page.next_url, ids);
+        Ok(())
+    }
+
+    /// A listing whose every page answered 304 (`pages`), taken without the snapshot: if their
+    /// records name, between them, as many distinct items as the snapshot holds (`expected`),
+    /// every item is listed and unchanged and none is missing, so the diff is empty. Page records
+    /// are written in the same transaction as the snapshot, from the items that listing saw, so
+    /// their ids are all in it; a count that differs (an item missing from the last listing,
+    /// deletes held back) hands the pages back, to be replayed against the snapshot.
+    fn take_kept(&mut self, pages: Vec<Page>, expected: i64) -> Result<(), Vec<Page>> {
+        let mut ids: foldhash::HashSet<&str> = foldhash::HashSet::default();
+        for page in &pages {
+            if let Some(known) = self.known_pages.get(&page.url) {
+                ids.extend(known.ids.iter().map(String::as_str));
+            }
+        }
+        if pages.is_empty() || i64::try_from(ids.len()) != Ok(expected) {
+            return Err(pages);
+        }
+        self.differ = Differ::all_kept(ids.len());
+        let known_pages = self.known_pages.clone();
+        for page in pages {
+            let ids = (known_pages.get(&page.url)).map_or_else(Vec::new, |k| k.ids.clone());
+            self.record(page.url, page.etag, page.last_modified, page.next_url, ids);
         }
         Ok(())
     }
+
+    /// Keeps a page's record for the next poll's conditional request, if it has a validator.
+    fn record(
+        &mut self,
+        url: String,
+        etag: Option<String>,
+        last_modified: Option<String>,
+        next_url: Option<String>,
+        ids: Vec<String>,
+    ) {
+        if self.conditional && (etag.is_some() || last_modified.is_some()) {
+            self.records.push(PageRecord {
+                url,
+                etag,
+                last_modified,
+                next_url,
+                ids,
+            });
+        }
+    }
+}
+
+/// The pages a validated listing answered 304 before its first changed page.
+#[derive(Default)]
+struct HeldPages {
+    not_modified: Vec<Page>,
+    /// The first page that did not answer 304; `None` if every page did (or the fetch ended).
+    changed: Option<Page>,
+}
+
+/// Receives pages until one that did not answer 304, or the end of the listing.
+async fn hold_not_modified(pages: &mut tokio::sync::mpsc::Receiver<Page>) -> HeldPages {
+    let mut held = HeldPages::default();
+    while let Some(page) = pages.recv().await {
+        if matches!(page.items, PageItems::NotModified) {
+            held.not_modified.push(page);
+        } else {
+            held.changed = Some(page);
+            break;
+        }
+    }
+    held
 }
 
 /// What became of one item of a page.

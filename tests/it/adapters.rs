@@ -1575,13 +1575,14 @@ async fn oauth2_token_requests_do_not_carry_the_api_headers() {
 
 // ───────────────────────────── 9. conditional requests ─────────────────────────────
 
-/// An API at `/items` paging `items` two at a time (page style, or RFC 8288 links with `link`),
-/// sending a weak ETag over each page's body and answering 304 to a matching `If-None-Match`.
-fn etag_server(items: Shared<Vec<Value>>, links: bool) -> impl Fn(&Req) -> Reply {
+/// An API at `/items` paging `items` `size` at a time (page style, or RFC 8288 links with
+/// `link`), sending a weak ETag over each page's body and answering 304 to a matching
+/// `If-None-Match`.
+fn etag_server(items: Shared<Vec<Value>>, links: bool, size: usize) -> impl Fn(&Req) -> Reply {
     move |req| {
         let list = items.get().clone();
         let page: usize = req.q("page").and_then(|p| p.parse().ok()).unwrap_or(1);
-        let body = Value::Array(page_of(&list, page, 2)).to_string();
+        let body = Value::Array(page_of(&list, page, size)).to_string();
         let etag = etag_of(&body);
         if req.header("if-none-match") == Some(etag.as_str()) {
             // RFC 9110 §15.4.5: a 304 repeats the validators, not the body or the Link header.
@@ -1590,7 +1591,7 @@ fn etag_server(items: Shared<Vec<Value>>, links: bool) -> impl Fn(&Req) -> Reply
         let mut reply = Reply::status(200, body)
             .with("content-type", "application/json")
             .with("etag", etag);
-        if links && page * 2 < list.len() {
+        if links && page * size < list.len() {
             let next = format!(
                 "{}/items?{}",
                 req.base,
@@ -1622,7 +1623,7 @@ base_url = "{url}"
 #[tokio::test]
 async fn conditional_requests_replay_unchanged_pages_from_the_snapshot() {
     let items = Shared::new(orders(6));
-    let fake = ScriptedApi::start(etag_server(items.clone(), false)).await;
+    let fake = ScriptedApi::start(etag_server(items.clone(), false, 2)).await;
     let setup = Setup::new(&conditional_source(
         &fake.url,
         r#"{ style = "page", page_param = "page", size = 2 }
@@ -1673,6 +1674,65 @@ async fn conditional_requests_replay_unchanged_pages_from_the_snapshot() {
     assert_eq!(setup.written(), strings(&["updated 3", "deleted 6"]));
 }
 
+/// A listing larger than the snapshot read with the prior state, so read while pages arrive: the
+/// pages that answer 304 wait for it only until one does not, and a listing that is 304 from end
+/// to end goes without it unless an item may be missing.
+#[tokio::test]
+async fn a_large_conditional_listing_replays_its_304_pages_before_and_without_the_snapshot() {
+    let items = Shared::new(orders(1_500));
+    let fake = ScriptedApi::start(etag_server(items.clone(), false, 100)).await;
+    let setup = Setup::new(&conditional_source(
+        &fake.url,
+        r#"{ style = "page", page_param = "page", size = 100 }
+  deleted_after = 2"#,
+    ));
+    let statuses = |fake: &ScriptedApi| {
+        fake.requests()
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<u16>>()
+    };
+    let first = setup.poll("api.items").await;
+    assert_eq!((first.listed, first.pages), (1_500, 16));
+
+    // Nothing changes: every page answers 304, and every item counts as listed.
+    fake.clear();
+    let second = setup.poll("api.items").await;
+    assert!(second.events.is_empty(), "{:?}", actions(&second));
+    assert_eq!(second.listed, 1_500);
+    assert_eq!(statuses(&fake), [304; 16]);
+
+    // Page 9 changes: the eight pages that answered 304 before it are replayed, and so are
+    // the seven after it.
+    items.get()[850]["status"] = json!("shipped");
+    fake.clear();
+    let third = setup.poll("api.items").await;
+    assert_eq!(actions(&third), ["updated 851"]);
+    assert_eq!(third.listed, 1_500, "nothing looks deleted");
+    let mut expected = [304; 16];
+    expected[8] = 200;
+    assert_eq!(statuses(&fake), expected);
+
+    // The last item goes: missing from one listing, it is not deleted yet (`deleted_after = 2`).
+    items.get().pop();
+    let fourth = setup.poll("api.items").await;
+    assert!(fourth.events.is_empty(), "{:?}", actions(&fourth));
+    assert_eq!(fourth.listed, 1_499);
+
+    // Every page answers 304, but the snapshot still holds the missing item: this listing is
+    // its second miss, and it is deleted.
+    fake.clear();
+    let fifth = setup.poll("api.items").await;
+    assert!(statuses(&fake).iter().all(|&s| s == 304), "{:?}", statuses(&fake));
+    assert_eq!(actions(&fifth), ["deleted 1500"]);
+    assert_eq!(fifth.listed, 1_499);
+
+    // And after it, 304 from end to end again, with nothing to say.
+    let sixth = setup.poll("api.items").await;
+    assert!(sixth.events.is_empty(), "{:?}", actions(&sixth));
+    assert_eq!(setup.written(), strings(&["updated 851", "deleted 1500"]));
+}
+
 /// ENGINE GAP (src/source/rest.rs, `Got::NotModified` in `fetch`): a page that answered 304 is
 /// replayed with the next URL recorded last time. With `Link`-header paging the next page is not
 /// part of the body the ETag validates, so when the last page was full and an item is added after
@@ -1681,7 +1741,7 @@ async fn conditional_requests_replay_unchanged_pages_from_the_snapshot() {
 #[tokio::test]
 async fn conditional_link_header_paging_sees_a_page_added_after_the_last() {
     let items = Shared::new(orders(4));
-    let fake = ScriptedApi::start(etag_server(items.clone(), true)).await;
+    let fake = ScriptedApi::start(etag_server(items.clone(), true, 2)).await;
     let setup = Setup::new(&conditional_source(
         &fake.url,
         r#"{ style = "link-header" }"#,
