@@ -116,7 +116,8 @@ pub async fn take_listing(
                 };
                 intake.differ =
                     Differ::with_known(store.snapshot(&source, &resource.name, expected).await?);
-                let taken = tokio::task::spawn_blocking(move || intake.take_all_blocking(held, page_rx));
+                let taken =
+                    tokio::task::spawn_blocking(move || intake.take_all_blocking(held, page_rx));
                 match taken.await {
                     Ok(taken) => taken,
                     Err(e) => std::panic::resume_unwind(e.into_panic()),

@@ -1723,7 +1723,11 @@ async fn a_large_conditional_listing_replays_its_304_pages_before_and_without_th
     // its second miss, and it is deleted.
     fake.clear();
     let fifth = setup.poll("api.items").await;
-    assert!(statuses(&fake).iter().all(|&s| s == 304), "{:?}", statuses(&fake));
+    assert!(
+        statuses(&fake).iter().all(|&s| s == 304),
+        "{:?}",
+        statuses(&fake)
+    );
     assert_eq!(actions(&fifth), ["deleted 1500"]);
     assert_eq!(fifth.listed, 1_499);
 
