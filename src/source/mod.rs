@@ -119,7 +119,7 @@ pub type PageSender = tokio::sync::mpsc::Sender<Page>;
 /// How a fetch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fetched {
-    /// Pages (or program runs) it took.
+    /// Pages it took (for an exec source, the pieces its output was cut into as it arrived).
     pub pages: u32,
     /// HTTP requests made for the pages taken, retries included (a page asked for ahead and not
     /// taken is not counted).

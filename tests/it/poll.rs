@@ -802,6 +802,10 @@ async fn an_item_listed_on_two_pages_counts_once() {
 // ───────────────────────────── 12. exec ─────────────────────────────
 
 fn exec(script: &str) -> Harness {
+    exec_initial(script, "emit")
+}
+
+fn exec_initial(script: &str, initial: &str) -> Harness {
     let script = toml::Value::String(script.into());
     Harness::new(&format!(
         r#"
@@ -813,9 +817,67 @@ command = ["sh", "-c", {script}]
   [[sources.resources]]
   name = "things"
   every = "1m"
-  initial = "emit"
+  initial = "{initial}"
 "#
     ))
+}
+
+/// A shell command printing items 1 to `n` as one JSON array, or as JSON lines: about 120 bytes
+/// an item, its strings holding commas, brackets, quotes and backslashes.
+fn many_items(n: u32, lines: bool) -> String {
+    let (open, between, close) = if lines {
+        ("", "\\n", "")
+    } else {
+        ("[", ",\\n", "]")
+    };
+    let item = r#"{\"id\": %d, \"note\": \"a, b ] [ \\\" c \\\\\", \"pad\": \"%s\"}"#;
+    let pad = "x".repeat(60);
+    format!(
+        r#"awk 'BEGIN {{ printf "{open}"; for (i = 1; i <= {n}; i++) printf "%s{item}", (i > 1 ? "{between}" : ""), i, "{pad}"; print "{close}" }}'"#
+    )
+}
+
+#[tokio::test]
+async fn exec_output_of_several_pages_lists_every_item() {
+    const N: u32 = 30_000;
+    for lines in [false, true] {
+        let h = exec_initial(&many_items(N, lines), "baseline");
+        let report = h.poll().await.unwrap();
+        assert_eq!(report.listed, N as usize, "lines: {lines}");
+        // About 3.5 MB, sent on as it is printed, in pages of 1 MiB.
+        assert!(report.pages > 2, "lines: {lines}, {} pages", report.pages);
+        let expected: Vec<String> = (1..=N).map(|n| n.to_string()).collect();
+        assert_eq!(h.snapshot_ids(), expected);
+        assert!(report.baseline && h.events().is_empty());
+        let again = h.poll().await.unwrap();
+        assert_eq!((again.listed, again.events.len()), (N as usize, 0));
+    }
+}
+
+#[tokio::test]
+async fn exec_failing_after_pages_were_sent_writes_nothing() {
+    for lines in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let polled = dir.path().join("polled");
+        let script = format!(
+            r#"if [ -e '{polled}' ]; then {many}; echo boom >&2; exit 3; fi; touch '{polled}'; echo '[{{"id": 1}}, {{"id": 2}}]'"#,
+            polled = polled.display(),
+            many = many_items(30_000, lines),
+        );
+        let h = exec(&script);
+        assert_eq!(h.poll().await.unwrap().events.len(), 2);
+        let snapshot = h.snapshot();
+        // Items 1 and 2 changed and 29,998 new, in pages the intake took: all dropped.
+        let error = fetch_error(h.poll().await);
+        let message = error.to_string();
+        assert!(
+            message.contains("exit status: 3") && message.contains("boom"),
+            "{message}"
+        );
+        assert_eq!(h.events().len(), 2, "lines: {lines}");
+        assert_eq!(h.snapshot(), snapshot, "lines: {lines}");
+        assert_eq!(h.status().last_outcome.as_deref(), Some("failed"));
+    }
 }
 
 #[tokio::test]
