@@ -11,8 +11,9 @@
 //! Invariants: a non-zero exit, a timeout or output that is not JSON is a failed fetch, with the
 //! end of the program's stderr quoted in the error, the source's `env` values masked as `***`;
 //! the pages sent before it failed are dropped with the listing, unwritten ([`crate::intake`]).
-//! The timeout covers the whole run, the wait for the intake to take pages included: while the
-//! page queue is full, stdout is not read and the program waits on its writes.
+//! While the page queue is full, stdout is not read and the program waits on its writes; the
+//! timeout bounds the program's run, that wait left out (as an HTTP source's bounds each request,
+//! not the intake between them).
 //! Trust boundary (DESIGN.md §3): the program sees only a minimal environment (`PATH`, `HOME`,
 //! `LANG`, `LC_ALL`, `TZ`, as pollhook has them) plus its source's `env` table, never pollhook's
 //! own secrets; stdout past `max_page_bytes` fails the fetch, and stderr is kept to
@@ -22,6 +23,8 @@
 //! outlives it.
 
 use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -122,11 +125,13 @@ impl Source for ExecSource {
             .and_then(|pid| libc::pid_t::try_from(pid).ok())
             .map(Group);
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let waits = Waits::default();
         let out = Out {
             shown: &shown,
             url: format!("exec:{shown}"),
             limit: self.config.max_output_bytes,
             pages,
+            waits: &waits,
         };
         let run = async {
             let (streamed, stderr, status) = tokio::try_join!(
@@ -172,14 +177,50 @@ impl Source for ExecSource {
                 complete: true,
             })
         };
-        tokio::time::timeout(self.config.timeout, run)
-            .await
-            .map_err(|_| {
-                SourceError::Exec(format!(
+        // The timeout bounds the program, not the intake: the time its pages waited to be
+        // taken is added to it.
+        let started = Instant::now();
+        let mut run = std::pin::pin!(run);
+        loop {
+            let deadline = started + self.config.timeout + waits.total();
+            if let Ok(done) = tokio::time::timeout_at(deadline.into(), &mut run).await {
+                return done;
+            }
+            if started + self.config.timeout + waits.total() <= Instant::now() {
+                return Err(SourceError::Exec(format!(
                     "`{shown}` did not finish within {:?} and was killed, with every process it started (hint: raise the source's `timeout`)",
                     self.config.timeout
-                ))
-            })?
+                )));
+            }
+        }
+    }
+}
+
+/// The time a run's pages have waited for the intake to take them (a full queue), the wait
+/// under way included.
+#[derive(Default)]
+struct Waits(Mutex<(Duration, Option<Instant>)>);
+
+impl Waits {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Duration, Option<Instant>)> {
+        // Only plain values are kept: a panic while holding the lock leaves none half-made.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn total(&self) -> Duration {
+        let (done, since) = *self.lock();
+        done + since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    /// Times `wait`.
+    async fn time<T>(&self, wait: impl Future<Output = T>) -> T {
+        self.lock().1 = Some(Instant::now());
+        let out = wait.await;
+        let mut waits = self.lock();
+        if let Some(since) = waits.1.take() {
+            waits.0 += since.elapsed();
+        }
+        out
     }
 }
 
@@ -197,6 +238,7 @@ struct Out<'a> {
     url: String,
     limit: u64,
     pages: &'a PageSender,
+    waits: &'a Waits,
 }
 
 /// What reading the output to its end left: the last page's bytes, still in the cutter, the
@@ -265,10 +307,7 @@ impl Out<'_> {
             next_url: None,
             items: PageItems::Fresh(items),
         };
-        self.pages
-            .send(page)
-            .await
-            .map_err(|_| SourceError::Stopped)
+        (self.waits.time(self.pages.send(page)).await).map_err(|_| SourceError::Stopped)
     }
 }
 
