@@ -24,7 +24,7 @@ use crate::config::ResourceConfig;
 use crate::diff::{Differ, Snapshot};
 use crate::incremental::Newest;
 use crate::normalize::{NormalizeError, Normalizer, RawHash, Record};
-use crate::source::{FetchPlan, Fetched, Page, PageItems, Source, SourceError, shown};
+use crate::source::{FetchPlan, Fetched, Items, Page, PageItems, Source, SourceError, shown};
 use crate::spill::{Bodies, BodyRef, SPILL_AFTER, SpillError};
 use crate::store::{PageRecord, Store, StoreError};
 
@@ -101,18 +101,23 @@ pub async fn take_listing(
             let validated = plan.pages.is_some_and(|known| !known.is_empty());
             let take = async {
                 let mut page_rx = page_rx;
-                // While pages answer 304, the snapshot is not needed yet: if every page does and
-                // their records name every item it holds, it is not read at all.
-                let held = match validated {
-                    true => hold_not_modified(&mut page_rx).await,
-                    false => HeldPages::default(),
+                // While the pages are as they were, the snapshot is not needed yet: if every page
+                // is and their records name every item it holds, it is not read at all.
+                let waited = match validated {
+                    true => {
+                        (intake.take_unchanged(store, &source, &resource.name, &mut page_rx))
+                            .await?
+                    }
+                    false => Waited::default(),
                 };
-                let held = match held.changed {
-                    None => match intake.take_kept(held.not_modified, expected) {
+                let held: Vec<Page> = match waited.next {
+                    None => match intake.take_kept(waited.kept, expected) {
                         Ok(()) => return Ok(intake),
                         Err(pages) => pages,
                     },
-                    Some(changed) => held.not_modified.into_iter().chain([changed]).collect(),
+                    Some(next) => (waited.kept.into_iter().map(|(page, _)| page))
+                        .chain([next])
+                        .collect(),
                 };
                 intake.differ =
                     Differ::with_known(store.snapshot(&source, &resource.name, expected).await?);
@@ -258,26 +263,93 @@ impl Intake {
         Ok(())
     }
 
-    /// A listing whose every page answered 304 (`pages`), taken without the snapshot: if their
-    /// records name, between them, as many distinct items as the snapshot holds (`expected`),
-    /// every item is listed and unchanged and none is missing, so the diff is empty. Page records
-    /// are written in the same transaction as the snapshot, from the items that listing saw, so
-    /// their ids are all in it; a count that differs (an item missing from the last listing,
-    /// deletes held back) hands the pages back, to be replayed against the snapshot.
-    fn take_kept(&mut self, pages: Vec<Page>, expected: i64) -> Result<(), Vec<Page>> {
-        let mut ids: foldhash::HashSet<&str> = foldhash::HashSet::default();
-        for page in &pages {
-            if let Some(known) = self.known_pages.get(&page.url) {
-                ids.extend(known.ids.iter().map(String::as_str));
+    /// Receives pages for as long as they need no snapshot: pages that answered 304, and whole
+    /// pages of at most [`LOOKUP_ITEMS`] items in all whose every item the snapshot holds with
+    /// these very bytes, looked up by id (the page a stated total ended is fetched whole, with
+    /// or without validators). Each such page comes back with its items' ids, in order; then
+    /// the first page that needs the snapshot, if the listing did not end first.
+    async fn take_unchanged(
+        &self,
+        store: &Store,
+        source: &str,
+        resource: &str,
+        pages: &mut tokio::sync::mpsc::Receiver<Page>,
+    ) -> Result<Waited, TakeError> {
+        let mut waited = Waited::default();
+        let mut looked_up = 0;
+        while let Some(page) = pages.recv().await {
+            let ids = match &page.items {
+                PageItems::NotModified => {
+                    Some((self.known_pages.get(&page.url)).map_or_else(Vec::new, |k| k.ids.clone()))
+                }
+                // Times watched (an incremental resource's full sync) are seen by the intake.
+                PageItems::Fresh(_) if self.newest.watches() => None,
+                PageItems::Fresh(items) if looked_up + items.len() <= LOOKUP_ITEMS => {
+                    looked_up += items.len();
+                    self.as_stored(store, source, resource, items).await?
+                }
+                PageItems::Fresh(_) => None,
+            };
+            match ids {
+                Some(ids) => waited.kept.push((page, ids)),
+                None => {
+                    waited.next = Some(page);
+                    break;
+                }
             }
         }
-        if pages.is_empty() || i64::try_from(ids.len()) != Ok(expected) {
-            return Err(pages);
+        Ok(waited)
+    }
+
+    /// The ids of `items` if the snapshot holds each of them with these very bytes, and none
+    /// was missing from the last listing; `None` otherwise.
+    async fn as_stored(
+        &self,
+        store: &Store,
+        source: &str,
+        resource: &str,
+        items: &Items,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut raws = Vec::with_capacity(items.len());
+        let mut ids = Vec::with_capacity(items.len());
+        for text in items.iter() {
+            let Some(id) = self.normalizer.peek_id(text) else {
+                return Ok(None);
+            };
+            ids.push(id.into_owned());
+            raws.push(self.normalizer.raw_hash(text));
         }
-        self.differ = Differ::all_kept(ids.len());
-        let known_pages = self.known_pages.clone();
-        for page in pages {
-            let ids = (known_pages.get(&page.url)).map_or_else(Vec::new, |k| k.ids.clone());
+        let known = store.snapshot_of(source, resource, ids.clone()).await?;
+        let same = ids.iter().zip(&raws).all(|(id, raw)| {
+            known
+                .get(id)
+                .is_some_and(|k| k.raw.as_ref() == Some(raw) && k.missing == 0)
+        });
+        Ok(same.then_some(ids))
+    }
+
+    /// A listing whose every page was as it was (`pages`, each with its items' ids), taken
+    /// without the snapshot: if the pages name, between them, as many distinct items as the
+    /// snapshot holds (`expected`), every item is listed and unchanged and none is missing, so
+    /// the diff is empty. Page records are written in the same transaction as the snapshot, from
+    /// the items that listing saw, so their ids are all in it, as are those looked up; a count
+    /// that differs (an item missing from the last listing, deletes held back) hands the pages
+    /// back, to be replayed against the snapshot.
+    fn take_kept(
+        &mut self,
+        pages: Vec<(Page, Vec<String>)>,
+        expected: i64,
+    ) -> Result<(), Vec<Page>> {
+        let mut distinct: foldhash::HashSet<&str> = foldhash::HashSet::default();
+        for (_, ids) in &pages {
+            distinct.extend(ids.iter().map(String::as_str));
+        }
+        let listed = distinct.len();
+        if pages.is_empty() || i64::try_from(listed) != Ok(expected) {
+            return Err(pages.into_iter().map(|(page, _)| page).collect());
+        }
+        self.differ = Differ::all_kept(listed);
+        for (page, ids) in pages {
             self.record(page.url, page.etag, page.last_modified, page.next_url, ids);
         }
         Ok(())
@@ -304,26 +376,18 @@ impl Intake {
     }
 }
 
-/// The pages a validated listing answered 304 before its first changed page.
-#[derive(Default)]
-struct HeldPages {
-    not_modified: Vec<Page>,
-    /// The first page that did not answer 304; `None` if every page did (or the fetch ended).
-    changed: Option<Page>,
-}
+/// Fresh items a validated listing may look up by id while its snapshot waits
+/// ([`Intake::take_unchanged`]): the page a stated total ended, which is fetched whole, and a
+/// little more; past it, reading the whole snapshot is the cheaper way.
+const LOOKUP_ITEMS: usize = 1_000;
 
-/// Receives pages until one that did not answer 304, or the end of the listing.
-async fn hold_not_modified(pages: &mut tokio::sync::mpsc::Receiver<Page>) -> HeldPages {
-    let mut held = HeldPages::default();
-    while let Some(page) = pages.recv().await {
-        if matches!(page.items, PageItems::NotModified) {
-            held.not_modified.push(page);
-        } else {
-            held.changed = Some(page);
-            break;
-        }
-    }
-    held
+/// The pages of a validated listing that needed no snapshot, and the first that does.
+#[derive(Default)]
+struct Waited {
+    /// Each page as it was, with its items' ids.
+    kept: Vec<(Page, Vec<String>)>,
+    /// The first page that needs the snapshot; `None` if the listing ended first.
+    next: Option<Page>,
 }
 
 /// What became of one item of a page.

@@ -319,6 +319,18 @@ impl Store {
         on_backend!(self, |db| db.snapshot_state(&source, &resource, expected))
     }
 
+    /// What the snapshot of a resource holds of the items `ids`: those of them it holds. For a
+    /// page whose items may all be as they were, without reading the whole snapshot.
+    pub async fn snapshot_of(
+        &self,
+        source: &str,
+        resource: &str,
+        ids: Vec<String>,
+    ) -> Result<Snapshot, StoreError> {
+        let (source, resource) = (source.to_owned(), resource.to_owned());
+        on_backend!(self, |db| db.snapshot_of(&source, &resource, &ids))
+    }
+
     /// The snapshot of a resource as `(id, hash)` pairs, for inspection.
     pub async fn snapshot_hashes(
         &self,

@@ -82,6 +82,17 @@ impl Db {
         snapshot_state(&conn, source, resource, expected).await
     }
 
+    /// What the snapshot holds of the items `ids`: those of them it holds.
+    pub(in crate::store) async fn snapshot_of(
+        &self,
+        source: &str,
+        resource: &str,
+        ids: &[String],
+    ) -> Result<Snapshot, StoreError> {
+        let conn = self.conn().await?;
+        snapshot_of(&conn, source, resource, ids).await
+    }
+
     /// The snapshot of a resource as `(id, hash)` pairs.
     pub(in crate::store) async fn snapshot_hashes(
         &self,
@@ -526,6 +537,34 @@ async fn snapshot_state(
         .await?;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&source, &resource];
     let rows = conn.query_raw(&stmt, params).await?;
+    known_rows(rows, source, resource, expected).await
+}
+
+/// What the snapshot holds of the items `ids` (those it holds).
+async fn snapshot_of(
+    conn: &impl GenericClient,
+    source: &str,
+    resource: &str,
+    ids: &[String],
+) -> Result<Snapshot, StoreError> {
+    let stmt = conn
+        .prepare_cached(
+            "SELECT item_id, hash, missing, raw_hash FROM snapshot
+             WHERE source = $1 AND resource = $2 AND item_id = ANY($3::text[])",
+        )
+        .await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&source, &resource, &ids];
+    let rows = conn.query_raw(&stmt, params).await?;
+    known_rows(rows, source, resource, ids.len() as i64).await
+}
+
+/// Snapshot rows (`item_id, hash, missing, raw_hash`) as the differ takes them.
+async fn known_rows(
+    rows: tokio_postgres::RowStream,
+    source: &str,
+    resource: &str,
+    expected: i64,
+) -> Result<Snapshot, StoreError> {
     pin_mut!(rows);
     let mut out = Snapshot::with_capacity_and_hasher(
         usize::try_from(expected).unwrap_or(0),

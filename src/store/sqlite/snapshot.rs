@@ -64,6 +64,16 @@ impl Db {
         snapshot_state(&self.conn(), source, resource, expected)
     }
 
+    /// What the snapshot holds of the items `ids`: those of them it holds.
+    pub(in crate::store) fn snapshot_of(
+        &self,
+        source: &str,
+        resource: &str,
+        ids: &[String],
+    ) -> Result<Snapshot, StoreError> {
+        snapshot_of(&self.conn(), source, resource, ids)
+    }
+
     /// What the store knows of a resource before polling it.
     pub(in crate::store) fn resource_state(
         &self,
@@ -529,7 +539,32 @@ fn snapshot_state(
     let mut stmt = conn.prepare_cached(
         "SELECT item_id, hash, missing, raw_hash FROM snapshot WHERE source = ?1 AND resource = ?2",
     )?;
-    let mut rows = stmt.query(params![source, resource])?;
+    let rows = stmt.query(params![source, resource])?;
+    known_rows(rows, source, resource, expected)
+}
+
+/// What the snapshot holds of the items `ids` (those it holds).
+fn snapshot_of(
+    conn: &Connection,
+    source: &str,
+    resource: &str,
+    ids: &[String],
+) -> Result<Snapshot, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT item_id, hash, missing, raw_hash FROM snapshot
+         WHERE source = ?1 AND resource = ?2 AND item_id IN (SELECT value FROM json_each(?3))",
+    )?;
+    let rows = stmt.query(params![source, resource, json(ids)])?;
+    known_rows(rows, source, resource, ids.len() as i64)
+}
+
+/// Snapshot rows (`item_id, hash, missing, raw_hash`) as the differ takes them.
+fn known_rows(
+    mut rows: rusqlite::Rows<'_>,
+    source: &str,
+    resource: &str,
+    expected: i64,
+) -> Result<Snapshot, StoreError> {
     let mut out = Snapshot::with_capacity_and_hasher(
         usize::try_from(expected).unwrap_or(0),
         Default::default(),
