@@ -1604,6 +1604,11 @@ fn etag_server(items: Shared<Vec<Value>>, links: bool, size: usize) -> impl Fn(&
     }
 }
 
+/// The status of each request the fake API answered, in order.
+fn statuses(fake: &ScriptedApi) -> Vec<u16> {
+    fake.requests().iter().map(|r| r.status).collect()
+}
+
 fn conditional_source(url: &str, pagination: &str) -> String {
     format!(
         r#"
@@ -1630,12 +1635,6 @@ async fn conditional_requests_replay_unchanged_pages_from_the_snapshot() {
         r#"{ style = "page", page_param = "page", size = 2 }
   deleted_after = 1"#,
     ));
-    let statuses = |fake: &ScriptedApi| {
-        fake.requests()
-            .iter()
-            .map(|r| r.status)
-            .collect::<Vec<u16>>()
-    };
 
     let first = setup.poll("api.items").await;
     assert_eq!((first.listed, first.pages), (6, 4));
@@ -1687,12 +1686,6 @@ async fn a_large_conditional_listing_replays_its_304_pages_before_and_without_th
         r#"{ style = "page", page_param = "page", size = 100 }
   deleted_after = 2"#,
     ));
-    let statuses = |fake: &ScriptedApi| {
-        fake.requests()
-            .iter()
-            .map(|r| r.status)
-            .collect::<Vec<u16>>()
-    };
     let first = setup.poll("api.items").await;
     assert_eq!((first.listed, first.pages), (1_500, 16));
 
@@ -1750,12 +1743,6 @@ async fn a_large_conditional_listing_with_a_total_looks_up_its_last_page_by_id()
         r#"{ style = "page", page_param = "page", size = 100, total_header = "X-Total-Count" }
   deleted_after = 1"#,
     ));
-    let statuses = |fake: &ScriptedApi| {
-        fake.requests()
-            .iter()
-            .map(|r| r.status)
-            .collect::<Vec<u16>>()
-    };
     let first = setup.poll("api.items").await;
     assert_eq!((first.listed, first.pages), (1_500, 15));
 
