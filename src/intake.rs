@@ -65,9 +65,9 @@ pub enum Against {
     /// microseconds a page, with no thread hand-off.
     Loaded(Snapshot),
     /// To be loaded while the first page is fetched (a large resource, or a first poll): the
-    /// intake runs on a blocking thread. A listing whose pages are validated loads it once a
-    /// page does not answer 304, and not at all if none does and their records name every item
-    /// it holds ([`Intake::take_kept`]).
+    /// intake runs on a blocking thread. A listing whose pages are validated loads it only once
+    /// a page is not as it was ([`Intake::take_unchanged`]), and not at all if every page is and
+    /// they name every item it holds ([`Intake::take_kept`]).
     Load {
         /// Source name.
         source: String,
@@ -310,6 +310,10 @@ impl Intake {
         resource: &str,
         items: &Items,
     ) -> Result<Option<Vec<String>>, StoreError> {
+        if items.is_empty() {
+            // The empty page that ends a listing: nothing to look up.
+            return Ok(Some(Vec::new()));
+        }
         let mut raws = Vec::with_capacity(items.len());
         let mut ids = Vec::with_capacity(items.len());
         for text in items.iter() {
