@@ -53,8 +53,9 @@ pub struct Listing {
     pub differ: Differ<BodyRef>,
     /// The changed items' bodies.
     pub bodies: Bodies,
-    /// Page records for conditional requests.
-    pub pages: Vec<PageRecord>,
+    /// Page records for conditional requests; `None` where they are the last poll's, every one
+    /// (a listing whose every page answered 304 leaves them as they are, unwritten).
+    pub pages: Option<Vec<PageRecord>>,
     /// The newest modification time seen (incremental polling).
     pub newest: Newest,
 }
@@ -144,7 +145,7 @@ struct Intake {
     normalizer: Normalizer,
     newest: Newest,
     bodies: Bodies,
-    records: Vec<PageRecord>,
+    records: Vec<Recorded>,
     /// The page records of the last poll, for pages that answer 304.
     known_pages: Arc<HashMap<String, PageRecord>>,
     conditional: bool,
@@ -177,9 +178,9 @@ impl Intake {
     fn into_listing(self, fetched: Fetched) -> Listing {
         Listing {
             fetched,
+            pages: page_records(self.records, &self.known_pages),
             differ: self.differ,
             bodies: self.bodies,
-            pages: self.records,
             newest: self.newest,
         }
     }
@@ -213,9 +214,9 @@ impl Intake {
 
     /// Normalizes and diffs one page.
     fn take_page(&mut self, page: Page) -> Result<(), TakeError> {
-        let mut ids = Vec::new();
-        match page.items {
+        let ids = match page.items {
             PageItems::Fresh(items) => {
+                let mut ids = Vec::new();
                 for text in items.iter() {
                     let id = match take(text, &self.normalizer, &mut self.differ, &mut self.newest)
                     {
@@ -245,6 +246,7 @@ impl Intake {
                         ids.push(id);
                     }
                 }
+                Some(ids)
             }
             PageItems::NotModified => {
                 let known = self.known_pages.get(&page.url);
@@ -256,9 +258,9 @@ impl Intake {
                         .into());
                     }
                 }
-                ids = known.map(|k| k.ids.clone()).unwrap_or_default();
+                None
             }
-        }
+        };
         self.record(page.url, page.etag, page.last_modified, page.next_url, ids);
         Ok(())
     }
@@ -266,8 +268,9 @@ impl Intake {
     /// Receives pages for as long as they need no snapshot: pages that answered 304, and whole
     /// pages of at most [`LOOKUP_ITEMS`] items in all whose every item the snapshot holds with
     /// these very bytes, looked up by id (the page a stated total ended is fetched whole, with
-    /// or without validators). Each such page comes back with its items' ids, in order; then
-    /// the first page that needs the snapshot, if the listing did not end first.
+    /// or without validators). Each such page comes back with its items' ids, in order (`None`
+    /// for a 304: its record's); then the first page that needs the snapshot, if the listing did
+    /// not end first.
     async fn take_unchanged(
         &self,
         store: &Store,
@@ -279,14 +282,12 @@ impl Intake {
         let mut looked_up = 0;
         while let Some(page) = pages.recv().await {
             let ids = match &page.items {
-                PageItems::NotModified => {
-                    Some((self.known_pages.get(&page.url)).map_or_else(Vec::new, |k| k.ids.clone()))
-                }
+                PageItems::NotModified => Some(None),
                 // Times watched (an incremental resource's full sync) are seen by the intake.
                 PageItems::Fresh(_) if self.newest.watches() => None,
                 PageItems::Fresh(items) if looked_up + items.len() <= LOOKUP_ITEMS => {
                     looked_up += items.len();
-                    self.as_stored(store, source, resource, items).await?
+                    self.as_stored(store, source, resource, items).await?.map(Some)
                 }
                 PageItems::Fresh(_) => None,
             };
@@ -341,11 +342,19 @@ impl Intake {
     /// back, to be replayed against the snapshot.
     fn take_kept(
         &mut self,
-        pages: Vec<(Page, Vec<String>)>,
+        pages: Vec<(Page, Option<Vec<String>>)>,
         expected: i64,
     ) -> Result<(), Vec<Page>> {
-        let mut distinct: foldhash::HashSet<&str> = foldhash::HashSet::default();
-        for (_, ids) in &pages {
+        let known = &self.known_pages;
+        let mut distinct: foldhash::HashSet<&str> = foldhash::HashSet::with_capacity_and_hasher(
+            usize::try_from(expected).unwrap_or(0),
+            Default::default(),
+        );
+        for (page, ids) in &pages {
+            let ids = match ids {
+                Some(ids) => ids.as_slice(),
+                None => known.get(&page.url).map_or(&[][..], |k| k.ids.as_slice()),
+            };
             distinct.extend(ids.iter().map(String::as_str));
         }
         let listed = distinct.len();
@@ -359,25 +368,76 @@ impl Intake {
         Ok(())
     }
 
-    /// Keeps a page's record for the next poll's conditional request, if it has a validator.
+    /// Keeps a page's record for the next poll's conditional request, if it has a validator:
+    /// with its items' `ids`, or (`None`, a 304) the last poll's record of its URL.
     fn record(
         &mut self,
         url: String,
         etag: Option<String>,
         last_modified: Option<String>,
         next_url: Option<String>,
-        ids: Vec<String>,
+        ids: Option<Vec<String>>,
     ) {
-        if self.conditional && (etag.is_some() || last_modified.is_some()) {
-            self.records.push(PageRecord {
-                url,
-                etag,
-                last_modified,
-                next_url,
-                ids,
-            });
+        if !self.conditional || (etag.is_none() && last_modified.is_none()) {
+            return;
+        }
+        let record = PageRecord {
+            url,
+            etag,
+            last_modified,
+            next_url,
+            ids: Vec::new(),
+        };
+        if let Some(recorded) = recorded(record, ids, &self.known_pages) {
+            self.records.push(recorded);
         }
     }
+}
+
+/// How a page's `record` is kept, given its items' `ids` (`None` for a 304: the last poll's
+/// record of its URL, which `known` holds; a 304 is only asked for with its validators).
+fn recorded(
+    mut record: PageRecord,
+    ids: Option<Vec<String>>,
+    known: &HashMap<String, PageRecord>,
+) -> Option<Recorded> {
+    let was = known.get(&record.url);
+    match ids {
+        None => was.map(|_| Recorded::AsKnown(record.url)),
+        Some(ids) => {
+            record.ids = ids;
+            Some(match was == Some(&record) {
+                true => Recorded::AsKnown(record.url),
+                false => Recorded::New(record),
+            })
+        }
+    }
+}
+
+/// A page's record as the intake keeps it for the next poll.
+enum Recorded {
+    /// The last poll's record of this URL, as it is: the page answered 304, or came with the
+    /// same validators, next page and ids.
+    AsKnown(String),
+    /// A record that is new or differs from the last poll's.
+    New(PageRecord),
+}
+
+/// The page records to write: `None` where they are the last poll's (`known`), every one. The
+/// pager never takes a URL twice, so as many records as known, each as known, are the same set.
+fn page_records(
+    records: Vec<Recorded>,
+    known: &HashMap<String, PageRecord>,
+) -> Option<Vec<PageRecord>> {
+    let as_known = |r: &Recorded| matches!(r, Recorded::AsKnown(_));
+    if records.len() == known.len() && records.iter().all(as_known) {
+        return None;
+    }
+    let records = records.into_iter().filter_map(|r| match r {
+        Recorded::AsKnown(url) => known.get(&url).cloned(),
+        Recorded::New(record) => Some(record),
+    });
+    Some(records.collect())
 }
 
 /// Fresh items a validated listing may look up by id while its snapshot waits
@@ -388,8 +448,8 @@ const LOOKUP_ITEMS: usize = 1_000;
 /// The pages of a validated listing that needed no snapshot, and the first that does.
 #[derive(Default)]
 struct Waited {
-    /// Each page as it was, with its items' ids.
-    kept: Vec<(Page, Vec<String>)>,
+    /// Each page as it was, with its items' ids (`None` for a 304: its record's).
+    kept: Vec<(Page, Option<Vec<String>>)>,
     /// The first page that needs the snapshot; `None` if the listing ended first.
     next: Option<Page>,
 }
@@ -428,5 +488,69 @@ fn take<'t>(
     match id {
         Some(id) if differ.unchanged(&id, &raw) => Taken::Unchanged(id),
         _ => Taken::Changed(raw),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(url: &str, etag: &str, ids: &[&str]) -> PageRecord {
+        PageRecord {
+            url: url.into(),
+            etag: Some(etag.into()),
+            ids: ids.iter().map(|id| id.to_string()).collect(),
+            ..PageRecord::default()
+        }
+    }
+
+    /// The records a listing of `pages` keeps: `(record, None)` for a page that answered 304.
+    fn kept(
+        pages: &[(PageRecord, Option<&[&str]>)],
+        known: &HashMap<String, PageRecord>,
+    ) -> Option<Vec<PageRecord>> {
+        let records = pages.iter().filter_map(|(page, ids)| {
+            let ids = ids.map(|ids| ids.iter().map(|id| id.to_string()).collect());
+            recorded(page.clone(), ids, known)
+        });
+        page_records(records.collect(), known)
+    }
+
+    #[test]
+    fn page_records_are_written_unless_every_page_is_as_recorded() {
+        let (p1, p2) = (record("/p1", "a", &["1", "2"]), record("/p2", "b", &["3"]));
+        let known: HashMap<String, PageRecord> = [p1.clone(), p2.clone()]
+            .into_iter()
+            .map(|r| (r.url.clone(), r))
+            .collect();
+        let head = |r: &PageRecord| PageRecord {
+            ids: Vec::new(),
+            ..r.clone()
+        };
+        fn ids(r: &PageRecord) -> Vec<&str> {
+            r.ids.iter().map(String::as_str).collect()
+        }
+        let (ids1, ids2) = (ids(&p1), ids(&p2));
+        // Every page answered 304, or came back as recorded, in any order: nothing to write.
+        assert_eq!(kept(&[(head(&p2), None), (head(&p1), None)], &known), None);
+        assert_eq!(
+            kept(&[(head(&p1), Some(&ids1)), (head(&p2), None)], &known),
+            None
+        );
+        // A page with a new validator or new ids: every record is written, the 304's as it was.
+        let written = kept(&[(head(&p2), None), (record("/p1", "a2", &ids1), Some(&ids1))], &known);
+        assert_eq!(written, Some(vec![p2.clone(), record("/p1", "a2", &ids1)]));
+        let written = kept(&[(head(&p1), Some(&["1"])), (head(&p2), Some(&ids2))], &known);
+        assert_eq!(written, Some(vec![record("/p1", "a", &["1"]), p2.clone()]));
+        // One page fewer, or one more: written.
+        assert_eq!(kept(&[(head(&p1), None)], &known), Some(vec![p1.clone()]));
+        let p3 = record("/p3", "c", &["4"]);
+        let more = [(head(&p1), None), (head(&p2), None), (head(&p3), Some(&["4"][..]))];
+        assert_eq!(kept(&more, &known), Some(vec![p1, p2, p3]));
+        // No page recorded: written (empty) where there were records, left where there were none.
+        assert_eq!(kept(&[], &known), Some(vec![]));
+        assert_eq!(kept(&[], &HashMap::new()), None);
+        // A 304 without a record keeps nothing.
+        assert_eq!(kept(&[(record("/p9", "z", &[]), None)], &HashMap::new()), None);
     }
 }

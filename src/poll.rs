@@ -148,9 +148,7 @@ pub async fn poll(
     p.lap();
     let kept = Kept {
         since_cursor: listing.newest.cursor(state.since_cursor.as_deref()),
-        pages: (resource.conditional && full)
-            .then_some(listing.pages)
-            .filter(|pages| !same_pages(pages, &known_pages)),
+        pages: listing.pages.filter(|_| resource.conditional && full),
         version: state.version,
         complete: full,
         duration: report.elapsed,
@@ -163,13 +161,6 @@ pub async fn poll(
     report.elapsed = p.started.elapsed();
     p.committed(&report, summary.outcome);
     Ok(report)
-}
-
-/// Whether a listing's page records are the last poll's, every one: a listing whose every page
-/// answered 304 leaves them as they are, unwritten. The pager never takes a URL twice, so equal
-/// counts and a match for each page are the same set.
-fn same_pages(pages: &[PageRecord], known: &HashMap<String, PageRecord>) -> bool {
-    pages.len() == known.len() && pages.iter().all(|page| known.get(&page.url) == Some(page))
 }
 
 /// One poll under way: what it is of, when it started, and its stage times for the debug log.
@@ -407,44 +398,5 @@ impl Counts {
             (Action::Updated.as_str(), self.0[1]),
             (Action::Deleted.as_str(), self.0[2]),
         ]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(url: &str, etag: &str, ids: &[&str]) -> PageRecord {
-        PageRecord {
-            url: url.into(),
-            etag: Some(etag.into()),
-            ids: ids.iter().map(|id| id.to_string()).collect(),
-            ..PageRecord::default()
-        }
-    }
-
-    #[test]
-    fn page_records_are_the_same_only_when_every_page_is_as_recorded() {
-        let known: HashMap<String, PageRecord> =
-            [record("/p1", "a", &["1", "2"]), record("/p2", "b", &["3"])]
-                .into_iter()
-                .map(|r| (r.url.clone(), r))
-                .collect();
-        let same = [record("/p2", "b", &["3"]), record("/p1", "a", &["1", "2"])];
-        assert!(same_pages(&same, &known));
-        // A page with a new validator, new ids, one page fewer or one more: written.
-        assert!(!same_pages(
-            &[record("/p1", "a2", &["1", "2"]), same[0].clone()],
-            &known
-        ));
-        assert!(!same_pages(
-            &[record("/p1", "a", &["1"]), same[0].clone()],
-            &known
-        ));
-        assert!(!same_pages(&same[..1], &known));
-        let more = [same[0].clone(), same[1].clone(), record("/p3", "c", &["4"])];
-        assert!(!same_pages(&more, &known));
-        assert!(!same_pages(&[], &known));
-        assert!(same_pages(&[], &HashMap::new()));
     }
 }

@@ -548,9 +548,14 @@ impl Source for RestSource {
                     (page, next, ahead)
                 }
                 Got::NotModified => {
-                    // `get` only answers NotModified when it sent validators from `known`.
-                    let known = known_for(&url).cloned().unwrap_or_default();
-                    let next = match &known.next_url {
+                    // `get` only answers NotModified when it sent validators from `known`. Its
+                    // validators and next URL are taken; its ids stay in the record (the intake
+                    // reads them there).
+                    let known = known_for(&url);
+                    let etag = known.and_then(|k| k.etag.clone());
+                    let last_modified = known.and_then(|k| k.last_modified.clone());
+                    let next_url = known.and_then(|k| k.next_url.clone());
+                    let next = match &next_url {
                         Some(next) => Some(
                             Url::parse(next)
                                 .map_err(|e| shape(format!("recorded next page `{next}`: {e}")))?,
@@ -562,9 +567,9 @@ impl Source for RestSource {
                     }
                     let page = Page {
                         url: url.to_string(),
-                        etag: known.etag,
-                        last_modified: known.last_modified,
-                        next_url: known.next_url,
+                        etag,
+                        last_modified,
+                        next_url,
                         items: PageItems::NotModified,
                     };
                     (page, next, Vec::new())

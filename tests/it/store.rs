@@ -1394,3 +1394,64 @@ async fn snapshot_of_reads_the_items_named_of_that_resource_alone(store: &Store)
             .is_empty()
     );
 }
+
+// ───────────────────────── two processes on one database ─────────────────────────
+
+/// `prior`'s snapshot is the one committed last, by whichever process: `run`'s own unchanged
+/// polls, its changes, and those another process (`other`: the CLI beside `pollhook run`, or
+/// another replica) commits. SQLite keeps a small snapshot from one unchanged poll to the next
+/// without reading it; this is the promise that keeping it must not break.
+async fn prior_sees_every_commit(run: &Store, other: &Store) {
+    let snapshot = async || {
+        let prior = run.prior(SOURCE, RESOURCE, false, 1_000).await.unwrap();
+        let mut rows: Vec<(String, Hash, u32)> = (prior.snapshot.expect("a baseline"))
+            .into_iter()
+            .map(|(id, k)| (id, k.hash, k.missing))
+            .collect();
+        rows.sort();
+        (prior.state.version, rows)
+    };
+    let rows = |r: &[(&str, u8)]| -> Vec<(String, Hash, u32)> {
+        r.iter().map(|(id, n)| (id.to_string(), hash(*n), 0)).collect()
+    };
+    commit_to(run, RESOURCE, vec![row("1", 1), row("2", 1)], &[], vec![]).await;
+    let (mut version, first) = snapshot().await;
+    assert_eq!(first, rows(&[("1", 1), ("2", 1)]));
+    // Unchanged polls: nothing but their bookkeeping is written.
+    for _ in 0..3 {
+        commit_to(run, RESOURCE, NoUpserts, &[], vec![]).await;
+        let (now, same) = snapshot().await;
+        assert_eq!((now, &same), (version + 1, &first));
+        version = now;
+    }
+    // Another process changes one item and deletes the other.
+    commit_to(other, RESOURCE, vec![row("1", 2)], &["2"], vec![]).await;
+    assert_eq!(snapshot().await.1, rows(&[("1", 2)]));
+    // `run`'s own change.
+    commit_to(run, RESOURCE, vec![row("3", 1)], &[], vec![]).await;
+    assert_eq!(snapshot().await.1, rows(&[("1", 2), ("3", 1)]));
+    // `run` read at this version; the other process commits an unchanged poll, then a change…
+    let (read, _) = snapshot().await;
+    commit_to(other, RESOURCE, NoUpserts, &[], vec![]).await;
+    commit_to(other, RESOURCE, vec![row("3", 7)], &[], vec![]).await;
+    // …so `run`'s unchanged poll of what it read conflicts and writes nothing…
+    let late = commit_at(RESOURCE, read, NoUpserts, &[], vec![]);
+    let err = run.commit_poll(late).await.unwrap_err();
+    assert!(matches!(err, StoreError::VersionConflict(_)), "{err}");
+    // …and its next poll reads what the other process wrote.
+    let (now, latest) = snapshot().await;
+    assert_eq!((now, latest), (read + 2, rows(&[("1", 2), ("3", 7)])));
+}
+
+#[tokio::test]
+async fn prior_sees_every_commit_of_two_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pollhook.db");
+    let (run, other) = (Store::open(&path).unwrap(), Store::open(&path).unwrap());
+    eprintln!("two stores on one database: sqlite");
+    prior_sees_every_commit(&run, &other).await;
+    if let Some(db) = crate::postgres::TestDb::create("prior of two processes").await {
+        eprintln!("two stores on one database: postgres");
+        prior_sees_every_commit(&db.store().await, &db.store().await).await;
+    }
+}

@@ -13,7 +13,7 @@ impl Db {
         &self,
         out: &tokio::sync::mpsc::Sender<Chunk>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         // Deferred: a read transaction, which WAL keeps consistent while others write.
         let tx = conn.transaction()?;
         for (index, table) in TABLES.iter().enumerate() {

@@ -21,7 +21,7 @@ impl Db {
         &self,
         specs: &[EndpointSpec],
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
         let now = now_ms();
         for spec in specs {
@@ -70,7 +70,7 @@ impl Db {
 
     /// Every endpoint, by name.
     pub(in crate::store) fn endpoints(&self) -> Result<Vec<StoredEndpoint>, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         load_endpoints(&conn)
     }
 
@@ -80,7 +80,7 @@ impl Db {
         spec: &EndpointSpec,
         origin: Origin,
     ) -> Result<i64, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let now = now_ms();
         insert_endpoint(&conn, spec, origin, None, now, "").map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _)
@@ -99,7 +99,7 @@ impl Db {
         name: &str,
         patch: &EndpointPatch,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
         let now = now_ms();
         let exists: Option<String> = tx
@@ -160,7 +160,7 @@ impl Db {
     /// Removes an endpoint with its deliveries and attempts. A config endpoint stays removed
     /// across restarts until the file's definition of it changes.
     pub(in crate::store) fn remove_endpoint(&self, name: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
         let fingerprint: Option<Option<String>> = tx
             .query_row(
@@ -188,7 +188,7 @@ impl Db {
         name: &str,
         active: bool,
     ) -> Result<(), StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let n = conn.execute(
             "UPDATE endpoints SET active = ?2, updated_at = ?3,
                  disabled_reason = CASE WHEN ?2 THEN NULL ELSE disabled_reason END,
@@ -204,7 +204,7 @@ impl Db {
 
     /// One endpoint by row id.
     pub(in crate::store) fn endpoint(&self, id: i64) -> Result<Option<StoredEndpoint>, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         Ok(load_endpoints(&conn)?.into_iter().find(|e| e.id == id))
     }
 
@@ -213,7 +213,7 @@ impl Db {
         &self,
         name: &str,
     ) -> Result<StoredEndpoint, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         load_endpoints(&conn)?
             .into_iter()
             .find(|e| e.spec.name == name)

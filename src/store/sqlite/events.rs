@@ -16,7 +16,7 @@ impl Db {
         &self,
         filter: &EventFilter,
     ) -> Result<Vec<(i64, Event)>, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let (source, resource) = match filter.resource.as_deref().map(|r| r.split_once('.')) {
             Some(Some((s, r))) => (Some(s.to_owned()), Some(r.to_owned())),
             Some(None) => (filter.source.clone(), filter.resource.clone()),
@@ -52,7 +52,7 @@ impl Db {
 
     /// One event by id.
     pub(in crate::store) fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let payload: Option<String> = conn
             .query_row(
                 "SELECT payload FROM events WHERE id = ?1",
@@ -76,7 +76,7 @@ impl Db {
         event_id: &str,
         endpoint: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
         let event: Option<(i64, String, String, String)> = tx
             .query_row(
@@ -129,7 +129,7 @@ impl Db {
         endpoint_id: i64,
         events: &[Event],
     ) -> Result<usize, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
         let exists: Option<i64> = tx
             .query_row(

@@ -6,7 +6,8 @@
 //!
 //! Invariants:
 //! - `synchronous = FULL`: a committed change survives a machine crash. Only a poll's
-//!   bookkeeping when it found nothing to write commits without the fsync ([`Relaxed`]).
+//!   bookkeeping when it found nothing to write commits without the fsync ([`Held::relaxed`]);
+//!   the connection is set back before anything else is done with it ([`Db::conn`]).
 //! - Every write transaction takes the write lock up front (`BEGIN IMMEDIATE`), so a CLI writing
 //!   beside `pollhook run` waits on `busy_timeout` instead of failing to upgrade a read lock.
 //! - The async runtime never waits on SQLite: work run there takes the connection only if it
@@ -24,6 +25,7 @@ mod outbox;
 mod retention;
 mod snapshot;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
@@ -37,6 +39,8 @@ use serde::Serialize;
 pub use lock::RunLock;
 
 use super::StoreError;
+use super::snapshot::READ_NOW;
+use crate::diff::Snapshot;
 
 /// Prepared statements kept per connection: more than the distinct statements pollhook runs.
 const STATEMENT_CACHE: usize = 64;
@@ -50,7 +54,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An open SQLite database.
 pub(super) struct Db {
-    conn: Mutex<Connection>,
+    conn: Mutex<Held>,
     path: PathBuf,
     checkpoints: Arc<Checkpoints>,
 }
@@ -136,7 +140,11 @@ impl Db {
         migrate::migrate(&mut conn, path)?;
         let checkpoints = Checkpoints::install(&mut conn).map_err(open_err)?;
         Ok(Db {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Held {
+                conn,
+                relaxed: false,
+                snapshots: Snapshots::default(),
+            }),
             path: path.to_owned(),
             checkpoints,
         })
@@ -147,14 +155,24 @@ impl Db {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    /// The connection, waiting for it, with `synchronous = FULL`: for any read or write.
+    fn conn(&self) -> Result<MutexGuard<'_, Held>, StoreError> {
+        let mut held = self.lock();
+        held.durable()?;
+        Ok(held)
+    }
+
+    /// The connection as it was left: `synchronous` may be `NORMAL` ([`Held::relaxed`]).
+    fn lock(&self) -> MutexGuard<'_, Held> {
         // A panic while holding the lock cannot leave a half-done transaction behind (rusqlite
-        // rolls back on drop), so a poisoned lock is safe to reuse.
+        // rolls back on drop), so a poisoned lock is safe to reuse; a connection a panic left
+        // relaxed is set back by the next `conn`.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The connection if no other thread holds it, set to answer busy at once ([`NoWait`]), for
-    /// work on the async runtime's threads; `None` if it is in use.
+    /// work on the async runtime's threads; `None` if it is in use. As it was left: for reads
+    /// and relaxed commits only ([`Held::relaxed`]).
     fn conn_now(&self) -> Option<NoWait<'_>> {
         let guard = match self.conn.try_lock() {
             Ok(guard) => guard,
@@ -167,44 +185,103 @@ impl Db {
     /// The schema version (`PRAGMA user_version`).
     pub(super) fn schema_version(&self) -> Result<i64, StoreError> {
         Ok(self
-            .conn()
+            .conn()?
             .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
     /// Checks that a write transaction can be taken: the disk is not read-only and no other
     /// writer holds the database past `busy_timeout`.
     pub(super) fn check_writable(&self) -> Result<(), StoreError> {
-        self.conn().execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        self.conn()?.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
         Ok(())
     }
 }
 
-/// The connection with `synchronous = NORMAL` (commits without an fsync) until [`Relaxed::leave`]
-/// or drop (a panic included) puts `FULL` back. SQLite only changes this between transactions.
-struct Relaxed<'a> {
-    conn: &'a mut Connection,
-    left: bool,
+/// The connection, and whether it is left with `synchronous = NORMAL`. A poll that found nothing
+/// to write but its bookkeeping commits that way, and most polls change nothing: the connection
+/// stays relaxed from one such commit to the next rather than being set back and forth around
+/// each (two statements a poll), and [`Db::conn`] sets it back to `FULL` before any other use.
+pub(super) struct Held {
+    conn: Connection,
+    relaxed: bool,
+    /// Small snapshots as last read, each with the resource's version then.
+    snapshots: Snapshots,
 }
 
-impl<'a> Relaxed<'a> {
-    fn enter(conn: &'a mut Connection) -> Result<Self, StoreError> {
-        conn.prepare_cached("PRAGMA synchronous = NORMAL")?
-            .execute([])?;
-        Ok(Self { conn, left: false })
-    }
-
-    fn leave(mut self) -> Result<(), StoreError> {
-        self.left = true;
-        full_sync(self.conn)
-    }
-}
-
-impl Drop for Relaxed<'_> {
-    fn drop(&mut self) {
-        if !self.left {
-            // Best effort on the way out of a panic; `leave` reports a failure.
-            let _ = full_sync(self.conn);
+impl Held {
+    /// The connection with `synchronous = FULL`: a commit survives a machine crash.
+    fn durable(&mut self) -> Result<&mut Connection, StoreError> {
+        if self.relaxed {
+            self.conn
+                .prepare_cached("PRAGMA synchronous = FULL")?
+                .execute([])?;
+            self.relaxed = false;
         }
+        Ok(&mut self.conn)
+    }
+
+    /// The connection with `synchronous = NORMAL`, for a commit that writes nothing but a poll's
+    /// bookkeeping: on a machine crash it may be forgotten, with those after it, never one
+    /// before. SQLite only changes this between transactions, where every caller takes it.
+    fn relaxed(&mut self) -> Result<&mut Connection, StoreError> {
+        if !self.relaxed {
+            self.conn
+                .prepare_cached("PRAGMA synchronous = NORMAL")?
+                .execute([])?;
+            self.relaxed = true;
+        }
+        Ok(&mut self.conn)
+    }
+}
+
+/// The snapshots of small resources (at most [`READ_NOW`] items) as last read, each with the
+/// resource's `version` at the time. Every commit that changes a snapshot row bumps `version` in
+/// the same transaction, and a resource's row is never removed, so a resource still at that
+/// version holds exactly those rows: an idle poll gets its snapshot without reading it. A commit
+/// that wrote nothing but the poll's bookkeeping moves the entry on to the version it made
+/// ([`Snapshots::kept`]); any other leaves it behind, to be read anew.
+#[derive(Default)]
+struct Snapshots(HashMap<String, HashMap<String, (i64, Snapshot)>>);
+
+impl Snapshots {
+    /// The snapshot of `source.resource` at `version`, if it is the one kept.
+    fn get(&self, source: &str, resource: &str, version: i64) -> Option<&Snapshot> {
+        match self.0.get(source)?.get(resource)? {
+            (at, snapshot) if *at == version => Some(snapshot),
+            _ => None,
+        }
+    }
+
+    /// Keeps `snapshot` as `source.resource` held it at `version`, if it is small.
+    fn put(&mut self, source: &str, resource: &str, version: i64, snapshot: &Snapshot) {
+        if snapshot.len() as i64 > READ_NOW {
+            return;
+        }
+        let resources = self.0.entry(source.to_owned()).or_default();
+        resources.insert(resource.to_owned(), (version, snapshot.clone()));
+    }
+
+    /// A commit of `source.resource` made at `version` wrote no snapshot row: what was kept at
+    /// `version` is the snapshot at the next.
+    fn kept(&mut self, source: &str, resource: &str, version: i64) {
+        let entry = self.0.get_mut(source).and_then(|r| r.get_mut(resource));
+        if let Some((at, _)) = entry.filter(|(at, _)| *at == version) {
+            *at = version + 1;
+        }
+    }
+}
+
+impl std::ops::Deref for Held {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 }
 
@@ -213,17 +290,17 @@ impl Drop for Relaxed<'_> {
 /// never wait. SQLite's busy answer becomes [`StoreError::Unavailable`]; the caller then hands
 /// the work to a blocking thread.
 struct NoWait<'a> {
-    conn: MutexGuard<'a, Connection>,
+    conn: MutexGuard<'a, Held>,
 }
 
 impl<'a> NoWait<'a> {
-    fn enter(conn: MutexGuard<'a, Connection>) -> Self {
+    fn enter(conn: MutexGuard<'a, Held>) -> Self {
         // Fails only on a closed connection, whose next statement says so.
         let _ = conn.busy_timeout(Duration::ZERO);
         Self { conn }
     }
 
-    fn conn(&mut self) -> &mut Connection {
+    fn held(&mut self) -> &mut Held {
         &mut self.conn
     }
 }
@@ -232,12 +309,6 @@ impl Drop for NoWait<'_> {
     fn drop(&mut self) {
         let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
     }
-}
-
-fn full_sync(conn: &Connection) -> Result<(), StoreError> {
-    conn.prepare_cached("PRAGMA synchronous = FULL")?
-        .execute([])?;
-    Ok(())
 }
 
 /// Says why a database could not be opened, in the user's terms rather than SQLite's.
@@ -384,6 +455,59 @@ mod tests {
         }
         let err = Db::open(&path).err().unwrap();
         assert!(err.to_string().contains("upgrade pollhook"), "{err}");
+    }
+
+    /// A poll's bookkeeping-only commit leaves the connection relaxed for the next one; anything
+    /// else that takes the connection gets it durable again.
+    #[test]
+    fn a_relaxed_commit_is_followed_by_durable_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let synchronous = |conn: &Connection| -> i64 {
+            conn.pragma_query_value(None, "synchronous", |r| r.get(0))
+                .unwrap()
+        };
+        let (normal, full) = (1, 2);
+        assert_eq!(synchronous(&db.conn().unwrap()), full);
+        let mut commit = crate::store::PollCommit {
+            source: "s".into(),
+            resource: "r".into(),
+            upserts: Box::new(crate::store::NoUpserts),
+            rehashed: Vec::new(),
+            deletes: Vec::new(),
+            events: Vec::new(),
+            listed: 0,
+            held: None,
+            complete: true,
+            duration: Duration::ZERO,
+            at: Utc::now(),
+            alert_after: 3,
+            missing: Vec::new(),
+            found: Vec::new(),
+            since_cursor: None,
+            pages: None,
+            version: 0,
+        };
+        for version in 0..2 {
+            commit.version = version;
+            let summary = db.commit_poll(&mut commit).unwrap();
+            assert_eq!(summary.events, 0);
+            let mut held = db.lock();
+            assert!(held.relaxed);
+            assert_eq!(synchronous(&held), normal);
+            // The next bookkeeping commit finds it relaxed already.
+            held.relaxed().unwrap();
+        }
+        // So does a commit made on the async runtime's thread.
+        commit.version = 2;
+        assert!(db.try_commit_now(&commit).unwrap().is_ok());
+        assert_eq!(synchronous(&db.lock()), normal);
+        // Any other use of the connection (a read, a write, another commit) sets it back.
+        assert_eq!(synchronous(&db.conn().unwrap()), full);
+        assert!(!db.lock().relaxed);
+        db.lock().relaxed().unwrap();
+        db.check_writable().unwrap();
+        assert_eq!(synchronous(&db.lock()), full);
     }
 
     #[test]

@@ -30,7 +30,7 @@ impl Db {
         limit: usize,
         lease_ms: i64,
     ) -> Result<Vec<Due>, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
         let now = now_ms();
         let due: Vec<Due> = {
@@ -72,7 +72,7 @@ impl Db {
 
     /// Hands claimed deliveries back before their lease ends (a lane stopping with a queue).
     pub(in crate::store) fn release(&self, ids: &[i64]) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
         {
             let mut release = tx.prepare_cached(
@@ -88,7 +88,7 @@ impl Db {
 
     /// Ends every lease in the database; returns how many there were.
     pub(in crate::store) fn release_all_leases(&self) -> Result<usize, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
         let released = tx.execute(
             "UPDATE deliveries SET locked_until = 0 WHERE status = 'pending' AND locked_until > 0",
@@ -103,7 +103,7 @@ impl Db {
         &self,
         endpoint_id: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         Ok(conn.query_row(
             "SELECT min(max(next_attempt_at, locked_until)) FROM deliveries
              WHERE endpoint_id = ?1 AND status = 'pending'",
@@ -119,7 +119,7 @@ impl Db {
         batch: &[Recorded],
         disable_after: std::time::Duration,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
         let mut disabled = Vec::new();
         {
@@ -233,7 +233,7 @@ impl Db {
         &self,
         filter: &DeliveryFilter,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         rows(&conn, "SELECT d.id, e.id, e.type, e.resource_id, p.name, d.status, d.attempts, d.next_attempt_at,
                     d.last_status, d.last_error, d.created_at, d.finished_at
              FROM deliveries d JOIN events e ON e.seq = d.event_seq JOIN endpoints p ON p.id = d.endpoint_id
@@ -270,7 +270,7 @@ impl Db {
 
     /// Attempts of a delivery (numeric id) or of every delivery of an event (`evt_…`), oldest first.
     pub(in crate::store) fn attempts(&self, id: &str) -> Result<Vec<AttemptRow>, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let delivery: Option<i64> = id.parse().ok();
         rows(
             &conn,
@@ -289,7 +289,7 @@ impl Db {
         &self,
         deliveries: &[i64],
     ) -> Result<Vec<AttemptRow>, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         rows(
             &conn,
             "SELECT a.delivery_id, p.name, a.at, a.status, a.latency_ms, a.error, a.response
@@ -304,7 +304,7 @@ impl Db {
 
     /// Puts a failed (or waiting) delivery back in line now, with a fresh retry schedule.
     pub(in crate::store) fn retry_delivery(&self, id: i64) -> Result<(), StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let n = conn.execute(
             "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?2,
                  locked_until = 0, finished_at = NULL
@@ -324,7 +324,7 @@ impl Db {
         &self,
         endpoint: Option<&str>,
     ) -> Result<usize, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         Ok(conn.execute(
             "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?2,
                  locked_until = 0, finished_at = NULL
@@ -336,7 +336,7 @@ impl Db {
 
     /// Whether a delivery row exists.
     pub(in crate::store) fn delivery_exists(&self, id: i64) -> Result<bool, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         Ok(conn
             .query_row(
                 "SELECT 1 FROM deliveries WHERE id = ?1",
@@ -351,7 +351,7 @@ impl Db {
     pub(in crate::store) fn delivery_counts(
         &self,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         rows(&conn, "SELECT p.name, d.status, count(*) FROM deliveries d JOIN endpoints p ON p.id = d.endpoint_id
              GROUP BY p.name, d.status ORDER BY p.name, d.status", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
     }
@@ -360,7 +360,7 @@ impl Db {
         &self,
         since_ms: i64,
     ) -> Result<Vec<AttemptCount>, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         rows(&conn, "SELECT p.name, count(*), coalesce(sum(a.status BETWEEN 200 AND 299), 0)
              FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN endpoints p ON p.id = d.endpoint_id
              WHERE a.at >= ?1 GROUP BY p.name ORDER BY p.name", [since_ms], |r| {

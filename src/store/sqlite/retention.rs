@@ -14,7 +14,7 @@ impl Db {
         failed_before: i64,
         batch: usize,
     ) -> Result<usize, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
         // Oldest first by `seq` (detection order), so the scan stops early; `deliveries_by_event`
         // makes each NOT EXISTS one index probe.
@@ -45,7 +45,7 @@ impl Db {
 
     /// See [`Store::storage_stats`](crate::store::Store::storage_stats).
     pub(in crate::store) fn storage_stats(&self) -> Result<StorageStats, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let (oldest, events): (Option<i64>, i64) = conn.query_row(
             "SELECT (SELECT detected_at FROM events ORDER BY seq LIMIT 1), count(*) FROM events",
             [],

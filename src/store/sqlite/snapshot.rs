@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::events::insert_events;
-use super::{CachedTx, Db, Relaxed, json, rows, to_time, write_tx};
+use super::{CachedTx, Db, Held, json, rows, to_time, write_tx};
 use crate::diff::{Known, Snapshot};
 use crate::event::{Event, Payload};
 use crate::normalize::{Hash, RawHash};
@@ -26,8 +26,8 @@ impl Db {
         pages: bool,
         snapshot_up_to: i64,
     ) -> Result<Prior, StoreError> {
-        let conn = self.conn();
-        let prior = read_prior(&conn, source, resource, pages, snapshot_up_to, i64::MAX)?;
+        let mut held = self.conn()?;
+        let prior = read_prior(&mut held, source, resource, pages, snapshot_up_to, i64::MAX)?;
         Ok(prior.unwrap_or_default())
     }
 
@@ -45,7 +45,7 @@ impl Db {
         up_to: i64,
     ) -> Option<Result<Prior, StoreError>> {
         let mut conn = self.conn_now()?;
-        match read_prior(conn.conn(), source, resource, pages, snapshot_up_to, up_to) {
+        match read_prior(conn.held(), source, resource, pages, snapshot_up_to, up_to) {
             Ok(Some(prior)) => Some(Ok(prior)),
             // Too large, or SQLite would have waited on a lock.
             Ok(None) | Err(StoreError::Unavailable(_)) => None,
@@ -61,7 +61,8 @@ impl Db {
         resource: &str,
         expected: i64,
     ) -> Result<Snapshot, StoreError> {
-        snapshot_state(&self.conn(), source, resource, expected)
+        let conn = self.conn()?;
+        snapshot_state(&conn, source, resource, expected)
     }
 
     /// What the snapshot holds of the items `ids`: those of them it holds.
@@ -71,7 +72,8 @@ impl Db {
         resource: &str,
         ids: &[String],
     ) -> Result<Snapshot, StoreError> {
-        snapshot_of(&self.conn(), source, resource, ids)
+        let conn = self.conn()?;
+        snapshot_of(&conn, source, resource, ids)
     }
 
     /// What the store knows of a resource before polling it.
@@ -80,7 +82,8 @@ impl Db {
         source: &str,
         resource: &str,
     ) -> Result<ResourceState, StoreError> {
-        resource_state(&self.conn(), source, resource)
+        let conn = self.conn()?;
+        resource_state(&conn, source, resource)
     }
 
     /// Forgets a resource's page records, so its next poll fetches every page in full.
@@ -89,7 +92,7 @@ impl Db {
         source: &str,
         resource: &str,
     ) -> Result<(), StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         conn.execute(
             "DELETE FROM pages WHERE source = ?1 AND resource = ?2",
             params![source, resource],
@@ -103,7 +106,7 @@ impl Db {
         source: &str,
         resource: &str,
     ) -> Result<Vec<(String, Hash)>, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         rows(
             &conn,
             "SELECT item_id, hash FROM snapshot WHERE source = ?1 AND resource = ?2",
@@ -126,7 +129,7 @@ impl Db {
         resource: &str,
         ids: &[&str],
     ) -> Result<HashMap<String, Payload>, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
             "SELECT body FROM snapshot WHERE source = ?1 AND resource = ?2 AND item_id = ?3",
         )?;
@@ -153,7 +156,7 @@ impl Db {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Payload)>, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         rows(
             &conn,
             "SELECT item_id, body FROM snapshot
@@ -186,18 +189,16 @@ impl Db {
     ) -> Result<CommitSummary, StoreError> {
         let mut upserts = std::mem::replace(&mut commit.upserts, Box::new(NoUpserts));
         let commit = &*commit;
-        let mut conn = self.conn();
+        let mut held = self.lock();
         if upserts.is_empty() && bookkeeping_only(commit) {
-            let relaxed = Relaxed::enter(&mut conn)?;
-            let written = write_poll(relaxed.conn, commit, upserts.as_mut(), false);
-            relaxed.leave()?;
-            if let Some(summary) = written? {
+            if let Some(summary) = write_relaxed(&mut held, commit, upserts.as_mut())? {
                 return Ok(summary);
             }
             // It would emit an operational event after all (a recovery): commit it durably.
         }
         // A durable commit never declines.
-        Ok(write_poll(&mut conn, commit, upserts.as_mut(), true)?.unwrap_or_default())
+        let conn = held.durable()?;
+        Ok(write_poll(conn, commit, upserts.as_mut(), true)?.unwrap_or_default())
     }
 
     /// [`Db::commit_poll`] of a poll that found nothing to write but its bookkeeping, on the
@@ -215,11 +216,7 @@ impl Db {
         }
         let mut conn = self.conn_now()?;
         self.checkpoints.put_off.store(true, Ordering::Relaxed);
-        let written = Relaxed::enter(conn.conn()).and_then(|relaxed| {
-            let written = write_poll(relaxed.conn, commit, &mut NoUpserts, false);
-            relaxed.leave()?;
-            written
-        });
+        let written = write_relaxed(conn.held(), commit, &mut NoUpserts);
         self.checkpoints.put_off.store(false, Ordering::Relaxed);
         match written {
             Ok(Some(summary)) => Some(Ok(summary)),
@@ -228,6 +225,21 @@ impl Db {
             Err(e) => Some(Err(e)),
         }
     }
+}
+
+/// [`write_poll`] of a commit that writes nothing but the poll's bookkeeping, relaxed
+/// ([`Held::relaxed`]); declines if it would add an event. Where it wrote no snapshot row (no
+/// refreshed raw hash either), the small snapshot kept of the resource is still its snapshot.
+fn write_relaxed(
+    held: &mut Held,
+    commit: &PollCommit,
+    upserts: &mut dyn Upserts,
+) -> Result<Option<CommitSummary>, StoreError> {
+    let written = write_poll(held.relaxed()?, commit, upserts, false)?;
+    if written.is_some() && commit.rehashed.is_empty() {
+        (held.snapshots).kept(&commit.source, &commit.resource, commit.version);
+    }
+    Ok(written)
 }
 
 /// [`Db::commit_poll`]'s transaction. Without `durable`, declines (writes nothing, returns
@@ -419,7 +431,7 @@ impl Db {
             ..
         } = failure;
         let alert_after = *alert_after;
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
         tx.prepare_cached(
             "INSERT INTO resources (source, resource, last_poll_at, last_duration_ms, last_outcome,
@@ -462,7 +474,7 @@ impl Db {
         source: &str,
         resource: &str,
     ) -> Result<i64, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let held: Option<i64> = conn
             .query_row(
                 "SELECT held_deletes FROM resources WHERE source = ?1 AND resource = ?2",
@@ -486,7 +498,7 @@ impl Db {
 
     /// Every resource's last poll, for `pollhook status`.
     pub(in crate::store) fn status(&self) -> Result<Vec<ResourceStatus>, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         rows(
             &conn,
             // The newest event of each resource by its index (`events_by_resource`), in the
@@ -649,14 +661,14 @@ fn resource_state(
 /// snapshot items. One read transaction, begun and ended by cached statements: the reads see one
 /// state of the database and take the WAL's read lock once rather than once each.
 fn read_prior(
-    conn: &Connection,
+    held: &mut Held,
     source: &str,
     resource: &str,
     pages: bool,
     snapshot_up_to: i64,
     up_to: i64,
 ) -> Result<Option<Prior>, StoreError> {
-    let tx = CachedTx::read(conn)?;
+    let tx = CachedTx::read(&held.conn)?;
     let state = resource_state(&tx, source, resource)?;
     if state.item_count > up_to {
         tx.commit()?;
@@ -666,8 +678,16 @@ fn read_prior(
         true => self::pages(&tx, source, resource)?,
         false => HashMap::new(),
     };
+    let snapshots = &mut held.snapshots;
     let snapshot = (state.has_baseline && state.item_count <= snapshot_up_to)
-        .then(|| snapshot_state(&tx, source, resource, state.item_count))
+        .then(|| match snapshots.get(source, resource, state.version) {
+            Some(kept) => Ok(kept.clone()),
+            None => {
+                let read = snapshot_state(&tx, source, resource, state.item_count)?;
+                snapshots.put(source, resource, state.version, &read);
+                Ok::<_, StoreError>(read)
+            }
+        })
         .transpose()?;
     tx.commit()?;
     Ok(Some(Prior {
