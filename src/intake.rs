@@ -287,7 +287,9 @@ impl Intake {
                 PageItems::Fresh(_) if self.newest.watches() => None,
                 PageItems::Fresh(items) if looked_up + items.len() <= LOOKUP_ITEMS => {
                     looked_up += items.len();
-                    self.as_stored(store, source, resource, items).await?.map(Some)
+                    self.as_stored(store, source, resource, items)
+                        .await?
+                        .map(Some)
                 }
                 PageItems::Fresh(_) => None,
             };
@@ -538,19 +540,32 @@ mod tests {
             None
         );
         // A page with a new validator or new ids: every record is written, the 304's as it was.
-        let written = kept(&[(head(&p2), None), (record("/p1", "a2", &ids1), Some(&ids1))], &known);
+        let written = kept(
+            &[(head(&p2), None), (record("/p1", "a2", &ids1), Some(&ids1))],
+            &known,
+        );
         assert_eq!(written, Some(vec![p2.clone(), record("/p1", "a2", &ids1)]));
-        let written = kept(&[(head(&p1), Some(&["1"])), (head(&p2), Some(&ids2))], &known);
+        let written = kept(
+            &[(head(&p1), Some(&["1"])), (head(&p2), Some(&ids2))],
+            &known,
+        );
         assert_eq!(written, Some(vec![record("/p1", "a", &["1"]), p2.clone()]));
         // One page fewer, or one more: written.
         assert_eq!(kept(&[(head(&p1), None)], &known), Some(vec![p1.clone()]));
         let p3 = record("/p3", "c", &["4"]);
-        let more = [(head(&p1), None), (head(&p2), None), (head(&p3), Some(&["4"][..]))];
+        let more = [
+            (head(&p1), None),
+            (head(&p2), None),
+            (head(&p3), Some(&["4"][..])),
+        ];
         assert_eq!(kept(&more, &known), Some(vec![p1, p2, p3]));
         // No page recorded: written (empty) where there were records, left where there were none.
         assert_eq!(kept(&[], &known), Some(vec![]));
         assert_eq!(kept(&[], &HashMap::new()), None);
         // A 304 without a record keeps nothing.
-        assert_eq!(kept(&[(record("/p9", "z", &[]), None)], &HashMap::new()), None);
+        assert_eq!(
+            kept(&[(record("/p9", "z", &[]), None)], &HashMap::new()),
+            None
+        );
     }
 }

@@ -131,7 +131,8 @@ impl RestSource {
         total_header: Option<&HeaderName>,
         requests: &mut u32,
     ) -> Result<Got, SourceError> {
-        let shown = shown(body.is_some(), self.redact(url));
+        // The request as errors show it, made only for an error.
+        let show = || shown(body.is_some(), self.redact(url));
         let mut attempt = 0;
         let mut renewed_token = false;
         loop {
@@ -171,7 +172,7 @@ impl RestSource {
                                 let text =
                                     utf8_text(body, encoding.as_deref()).map_err(|message| {
                                         SourceError::Shape {
-                                            request: shown.clone(),
+                                            request: show(),
                                             message,
                                         }
                                     })?;
@@ -188,12 +189,12 @@ impl RestSource {
                             }
                             Err(BodyError::TooLarge) => {
                                 return Err(SourceError::TooLarge {
-                                    request: shown,
+                                    request: show(),
                                     limit: self.config.max_page_bytes,
                                 });
                             }
                             Err(BodyError::Transport(e)) => {
-                                Failure::Retry(self.transport_error(&shown, &e))
+                                Failure::Retry(self.transport_error(&show(), &e))
                             }
                         }
                     } else if status.as_u16() == 429 {
@@ -205,7 +206,7 @@ impl RestSource {
                         match wait {
                             Some(wait) if wait > self.config.max_retry_after => {
                                 return Err(SourceError::RetryAfterTooLong {
-                                    request: shown,
+                                    request: show(),
                                     wait_secs: wait.as_secs(),
                                     max_secs: self.config.max_retry_after.as_secs(),
                                 });
@@ -213,7 +214,7 @@ impl RestSource {
                             _ => Failure::Wait(
                                 wait,
                                 SourceError::Status {
-                                    request: shown.clone(),
+                                    request: show(),
                                     status: 429,
                                     body: quote(resp).await,
                                 },
@@ -221,19 +222,19 @@ impl RestSource {
                         }
                     } else if status.is_server_error() || status.as_u16() == 408 {
                         Failure::Retry(SourceError::Status {
-                            request: shown.clone(),
+                            request: show(),
                             status: status.as_u16(),
                             body: quote(resp).await,
                         })
                     } else {
                         return Err(SourceError::Status {
-                            request: shown,
+                            request: show(),
                             status: status.as_u16(),
                             body: quote(resp).await,
                         });
                     }
                 }
-                Err(e) => Failure::Retry(self.transport_error(&shown, &e)),
+                Err(e) => Failure::Retry(self.transport_error(&show(), &e)),
             };
             attempt += 1;
             let (wait, error) = match failure {
@@ -244,7 +245,7 @@ impl RestSource {
                 return Err(error);
             }
             let wait = wait.unwrap_or_else(|| backoff(attempt));
-            tracing::debug!(source = %self.name, request = %shown, attempt, wait_ms = wait.as_millis() as u64, %error, "Request failed; retrying.");
+            tracing::debug!(source = %self.name, request = %show(), attempt, wait_ms = wait.as_millis() as u64, %error, "Request failed; retrying.");
             tokio::time::sleep(wait).await;
         }
     }

@@ -129,9 +129,15 @@ impl Upserts for Vec<SnapshotRow> {
 /// its guard starts holding deletes (`was_held` is what the guard held before). One rule for
 /// every backend.
 pub(in crate::store) fn alerts(commit: &PollCommit, failures: i64, was_held: i64) -> Vec<Event> {
+    let recovered = commit.alert_after > 0 && failures >= i64::from(commit.alert_after);
+    let newly_held = commit.held.filter(|_| was_held == 0);
+    if !recovered && newly_held.is_none() {
+        // Most commits: nothing to say.
+        return Vec::new();
+    }
     let key = format!("{}.{}", commit.source, commit.resource);
     let mut alerts = Vec::new();
-    if commit.alert_after > 0 && failures >= i64::from(commit.alert_after) {
+    if recovered {
         alerts.push(Event::operational(
             "resource",
             "recovered",
@@ -140,9 +146,7 @@ pub(in crate::store) fn alerts(commit: &PollCommit, failures: i64, was_held: i64
             commit.at,
         ));
     }
-    if let Some(held) = commit.held
-        && was_held == 0
-    {
+    if let Some(held) = newly_held {
         alerts.push(Event::operational(
             "resource",
             "deletes_held",

@@ -1412,7 +1412,9 @@ async fn prior_sees_every_commit(run: &Store, other: &Store) {
         (prior.state.version, rows)
     };
     let rows = |r: &[(&str, u8)]| -> Vec<(String, Hash, u32)> {
-        r.iter().map(|(id, n)| (id.to_string(), hash(*n), 0)).collect()
+        r.iter()
+            .map(|(id, n)| (id.to_string(), hash(*n), 0))
+            .collect()
     };
     commit_to(run, RESOURCE, vec![row("1", 1), row("2", 1)], &[], vec![]).await;
     let (mut version, first) = snapshot().await;

@@ -190,13 +190,14 @@ impl Db {
         let mut upserts = std::mem::replace(&mut commit.upserts, Box::new(NoUpserts));
         let commit = &*commit;
         let mut held = self.lock();
-        if upserts.is_empty() && bookkeeping_only(commit) {
-            if let Some(summary) = write_relaxed(&mut held, commit, upserts.as_mut())? {
-                return Ok(summary);
-            }
-            // It would emit an operational event after all (a recovery): commit it durably.
+        if upserts.is_empty()
+            && bookkeeping_only(commit)
+            && let Some(summary) = write_relaxed(&mut held, commit, upserts.as_mut())?
+        {
+            return Ok(summary);
         }
-        // A durable commit never declines.
+        // A change, or bookkeeping that would emit an operational event after all (a recovery):
+        // committed durably, which never declines.
         let conn = held.durable()?;
         Ok(write_poll(conn, commit, upserts.as_mut(), true)?.unwrap_or_default())
     }
