@@ -135,6 +135,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         pipeline.config.storage.clone(),
         cancel.clone(),
     ));
+    let upkeep = tokio::spawn(metrics::upkeep(cancel.clone()));
     let mut api = tokio::spawn({
         let admin = api::serve(listener, pipeline.clone(), cancel.clone());
         let health =
@@ -186,6 +187,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     api.abort();
     retention.abort();
+    upkeep.abort();
     match stopped {
         None => Ok(()),
         Some(stopped) => Err(RunError::Stopped(stopped)),

@@ -80,6 +80,23 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// How often [`upkeep`] drains the histograms: the exporter's own default.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Drains the histograms' recorded samples into their buckets every [`UPKEEP_EVERY`] until
+/// `cancel`. The recorder keeps every sample until then (a scrape of `/metrics` drains them too):
+/// without it, a pollhook nobody scrapes held each poll's and each delivery's duration for good,
+/// its memory growing by the hour.
+pub async fn upkeep(cancel: tokio_util::sync::CancellationToken) {
+    let handle = handle();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(UPKEEP_EVERY) => handle.run_upkeep(),
+        }
+    }
+}
+
 fn describe() {
     describe_counter!(POLLS, "Polls of a resource, by outcome.");
     describe_histogram!(
