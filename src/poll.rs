@@ -16,7 +16,6 @@
 //! [`spill`]: crate::spill
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -93,6 +92,10 @@ impl From<TakeError> for PollError {
 }
 
 /// Polls `resource` of `source_name` once.
+///
+/// A poll made from what the store remembered of its own last commit ([`Prior::remembered`])
+/// that finds another process committed since wrote nothing; it is made again at once, from
+/// what the store holds now.
 pub async fn poll(
     store: &Store,
     source_name: &str,
@@ -100,12 +103,52 @@ pub async fn poll(
     resource: &ResourceConfig,
     mode: Mode,
 ) -> Result<PollReport, PollError> {
+    let attempt = match poll_once(store, source_name, source, resource, mode).await {
+        Err(Attempt::Remembered) => {
+            tracing::debug!(
+                source = source_name, resource = %resource.name,
+                "Another process committed since this process's last poll; polling again from what it wrote."
+            );
+            poll_once(store, source_name, source, resource, mode).await
+        }
+        attempt => attempt,
+    };
+    attempt.map_err(|attempt| match attempt {
+        Attempt::Failed(error) => error,
+        // The store forgets what it remembered on a conflict, so the second prior was read.
+        Attempt::Remembered => PollError::Store(StoreError::VersionConflict(format!(
+            "{source_name}.{} was committed by another process twice while it was polled",
+            resource.name
+        ))),
+    })
+}
+
+/// Why one attempt at a poll did not complete.
+enum Attempt {
+    /// Made from a remembered prior that another process's commit overtook: nothing written.
+    Remembered,
+    Failed(PollError),
+}
+
+impl<E: Into<PollError>> From<E> for Attempt {
+    fn from(e: E) -> Self {
+        Attempt::Failed(e.into())
+    }
+}
+
+async fn poll_once(
+    store: &Store,
+    source_name: &str,
+    source: &dyn Source,
+    resource: &ResourceConfig,
+    mode: Mode,
+) -> Result<PollReport, Attempt> {
     let mut p = Poll::start(store, source_name, resource);
     let prior = p.prior().await?;
     let since =
         (resource.incremental.as_ref()).and_then(|inc| incremental_since(inc, &prior.state, p.at));
     let full = since.is_none();
-    let known_pages = Arc::new(prior.pages);
+    let known_pages = prior.pages;
     let plan = p.plan(since, full, &known_pages);
     let against = match prior.snapshot {
         Some(snapshot) => Against::Loaded(snapshot),
@@ -118,7 +161,9 @@ pub async fn poll(
     let taken = take_listing(store, source, resource, &plan, against, known_pages.clone()).await;
     let listing = match taken {
         Ok(listing) => listing,
-        Err(TakeError::Fetch(error)) if mode == Mode::Commit => return Err(p.failed(error).await),
+        Err(TakeError::Fetch(error)) if mode == Mode::Commit => {
+            return Err(p.failed(error).await.into());
+        }
         Err(error) => return Err(error.into()),
     };
     p.lap();
@@ -155,7 +200,11 @@ pub async fn poll(
     };
     let events = std::mem::take(&mut report.events);
     let commit = p.commit(diff, listing.bodies, events, kept);
-    let (summary, events) = store.commit_poll(commit).await?;
+    let (summary, events) = match store.commit_poll(commit).await {
+        Ok(committed) => committed,
+        Err(StoreError::VersionConflict(_)) if prior.remembered => return Err(Attempt::Remembered),
+        Err(e) => return Err(e.into()),
+    };
     report.events = events;
     report.deliveries = summary.deliveries;
     report.elapsed = p.started.elapsed();

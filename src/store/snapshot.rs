@@ -3,6 +3,7 @@
 //! and what `status` shows of each resource.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,7 +15,7 @@ use crate::event::{Event, Payload};
 use crate::normalize::{Hash, RawHash};
 
 /// What the first poll of a resource found, and what the store knows of it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResourceState {
     /// A complete listing has been recorded before: changes are now events.
     pub has_baseline: bool,
@@ -24,8 +25,9 @@ pub struct ResourceState {
     pub since_cursor: Option<String>,
     /// When the last complete (full) listing was committed, ms.
     pub full_sync_at: Option<i64>,
-    /// Bumped by every commit: a poll commits only if no other poll committed since it read the
-    /// snapshot (another process polling the same resource, say).
+    /// Bumped by every commit, and on SQLite by every other write of what a poll starts from
+    /// (accepting held deletes, forgetting page records): a poll commits only if nothing it
+    /// started from changed meanwhile (another process polling the same resource, say).
     pub version: i64,
     /// Items in the snapshot.
     pub item_count: i64,
@@ -216,9 +218,14 @@ pub struct Prior {
     /// What the store knows of the resource.
     pub state: ResourceState,
     /// The last poll's page records, by URL (empty unless asked for).
-    pub pages: HashMap<String, PageRecord>,
+    pub pages: Arc<HashMap<String, PageRecord>>,
     /// The snapshot, if it was asked for and is no larger than asked.
     pub snapshot: Option<Snapshot>,
+    /// Not read but remembered: what this process's own last commit of the resource left (SQLite,
+    /// small resources). Another process may have committed since; if so, the commit of a poll
+    /// made from it finds the version moved ([`StoreError::VersionConflict`]) and writes
+    /// nothing, the store forgets what it remembered, and the poll is worth repeating at once.
+    pub remembered: bool,
 }
 
 /// One resource as `pollhook status` shows it.

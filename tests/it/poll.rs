@@ -458,6 +458,67 @@ async fn a_dry_run_reports_changes_and_writes_nothing() {
     assert_eq!(actions_of(&h.poll().await.unwrap().events), ["created 4"]);
 }
 
+/// `pollhook run` polls a small resource from what its own last unchanged poll committed,
+/// without reading it again. A change another process (the CLI's `pollhook poll`) committed
+/// meanwhile is neither emitted twice nor lost, and no poll fails for it.
+#[tokio::test]
+async fn a_poll_after_another_process_committed_starts_from_what_that_one_wrote() {
+    let api = FakeApi::start(Style::None).await;
+    api.set_items(orders(3));
+    let h = shop(&api, "", "");
+    // The baseline, then unchanged polls: the second of them starts from memory.
+    for _ in 0..3 {
+        assert!(h.poll().await.unwrap().events.is_empty());
+    }
+    let cli = pollhook::store::Store::open(&h.config.storage.path).unwrap();
+    let poll_cli = async || {
+        pollhook::poll::poll(
+            &cli,
+            "shop",
+            h.source.as_ref(),
+            &h.resource,
+            pollhook::poll::Mode::Commit,
+        )
+        .await
+        .unwrap()
+    };
+    api.set_items(orders(4));
+    assert_eq!(actions_of(&poll_cli().await.events), ["created 4"]);
+    // What `run` remembered is behind: its poll finds nothing the other process did not emit.
+    let report = h.poll().await.unwrap();
+    assert!(report.events.is_empty(), "{:?}", report.events);
+    assert_eq!(actions_of(&h.events()), ["created 4"]);
+    assert_eq!(h.status().item_count, 4);
+    // The other process's unchanged poll, then a change only `run` sees.
+    assert!(poll_cli().await.events.is_empty());
+    api.set_items(orders(5));
+    assert_eq!(actions_of(&h.poll().await.unwrap().events), ["created 5"]);
+    assert!(h.poll().await.unwrap().events.is_empty());
+    // An update and a delete the other process emits, then one `run` emits.
+    let mut items: Vec<Value> = orders(5).into_iter().skip(1).collect();
+    items[0]["status"] = json!("shipped");
+    api.set_items(items.clone());
+    assert_eq!(
+        actions_of(&poll_cli().await.events),
+        ["updated 2", "deleted 1"]
+    );
+    assert!(h.poll().await.unwrap().events.is_empty());
+    items.pop();
+    api.set_items(items);
+    assert_eq!(actions_of(&h.poll().await.unwrap().events), ["deleted 5"]);
+    assert_eq!(
+        actions_of(&h.events()),
+        [
+            "created 4",
+            "created 5",
+            "updated 2",
+            "deleted 1",
+            "deleted 5"
+        ]
+    );
+    assert_eq!(sorted_ids(h.snapshot_ids()), ["2", "3", "4"]);
+}
+
 // ───────────────────────────── 5. normalization ─────────────────────────────
 
 #[tokio::test]

@@ -1397,18 +1397,39 @@ async fn snapshot_of_reads_the_items_named_of_that_resource_alone(store: &Store)
 
 // ───────────────────────── two processes on one database ─────────────────────────
 
-/// `prior`'s snapshot is the one committed last, by whichever process: `run`'s own unchanged
-/// polls, its changes, and those another process (`other`: the CLI beside `pollhook run`, or
-/// another replica) commits. SQLite keeps a small snapshot from one unchanged poll to the next
-/// without reading it; this is the promise that keeping it must not break.
-async fn prior_sees_every_commit(run: &Store, other: &Store) {
-    let snapshot = async || {
-        let prior = run.prior(SOURCE, RESOURCE, false, 1_000).await.unwrap();
+/// What `run` polls from is what was committed last, by whichever process: `run`'s own
+/// unchanged polls, its changes, and what another process (`other`: the CLI beside
+/// `pollhook run`, or another replica) writes. On SQLite, after `run`'s own unchanged poll of a
+/// small resource, `prior` answers from memory without a read (`remembered`); then a poll made
+/// from it after another process wrote conflicts and writes nothing, and the next `prior` reads
+/// what that process wrote. This is the promise that remembering must not break.
+async fn prior_sees_every_commit(run: &Store, other: &Store, remembers: bool) {
+    // What a poll of `run` starts from; `other_wrote`: another process wrote since `run` last
+    // read or committed.
+    let prior = async |pages: bool, other_wrote: bool| {
+        let mut prior = run.prior(SOURCE, RESOURCE, pages, 1_000).await.unwrap();
+        if prior.remembered && other_wrote {
+            let late = commit_at(RESOURCE, prior.state.version, NoUpserts, &[], vec![]);
+            let err = run.commit_poll(late).await.unwrap_err();
+            assert!(matches!(err, StoreError::VersionConflict(_)), "{err}");
+            prior = run.prior(SOURCE, RESOURCE, pages, 1_000).await.unwrap();
+            assert!(
+                !prior.remembered,
+                "what was remembered is forgotten at the conflict"
+            );
+        }
+        prior
+    };
+    // Its snapshot, and what the database holds, read anew.
+    let snapshot = async |prior: pollhook::store::Prior| {
         let mut rows: Vec<(String, Hash, u32)> = (prior.snapshot.expect("a baseline"))
             .into_iter()
             .map(|(id, k)| (id, k.hash, k.missing))
             .collect();
         rows.sort();
+        let held = run.resource_state(SOURCE, RESOURCE).await.unwrap();
+        assert_eq!(prior.state, held);
+        assert_eq!(rows.len() as i64, held.item_count);
         (prior.state.version, rows)
     };
     let rows = |r: &[(&str, u8)]| -> Vec<(String, Hash, u32)> {
@@ -1417,32 +1438,88 @@ async fn prior_sees_every_commit(run: &Store, other: &Store) {
             .collect()
     };
     commit_to(run, RESOURCE, vec![row("1", 1), row("2", 1)], &[], vec![]).await;
-    let (mut version, first) = snapshot().await;
+    let first = prior(false, false).await;
+    assert!(!first.remembered, "a change is read back");
+    let (mut version, first) = snapshot(first).await;
     assert_eq!(first, rows(&[("1", 1), ("2", 1)]));
-    // Unchanged polls: nothing but their bookkeeping is written.
+    // Unchanged polls: nothing but their bookkeeping is written, and SQLite remembers it.
     for _ in 0..3 {
         commit_to(run, RESOURCE, NoUpserts, &[], vec![]).await;
-        let (now, same) = snapshot().await;
+        let next = prior(false, false).await;
+        assert_eq!(next.remembered, remembers);
+        let (now, same) = snapshot(next).await;
         assert_eq!((now, &same), (version + 1, &first));
         version = now;
     }
+    // An incremental poll's bookkeeping: a newer cursor, and no complete listing.
+    let mut commit = commit_at(RESOURCE, version, NoUpserts, &[], vec![]);
+    commit.since_cursor = Some("2026-12-01T10:00:00Z".to_owned());
+    commit.complete = false;
+    run.commit_poll(commit).await.unwrap();
+    let next = prior(false, false).await;
+    assert_eq!(next.remembered, remembers);
+    assert_eq!(
+        next.state.since_cursor.as_deref(),
+        Some("2026-12-01T10:00:00Z")
+    );
+    let (now, same) = snapshot(next).await;
+    assert_eq!((now, &same), (version + 1, &first));
+    version = now;
     // Another process changes one item and deletes the other.
     commit_to(other, RESOURCE, vec![row("1", 2)], &["2"], vec![]).await;
-    assert_eq!(snapshot().await.1, rows(&[("1", 2)]));
+    assert_eq!(
+        snapshot(prior(false, true).await).await.1,
+        rows(&[("1", 2)])
+    );
     // `run`'s own change.
     commit_to(run, RESOURCE, vec![row("3", 1)], &[], vec![]).await;
-    assert_eq!(snapshot().await.1, rows(&[("1", 2), ("3", 1)]));
+    assert_eq!(
+        snapshot(prior(false, false).await).await.1,
+        rows(&[("1", 2), ("3", 1)])
+    );
+    // `run` remembers its unchanged poll; the other process commits an unchanged one too.
+    commit_to(run, RESOURCE, NoUpserts, &[], vec![]).await;
+    commit_to(other, RESOURCE, NoUpserts, &[], vec![]).await;
+    let (now, same) = snapshot(prior(false, true).await).await;
+    assert_eq!(same, rows(&[("1", 2), ("3", 1)]));
     // `run` read at this version; the other process commits an unchanged poll, then a change…
-    let (read, _) = snapshot().await;
     commit_to(other, RESOURCE, NoUpserts, &[], vec![]).await;
     commit_to(other, RESOURCE, vec![row("3", 7)], &[], vec![]).await;
     // …so `run`'s unchanged poll of what it read conflicts and writes nothing…
-    let late = commit_at(RESOURCE, read, NoUpserts, &[], vec![]);
+    let late = commit_at(RESOURCE, now, NoUpserts, &[], vec![]);
     let err = run.commit_poll(late).await.unwrap_err();
     assert!(matches!(err, StoreError::VersionConflict(_)), "{err}");
     // …and its next poll reads what the other process wrote.
-    let (now, latest) = snapshot().await;
-    assert_eq!((now, latest), (read + 2, rows(&[("1", 2), ("3", 7)])));
+    let (now, latest) = snapshot(prior(false, false).await).await;
+    assert_eq!((now, latest), (version + 6, rows(&[("1", 2), ("3", 7)])));
+
+    // Page records: `run` keeps those its unchanged poll wrote…
+    let page = pollhook::store::PageRecord {
+        url: "http://127.0.0.1:9/orders?page=1".into(),
+        etag: Some("\"v1\"".into()),
+        ids: vec!["1".into(), "3".into()],
+        ..Default::default()
+    };
+    let mut commit = commit_at(RESOURCE, now, NoUpserts, &[], vec![]);
+    commit.pages = Some(vec![page.clone()]);
+    run.commit_poll(commit).await.unwrap();
+    let kept = prior(true, false).await;
+    assert_eq!(kept.remembered, remembers);
+    assert_eq!(kept.pages.get(&page.url), Some(&page));
+    assert_eq!(kept.pages.len(), 1);
+    // …until another process forgets them (a replayed page turned out stale), and so forgets
+    // what `run` remembered.
+    let failure = PollFailure {
+        source: SOURCE.to_owned(),
+        resource: RESOURCE.to_owned(),
+        error: "page 1 is stale".to_owned(),
+        at: Utc::now(),
+        duration: Duration::from_millis(5),
+        alert_after: 0,
+        forget_pages: true,
+    };
+    other.record_poll_failure(failure).await.unwrap();
+    assert!(prior(true, true).await.pages.is_empty());
 }
 
 #[tokio::test]
@@ -1451,9 +1528,9 @@ async fn prior_sees_every_commit_of_two_processes() {
     let path = dir.path().join("pollhook.db");
     let (run, other) = (Store::open(&path).unwrap(), Store::open(&path).unwrap());
     eprintln!("two stores on one database: sqlite");
-    prior_sees_every_commit(&run, &other).await;
+    prior_sees_every_commit(&run, &other, true).await;
     if let Some(db) = crate::postgres::TestDb::create("prior of two processes").await {
         eprintln!("two stores on one database: postgres");
-        prior_sees_every_commit(&db.store().await, &db.store().await).await;
+        prior_sees_every_commit(&db.store().await, &db.store().await, false).await;
     }
 }

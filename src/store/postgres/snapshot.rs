@@ -8,6 +8,7 @@
 //! head-of-line rule relies on.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use deadpool_postgres::GenericClient;
 use futures_util::{StreamExt, pin_mut};
@@ -49,6 +50,7 @@ impl Db {
         } else {
             HashMap::new()
         };
+        let pages = Arc::new(pages);
         let snapshot = if state.has_baseline && state.item_count <= snapshot_up_to {
             Some(snapshot_state(&conn, source, resource, state.item_count).await?)
         } else {
@@ -58,6 +60,7 @@ impl Db {
             state,
             pages,
             snapshot,
+            remembered: false,
         })
     }
 

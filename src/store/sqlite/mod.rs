@@ -15,17 +15,20 @@
 //!   checkpoints the WAL ([`Checkpoints`]).
 //! - One process runs the pipeline per database ([`RunLock`]); the CLI may read and write
 //!   alongside it (WAL readers never block the writer).
+//! - An idle poll of a small resource starts from what this process's own last commit of it
+//!   left, without a read ([`Kept`]); another process's write since is found by the commit's
+//!   version check, which then writes nothing.
 
 mod copy;
 mod endpoints;
 mod events;
+mod kept;
 mod lock;
 mod migrate;
 mod outbox;
 mod retention;
 mod snapshot;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
@@ -38,9 +41,8 @@ use serde::Serialize;
 
 pub use lock::RunLock;
 
+use self::kept::Kept;
 use super::StoreError;
-use super::snapshot::READ_NOW;
-use crate::diff::Snapshot;
 
 /// Prepared statements kept per connection: more than the distinct statements pollhook runs.
 const STATEMENT_CACHE: usize = 64;
@@ -143,7 +145,7 @@ impl Db {
             conn: Mutex::new(Held {
                 conn,
                 relaxed: false,
-                snapshots: Snapshots::default(),
+                kept: Kept::default(),
             }),
             path: path.to_owned(),
             checkpoints,
@@ -204,8 +206,8 @@ impl Db {
 pub(super) struct Held {
     conn: Connection,
     relaxed: bool,
-    /// Small snapshots as last read, each with the resource's version then.
-    snapshots: Snapshots,
+    /// What is kept of small resources from one poll to the next.
+    kept: Kept,
 }
 
 impl Held {
@@ -231,43 +233,6 @@ impl Held {
             self.relaxed = true;
         }
         Ok(&mut self.conn)
-    }
-}
-
-/// The snapshots of small resources (at most [`READ_NOW`] items) as last read, each with the
-/// resource's `version` at the time. Every commit that changes a snapshot row bumps `version` in
-/// the same transaction, and a resource's row is never removed, so a resource still at that
-/// version holds exactly those rows: an idle poll gets its snapshot without reading it. A commit
-/// that wrote nothing but the poll's bookkeeping moves the entry on to the version it made
-/// ([`Snapshots::kept`]); any other leaves it behind, to be read anew.
-#[derive(Default)]
-struct Snapshots(HashMap<String, HashMap<String, (i64, Snapshot)>>);
-
-impl Snapshots {
-    /// The snapshot of `source.resource` at `version`, if it is the one kept.
-    fn get(&self, source: &str, resource: &str, version: i64) -> Option<&Snapshot> {
-        match self.0.get(source)?.get(resource)? {
-            (at, snapshot) if *at == version => Some(snapshot),
-            _ => None,
-        }
-    }
-
-    /// Keeps `snapshot` as `source.resource` held it at `version`, if it is small.
-    fn put(&mut self, source: &str, resource: &str, version: i64, snapshot: &Snapshot) {
-        if snapshot.len() as i64 > READ_NOW {
-            return;
-        }
-        let resources = self.0.entry(source.to_owned()).or_default();
-        resources.insert(resource.to_owned(), (version, snapshot.clone()));
-    }
-
-    /// A commit of `source.resource` made at `version` wrote no snapshot row: what was kept at
-    /// `version` is the snapshot at the next.
-    fn kept(&mut self, source: &str, resource: &str, version: i64) {
-        let entry = self.0.get_mut(source).and_then(|r| r.get_mut(resource));
-        if let Some((at, _)) = entry.filter(|(at, _)| *at == version) {
-            *at = version + 1;
-        }
     }
 }
 

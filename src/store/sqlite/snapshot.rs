@@ -2,6 +2,7 @@
 //! transaction that commits what it found.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -15,6 +16,13 @@ use crate::store::{
     CommitSummary, NoUpserts, PageRecord, PollCommit, PollFailure, Prior, ResourceState,
     ResourceStatus, StoreError, Upsert, Upserts,
 };
+
+/// The columns of a resource's row that make its [`ResourceState`], as [`state_of`] reads them.
+macro_rules! state_columns {
+    () => {
+        "baseline_at IS NOT NULL, accept_deletes, since_cursor, full_sync_at, version, item_count"
+    };
+}
 
 impl Db {
     /// What a poll needs before it fetches: the resource's state, its page records if `pages`,
@@ -92,11 +100,15 @@ impl Db {
         source: &str,
         resource: &str,
     ) -> Result<(), StoreError> {
-        let conn = self.conn()?;
-        conn.execute(
+        let mut held = self.conn()?;
+        held.kept.forget(source, resource);
+        let tx = write_tx(&mut held)?;
+        tx.execute(
             "DELETE FROM pages WHERE source = ?1 AND resource = ?2",
             params![source, resource],
         )?;
+        bump_version(&tx, source, resource)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -197,9 +209,11 @@ impl Db {
             return Ok(summary);
         }
         // A change, or bookkeeping that would emit an operational event after all (a recovery):
-        // committed durably, which never declines.
+        // committed durably, which never declines. What is kept of the resource falls behind.
+        held.kept.forget(&commit.source, &commit.resource);
         let conn = held.durable()?;
-        Ok(write_poll(conn, commit, upserts.as_mut(), true)?.unwrap_or_default())
+        let written = write_poll(conn, commit, upserts.as_mut(), true)?;
+        Ok(written.map(|(summary, _)| summary).unwrap_or_default())
     }
 
     /// [`Db::commit_poll`] of a poll that found nothing to write but its bookkeeping, on the
@@ -230,43 +244,60 @@ impl Db {
 
 /// [`write_poll`] of a commit that writes nothing but the poll's bookkeeping, relaxed
 /// ([`Held::relaxed`]); declines if it would add an event. Where it wrote no snapshot row (no
-/// refreshed raw hash either), the small snapshot kept of the resource is still its snapshot.
+/// refreshed raw hash either), what is kept of the resource moves on to the state it left
+/// ([`Kept::moved_on`](super::kept::Kept::moved_on)); where it found another process's commit,
+/// what is kept is forgotten.
 fn write_relaxed(
     held: &mut Held,
     commit: &PollCommit,
     upserts: &mut dyn Upserts,
 ) -> Result<Option<CommitSummary>, StoreError> {
-    let written = write_poll(held.relaxed()?, commit, upserts, false)?;
-    if written.is_some() && commit.rehashed.is_empty() {
-        (held.snapshots).kept(&commit.source, &commit.resource, commit.version);
+    let (source, resource) = (&commit.source, &commit.resource);
+    match write_poll(held.relaxed()?, commit, upserts, false) {
+        Ok(Some((summary, state))) => {
+            if commit.rehashed.is_empty() {
+                let pages = commit.pages.as_deref();
+                (held.kept).moved_on(source, resource, commit.version, state, pages);
+            } else {
+                // A refreshed raw hash is a snapshot row written: what is kept is behind.
+                held.kept.forget(source, resource);
+            }
+            Ok(Some(summary))
+        }
+        Ok(None) => Ok(None),
+        Err(e @ StoreError::VersionConflict(_)) => {
+            held.kept.forget(source, resource);
+            Err(e)
+        }
+        Err(e) => Err(e),
     }
-    Ok(written)
 }
 
-/// [`Db::commit_poll`]'s transaction. Without `durable`, declines (writes nothing, returns
-/// `None`) if it would add an event.
+/// [`Db::commit_poll`]'s transaction, and the resource's state as it left it. Without
+/// `durable`, declines (writes nothing, returns `None`) if it would add an event.
 fn write_poll(
     conn: &mut Connection,
     commit: &PollCommit,
     upserts: &mut dyn Upserts,
     durable: bool,
-) -> Result<Option<CommitSummary>, StoreError> {
+) -> Result<Option<(CommitSummary, ResourceState)>, StoreError> {
     let tx = CachedTx::write(conn)?;
     let now = commit.at.timestamp_millis();
     // The resource's row as this transaction found it, read once: nothing below changes these
     // columns before the closing UPDATE. A resource never polled has no row yet.
-    let row: Option<(i64, bool, i64, i64)> = tx
-        .prepare_cached(
-            "SELECT version, baseline_at IS NOT NULL, consecutive_errors, held_deletes
-             FROM resources WHERE source = ?1 AND resource = ?2",
-        )?
+    let row: Option<(ResourceState, i64, i64)> = tx
+        .prepare_cached(concat!(
+            "SELECT ",
+            state_columns!(),
+            ", consecutive_errors, held_deletes FROM resources WHERE source = ?1 AND resource = ?2"
+        ))?
         .query_row(params![commit.source, commit.resource], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((state_of(r)?, r.get(6)?, r.get(7)?))
         })
         .optional()?;
     let exists = row.is_some();
-    let (version, has_baseline, failures, was_held) = row.unwrap_or_default();
-    if version != commit.version {
+    let (found, failures, was_held) = row.unwrap_or_default();
+    if found.version != commit.version {
         // Dropping `tx` rolls back: nothing of this poll is written.
         return Err(StoreError::VersionConflict(format!(
             "another poll of {}.{} committed while this one ran; this one wrote nothing",
@@ -368,7 +399,7 @@ fn write_poll(
     let mut summary = insert_events(&tx, &commit.events)?;
     let outcome = match (commit.held, commit.events.is_empty()) {
         (Some(_), _) => "held",
-        (None, true) if commit.complete && !has_baseline => "baseline",
+        (None, true) if commit.complete && !found.has_baseline => "baseline",
         (None, true) => "unchanged",
         (None, false) => "changed",
     };
@@ -411,7 +442,28 @@ fn write_poll(
         added - removed,
     ])?;
     tx.commit()?;
-    Ok(Some(summary))
+    Ok(Some((
+        summary,
+        state_after(found, commit, now, added - removed),
+    )))
+}
+
+/// The state [`write_poll`]'s closing `UPDATE` leaves, from the state its transaction found:
+/// the same rules, column by column. (Returned by the statement itself, `RETURNING` would cost
+/// an idle poll an ephemeral table: about a sixth of its commit.)
+fn state_after(found: ResourceState, commit: &PollCommit, now: i64, gained: i64) -> ResourceState {
+    ResourceState {
+        has_baseline: found.has_baseline || commit.complete,
+        accept_deletes: found.accept_deletes && commit.held.is_some_and(|held| held > 0),
+        since_cursor: commit.since_cursor.clone().or(found.since_cursor),
+        full_sync_at: if commit.complete {
+            Some(now)
+        } else {
+            found.full_sync_at
+        },
+        version: found.version + 1,
+        item_count: found.item_count + gained,
+    }
 }
 
 impl Db {
@@ -475,8 +527,10 @@ impl Db {
         source: &str,
         resource: &str,
     ) -> Result<i64, StoreError> {
-        let conn = self.conn()?;
-        let held: Option<i64> = conn
+        let mut conn = self.conn()?;
+        conn.kept.forget(source, resource);
+        let tx = write_tx(&mut conn)?;
+        let held: Option<i64> = tx
             .query_row(
                 "SELECT held_deletes FROM resources WHERE source = ?1 AND resource = ?2",
                 params![source, resource],
@@ -485,10 +539,12 @@ impl Db {
             .optional()?;
         match held {
             Some(n) if n > 0 => {
-                conn.execute(
+                tx.execute(
                     "UPDATE resources SET accept_deletes = 1 WHERE source = ?1 AND resource = ?2",
                     params![source, resource],
                 )?;
+                bump_version(&tx, source, resource)?;
+                tx.commit()?;
                 Ok(n)
             }
             _ => Err(StoreError::NotFound(format!(
@@ -527,6 +583,16 @@ impl Db {
             },
         )
     }
+}
+
+/// Moves a resource's `version` on after a write of what a poll reads first other than the
+/// poll's own commit (which moves it itself): a poll made from what was there before, in another
+/// process or from what it remembered ([`Prior::remembered`]), then writes nothing.
+fn bump_version(conn: &Connection, source: &str, resource: &str) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "UPDATE resources SET version = version + 1 WHERE source = ?1 AND resource = ?2",
+    )?
+    .execute(params![source, resource])
 }
 
 /// Whether a commit writes nothing but the poll's bookkeeping: no snapshot row, no event (so no
@@ -639,28 +705,33 @@ fn resource_state(
     resource: &str,
 ) -> Result<ResourceState, StoreError> {
     let row = conn
-        .prepare_cached(
-            "SELECT baseline_at IS NOT NULL, accept_deletes, since_cursor, full_sync_at, version,
-                    item_count
-             FROM resources WHERE source = ?1 AND resource = ?2",
-        )?
-        .query_row(params![source, resource], |r| {
-            Ok(ResourceState {
-                has_baseline: r.get(0)?,
-                accept_deletes: r.get(1)?,
-                since_cursor: r.get(2)?,
-                full_sync_at: r.get(3)?,
-                version: r.get(4)?,
-                item_count: r.get(5)?,
-            })
-        })
+        .prepare_cached(concat!(
+            "SELECT ",
+            state_columns!(),
+            " FROM resources WHERE source = ?1 AND resource = ?2"
+        ))?
+        .query_row(params![source, resource], state_of)
         .optional()?;
     Ok(row.unwrap_or_default())
 }
 
+/// A [`ResourceState`] from a row that starts with `state_columns!`.
+fn state_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResourceState> {
+    Ok(ResourceState {
+        has_baseline: r.get(0)?,
+        accept_deletes: r.get(1)?,
+        since_cursor: r.get(2)?,
+        full_sync_at: r.get(3)?,
+        version: r.get(4)?,
+        item_count: r.get(5)?,
+    })
+}
+
 /// [`Db::prior`]'s reads; `None` (nothing read) when the resource has more than `up_to`
-/// snapshot items. One read transaction, begun and ended by cached statements: the reads see one
-/// state of the database and take the WAL's read lock once rather than once each.
+/// snapshot items. What this process's own last commit left, if it is all kept (no read at
+/// all: [`Prior::remembered`]); otherwise one read transaction, begun and ended by cached
+/// statements: the reads see one state of the database and take the WAL's read lock once
+/// rather than once each.
 fn read_prior(
     held: &mut Held,
     source: &str,
@@ -669,6 +740,9 @@ fn read_prior(
     snapshot_up_to: i64,
     up_to: i64,
 ) -> Result<Option<Prior>, StoreError> {
+    if let Some(prior) = held.kept.recall(source, resource, pages, snapshot_up_to) {
+        return Ok(Some(prior));
+    }
     let tx = CachedTx::read(&held.conn)?;
     let state = resource_state(&tx, source, resource)?;
     if state.item_count > up_to {
@@ -676,24 +750,28 @@ fn read_prior(
         return Ok(None);
     }
     let pages = match pages {
-        true => self::pages(&tx, source, resource)?,
-        false => HashMap::new(),
+        true => Some(Arc::new(self::pages(&tx, source, resource)?)),
+        false => None,
     };
-    let snapshots = &mut held.snapshots;
+    let kept = &mut held.kept;
     let snapshot = (state.has_baseline && state.item_count <= snapshot_up_to)
-        .then(|| match snapshots.get(source, resource, state.version) {
+        .then(|| match kept.snapshot(source, resource, state.version) {
             Some(kept) => Ok(kept.clone()),
             None => {
                 let read = snapshot_state(&tx, source, resource, state.item_count)?;
-                snapshots.put(source, resource, state.version, &read);
+                kept.put(source, resource, state.version, &read);
                 Ok::<_, StoreError>(read)
             }
         })
         .transpose()?;
     tx.commit()?;
+    if let Some(pages) = &pages {
+        kept.pages_read(source, resource, state.version, pages);
+    }
     Ok(Some(Prior {
         state,
-        pages,
+        pages: pages.unwrap_or_default(),
         snapshot,
+        remembered: false,
     }))
 }
